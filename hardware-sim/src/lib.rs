@@ -1,0 +1,21 @@
+//! Firebreak hardware simulator: plays scripted server-room scenarios over real Modbus TCP.
+//!
+//! - [`scenario`]: parse and validate scenario files (pure).
+//! - [`timeline`]: the value of a signal at a sim time (pure).
+//! - [`registers`]: engineering values to 16-bit registers and back (pure).
+//! - [`modbus`]: the Modbus TCP server of one device.
+//! - [`runner`]: plays a scenario in real time × speed; [`play`] is the entry point for
+//!   embedding the simulator in another crate's tests.
+//! - [`report`]: the `check` summary and the register map.
+
+#![forbid(unsafe_code)]
+
+pub mod modbus;
+pub mod registers;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod timeline;
+
+pub use runner::{play, BoundDevice, PlayEvent, PlayHandle, PlayOptions, RunnerError};
+pub use scenario::{Scenario, ScenarioError};

@@ -1,0 +1,188 @@
+//! `firebreak-sim`: play, check and document simulator scenarios.
+
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use hardware_sim::report::{self, MapFormat};
+use hardware_sim::{play, PlayEvent, PlayOptions, Scenario};
+use tracing::{error, info};
+
+/// sysexits EX_USAGE: the scenario (the configuration) is wrong.
+const EX_USAGE: u8 = 64;
+
+#[derive(Parser)]
+#[command(name = "firebreak-sim", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every device of a scenario and play its timelines; JSON lines on stdout.
+    Play {
+        #[arg(long, value_name = "FILE")]
+        scenario: PathBuf,
+        /// Sim seconds per wall second.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Listen on this IP instead of the one in each device's `listen`.
+        #[arg(long)]
+        host: Option<IpAddr>,
+        /// Exit 0 after `finished` instead of serving the last values until SIGINT/SIGTERM.
+        #[arg(long)]
+        exit_at_end: bool,
+    },
+    /// Validate a scenario and print a summary (exit 0), or every problem (exit 64).
+    Check {
+        #[arg(long, value_name = "FILE")]
+        scenario: PathBuf,
+    },
+    /// Print the register map of a scenario's devices.
+    Registers {
+        #[arg(long, value_name = "FILE")]
+        scenario: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Markdown,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { scenario } => match load(&scenario) {
+            Ok(s) => {
+                print!("{}", report::summary(&s));
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Registers { scenario, format } => match load(&scenario) {
+            Ok(s) => {
+                let format = match format {
+                    Format::Text => MapFormat::Text,
+                    Format::Markdown => MapFormat::Markdown,
+                };
+                print!("{}", report::register_map(&s, format));
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Play {
+            scenario,
+            speed,
+            host,
+            exit_at_end,
+        } => {
+            let s = match load(&scenario) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    error!(error = %e, "cannot start the async runtime");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(run_play(s, PlayOptions { speed, host }, exit_at_end))
+        }
+    }
+}
+
+/// Loads and validates, printing every problem to stderr.
+fn load(path: &Path) -> Result<Scenario, ExitCode> {
+    Scenario::from_file(path).map_err(|e| {
+        let lines = e.lines();
+        eprintln!("{}: {} problem(s)", path.display(), lines.len());
+        for line in lines {
+            eprintln!("{line}");
+        }
+        ExitCode::from(EX_USAGE)
+    })
+}
+
+async fn run_play(scenario: Scenario, opts: PlayOptions, exit_at_end: bool) -> ExitCode {
+    let mut handle = match play(scenario, opts).await {
+        Ok(h) => h,
+        Err(e) => {
+            error!(error = %e, "cannot start the scenario");
+            return match e {
+                hardware_sim::RunnerError::InvalidSpeed(_) => ExitCode::from(EX_USAGE),
+                hardware_sim::RunnerError::Bind { .. } => ExitCode::FAILURE,
+            };
+        }
+    };
+    let Some(mut events) = handle.take_events() else {
+        return ExitCode::FAILURE;
+    };
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                if let Err(e) = print_line(&event) {
+                    error!(error = %e, "stdout closed; stopping");
+                    break;
+                }
+                if event == PlayEvent::Finished && exit_at_end {
+                    break;
+                }
+            }
+            () = &mut stop => {
+                info!("signal received; stopping");
+                break;
+            }
+        }
+    }
+    handle.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+fn print_line(event: &PlayEvent) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, event)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

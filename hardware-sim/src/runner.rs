@@ -1,0 +1,505 @@
+//! Plays a scenario in real time × speed: binds every device, then rewrites each device's
+//! register image every [`TICK`] of wall time from the (pure) timelines.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use tracing::{info, warn};
+
+use crate::modbus::{self, DeviceImage, DeviceStats, ModbusDevice, ModbusError};
+use crate::scenario::{Device, Scenario};
+use crate::timeline::{GoneMode, Presence, SegmentKind};
+
+/// Wall time between two recomputations of every register.
+pub const TICK: Duration = Duration::from_millis(20);
+/// Events waiting for a reader. When full, new events are dropped (and counted): playback
+/// never waits for a slow reader.
+pub const EVENT_QUEUE: usize = 1024;
+/// Above this the clock arithmetic stops meaning anything useful.
+pub const MAX_SPEED: f64 = 1e6;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("speed must be a number in (0, {MAX_SPEED}], got {0}")]
+    InvalidSpeed(f64),
+    #[error("device {device}: {source}")]
+    Bind {
+        device: String,
+        #[source]
+        source: ModbusError,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlayOptions {
+    /// Sim seconds per wall second.
+    pub speed: f64,
+    /// Replaces the IP of every device's `listen` address (the port is kept).
+    pub host: Option<IpAddr>,
+}
+
+impl Default for PlayOptions {
+    fn default() -> Self {
+        PlayOptions {
+            speed: 1.0,
+            host: None,
+        }
+    }
+}
+
+/// What the runner reports, one JSON object per line on the CLI's stdout.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum PlayEvent {
+    Listening {
+        device: String,
+        protocol: &'static str,
+        addr: SocketAddr,
+        unit: u8,
+    },
+    Ready,
+    /// A register's timeline segment started at sim time `t_ms`.
+    Segment {
+        t_ms: u64,
+        device: String,
+        signal: String,
+        what: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fault: Option<&'static str>,
+    },
+    /// A device went away or came back at sim time `t_ms`.
+    Device {
+        t_ms: u64,
+        device: String,
+        what: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mode: Option<&'static str>,
+    },
+    /// Sim time reached the scenario's duration; last values are held from now on.
+    Finished,
+}
+
+/// A device the runner is serving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundDevice {
+    pub name: String,
+    pub protocol: &'static str,
+    pub addr: SocketAddr,
+    pub unit: u8,
+}
+
+#[derive(Debug)]
+struct SimClock {
+    start: Instant,
+    speed: f64,
+    duration: Duration,
+}
+
+impl SimClock {
+    /// Sim time now, capped at the scenario's duration.
+    fn now(&self) -> Duration {
+        let secs = self.start.elapsed().as_secs_f64() * self.speed;
+        Duration::try_from_secs_f64(secs)
+            .unwrap_or(Duration::MAX)
+            .min(self.duration)
+    }
+}
+
+/// A running scenario. Dropping it stops the servers too; [`PlayHandle::shutdown`] also
+/// waits for them.
+#[derive(Debug)]
+pub struct PlayHandle {
+    devices: Vec<BoundDevice>,
+    modbus: Vec<Arc<ModbusDevice>>,
+    events: Option<mpsc::Receiver<PlayEvent>>,
+    dropped_events: Arc<AtomicU64>,
+    finished: watch::Receiver<bool>,
+    shutdown: watch::Sender<bool>,
+    clock: Arc<SimClock>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl PlayHandle {
+    /// Every device with the address it actually listens on, in scenario order.
+    pub fn devices(&self) -> &[BoundDevice] {
+        &self.devices
+    }
+
+    pub fn addr(&self, device: &str) -> Option<SocketAddr> {
+        self.devices
+            .iter()
+            .find(|d| d.name == device)
+            .map(|d| d.addr)
+    }
+
+    /// The event stream (`listening`..., `ready`, then segments as they start). Can be
+    /// taken once.
+    pub fn take_events(&mut self) -> Option<mpsc::Receiver<PlayEvent>> {
+        self.events.take()
+    }
+
+    /// Events dropped because the queue was full.
+    pub fn dropped_events(&self) -> u64 {
+        self.dropped_events.load(Ordering::Relaxed)
+    }
+
+    /// Current sim time (capped at the scenario's duration).
+    pub fn sim_time(&self) -> Duration {
+        self.clock.now()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        *self.finished.borrow()
+    }
+
+    /// Waits until sim time reaches the scenario's duration.
+    pub async fn finished(&self) {
+        let mut rx = self.finished.clone();
+        // An error means the clock task ended without finishing: shut down, so return.
+        let _ = rx.wait_for(|done| *done).await;
+    }
+
+    pub fn stats(&self, device: &str) -> Option<DeviceStats> {
+        self.modbus
+            .iter()
+            .find(|d| d.name() == device)
+            .map(|d| d.stats())
+    }
+
+    /// Stops the clock and every server, closing their ports and connections.
+    pub async fn shutdown(mut self) {
+        self.shutdown.send_replace(true);
+        for task in std::mem::take(&mut self.tasks) {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for PlayHandle {
+    fn drop(&mut self) {
+        self.shutdown.send_replace(true);
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EventSink {
+    tx: mpsc::Sender<PlayEvent>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl EventSink {
+    fn send(&self, event: PlayEvent) {
+        match self.tx.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                    warn!(capacity = EVENT_QUEUE, "event queue full; dropping events");
+                }
+            }
+            // Nobody listens: that is the embedder's choice.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+/// Applies one device's timelines to its image.
+struct DevicePlayer {
+    spec: Device,
+    modbus: Arc<ModbusDevice>,
+    /// Per register: segments already reported.
+    reported: Vec<usize>,
+    events_reported: usize,
+}
+
+impl DevicePlayer {
+    fn new(spec: Device, modbus: Arc<ModbusDevice>) -> Self {
+        let reported = vec![0; spec.registers.len()];
+        DevicePlayer {
+            spec,
+            modbus,
+            reported,
+            events_reported: 0,
+        }
+    }
+
+    fn apply(&mut self, t: Duration, out: &mut Vec<PlayEvent>) {
+        let samples: Vec<_> = self
+            .spec
+            .registers
+            .iter()
+            .map(|r| {
+                let s = r.timeline.sample(t);
+                (r.encoding.encode(s.value), s)
+            })
+            .collect();
+        self.modbus.with_image(|img: &mut DeviceImage| {
+            for (i, (words, s)) in samples.iter().enumerate() {
+                img.update(i, words.as_slice(), s.fault, s.started);
+            }
+        });
+        for (i, (reg, (_, s))) in self.spec.registers.iter().zip(&samples).enumerate() {
+            for seg in &reg.timeline.segments()[self.reported[i]..s.started] {
+                out.push(PlayEvent::Segment {
+                    t_ms: millis(seg.at),
+                    device: self.spec.name.clone(),
+                    signal: reg.signal.clone(),
+                    what: seg.kind.name(),
+                    fault: match seg.kind {
+                        SegmentKind::Fault(f) => Some(f.as_str()),
+                        _ => None,
+                    },
+                });
+            }
+            self.reported[i] = s.started;
+        }
+        let started = self.spec.events.started_at(t);
+        for ev in &self.spec.events.events()[self.events_reported..started] {
+            let (what, mode) = match ev.presence {
+                Presence::Present => ("back", None),
+                Presence::Gone(GoneMode::Silent) => ("gone", Some("silent")),
+                Presence::Gone(GoneMode::Refuse) => ("gone", Some("refuse")),
+            };
+            info!(device = %self.spec.name, t_ms = millis(ev.at), what, mode, "device presence changes");
+            out.push(PlayEvent::Device {
+                t_ms: millis(ev.at),
+                device: self.spec.name.clone(),
+                what,
+                mode,
+            });
+        }
+        self.events_reported = started;
+        self.modbus.set_presence(self.spec.events.presence_at(t));
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Binds every device, sets the values at sim time 0, starts serving and starts the clock.
+pub async fn play(scenario: Scenario, opts: PlayOptions) -> Result<PlayHandle, RunnerError> {
+    if !(opts.speed.is_finite() && opts.speed > 0.0 && opts.speed <= MAX_SPEED) {
+        return Err(RunnerError::InvalidSpeed(opts.speed));
+    }
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (finished_tx, finished_rx) = watch::channel(false);
+    let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+    let sink = EventSink {
+        tx,
+        dropped: Arc::new(AtomicU64::new(0)),
+    };
+
+    let duration = scenario.duration;
+    let mut bound = Vec::new();
+    let mut listeners = Vec::new();
+    let mut players = Vec::new();
+    for device in scenario.devices {
+        let mut addr = device.listen;
+        if let Some(host) = opts.host {
+            addr.set_ip(host);
+        }
+        let (listener, local) = modbus::bind(addr)
+            .await
+            .map_err(|source| RunnerError::Bind {
+                device: device.name.clone(),
+                source,
+            })?;
+        let image = DeviceImage::new(
+            device
+                .registers
+                .iter()
+                .map(|r| (r.table, r.address, r.encoding.width())),
+        );
+        let modbus = ModbusDevice::new(device.name.clone(), device.unit, image);
+        bound.push(BoundDevice {
+            name: device.name.clone(),
+            protocol: device.protocol.as_str(),
+            addr: local,
+            unit: device.unit,
+        });
+        listeners.push((listener, Arc::clone(&modbus)));
+        players.push(DevicePlayer::new(device, modbus));
+    }
+
+    // Values for sim time 0 are in place before the first client can be served.
+    let mut initial = Vec::new();
+    for p in &mut players {
+        p.apply(Duration::ZERO, &mut initial);
+    }
+    let modbus_devices: Vec<_> = listeners.iter().map(|(_, d)| Arc::clone(d)).collect();
+    let mut tasks = Vec::new();
+    for (listener, device) in listeners {
+        tasks.push(tokio::spawn(modbus::serve(
+            listener,
+            device,
+            shutdown_rx.clone(),
+        )));
+    }
+    for d in &bound {
+        info!(device = %d.name, addr = %d.addr, unit = d.unit, "listening");
+        sink.send(PlayEvent::Listening {
+            device: d.name.clone(),
+            protocol: d.protocol,
+            addr: d.addr,
+            unit: d.unit,
+        });
+    }
+    sink.send(PlayEvent::Ready);
+    for e in initial {
+        sink.send(e);
+    }
+
+    let clock = Arc::new(SimClock {
+        start: Instant::now(),
+        speed: opts.speed,
+        duration,
+    });
+    let dropped_events = Arc::clone(&sink.dropped);
+    tasks.push(tokio::spawn(run_clock(
+        players,
+        Arc::clone(&clock),
+        sink,
+        finished_tx,
+        shutdown_rx,
+    )));
+
+    Ok(PlayHandle {
+        devices: bound,
+        modbus: modbus_devices,
+        events: Some(rx),
+        dropped_events,
+        finished: finished_rx,
+        shutdown: shutdown_tx,
+        clock,
+        tasks,
+    })
+}
+
+async fn run_clock(
+    mut players: Vec<DevicePlayer>,
+    clock: Arc<SimClock>,
+    sink: EventSink,
+    finished: watch::Sender<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut out = Vec::new();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let t = clock.now();
+        for p in &mut players {
+            p.apply(t, &mut out);
+        }
+        for e in out.drain(..) {
+            sink.send(e);
+        }
+        if t >= clock.duration {
+            info!(
+                t_ms = millis(t),
+                "scenario finished; holding the last values"
+            );
+            sink.send(PlayEvent::Finished);
+            finished.send_replace(true);
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialize_as_the_documented_json_lines() {
+        let listening = PlayEvent::Listening {
+            device: "env-b3".into(),
+            protocol: "modbus-tcp",
+            addr: "127.0.0.1:40123".parse().unwrap(),
+            unit: 1,
+        };
+        assert_eq!(
+            serde_json::to_string(&listening).unwrap(),
+            r#"{"event":"listening","device":"env-b3","protocol":"modbus-tcp","addr":"127.0.0.1:40123","unit":1}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&PlayEvent::Ready).unwrap(),
+            r#"{"event":"ready"}"#
+        );
+        let segment = PlayEvent::Segment {
+            t_ms: 10000,
+            device: "env-b3".into(),
+            signal: "temp.row1".into(),
+            what: "ramp",
+            fault: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&segment).unwrap(),
+            r#"{"event":"segment","t_ms":10000,"device":"env-b3","signal":"temp.row1","what":"ramp"}"#
+        );
+        let fault = PlayEvent::Segment {
+            t_ms: 45000,
+            device: "env-b3".into(),
+            signal: "temp.row1".into(),
+            what: "fault",
+            fault: Some("exception"),
+        };
+        assert_eq!(
+            serde_json::to_string(&fault).unwrap(),
+            r#"{"event":"segment","t_ms":45000,"device":"env-b3","signal":"temp.row1","what":"fault","fault":"exception"}"#
+        );
+        let gone = PlayEvent::Device {
+            t_ms: 20000,
+            device: "ups-b3-1".into(),
+            what: "gone",
+            mode: Some("silent"),
+        };
+        assert_eq!(
+            serde_json::to_string(&gone).unwrap(),
+            r#"{"event":"device","t_ms":20000,"device":"ups-b3-1","what":"gone","mode":"silent"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&PlayEvent::Finished).unwrap(),
+            r#"{"event":"finished"}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn speed_must_be_positive_and_finite() {
+        let scenario = Scenario::from_toml_str(
+            r#"
+[scenario]
+name = "x"
+duration = "1s"
+[[devices]]
+name = "d"
+[[devices.registers]]
+signal = "s"
+table = "holding"
+address = 0
+type = "u16"
+timeline = [{ at = "0s", set = 1 }]
+"#,
+        )
+        .unwrap();
+        for speed in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let opts = PlayOptions { speed, host: None };
+            assert!(matches!(
+                play(scenario.clone(), opts).await,
+                Err(RunnerError::InvalidSpeed(_))
+            ));
+        }
+    }
+}

@@ -1,0 +1,987 @@
+//! Scenario files: parse (serde, unknown keys rejected), then validate purely, collecting
+//! every problem with its path (`devices[0].registers[2].address: ...`).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::registers::{DataType, Encoding, Table, WordOrder};
+use crate::timeline::{
+    self, DeviceEvent, DeviceTimeline, Fault, GoneMode, Presence, Segment, SegmentKind, Timeline,
+};
+
+/// Unit id range accepted for a device (0 is broadcast, so never a device's own id).
+const UNIT_RANGE: std::ops::RangeInclusive<i64> = 1..=255;
+const DEFAULT_LISTEN: &str = "127.0.0.1:0";
+const DEFAULT_NOISE_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid TOML: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("{} problem(s) in the scenario:\n{}", .0.len(), issues_text(.0))]
+    Invalid(Vec<Issue>),
+}
+
+impl ScenarioError {
+    /// Every problem as a line `path: message` (parse errors are one multi-line problem).
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            ScenarioError::Invalid(issues) => issues.iter().map(Issue::to_string).collect(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+fn issues_text(issues: &[Issue]) -> String {
+    issues
+        .iter()
+        .map(Issue::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// One validation problem and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// A validated scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    /// After this the last values are held and the runner reports `finished`.
+    pub duration: Duration,
+    pub devices: Vec<Device>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    ModbusTcp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::ModbusTcp => "modbus-tcp",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub name: String,
+    pub protocol: Protocol,
+    pub listen: SocketAddr,
+    pub unit: u8,
+    pub registers: Vec<Register>,
+    pub events: DeviceTimeline,
+}
+
+#[derive(Debug, Clone)]
+pub struct Register {
+    pub signal: String,
+    pub table: Table,
+    pub address: u16,
+    pub encoding: Encoding,
+    pub timeline: Timeline,
+}
+
+impl Scenario {
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Scenario::from_toml_str(&text)
+    }
+
+    pub fn from_toml_str(text: &str) -> Result<Scenario, ScenarioError> {
+        let raw: RawFile = toml::from_str(text)?;
+        validate(raw).map_err(ScenarioError::Invalid)
+    }
+
+    pub fn signal_count(&self) -> usize {
+        self.devices.iter().map(|d| d.registers.len()).sum()
+    }
+}
+
+/// Parses "250ms", "5s", "1.5s", "2m", "1h" (and a bare "0").
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("`{text}` has no unit (use ms, s, m or h)"))?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like \"250ms\", \"5s\" or \"2m\""))?;
+    let secs = match unit {
+        "ms" => number / 1000.0,
+        "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => {
+            return Err(format!(
+                "`{text}` has an unknown unit `{unit}` (use ms, s, m or h)"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is out of range"))
+}
+
+/// Formats a duration the way scenario files write them.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 60_000 == 0 && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+// ------------------------------------------------------------------ raw file shape
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    scenario: RawHeader,
+    #[serde(default)]
+    devices: Vec<RawDevice>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeader {
+    name: String,
+    #[serde(default)]
+    description: String,
+    duration: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevice {
+    name: String,
+    protocol: Option<String>,
+    listen: Option<String>,
+    unit: Option<i64>,
+    #[serde(default)]
+    registers: Vec<RawRegister>,
+    #[serde(default)]
+    events: Vec<RawEvent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegister {
+    signal: String,
+    table: String,
+    address: i64,
+    #[serde(rename = "type")]
+    data_type: String,
+    word_order: Option<String>,
+    scale: Option<f64>,
+    offset: Option<f64>,
+    #[serde(default)]
+    timeline: Vec<RawSegment>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSegment {
+    at: String,
+    set: Option<f64>,
+    ramp: Option<f64>,
+    over: Option<String>,
+    exponential: Option<f64>,
+    tau: Option<String>,
+    spike: Option<f64>,
+    #[serde(rename = "for")]
+    hold: Option<String>,
+    noise: Option<f64>,
+    seed: Option<u64>,
+    every: Option<String>,
+    fault: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvent {
+    at: String,
+    gone: bool,
+    mode: Option<String>,
+}
+
+// ------------------------------------------------------------------ validation
+
+#[derive(Default)]
+struct Issues(Vec<Issue>);
+
+impl Issues {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Issue {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, path: impl Into<String>, text: &str) -> Option<Duration> {
+        match parse_duration(text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.push(path, e);
+                None
+            }
+        }
+    }
+}
+
+fn validate(raw: RawFile) -> Result<Scenario, Vec<Issue>> {
+    let mut issues = Issues::default();
+    if raw.scenario.name.trim().is_empty() {
+        issues.push("scenario.name", "must not be empty");
+    }
+    let duration = issues.duration("scenario.duration", &raw.scenario.duration);
+    if duration == Some(Duration::ZERO) {
+        issues.push("scenario.duration", "must be greater than 0");
+    }
+    if raw.devices.is_empty() {
+        issues.push("devices", "a scenario needs at least one device");
+    }
+
+    let mut names = HashSet::new();
+    let mut listens: Vec<(SocketAddr, usize)> = Vec::new();
+    let mut devices = Vec::new();
+    for (d, raw_dev) in raw.devices.into_iter().enumerate() {
+        let path = format!("devices[{d}]");
+        if raw_dev.name.trim().is_empty() {
+            issues.push(format!("{path}.name"), "must not be empty");
+        } else if !names.insert(raw_dev.name.clone()) {
+            issues.push(
+                format!("{path}.name"),
+                format!("device name `{}` is used twice", raw_dev.name),
+            );
+        }
+        let protocol = match raw_dev.protocol.as_deref().unwrap_or("modbus-tcp") {
+            "modbus-tcp" => Some(Protocol::ModbusTcp),
+            other => {
+                issues.push(
+                    format!("{path}.protocol"),
+                    format!("unknown protocol `{other}` (expected modbus-tcp)"),
+                );
+                None
+            }
+        };
+        let listen_text = raw_dev.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen = match listen_text.parse::<SocketAddr>() {
+            Ok(addr) => {
+                if addr.port() != 0 {
+                    if let Some((_, other)) = listens.iter().find(|(a, _)| *a == addr) {
+                        issues.push(
+                            format!("{path}.listen"),
+                            format!("{addr} is already used by devices[{other}]"),
+                        );
+                    }
+                    listens.push((addr, d));
+                }
+                Some(addr)
+            }
+            Err(_) => {
+                issues.push(
+                    format!("{path}.listen"),
+                    format!("`{listen_text}` is not an IP:port address like \"127.0.0.1:0\""),
+                );
+                None
+            }
+        };
+        let unit = raw_dev.unit.unwrap_or(1);
+        let unit = if UNIT_RANGE.contains(&unit) {
+            u8::try_from(unit).ok()
+        } else {
+            issues.push(
+                format!("{path}.unit"),
+                format!("{unit} is not a unit id (1..=255)"),
+            );
+            None
+        };
+        if raw_dev.registers.is_empty() {
+            issues.push(
+                format!("{path}.registers"),
+                "a device needs at least one register",
+            );
+        }
+
+        let registers = validate_registers(&path, raw_dev.registers, duration, &mut issues);
+        let events = validate_events(&path, raw_dev.events, duration, &mut issues);
+
+        if let (Some(protocol), Some(listen), Some(unit), Some(registers), Some(events)) =
+            (protocol, listen, unit, registers, events)
+        {
+            devices.push(Device {
+                name: raw_dev.name,
+                protocol,
+                listen,
+                unit,
+                registers,
+                events,
+            });
+        }
+    }
+
+    match duration {
+        Some(duration) if issues.0.is_empty() => Ok(Scenario {
+            name: raw.scenario.name,
+            description: raw.scenario.description,
+            duration,
+            devices,
+        }),
+        _ => Err(issues.0),
+    }
+}
+
+fn validate_registers(
+    dev_path: &str,
+    raws: Vec<RawRegister>,
+    duration: Option<Duration>,
+    issues: &mut Issues,
+) -> Option<Vec<Register>> {
+    let before = issues.0.len();
+    let mut signals = HashSet::new();
+    // (table, first, end exclusive, index, signal) of every register laid out so far
+    let mut spans: Vec<(Table, u32, u32, usize, String)> = Vec::new();
+    let mut registers = Vec::new();
+    for (r, raw) in raws.into_iter().enumerate() {
+        let path = format!("{dev_path}.registers[{r}]");
+        if raw.signal.trim().is_empty() {
+            issues.push(format!("{path}.signal"), "must not be empty");
+        } else if !signals.insert(raw.signal.clone()) {
+            issues.push(
+                format!("{path}.signal"),
+                format!("signal `{}` is used twice on this device", raw.signal),
+            );
+        }
+        let table = raw
+            .table
+            .parse::<Table>()
+            .map_err(|e| issues.push(format!("{path}.table"), e.to_string()))
+            .ok();
+        let data_type = raw
+            .data_type
+            .parse::<DataType>()
+            .map_err(|e| issues.push(format!("{path}.type"), e.to_string()))
+            .ok();
+        let word_order = match raw.word_order.as_deref() {
+            None => Some(WordOrder::HighFirst),
+            Some(text) => text
+                .parse::<WordOrder>()
+                .map_err(|e| issues.push(format!("{path}.word_order"), e.to_string()))
+                .ok(),
+        };
+        let scale = raw.scale.unwrap_or(1.0);
+        if !scale.is_finite() || scale == 0.0 {
+            issues.push(
+                format!("{path}.scale"),
+                "must be a finite number other than 0",
+            );
+        }
+        let offset = raw.offset.unwrap_or(0.0);
+        if !offset.is_finite() {
+            issues.push(format!("{path}.offset"), "must be a finite number");
+        }
+        let address = match u16::try_from(raw.address) {
+            Ok(a) => Some(a),
+            Err(_) => {
+                issues.push(
+                    format!("{path}.address"),
+                    format!("{} is not a register address (0..=65535)", raw.address),
+                );
+                None
+            }
+        };
+        if let (Some(address), Some(data_type), Some(table)) = (address, data_type, table) {
+            let first = u32::from(address);
+            let end = first + u32::from(data_type.width());
+            if end > 65_536 {
+                issues.push(
+                    format!("{path}.address"),
+                    format!(
+                        "{data_type} at {address} needs {} registers and runs past 65535",
+                        data_type.width()
+                    ),
+                );
+            }
+            for (other_table, o_first, o_end, o_index, o_signal) in &spans {
+                if *other_table == table && first < *o_end && *o_first < end {
+                    issues.push(
+                        format!("{path}.address"),
+                        format!(
+                            "{table} {first}..={} overlaps {dev_path}.registers[{o_index}] (`{o_signal}`, {table} {o_first}..={})",
+                            end - 1,
+                            o_end - 1
+                        ),
+                    );
+                }
+            }
+            spans.push((table, first, end, r, raw.signal.clone()));
+        }
+        let timeline = validate_timeline(&path, raw.timeline, duration, issues);
+
+        if let (Some(table), Some(address), Some(data_type), Some(word_order), Some(timeline)) =
+            (table, address, data_type, word_order, timeline)
+        {
+            registers.push(Register {
+                signal: raw.signal,
+                table,
+                address,
+                encoding: Encoding::new(data_type)
+                    .word_order(word_order)
+                    .scaled(scale, offset),
+                timeline,
+            });
+        }
+    }
+    (issues.0.len() == before).then_some(registers)
+}
+
+fn validate_timeline(
+    reg_path: &str,
+    raws: Vec<RawSegment>,
+    duration: Option<Duration>,
+    issues: &mut Issues,
+) -> Option<Timeline> {
+    let before = issues.0.len();
+    if raws.is_empty() {
+        issues.push(
+            format!("{reg_path}.timeline"),
+            "needs at least one segment, starting with { at = \"0s\", set = ... }",
+        );
+        return None;
+    }
+    let mut segments = Vec::new();
+    for (i, raw) in raws.into_iter().enumerate() {
+        let path = format!("{reg_path}.timeline[{i}]");
+        if let Some(segment) = parse_segment(&path, raw, duration, issues) {
+            segments.push(segment);
+        }
+    }
+    if issues.0.len() != before {
+        return None;
+    }
+    for e in timeline::check(&segments) {
+        let path = match (e.index(), e.field()) {
+            (Some(i), Some(field)) => format!("{reg_path}.timeline[{i}].{field}"),
+            (Some(i), None) => format!("{reg_path}.timeline[{i}]"),
+            _ => format!("{reg_path}.timeline"),
+        };
+        issues.push(path, e.to_string());
+    }
+    if issues.0.len() != before {
+        return None;
+    }
+    Timeline::new(segments).ok()
+}
+
+fn check_at(path: &str, at: Duration, duration: Option<Duration>, issues: &mut Issues) {
+    if let Some(duration) = duration {
+        if at > duration {
+            issues.push(
+                format!("{path}.at"),
+                format!(
+                    "{} is after the end of the scenario ({})",
+                    format_duration(at),
+                    format_duration(duration)
+                ),
+            );
+        }
+    }
+}
+
+fn parse_segment(
+    path: &str,
+    raw: RawSegment,
+    duration: Option<Duration>,
+    issues: &mut Issues,
+) -> Option<Segment> {
+    let before = issues.0.len();
+    let at = issues.duration(format!("{path}.at"), &raw.at);
+    if let Some(at) = at {
+        check_at(path, at, duration, issues);
+    }
+
+    let kinds: Vec<&str> = [
+        ("set", raw.set.is_some()),
+        ("ramp", raw.ramp.is_some()),
+        ("exponential", raw.exponential.is_some()),
+        ("spike", raw.spike.is_some()),
+        ("noise", raw.noise.is_some()),
+        ("fault", raw.fault.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, present)| present.then_some(name))
+    .collect();
+
+    // Companion keys belong to exactly one kind; anything else is a mistake worth naming.
+    let companions = [
+        ("over", raw.over.is_some(), "ramp"),
+        ("tau", raw.tau.is_some(), "exponential"),
+        ("for", raw.hold.is_some(), "spike"),
+        ("seed", raw.seed.is_some(), "noise"),
+        ("every", raw.every.is_some(), "noise"),
+    ];
+    for (key, present, owner) in companions {
+        if present && !kinds.contains(&owner) {
+            issues.push(
+                format!("{path}.{key}"),
+                format!("`{key}` only goes with `{owner}`"),
+            );
+        }
+    }
+
+    let kind = match kinds.as_slice() {
+        [] => {
+            issues.push(
+                path,
+                "says nothing: expected one of set, ramp, exponential, spike, noise, fault",
+            );
+            None
+        }
+        [_, _, ..] => {
+            issues.push(
+                path,
+                format!(
+                    "has more than one kind ({}): write one entry per kind",
+                    kinds.join(", ")
+                ),
+            );
+            None
+        }
+        [kind] => {
+            let mut required = |key: &str, value: &Option<String>| match value {
+                None => {
+                    issues.push(format!("{path}.{key}"), format!("`{kind}` needs `{key}`"));
+                    None
+                }
+                Some(text) => issues.duration(format!("{path}.{key}"), text),
+            };
+            match *kind {
+                "set" => raw.set.map(|value| SegmentKind::Set { value }),
+                "ramp" => required("over", &raw.over).map(|over| SegmentKind::Ramp {
+                    target: raw.ramp.unwrap_or_default(),
+                    over,
+                }),
+                "exponential" => required("tau", &raw.tau).map(|tau| SegmentKind::Exponential {
+                    target: raw.exponential.unwrap_or_default(),
+                    tau,
+                }),
+                "spike" => required("for", &raw.hold).map(|hold| SegmentKind::Spike {
+                    value: raw.spike.unwrap_or_default(),
+                    hold,
+                }),
+                "noise" => {
+                    let every = match &raw.every {
+                        None => Some(DEFAULT_NOISE_EVERY),
+                        Some(text) => issues.duration(format!("{path}.every"), text),
+                    };
+                    every.map(|every| SegmentKind::Noise {
+                        amplitude: raw.noise.unwrap_or_default(),
+                        seed: raw.seed.unwrap_or(0),
+                        every,
+                    })
+                }
+                _ => {
+                    let text = raw.fault.as_deref().unwrap_or_default();
+                    match Fault::parse(text) {
+                        Some(f) => Some(SegmentKind::Fault(f)),
+                        None => {
+                            issues.push(
+                                format!("{path}.fault"),
+                                format!("unknown fault `{text}` (expected {})", Fault::NAMES),
+                            );
+                            None
+                        }
+                    }
+                }
+            }
+        }
+    };
+    match (at, kind) {
+        (Some(at), Some(kind)) if issues.0.len() == before => Some(Segment::new(at, kind)),
+        _ => None,
+    }
+}
+
+fn validate_events(
+    dev_path: &str,
+    raws: Vec<RawEvent>,
+    duration: Option<Duration>,
+    issues: &mut Issues,
+) -> Option<DeviceTimeline> {
+    let before = issues.0.len();
+    let mut events = Vec::new();
+    for (i, raw) in raws.into_iter().enumerate() {
+        let path = format!("{dev_path}.events[{i}]");
+        let at = issues.duration(format!("{path}.at"), &raw.at);
+        if let Some(at) = at {
+            check_at(&path, at, duration, issues);
+        }
+        let presence = match (raw.gone, raw.mode.as_deref()) {
+            (false, None) => Some(Presence::Present),
+            (false, Some(_)) => {
+                issues.push(
+                    format!("{path}.mode"),
+                    "`mode` only goes with `gone = true`",
+                );
+                None
+            }
+            (true, None) => Some(Presence::Gone(GoneMode::Silent)),
+            (true, Some(text)) => match GoneMode::parse(text) {
+                Some(mode) => Some(Presence::Gone(mode)),
+                None => {
+                    issues.push(
+                        format!("{path}.mode"),
+                        format!("unknown mode `{text}` (expected silent or refuse)"),
+                    );
+                    None
+                }
+            },
+        };
+        if let (Some(at), Some(presence)) = (at, presence) {
+            events.push(DeviceEvent { at, presence });
+        }
+    }
+    if issues.0.len() != before {
+        return None;
+    }
+    for e in timeline::check_events(&events) {
+        let path = match e.index() {
+            Some(i) => format!("{dev_path}.events[{i}].at"),
+            None => format!("{dev_path}.events"),
+        };
+        issues.push(path, e.to_string());
+    }
+    if issues.0.len() != before {
+        return None;
+    }
+    DeviceTimeline::new(events).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[scenario]
+name = "offgas-then-heat"
+description = "test"
+duration = "60s"
+
+[[devices]]
+name = "env-b3"
+protocol = "modbus-tcp"
+listen = "127.0.0.1:0"
+unit = 1
+
+[[devices.registers]]
+signal = "temp.row1"
+table = "input"
+address = 0
+type = "i16"
+word_order = "high_first"
+scale = 0.1
+offset = 0.0
+timeline = [
+  { at = "0s",  set = 23.0 },
+  { at = "10s", ramp = 80.0, over = "20s" },
+  { at = "40s", spike = 95.0, for = "300ms" },
+  { at = "45s", fault = "exception" },
+  { at = "50s", fault = "none" },
+  { at = "50s", noise = 0.2, seed = 7 },
+  { at = "55s", exponential = 150.0, tau = "20s" },
+]
+
+[[devices.events]]
+at = "20s"
+gone = true
+
+[[devices.events]]
+at = "30s"
+gone = false
+"#;
+
+    fn issues_of(text: &str) -> Vec<String> {
+        match Scenario::from_toml_str(text) {
+            Err(ScenarioError::Invalid(issues)) => issues.iter().map(|i| i.to_string()).collect(),
+            Err(other) => panic!("expected validation issues, got {other}"),
+            Ok(_) => panic!("expected validation issues, got a valid scenario"),
+        }
+    }
+
+    #[test]
+    fn durations_take_ms_s_m_and_h() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("-5s").is_err());
+        assert!(parse_duration("s").is_err());
+        assert_eq!(format_duration(Duration::from_millis(300)), "300ms");
+        assert_eq!(format_duration(Duration::from_secs(45)), "45s");
+        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
+    }
+
+    #[test]
+    fn the_documented_example_is_valid() {
+        let s = Scenario::from_toml_str(GOOD).unwrap();
+        assert_eq!(s.duration, Duration::from_secs(60));
+        let dev = &s.devices[0];
+        assert_eq!(dev.unit, 1);
+        assert_eq!(dev.listen, "127.0.0.1:0".parse().unwrap());
+        let reg = &dev.registers[0];
+        assert_eq!(reg.table, Table::Input);
+        assert_eq!(reg.encoding.data_type, DataType::I16);
+        assert_eq!(reg.timeline.segments().len(), 7);
+        assert_eq!(
+            dev.events.presence_at(Duration::from_secs(25)),
+            Presence::Gone(GoneMode::Silent)
+        );
+    }
+
+    #[test]
+    fn defaults_fill_protocol_listen_unit_scale_and_word_order() {
+        let s = Scenario::from_toml_str(
+            r#"
+[scenario]
+name = "x"
+duration = "1s"
+[[devices]]
+name = "d"
+[[devices.registers]]
+signal = "s"
+table = "holding"
+address = 3
+type = "u32"
+timeline = [{ at = "0s", set = 1 }]
+"#,
+        )
+        .unwrap();
+        let d = &s.devices[0];
+        assert_eq!(d.protocol, Protocol::ModbusTcp);
+        assert_eq!(d.listen, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(d.unit, 1);
+        let e = d.registers[0].encoding;
+        assert_eq!(
+            (e.scale, e.offset, e.word_order),
+            (1.0, 0.0, WordOrder::HighFirst)
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_parse_errors() {
+        let text = GOOD.replace("unit = 1", "unit = 1\ncolour = \"red\"");
+        match Scenario::from_toml_str(&text) {
+            Err(ScenarioError::Parse(e)) => assert!(e.to_string().contains("colour")),
+            other => panic!("expected a parse error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_path() {
+        let text = r#"
+[scenario]
+name = ""
+duration = "1 minute"
+
+[[devices]]
+name = "env"
+protocol = "modbus-rtu"
+listen = "localhost"
+unit = 0
+
+[[devices.registers]]
+signal = "a"
+table = "input"
+address = 0
+type = "i32"
+timeline = [{ at = "0s", set = 1 }]
+
+[[devices.registers]]
+signal = "b"
+table = "input"
+address = 1
+type = "u16"
+timeline = [{ at = "0s", set = 1 }]
+
+[[devices.registers]]
+signal = "c"
+table = "holding"
+address = 65535
+type = "u32"
+scale = 0.0
+timeline = [{ at = "0s", set = 1 }]
+
+[[devices.registers]]
+signal = "d"
+table = "coil"
+address = 70000
+type = "u17"
+word_order = "middle"
+timeline = [
+  { at = "0s", set = 1 },
+  { at = "10s", ramp = 5 },
+  { at = "5s", set = 2 },
+  { at = "6s", set = 2, spike = 3, for = "1s" },
+  { at = "7s" },
+  { at = "8s", fault = "smoke" },
+  { at = "9s", set = 1, tau = "1s" },
+]
+
+[[devices.registers]]
+signal = "a"
+table = "holding"
+address = 20
+type = "u16"
+timeline = [{ at = "1s", ramp = 4, over = "0s" }]
+
+[[devices.events]]
+at = "5s"
+gone = true
+mode = "explode"
+"#;
+        let issues = issues_of(text);
+        let expected = [
+            "scenario.name: must not be empty",
+            "scenario.duration: `1 minute` has an unknown unit ` minute` (use ms, s, m or h)",
+            "devices[0].protocol: unknown protocol `modbus-rtu` (expected modbus-tcp)",
+            "devices[0].listen: `localhost` is not an IP:port address like \"127.0.0.1:0\"",
+            "devices[0].unit: 0 is not a unit id (1..=255)",
+            "devices[0].registers[1].address: input 1..=1 overlaps devices[0].registers[0] (`a`, input 0..=1)",
+            "devices[0].registers[2].scale: must be a finite number other than 0",
+            "devices[0].registers[2].address: u32 at 65535 needs 2 registers and runs past 65535",
+            "devices[0].registers[3].table: unknown table `coil` (expected holding or input)",
+            "devices[0].registers[3].type: unknown type `u17` (expected u16, i16, u32, i32 or f32)",
+            "devices[0].registers[3].word_order: unknown word order `middle` (expected high_first or low_first)",
+            "devices[0].registers[3].address: 70000 is not a register address (0..=65535)",
+            "devices[0].registers[3].timeline[1].over: `ramp` needs `over`",
+            "devices[0].registers[3].timeline[3]: has more than one kind (set, spike): write one entry per kind",
+            "devices[0].registers[3].timeline[4]: says nothing: expected one of set, ramp, exponential, spike, noise, fault",
+            "devices[0].registers[3].timeline[5].fault: unknown fault `smoke` (expected none, exception, busy, ffff, zeros)",
+            "devices[0].registers[3].timeline[6].tau: `tau` only goes with `exponential`",
+            "devices[0].registers[4].signal: signal `a` is used twice on this device",
+            "devices[0].registers[4].timeline[0]: must start with a `set` at 0s so that every instant has a value",
+            "devices[0].registers[4].timeline[0].over: must be greater than 0",
+            "devices[0].events[0].mode: unknown mode `explode` (expected silent or refuse)",
+        ];
+        for e in &expected {
+            assert!(
+                issues.contains(&e.to_string()),
+                "missing {e:?} in\n{}",
+                issues.join("\n")
+            );
+        }
+        assert_eq!(issues.len(), expected.len(), "{}", issues.join("\n"));
+    }
+
+    #[test]
+    fn segments_out_of_time_order_or_after_the_end_are_listed() {
+        let text = r#"
+[scenario]
+name = "x"
+duration = "30s"
+[[devices]]
+name = "d"
+[[devices.registers]]
+signal = "s"
+table = "holding"
+address = 0
+type = "u16"
+timeline = [
+  { at = "0s", set = 1 },
+  { at = "20s", set = 2 },
+  { at = "10s", set = 3 },
+  { at = "40s", fault = "busy" },
+]
+[[devices.events]]
+at = "10s"
+gone = true
+[[devices.events]]
+at = "5s"
+gone = false
+"#;
+        assert_eq!(
+            issues_of(text),
+            vec![
+                "devices[0].registers[0].timeline[3].at: 40s is after the end of the scenario (30s)",
+                "devices[0].events[1].at: 5s is earlier than the entry before it (10s): entries must be in time order",
+            ]
+        );
+        // fix the one above and the timeline check itself reports order
+        let text = text.replace("\n  { at = \"40s\", fault = \"busy\" },", "");
+        assert_eq!(
+            issues_of(&text)[0],
+            "devices[0].registers[0].timeline[2].at: 10s is earlier than the entry before it (20s): entries must be in time order"
+        );
+    }
+
+    #[test]
+    fn duplicate_devices_and_ports_are_listed() {
+        let dev = r#"
+[[devices]]
+name = "d"
+listen = "127.0.0.1:15020"
+[[devices.registers]]
+signal = "s"
+table = "holding"
+address = 0
+type = "u16"
+timeline = [{ at = "0s", set = 1 }]
+"#;
+        let text = format!("[scenario]\nname = \"x\"\nduration = \"1s\"\n{dev}{dev}");
+        assert_eq!(
+            issues_of(&text),
+            vec![
+                "devices[1].name: device name `d` is used twice",
+                "devices[1].listen: 127.0.0.1:15020 is already used by devices[0]",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_scenario_without_devices_is_invalid() {
+        assert_eq!(
+            issues_of("[scenario]\nname = \"x\"\nduration = \"0s\"\n"),
+            vec![
+                "scenario.duration: must be greater than 0",
+                "devices: a scenario needs at least one device"
+            ]
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! The `firebreak-sim` binary: check, registers, play.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use hardware_sim::Scenario;
+use support::{shipped, shipped_scenarios};
+
+const BIN: &str = env!("CARGO_BIN_EXE_firebreak-sim");
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+#[test]
+fn every_shipped_scenario_passes_check() {
+    let files = shipped_scenarios();
+    assert!(
+        files.len() >= 3,
+        "expected the shipped scenarios, found {files:?}"
+    );
+    for file in files {
+        Scenario::from_file(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let out = Command::new(BIN)
+            .args(["check", "--scenario"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}: {stdout}{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(": ok"), "{stdout}");
+        assert!(stdout.contains("2 device(s), 6 signal(s)"), "{stdout}");
+    }
+}
+
+#[test]
+fn check_lists_every_problem_with_its_path_and_exits_64() {
+    let out = Command::new(BIN)
+        .args(["check", "--scenario"])
+        .arg(fixture("broken.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "devices[0].registers[1].type: unknown type `u17`",
+        "devices[0].registers[1].timeline[1].over: `ramp` needs `over`",
+        "devices[0].registers[2].address: u32 at 65535 needs 2 registers and runs past 65535",
+        "devices[0].registers[2].timeline[1].at: 20s is after the end of the scenario (10s)",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("broken.toml: 4 problem(s)"), "{stderr}");
+}
+
+#[test]
+fn a_missing_file_is_a_usage_error() {
+    let out = Command::new(BIN)
+        .args(["check", "--scenario", "/nonexistent/scenario.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
+fn registers_prints_the_documented_map() {
+    let out = Command::new(BIN)
+        .args(["registers", "--scenario"])
+        .arg(shipped("offgas-then-heat.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            vec![
+                "DEVICE",
+                "UNIT",
+                "TABLE",
+                "ADDRESS",
+                "TYPE",
+                "WORD_ORDER",
+                "SCALE",
+                "OFFSET",
+                "SIGNAL"
+            ],
+            vec!["env-b3", "1", "holding", "10", "u16", "-", "1", "0", "offgas.1"],
+            vec![
+                "env-b3",
+                "1",
+                "input",
+                "0",
+                "i16",
+                "-",
+                "0.1",
+                "0",
+                "temp.row1"
+            ],
+            vec![
+                "env-b3",
+                "1",
+                "input",
+                "1",
+                "i16",
+                "-",
+                "0.1",
+                "0",
+                "temp.row2"
+            ],
+            vec![
+                "ups-b3-1",
+                "1",
+                "holding",
+                "0-1",
+                "u32",
+                "high_first",
+                "1",
+                "0",
+                "status"
+            ],
+            vec![
+                "ups-b3-1",
+                "1",
+                "holding",
+                "128-129",
+                "u32",
+                "high_first",
+                "1",
+                "0",
+                "runtime"
+            ],
+            vec![
+                "ups-b3-1",
+                "1",
+                "holding",
+                "135",
+                "i16",
+                "-",
+                "0.0078125",
+                "0",
+                "battery_temp"
+            ],
+        ]
+    );
+}
+
+#[test]
+fn play_prints_listening_ready_segments_finished_and_exits_at_end() {
+    let mut child = Command::new(BIN)
+        .args(["play", "--speed", "100", "--exit-at-end", "--scenario"])
+        .arg(shipped("nuisance-spike.toml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // 30 s of sim at speed 100 is 0.3 s of wall time; allow a slow machine plenty more.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("play --exit-at-end did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    let kinds: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+    assert_eq!(&kinds[..3], ["listening", "listening", "ready"]);
+    assert_eq!(kinds.last(), Some(&"finished"));
+    assert_eq!(lines[0]["device"], "env-b3");
+    assert_eq!(lines[0]["protocol"], "modbus-tcp");
+    assert_eq!(lines[0]["unit"], 1);
+    let addr: std::net::SocketAddr = lines[0]["addr"].as_str().unwrap().parse().unwrap();
+    assert_ne!(addr.port(), 0, "the real, bound port is reported");
+    assert!(lines.iter().any(|l| l["event"] == "segment"
+        && l["t_ms"] == 8000
+        && l["signal"] == "temp.row1"
+        && l["what"] == "spike"));
+}

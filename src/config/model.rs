@@ -1,0 +1,423 @@
+//! The validated configuration: every reference resolved to an index, every duration
+//! parsed, every default applied. Built only by `validate`, so holding one means the
+//! file made sense.
+
+use crate::runbook::dns::{RecordKind, TsigAlgorithm};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub agent: Agent,
+    pub api: Option<Api>,
+    pub sources: Vec<Source>,
+    pub sensors: Vec<Sensor>,
+    pub zones: Vec<Zone>,
+    pub runbooks: Vec<Runbook>,
+    pub telemetry: Telemetry,
+}
+
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub name: String,
+    pub state_dir: PathBuf,
+    pub event_log: PathBuf,
+    pub dry_run: bool,
+    pub tick_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub listen: SocketAddr,
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub spec: SourceSpec,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    Modbus(ModbusSource),
+    Mqtt(MqttSource),
+}
+
+#[derive(Debug, Clone)]
+pub struct ModbusSource {
+    pub link: ModbusLink,
+    pub unit: u8,
+    pub poll_interval: Duration,
+    pub timeout: Duration,
+    pub max_registers_per_read: u16,
+    pub max_gap: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModbusLink {
+    Tcp { host: String, port: u16 },
+    Rtu { path: String, baud: u32, parity: Parity, stop_bits: u8, data_bits: u8 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parity {
+    None,
+    Even,
+    Odd,
+}
+
+#[derive(Debug, Clone)]
+pub struct MqttSource {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Temperature,
+    Offgas,
+    Smoke,
+    OnBattery,
+    Runtime,
+    Charge,
+    Voltage,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 7] = [
+        Kind::Temperature,
+        Kind::Offgas,
+        Kind::Smoke,
+        Kind::OnBattery,
+        Kind::Runtime,
+        Kind::Charge,
+        Kind::Voltage,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Temperature => "temperature",
+            Kind::Offgas => "offgas",
+            Kind::Smoke => "smoke",
+            Kind::OnBattery => "on_battery",
+            Kind::Runtime => "runtime",
+            Kind::Charge => "charge",
+            Kind::Voltage => "voltage",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    pub fn unit(self) -> &'static str {
+        match self {
+            Kind::Temperature => "C",
+            Kind::Offgas => "ppm",
+            Kind::Smoke => "%obs/m",
+            Kind::OnBattery => "0/1",
+            Kind::Runtime => "s",
+            Kind::Charge => "%",
+            Kind::Voltage => "V",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Sensor {
+    pub id: String,
+    pub zone: usize,
+    pub kind: Kind,
+    pub source: usize,
+    pub input: SensorInput,
+    pub detect: DetectParams,
+}
+
+#[derive(Debug, Clone)]
+pub enum SensorInput {
+    Register(RegisterSpec),
+    Topic { topic: String, json_pointer: Option<String> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    Holding,
+    Input,
+}
+
+impl Table {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Table::Holding => "holding",
+            Table::Input => "input",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegType {
+    U16,
+    I16,
+    U32,
+    I32,
+    F32,
+}
+
+impl RegType {
+    pub fn parse(s: &str) -> Option<RegType> {
+        Some(match s {
+            "u16" => RegType::U16,
+            "i16" => RegType::I16,
+            "u32" => RegType::U32,
+            "i32" => RegType::I32,
+            "f32" => RegType::F32,
+            _ => return None,
+        })
+    }
+
+    /// Number of 16-bit registers the type occupies.
+    pub fn width(self) -> u16 {
+        match self {
+            RegType::U16 | RegType::I16 => 1,
+            RegType::U32 | RegType::I32 | RegType::F32 => 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WordOrder {
+    HighFirst,
+    LowFirst,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RegisterSpec {
+    pub table: Table,
+    pub address: u16,
+    pub kind: RegType,
+    pub word_order: WordOrder,
+    pub scale: f64,
+    pub offset: f64,
+    pub bit: Option<u8>,
+}
+
+/// Effective detection parameters of one sensor (defaults by kind, `[detect.<kind>]`, then
+/// the sensor's own overrides). Thresholds that are not set are `None`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectParams {
+    pub warn_above: Option<f64>,
+    pub alarm_above: Option<f64>,
+    pub critical_above: Option<f64>,
+    pub warn_below: Option<f64>,
+    pub alarm_below: Option<f64>,
+    pub critical_below: Option<f64>,
+    /// Per minute.
+    pub rise_warn: Option<f64>,
+    /// Per minute.
+    pub rise_alarm: Option<f64>,
+    pub rise_window: Duration,
+    pub hold: Duration,
+    pub hysteresis: f64,
+    pub stale_after: Duration,
+    pub min: f64,
+    pub max: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Zone {
+    pub id: String,
+    pub runbook: usize,
+    pub confirm: u32,
+    pub stale_votes: bool,
+    pub power_reserve: Duration,
+    pub max_on_battery: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Runbook {
+    pub name: String,
+    pub budget: Option<Duration>,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    Abort,
+    Continue,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub on_failure: OnFailure,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone)]
+pub enum Action {
+    DnsUpdate(DnsStep),
+    Haproxy(HaproxyStep),
+    Http(HttpStep),
+    Command(CommandStep),
+    MqttPublish(MqttPublishStep),
+    Wait(Duration),
+}
+
+impl Action {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Action::DnsUpdate(_) => "dns_update",
+            Action::Haproxy(_) => "haproxy",
+            Action::Http(_) => "http",
+            Action::Command(_) => "command",
+            Action::MqttPublish(_) => "mqtt_publish",
+            Action::Wait(_) => "wait",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DnsStep {
+    pub server: SocketAddr,
+    pub zone: String,
+    pub record: String,
+    pub rtype: RecordKind,
+    pub ttl: u32,
+    pub values: Vec<String>,
+    pub prerequisite: Option<Vec<String>>,
+    pub tsig: Option<TsigRef>,
+    pub verify_servers: Vec<SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TsigRef {
+    pub key: String,
+    pub algorithm: TsigAlgorithm,
+    pub secret_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerState {
+    Drain,
+    Maint,
+    Ready,
+}
+
+impl ServerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerState::Drain => "drain",
+            ServerState::Maint => "maint",
+            ServerState::Ready => "ready",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HaproxySocket {
+    Tcp(String),
+    Unix(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct HaproxyStep {
+    pub socket: HaproxySocket,
+    pub backend: String,
+    pub servers: Vec<String>,
+    pub state: ServerState,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpStep {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    pub expect_status: Vec<u16>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CommandStep {
+    pub argv: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MqttPublishStep {
+    pub source: usize,
+    pub topic: String,
+    pub payload: String,
+    pub qos: u8,
+    pub retain: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Telemetry {
+    pub influxdb: Option<Influx>,
+    pub mqtt: Option<TelemetryMqtt>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Influx {
+    pub url: String,
+    pub org: String,
+    pub bucket: String,
+    pub token_file: Option<PathBuf>,
+    pub flush_interval: Duration,
+    pub spool_max: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TelemetryMqtt {
+    pub source: usize,
+    pub prefix: String,
+}
+
+impl Config {
+    /// Secret files the config names, with the key path that names them.
+    pub fn secret_files(&self) -> Vec<(String, PathBuf)> {
+        let mut out = Vec::new();
+        if let Some(api) = &self.api {
+            if let Some(p) = &api.token_file {
+                out.push(("api.token_file".to_string(), p.clone()));
+            }
+        }
+        for (i, s) in self.sources.iter().enumerate() {
+            if let SourceSpec::Mqtt(m) = &s.spec {
+                if let Some(p) = &m.password_file {
+                    out.push((format!("sources[{i}].password_file"), p.clone()));
+                }
+            }
+        }
+        for (r, rb) in self.runbooks.iter().enumerate() {
+            for (s, step) in rb.steps.iter().enumerate() {
+                if let Action::DnsUpdate(d) = &step.action {
+                    if let Some(t) = &d.tsig {
+                        out.push((
+                            format!("runbooks[{r}].steps[{s}].tsig_secret_file"),
+                            t.secret_file.clone(),
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(i) = &self.telemetry.influxdb {
+            if let Some(p) = &i.token_file {
+                out.push(("telemetry.influxdb.token_file".to_string(), p.clone()));
+            }
+        }
+        out
+    }
+
+    pub fn sensors_in_zone(&self, zone: usize) -> impl Iterator<Item = &Sensor> {
+        self.sensors.iter().filter(move |s| s.zone == zone)
+    }
+}

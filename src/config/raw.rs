@@ -1,0 +1,235 @@
+//! The config file as written: every key optional so that validation can report every
+//! missing or wrong key at once instead of stopping at the first one serde trips on.
+//! Unknown keys are collected by the loader (see `load.rs`) and reported as errors.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawConfig {
+    pub agent: Option<RawAgent>,
+    pub api: Option<RawApi>,
+    #[serde(default)]
+    pub sources: Vec<RawSource>,
+    #[serde(default)]
+    pub sensors: Vec<RawSensor>,
+    pub detect: Option<RawDetectKinds>,
+    #[serde(default)]
+    pub zones: Vec<RawZone>,
+    #[serde(default)]
+    pub runbooks: Vec<RawRunbook>,
+    pub telemetry: Option<RawTelemetry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAgent {
+    pub name: Option<String>,
+    pub state_dir: Option<String>,
+    pub event_log: Option<String>,
+    pub dry_run: Option<bool>,
+    /// How often the detection core is ticked (stale sensors, holds). Default "100ms".
+    pub tick_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawApi {
+    pub listen: Option<String>,
+    pub token_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSource {
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub url: Option<String>,
+    // Modbus
+    pub unit: Option<i64>,
+    pub poll_interval: Option<String>,
+    pub timeout: Option<String>,
+    pub max_registers_per_read: Option<i64>,
+    pub max_gap: Option<i64>,
+    // MQTT
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    pub password_file: Option<String>,
+    pub ca_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRegister {
+    pub table: Option<String>,
+    pub address: Option<i64>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub word_order: Option<String>,
+    pub scale: Option<f64>,
+    pub offset: Option<f64>,
+    pub bit: Option<i64>,
+}
+
+/// Detection keys: the same set in `[detect.<kind>]` and, as overrides, on a sensor.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct RawDetect {
+    pub warn_above: Option<f64>,
+    pub alarm_above: Option<f64>,
+    pub critical_above: Option<f64>,
+    pub warn_below: Option<f64>,
+    pub alarm_below: Option<f64>,
+    pub critical_below: Option<f64>,
+    pub rise_warn: Option<f64>,
+    pub rise_alarm: Option<f64>,
+    pub rise_window: Option<String>,
+    #[serde(rename = "for")]
+    pub hold: Option<String>,
+    pub hysteresis: Option<f64>,
+    pub stale_after: Option<String>,
+    /// Plausible physical range; values outside are `fault:out_of_range`.
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSensor {
+    pub id: Option<String>,
+    pub zone: Option<String>,
+    pub kind: Option<String>,
+    pub source: Option<String>,
+    pub register: Option<RawRegister>,
+    pub topic: Option<String>,
+    pub json_pointer: Option<String>,
+    // Per-sensor detection overrides. Design: listed here rather than `#[serde(flatten)]`,
+    // because flatten defeats unknown-key detection.
+    pub warn_above: Option<f64>,
+    pub alarm_above: Option<f64>,
+    pub critical_above: Option<f64>,
+    pub warn_below: Option<f64>,
+    pub alarm_below: Option<f64>,
+    pub critical_below: Option<f64>,
+    pub rise_warn: Option<f64>,
+    pub rise_alarm: Option<f64>,
+    pub rise_window: Option<String>,
+    #[serde(rename = "for")]
+    pub hold: Option<String>,
+    pub hysteresis: Option<f64>,
+    pub stale_after: Option<String>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl RawSensor {
+    pub fn detect_overrides(&self) -> RawDetect {
+        RawDetect {
+            warn_above: self.warn_above,
+            alarm_above: self.alarm_above,
+            critical_above: self.critical_above,
+            warn_below: self.warn_below,
+            alarm_below: self.alarm_below,
+            critical_below: self.critical_below,
+            rise_warn: self.rise_warn,
+            rise_alarm: self.rise_alarm,
+            rise_window: self.rise_window.clone(),
+            hold: self.hold.clone(),
+            hysteresis: self.hysteresis,
+            stale_after: self.stale_after.clone(),
+            min: self.min,
+            max: self.max,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawDetectKinds {
+    pub temperature: Option<RawDetect>,
+    pub offgas: Option<RawDetect>,
+    pub smoke: Option<RawDetect>,
+    pub on_battery: Option<RawDetect>,
+    pub runtime: Option<RawDetect>,
+    pub charge: Option<RawDetect>,
+    pub voltage: Option<RawDetect>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawZone {
+    pub id: Option<String>,
+    pub runbook: Option<String>,
+    pub confirm: Option<i64>,
+    pub stale_votes: Option<bool>,
+    pub power_reserve: Option<String>,
+    pub max_on_battery: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRunbook {
+    pub name: Option<String>,
+    pub budget: Option<String>,
+    #[serde(default)]
+    pub steps: Vec<RawStep>,
+}
+
+/// One step, all step types' keys side by side; validation checks that each key set
+/// belongs to the step's `type`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawStep {
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub timeout: Option<String>,
+    pub retries: Option<i64>,
+    pub on_failure: Option<String>,
+    // dns_update
+    pub server: Option<String>,
+    pub zone: Option<String>,
+    pub record: Option<String>,
+    pub rtype: Option<String>,
+    pub ttl: Option<i64>,
+    pub values: Option<Vec<String>>,
+    pub prerequisite: Option<Vec<String>>,
+    pub tsig_key: Option<String>,
+    pub tsig_algorithm: Option<String>,
+    pub tsig_secret_file: Option<String>,
+    pub verify_servers: Option<Vec<String>>,
+    // haproxy
+    pub socket: Option<String>,
+    pub backend: Option<String>,
+    pub servers: Option<Vec<String>>,
+    pub state: Option<String>,
+    // http
+    pub method: Option<String>,
+    pub url: Option<String>,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub body: Option<String>,
+    pub expect_status: Option<Vec<i64>>,
+    // command
+    pub argv: Option<Vec<String>>,
+    // mqtt_publish
+    pub source: Option<String>,
+    pub topic: Option<String>,
+    pub payload: Option<String>,
+    pub qos: Option<i64>,
+    pub retain: Option<bool>,
+    // wait
+    pub duration: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawTelemetry {
+    pub influxdb: Option<RawInflux>,
+    pub mqtt: Option<RawTelemetryMqtt>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawInflux {
+    pub url: Option<String>,
+    pub org: Option<String>,
+    pub bucket: Option<String>,
+    pub token_file: Option<String>,
+    pub flush_interval: Option<String>,
+    pub spool_max: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawTelemetryMqtt {
+    pub source: Option<String>,
+    pub prefix: Option<String>,
+}

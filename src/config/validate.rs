@@ -1,0 +1,1318 @@
+//! Pure validation: raw config in, either a built `Config` or every problem found, each
+//! with the key path that names it. No I/O here (secret files are checked by the caller).
+
+use super::model::*;
+use super::raw::*;
+use super::units::{parse_duration, parse_size};
+use super::Problem;
+use crate::runbook::dns::{self, RecordKind, TsigAlgorithm, TsigKey, UpdateSpec};
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Placeholders runbook templates may use.
+pub const TEMPLATE_VARS: [&str; 6] = ["agent", "zone", "level", "incident", "cause", "runbook"];
+
+#[derive(Default)]
+struct Collector {
+    errors: Vec<Problem>,
+    warnings: Vec<Problem>,
+}
+
+impl Collector {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(Problem::new(path, message));
+    }
+    fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.warnings.push(Problem::new(path, message));
+    }
+    fn duration(&mut self, path: &str, v: &Option<String>, default: Duration) -> Duration {
+        match v {
+            None => default,
+            Some(s) => parse_duration(s).unwrap_or_else(|e| {
+                self.err(path, e);
+                default
+            }),
+        }
+    }
+    fn opt_duration(&mut self, path: &str, v: &Option<String>) -> Option<Duration> {
+        v.as_ref().and_then(|s| match parse_duration(s) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(path, e);
+                None
+            }
+        })
+    }
+    fn required<'a, T>(&mut self, path: &str, v: &'a Option<T>) -> Option<&'a T> {
+        if v.is_none() {
+            self.err(path, "missing (required)");
+        }
+        v.as_ref()
+    }
+    fn required_str<'a>(&mut self, path: &str, v: &'a Option<String>) -> Option<&'a str> {
+        match v.as_deref() {
+            None => {
+                self.err(path, "missing (required)");
+                None
+            }
+            Some(s) if s.trim().is_empty() => {
+                self.err(path, "must not be empty");
+                None
+            }
+            Some(s) => Some(s),
+        }
+    }
+    fn not_for(&mut self, path: String, key: &str, set: bool, what: &str) {
+        if set {
+            self.err(format!("{path}.{key}"), format!("does not apply to {what}"));
+        }
+    }
+}
+
+/// The outcome of validation: the config when there were no errors, and every problem.
+pub struct Validated {
+    pub config: Option<Config>,
+    pub errors: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+}
+
+pub fn validate(raw: &RawConfig) -> Validated {
+    let mut c = Collector::default();
+
+    let agent = agent(&mut c, raw.agent.as_ref());
+    let api = raw.api.as_ref().and_then(|a| api(&mut c, a));
+
+    // Sources: names first so sensors and steps can refer to them.
+    let mut source_index: HashMap<String, usize> = HashMap::new();
+    let mut sources = Vec::new();
+    for (i, s) in raw.sources.iter().enumerate() {
+        let path = format!("sources[{i}]");
+        let duplicate = s.name.as_ref().is_some_and(|n| source_index.contains_key(n));
+        if duplicate {
+            c.err(format!("{path}.name"), format!("duplicate source name `{}`", s.name.as_deref().unwrap_or_default()));
+        }
+        match source(&mut c, &path, s) {
+            Some(src) if !duplicate => {
+                source_index.insert(src.name.clone(), sources.len());
+                sources.push(src);
+            }
+            _ => {
+                if let Some(name) = &s.name {
+                    // Keep the name known so references to it do not also fail.
+                    source_index.entry(name.clone()).or_insert(usize::MAX);
+                }
+            }
+        }
+    }
+
+    let kind_defaults = detect_kinds(&mut c, raw.detect.as_ref());
+
+    // Runbooks before zones (zones refer to them).
+    let mut runbook_index: HashMap<String, usize> = HashMap::new();
+    let mut runbooks = Vec::new();
+    for (i, r) in raw.runbooks.iter().enumerate() {
+        let path = format!("runbooks[{i}]");
+        let name = c.required_str(&format!("{path}.name"), &r.name).map(str::to_string);
+        let rb = runbook(&mut c, &path, r, &source_index, &sources);
+        if let Some(name) = name {
+            if runbook_index.contains_key(&name) {
+                c.err(format!("{path}.name"), format!("duplicate runbook name `{name}`"));
+                continue;
+            }
+            runbook_index.insert(name.clone(), runbooks.len());
+            runbooks.push(Runbook { name, budget: rb.0, steps: rb.1 });
+        }
+    }
+
+    let mut zone_index: HashMap<String, usize> = HashMap::new();
+    let mut zones = Vec::new();
+    let mut used_runbooks = HashSet::new();
+    for (i, z) in raw.zones.iter().enumerate() {
+        let path = format!("zones[{i}]");
+        let Some(id) = c.required_str(&format!("{path}.id"), &z.id).map(str::to_string) else {
+            continue;
+        };
+        if zone_index.contains_key(&id) {
+            c.err(format!("{path}.id"), format!("duplicate zone id `{id}`"));
+            continue;
+        }
+        let runbook = match z.runbook.as_deref() {
+            None => {
+                c.err(
+                    format!("{path}.runbook"),
+                    format!("zone `{id}` has no runbook: say which runbook moves its services out"),
+                );
+                None
+            }
+            Some(name) => match runbook_index.get(name) {
+                Some(&r) => Some(r),
+                None => {
+                    c.err(
+                        format!("{path}.runbook"),
+                        format!("unknown runbook `{name}`{}", known(runbook_index.keys())),
+                    );
+                    None
+                }
+            },
+        };
+        let confirm = match z.confirm {
+            None => 2,
+            Some(n) if (1..=1000).contains(&n) => n as u32,
+            Some(n) => {
+                c.err(format!("{path}.confirm"), format!("{n} is out of range (1 to 1000)"));
+                2
+            }
+        };
+        let power_reserve =
+            c.duration(&format!("{path}.power_reserve"), &z.power_reserve, Duration::from_secs(300));
+        let max_on_battery = c.opt_duration(&format!("{path}.max_on_battery"), &z.max_on_battery);
+        if let Some(r) = runbook {
+            used_runbooks.insert(r);
+            zone_index.insert(id.clone(), zones.len());
+            zones.push(Zone {
+                id,
+                runbook: r,
+                confirm,
+                stale_votes: z.stale_votes.unwrap_or(true),
+                power_reserve,
+                max_on_battery,
+            });
+        } else {
+            zone_index.insert(id, usize::MAX);
+        }
+    }
+    for (i, r) in runbooks.iter().enumerate() {
+        if !used_runbooks.contains(&i) {
+            c.warn(format!("runbooks[{i}]"), format!("runbook `{}` is used by no zone", r.name));
+        }
+    }
+
+    let mut sensor_ids = HashSet::new();
+    let mut sensors = Vec::new();
+    let mut register_owner: HashMap<(usize, Table, u16), usize> = HashMap::new();
+    for (i, s) in raw.sensors.iter().enumerate() {
+        let path = format!("sensors[{i}]");
+        let duplicate = s.id.as_ref().is_some_and(|id| !sensor_ids.insert(id.clone()));
+        if duplicate {
+            c.err(format!("{path}.id"), format!("duplicate sensor id `{}`", s.id.as_deref().unwrap_or_default()));
+        }
+        let built = sensor(&mut c, &path, s, &source_index, &sources, &zone_index, &kind_defaults);
+        if let Some(sensor) = built.filter(|_| !duplicate) {
+            if let SensorInput::Register(reg) = &sensor.input {
+                for a in reg.address..reg.address.saturating_add(reg.kind.width()) {
+                    if let Some(&other) = register_owner.get(&(sensor.source, reg.table, a)) {
+                        // Several flags from one status word are normal; say it only for
+                        // value registers, where it is usually a typo.
+                        if reg.bit.is_none() && sensors.get(other).is_some_and(|o: &Sensor| !matches!(&o.input, SensorInput::Register(r) if r.bit.is_some())) {
+                            c.warn(
+                                format!("{path}.register.address"),
+                                format!("register {} {a} is also read by sensor `{}`", reg.table.as_str(), sensors[other].id),
+                            );
+                        }
+                    } else {
+                        register_owner.insert((sensor.source, reg.table, a), sensors.len());
+                    }
+                }
+            }
+            sensors.push(sensor);
+        }
+    }
+    for (zi, z) in zones.iter().enumerate() {
+        let n = sensors.iter().filter(|s| s.zone == zi).count();
+        if n == 0 {
+            c.warn(format!("zones[{zi}]"), format!("zone `{}` has no sensors", z.id));
+        } else if (n as u32) < z.confirm {
+            c.warn(
+                format!("zones[{zi}].confirm"),
+                format!(
+                    "zone `{}` has {n} sensor(s) but confirm = {}: only a sensor at critical (or the power rule) can make it critical",
+                    z.id, z.confirm
+                ),
+            );
+        }
+    }
+
+    let telemetry = telemetry(&mut c, raw.telemetry.as_ref(), &source_index, &sources, &agent);
+
+    let config = if c.errors.is_empty() {
+        Some(Config { agent, api, sources, sensors, zones, runbooks, telemetry })
+    } else {
+        None
+    };
+    Validated { config, errors: c.errors, warnings: c.warnings }
+}
+
+fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let mut v: Vec<&str> = names.map(String::as_str).collect();
+    if v.is_empty() {
+        return " (none are defined)".into();
+    }
+    v.sort_unstable();
+    format!(" (known: {})", v.join(", "))
+}
+
+fn default_agent_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "firebreak".into())
+}
+
+fn agent(c: &mut Collector, a: Option<&RawAgent>) -> Agent {
+    let default = RawAgent::default();
+    let a = a.unwrap_or(&default);
+    let name = match a.name.as_deref() {
+        Some(n) if n.trim().is_empty() => {
+            c.err("agent.name", "must not be empty");
+            String::new()
+        }
+        Some(n) if n.contains(['/', '#', '+']) => {
+            c.err("agent.name", format!("`{n}` must not contain '/', '#' or '+' (it is used in MQTT topics)"));
+            n.to_string()
+        }
+        Some(n) => n.to_string(),
+        None => default_agent_name(),
+    };
+    let state_dir = PathBuf::from(a.state_dir.as_deref().unwrap_or("/var/lib/firebreak"));
+    let event_log = a
+        .event_log
+        .as_deref()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| state_dir.join("events.jsonl"));
+    if a.state_dir.as_deref() == Some("") {
+        c.err("agent.state_dir", "must not be empty");
+    }
+    if a.event_log.as_deref() == Some("") {
+        c.err("agent.event_log", "must not be empty");
+    }
+    let tick_interval = c.duration("agent.tick_interval", &a.tick_interval, Duration::from_millis(100));
+    if tick_interval.is_zero() || tick_interval > Duration::from_secs(5) {
+        c.err("agent.tick_interval", "must be between 1ms and 5s");
+    }
+    Agent { name, state_dir, event_log, dry_run: a.dry_run.unwrap_or(false), tick_interval }
+}
+
+fn api(c: &mut Collector, a: &RawApi) -> Option<Api> {
+    let listen = match a.listen.as_deref() {
+        None => "127.0.0.1:9410".parse().ok()?,
+        Some(s) => match s.parse::<SocketAddr>() {
+            Ok(addr) => addr,
+            Err(_) => {
+                c.err("api.listen", format!("`{s}` is not an address:port (e.g. \"127.0.0.1:9410\")"));
+                return None;
+            }
+        },
+    };
+    Some(Api { listen, token_file: a.token_file.as_deref().map(PathBuf::from) })
+}
+
+fn source(c: &mut Collector, path: &str, s: &RawSource) -> Option<Source> {
+    let name = c.required_str(&format!("{path}.name"), &s.name).map(str::to_string);
+    let url = c.required_str(&format!("{path}.url"), &s.url);
+    let spec = match s.kind.as_deref() {
+        None => {
+            c.err(format!("{path}.type"), "missing (required): \"modbus\" or \"mqtt\"");
+            None
+        }
+        Some("modbus") => {
+            for (k, set) in [
+                ("client_id", s.client_id.is_some()),
+                ("username", s.username.is_some()),
+                ("password_file", s.password_file.is_some()),
+                ("ca_file", s.ca_file.is_some()),
+            ] {
+                c.not_for(path.to_string(), k, set, "a modbus source");
+            }
+            let link = url.and_then(|u| match parse_modbus_url(u) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    c.err(format!("{path}.url"), e);
+                    None
+                }
+            });
+            let unit = match s.unit {
+                None => 1,
+                Some(u) if (0..=255).contains(&u) => u as u8,
+                Some(u) => {
+                    c.err(format!("{path}.unit"), format!("{u} is not a Modbus unit id (0 to 255; RTU uses 1 to 247)"));
+                    1
+                }
+            };
+            if matches!(link, Some(ModbusLink::Rtu { .. })) && !(1..=247).contains(&unit) {
+                c.err(format!("{path}.unit"), format!("{unit} is not an RTU unit id (1 to 247)"));
+            }
+            let poll_interval = c.duration(&format!("{path}.poll_interval"), &s.poll_interval, Duration::from_secs(1));
+            let timeout = c.duration(&format!("{path}.timeout"), &s.timeout, Duration::from_secs(1));
+            if poll_interval.is_zero() {
+                c.err(format!("{path}.poll_interval"), "must be more than 0");
+            }
+            if timeout.is_zero() {
+                c.err(format!("{path}.timeout"), "must be more than 0");
+            }
+            let max_registers_per_read = match s.max_registers_per_read {
+                None => 125,
+                Some(n) if (1..=125).contains(&n) => n as u16,
+                Some(n) => {
+                    c.err(format!("{path}.max_registers_per_read"), format!("{n} is out of range (1 to 125, the Modbus limit)"));
+                    125
+                }
+            };
+            let max_gap = match s.max_gap {
+                None => 0,
+                Some(n) if (0..=124).contains(&n) => n as u16,
+                Some(n) => {
+                    c.err(format!("{path}.max_gap"), format!("{n} is out of range (0 to 124)"));
+                    0
+                }
+            };
+            link.map(|link| {
+                SourceSpec::Modbus(ModbusSource { link, unit, poll_interval, timeout, max_registers_per_read, max_gap })
+            })
+        }
+        Some("mqtt") => {
+            for (k, set) in [
+                ("unit", s.unit.is_some()),
+                ("poll_interval", s.poll_interval.is_some()),
+                ("max_registers_per_read", s.max_registers_per_read.is_some()),
+                ("max_gap", s.max_gap.is_some()),
+            ] {
+                c.not_for(path.to_string(), k, set, "an mqtt source");
+            }
+            let _ = c.opt_duration(&format!("{path}.timeout"), &s.timeout);
+            let endpoint = url.and_then(|u| match parse_mqtt_url(u) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    c.err(format!("{path}.url"), e);
+                    None
+                }
+            });
+            if s.password_file.is_some() && s.username.is_none() {
+                c.err(format!("{path}.username"), "password_file is set but username is missing");
+            }
+            endpoint.map(|(host, port, tls)| {
+                SourceSpec::Mqtt(MqttSource {
+                    host,
+                    port,
+                    tls,
+                    client_id: s
+                        .client_id
+                        .clone()
+                        .unwrap_or_else(|| format!("firebreak-{}", name.as_deref().unwrap_or("agent"))),
+                    username: s.username.clone(),
+                    password_file: s.password_file.as_deref().map(PathBuf::from),
+                    ca_file: s.ca_file.as_deref().map(PathBuf::from),
+                })
+            })
+        }
+        Some(other) => {
+            c.err(format!("{path}.type"), format!("unknown source type `{other}` (\"modbus\" or \"mqtt\")"));
+            None
+        }
+    };
+    Some(Source { name: name?, spec: spec? })
+}
+
+pub fn parse_modbus_url(u: &str) -> Result<ModbusLink, String> {
+    if let Some(rest) = u.strip_prefix("tcp://") {
+        let (host, port) = split_host_port(rest, 502).map_err(|e| format!("`{u}`: {e}"))?;
+        return Ok(ModbusLink::Tcp { host, port });
+    }
+    if let Some(rest) = u.strip_prefix("rtu://") {
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if !path.starts_with('/') {
+            return Err(format!("`{u}`: the serial device must be an absolute path (rtu:///dev/ttyUSB0?baud=19200)"));
+        }
+        let (mut baud, mut parity, mut stop_bits, mut data_bits) = (19200u32, Parity::Even, 1u8, 8u8);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').ok_or_else(|| format!("`{u}`: `{pair}` is not key=value"))?;
+            match k {
+                "baud" => baud = v.parse().map_err(|_| format!("`{u}`: baud `{v}` is not a number"))?,
+                "parity" => {
+                    parity = match v {
+                        "N" | "n" | "none" => Parity::None,
+                        "E" | "e" | "even" => Parity::Even,
+                        "O" | "o" | "odd" => Parity::Odd,
+                        _ => return Err(format!("`{u}`: parity `{v}` is not N, E or O")),
+                    }
+                }
+                "stop" => {
+                    stop_bits = match v {
+                        "1" => 1,
+                        "2" => 2,
+                        _ => return Err(format!("`{u}`: stop `{v}` is not 1 or 2")),
+                    }
+                }
+                "data" => {
+                    data_bits = match v {
+                        "7" => 7,
+                        "8" => 8,
+                        _ => return Err(format!("`{u}`: data `{v}` is not 7 or 8")),
+                    }
+                }
+                _ => return Err(format!("`{u}`: unknown option `{k}` (baud, parity, stop, data)")),
+            }
+        }
+        return Ok(ModbusLink::Rtu { path: path.to_string(), baud, parity, stop_bits, data_bits });
+    }
+    Err(format!("`{u}` is not a Modbus URL (tcp://host:port or rtu:///dev/ttyUSB0?baud=19200&parity=N&stop=1)"))
+}
+
+fn parse_mqtt_url(u: &str) -> Result<(String, u16, bool), String> {
+    let (rest, tls, default_port) = if let Some(r) = u.strip_prefix("mqtt://") {
+        (r, false, 1883)
+    } else if let Some(r) = u.strip_prefix("mqtts://") {
+        (r, true, 8883)
+    } else {
+        return Err(format!("`{u}` is not an MQTT URL (mqtt://host:port or mqtts://host:port)"));
+    };
+    let (host, port) = split_host_port(rest.trim_end_matches('/'), default_port).map_err(|e| format!("`{u}`: {e}"))?;
+    Ok((host, port, tls))
+}
+
+fn split_host_port(s: &str, default_port: u16) -> Result<(String, u16), String> {
+    if s.is_empty() {
+        return Err("no host".into());
+    }
+    if s.contains('/') {
+        return Err("unexpected path after host:port".into());
+    }
+    // [v6]:port
+    if let Some(rest) = s.strip_prefix('[') {
+        let (h, after) = rest.split_once(']').ok_or("unclosed [")?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().map_err(|_| format!("bad port `{p}`"))?,
+            None if after.is_empty() => default_port,
+            None => return Err(format!("unexpected `{after}`")),
+        };
+        return Ok((h.to_string(), port));
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) => {
+            let port: u16 = p.parse().map_err(|_| format!("bad port `{p}` (1 to 65535)"))?;
+            if port == 0 || h.is_empty() {
+                return Err("host and port 1 to 65535 needed".into());
+            }
+            Ok((h.to_string(), port))
+        }
+        None => Ok((s.to_string(), default_port)),
+    }
+}
+
+/// Built-in detection defaults per kind; `[detect.<kind>]` and sensor keys override them.
+pub fn builtin_defaults(kind: Kind) -> DetectParams {
+    let base = DetectParams {
+        warn_above: None,
+        alarm_above: None,
+        critical_above: None,
+        warn_below: None,
+        alarm_below: None,
+        critical_below: None,
+        rise_warn: None,
+        rise_alarm: None,
+        rise_window: Duration::from_secs(60),
+        hold: Duration::from_secs(2),
+        hysteresis: 0.0,
+        stale_after: Duration::from_secs(5),
+        min: f64::NEG_INFINITY,
+        max: f64::INFINITY,
+    };
+    match kind {
+        // The contract's reference values (../shared/DOMAIN.md for where they come from).
+        Kind::Temperature => DetectParams {
+            warn_above: Some(35.0),
+            alarm_above: Some(57.0),
+            critical_above: Some(90.0),
+            rise_warn: Some(2.0),
+            rise_alarm: Some(8.3),
+            hysteresis: 1.0,
+            min: -55.0,
+            max: 1200.0,
+            ..base
+        },
+        Kind::Offgas => DetectParams {
+            warn_above: Some(5.0),
+            alarm_above: Some(20.0),
+            critical_above: Some(200.0),
+            rise_alarm: Some(10.0),
+            rise_window: Duration::from_secs(30),
+            hysteresis: 2.0,
+            min: 0.0,
+            max: 1_000_000.0,
+            ..base
+        },
+        Kind::Smoke => DetectParams {
+            warn_above: Some(0.04),
+            alarm_above: Some(0.165),
+            critical_above: Some(1.65),
+            hysteresis: 0.02,
+            stale_after: Duration::from_secs(10),
+            min: 0.0,
+            max: 100.0,
+            ..base
+        },
+        // Power kinds act on the zone's power rule; being on battery is itself a warning.
+        Kind::OnBattery => DetectParams {
+            warn_above: Some(0.5),
+            hold: Duration::ZERO,
+            min: 0.0,
+            max: 1.0,
+            ..base
+        },
+        Kind::Runtime => DetectParams { hold: Duration::ZERO, min: 0.0, max: 1e7, ..base },
+        Kind::Charge => DetectParams { hold: Duration::ZERO, min: 0.0, max: 100.0, ..base },
+        Kind::Voltage => DetectParams { hold: Duration::ZERO, min: 0.0, max: 1000.0, ..base },
+    }
+}
+
+fn detect_kinds(c: &mut Collector, raw: Option<&RawDetectKinds>) -> HashMap<Kind, DetectParams> {
+    let mut out = HashMap::new();
+    for kind in Kind::ALL {
+        let mut p = builtin_defaults(kind);
+        let r = raw.and_then(|r| match kind {
+            Kind::Temperature => r.temperature.as_ref(),
+            Kind::Offgas => r.offgas.as_ref(),
+            Kind::Smoke => r.smoke.as_ref(),
+            Kind::OnBattery => r.on_battery.as_ref(),
+            Kind::Runtime => r.runtime.as_ref(),
+            Kind::Charge => r.charge.as_ref(),
+            Kind::Voltage => r.voltage.as_ref(),
+        });
+        if let Some(r) = r {
+            let path = format!("detect.{}", kind.as_str());
+            apply_detect(c, &path, &mut p, r);
+            check_detect(c, &path, &p);
+        }
+        out.insert(kind, p);
+    }
+    out
+}
+
+fn apply_detect(c: &mut Collector, path: &str, p: &mut DetectParams, r: &RawDetect) {
+    let finite = |c: &mut Collector, key: &str, v: Option<f64>| -> Option<f64> {
+        match v {
+            Some(x) if !x.is_finite() => {
+                c.err(format!("{path}.{key}"), "must be a finite number");
+                None
+            }
+            other => other,
+        }
+    };
+    if let Some(v) = finite(c, "warn_above", r.warn_above) {
+        p.warn_above = Some(v);
+    }
+    if let Some(v) = finite(c, "alarm_above", r.alarm_above) {
+        p.alarm_above = Some(v);
+    }
+    if let Some(v) = finite(c, "critical_above", r.critical_above) {
+        p.critical_above = Some(v);
+    }
+    if let Some(v) = finite(c, "warn_below", r.warn_below) {
+        p.warn_below = Some(v);
+    }
+    if let Some(v) = finite(c, "alarm_below", r.alarm_below) {
+        p.alarm_below = Some(v);
+    }
+    if let Some(v) = finite(c, "critical_below", r.critical_below) {
+        p.critical_below = Some(v);
+    }
+    if let Some(v) = finite(c, "rise_warn", r.rise_warn) {
+        p.rise_warn = Some(v);
+    }
+    if let Some(v) = finite(c, "rise_alarm", r.rise_alarm) {
+        p.rise_alarm = Some(v);
+    }
+    if let Some(v) = finite(c, "hysteresis", r.hysteresis) {
+        p.hysteresis = v;
+    }
+    if let Some(v) = finite(c, "min", r.min) {
+        p.min = v;
+    }
+    if let Some(v) = finite(c, "max", r.max) {
+        p.max = v;
+    }
+    p.rise_window = c.duration(&format!("{path}.rise_window"), &r.rise_window, p.rise_window);
+    p.hold = c.duration(&format!("{path}.for"), &r.hold, p.hold);
+    p.stale_after = c.duration(&format!("{path}.stale_after"), &r.stale_after, p.stale_after);
+}
+
+fn check_detect(c: &mut Collector, path: &str, p: &DetectParams) {
+    let above = [("warn_above", p.warn_above), ("alarm_above", p.alarm_above), ("critical_above", p.critical_above)];
+    let set: Vec<_> = above.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
+    for w in set.windows(2) {
+        if w[0].1 >= w[1].1 {
+            c.err(
+                format!("{path}.{}", w[1].0),
+                format!("must be above {} ({} >= {}): warn < alarm < critical", w[0].0, w[0].1, w[1].1),
+            );
+        }
+    }
+    let below = [("warn_below", p.warn_below), ("alarm_below", p.alarm_below), ("critical_below", p.critical_below)];
+    let set: Vec<_> = below.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
+    for w in set.windows(2) {
+        if w[0].1 <= w[1].1 {
+            c.err(
+                format!("{path}.{}", w[1].0),
+                format!("must be below {} ({} <= {}): for low-is-bad values warn > alarm > critical", w[0].0, w[0].1, w[1].1),
+            );
+        }
+    }
+    if let (Some(w), Some(a)) = (p.rise_warn, p.rise_alarm) {
+        if w >= a {
+            c.err(format!("{path}.rise_alarm"), format!("must be above rise_warn ({a} <= {w})"));
+        }
+    }
+    for (k, v) in [("rise_warn", p.rise_warn), ("rise_alarm", p.rise_alarm)] {
+        if v.is_some_and(|v| v <= 0.0) {
+            c.err(format!("{path}.{k}"), "must be more than 0 (a rise per minute)");
+        }
+    }
+    if (p.rise_warn.is_some() || p.rise_alarm.is_some()) && p.rise_window < Duration::from_secs(1) {
+        c.err(format!("{path}.rise_window"), "must be at least 1s");
+    }
+    if p.hysteresis < 0.0 {
+        c.err(format!("{path}.hysteresis"), "must not be negative");
+    }
+    if p.stale_after.is_zero() {
+        c.err(format!("{path}.stale_after"), "must be more than 0");
+    }
+    if p.min >= p.max {
+        c.err(format!("{path}.max"), format!("must be above min ({} >= {})", p.min, p.max));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sensor(
+    c: &mut Collector,
+    path: &str,
+    s: &RawSensor,
+    source_index: &HashMap<String, usize>,
+    sources: &[Source],
+    zone_index: &HashMap<String, usize>,
+    kind_defaults: &HashMap<Kind, DetectParams>,
+) -> Option<Sensor> {
+    let id = c.required_str(&format!("{path}.id"), &s.id).map(str::to_string);
+    let zone = c.required_str(&format!("{path}.zone"), &s.zone).and_then(|z| match zone_index.get(z) {
+        Some(&i) => Some(i),
+        None => {
+            c.err(format!("{path}.zone"), format!("unknown zone `{z}`{}", known(zone_index.keys())));
+            None
+        }
+    });
+    let kind = c.required_str(&format!("{path}.kind"), &s.kind).and_then(|k| match Kind::parse(k) {
+        Some(k) => Some(k),
+        None => {
+            let names: Vec<_> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+            c.err(format!("{path}.kind"), format!("unknown kind `{k}` (one of {})", names.join(", ")));
+            None
+        }
+    });
+    let source = c.required_str(&format!("{path}.source"), &s.source).and_then(|n| match source_index.get(n) {
+        Some(&i) => Some(i),
+        None => {
+            c.err(format!("{path}.source"), format!("unknown source `{n}`{}", known(source_index.keys())));
+            None
+        }
+    });
+    let source_spec = source.and_then(|i| sources.get(i)).map(|s| &s.spec);
+    let input = match source_spec {
+        Some(SourceSpec::Modbus(_)) => {
+            c.not_for(path.to_string(), "topic", s.topic.is_some(), "a sensor read over Modbus");
+            c.not_for(path.to_string(), "json_pointer", s.json_pointer.is_some(), "a sensor read over Modbus");
+            match &s.register {
+                None => {
+                    c.err(format!("{path}.register"), "missing: a Modbus sensor needs register = { table, address, type }");
+                    None
+                }
+                Some(r) => register(c, &format!("{path}.register"), r).map(SensorInput::Register),
+            }
+        }
+        Some(SourceSpec::Mqtt(_)) => {
+            c.not_for(path.to_string(), "register", s.register.is_some(), "a sensor read over MQTT");
+            let topic = c.required_str(&format!("{path}.topic"), &s.topic).map(str::to_string);
+            if let Some(t) = &topic {
+                if t.contains(['+', '#']) {
+                    c.err(format!("{path}.topic"), "a sensor's topic must not contain wildcards");
+                }
+            }
+            if let Some(p) = &s.json_pointer {
+                if !p.is_empty() && !p.starts_with('/') {
+                    c.err(format!("{path}.json_pointer"), format!("`{p}` is not an RFC 6901 pointer (it starts with '/')"));
+                }
+            }
+            topic.map(|topic| SensorInput::Topic { topic, json_pointer: s.json_pointer.clone() })
+        }
+        None => {
+            if let Some(r) = &s.register {
+                let _ = register(c, &format!("{path}.register"), r);
+            }
+            None
+        }
+    };
+    let kind = kind?;
+    let mut detect = kind_defaults.get(&kind).cloned().unwrap_or_else(|| builtin_defaults(kind));
+    let overrides = s.detect_overrides();
+    apply_detect(c, path, &mut detect, &overrides);
+    check_detect(c, path, &detect);
+    Some(Sensor { id: id?, zone: zone?, kind, source: source?, input: input?, detect })
+}
+
+fn register(c: &mut Collector, path: &str, r: &RawRegister) -> Option<RegisterSpec> {
+    let table = match r.table.as_deref() {
+        None => {
+            c.err(format!("{path}.table"), "missing (required): \"holding\" or \"input\"");
+            None
+        }
+        Some("holding") => Some(Table::Holding),
+        Some("input") => Some(Table::Input),
+        Some(t) => {
+            c.err(format!("{path}.table"), format!("unknown table `{t}` (\"holding\" or \"input\")"));
+            None
+        }
+    };
+    let kind = match r.kind.as_deref() {
+        None => {
+            c.err(format!("{path}.type"), "missing (required): u16, i16, u32, i32 or f32");
+            None
+        }
+        Some(t) => {
+            let k = RegType::parse(t);
+            if k.is_none() {
+                c.err(format!("{path}.type"), format!("unknown type `{t}` (u16, i16, u32, i32 or f32)"));
+            }
+            k
+        }
+    };
+    let address = match r.address {
+        None => {
+            c.err(format!("{path}.address"), "missing (required): 0 to 65535");
+            None
+        }
+        Some(a) if !(0..=65535).contains(&a) => {
+            c.err(format!("{path}.address"), format!("{a} is not a register address (0 to 65535)"));
+            None
+        }
+        Some(a) => {
+            let w = kind.map(|k| k.width()).unwrap_or(1) as i64;
+            if a + w - 1 > 65535 {
+                c.err(
+                    format!("{path}.address"),
+                    format!("{a} + {w} registers runs past 65535 (a {}-bit value needs {w} registers)", w * 16),
+                );
+                None
+            } else {
+                Some(a as u16)
+            }
+        }
+    };
+    let word_order = match r.word_order.as_deref() {
+        None | Some("high_first") => WordOrder::HighFirst,
+        Some("low_first") => WordOrder::LowFirst,
+        Some(w) => {
+            c.err(format!("{path}.word_order"), format!("unknown word order `{w}` (\"high_first\" or \"low_first\")"));
+            WordOrder::HighFirst
+        }
+    };
+    if r.word_order.is_some() && kind.is_some_and(|k| k.width() == 1) {
+        c.err(format!("{path}.word_order"), "applies only to 32-bit types (u32, i32, f32)");
+    }
+    let scale = r.scale.unwrap_or(1.0);
+    if !scale.is_finite() || scale == 0.0 {
+        c.err(format!("{path}.scale"), "must be a finite number other than 0");
+    }
+    let offset = r.offset.unwrap_or(0.0);
+    if !offset.is_finite() {
+        c.err(format!("{path}.offset"), "must be a finite number");
+    }
+    let bit = match (r.bit, kind) {
+        (None, _) => None,
+        (Some(_), Some(RegType::F32)) => {
+            c.err(format!("{path}.bit"), "does not apply to f32 (bits come from integer status words)");
+            None
+        }
+        (Some(b), k) => {
+            let max = k.map(|k| k.width() as i64 * 16 - 1).unwrap_or(31);
+            if !(0..=max).contains(&b) {
+                c.err(format!("{path}.bit"), format!("{b} is out of range (0 to {max} for this type)"));
+                None
+            } else {
+                Some(b as u8)
+            }
+        }
+    };
+    if r.bit.is_some() && (r.scale.is_some() || r.offset.is_some()) {
+        c.err(format!("{path}.bit"), "bit gives 0/1 and cannot be combined with scale or offset");
+    }
+    Some(RegisterSpec { table: table?, address: address?, kind: kind?, word_order, scale, offset, bit })
+}
+
+/// Runbook steps; returns (budget, steps).
+fn runbook(
+    c: &mut Collector,
+    path: &str,
+    r: &RawRunbook,
+    source_index: &HashMap<String, usize>,
+    sources: &[Source],
+) -> (Option<Duration>, Vec<Step>) {
+    let budget = c.opt_duration(&format!("{path}.budget"), &r.budget);
+    if r.steps.is_empty() {
+        c.err(format!("{path}.steps"), "a runbook needs at least one step");
+    }
+    let mut names = HashSet::new();
+    let mut steps = Vec::new();
+    for (i, s) in r.steps.iter().enumerate() {
+        let spath = format!("{path}.steps[{i}]");
+        if let Some(n) = &s.name {
+            if !names.insert(n.clone()) {
+                c.err(format!("{spath}.name"), format!("duplicate step name `{n}` in this runbook"));
+            }
+        }
+        if let Some(step) = step(c, &spath, s, source_index, sources) {
+            steps.push(step);
+        }
+    }
+    (budget, steps)
+}
+
+fn step(
+    c: &mut Collector,
+    path: &str,
+    s: &RawStep,
+    source_index: &HashMap<String, usize>,
+    sources: &[Source],
+) -> Option<Step> {
+    let name = c.required_str(&format!("{path}.name"), &s.name).map(str::to_string);
+    let timeout = c.duration(&format!("{path}.timeout"), &s.timeout, Duration::from_secs(5));
+    if timeout.is_zero() {
+        c.err(format!("{path}.timeout"), "must be more than 0");
+    }
+    let retries = match s.retries {
+        None => 2,
+        Some(n) if (0..=100).contains(&n) => n as u32,
+        Some(n) => {
+            c.err(format!("{path}.retries"), format!("{n} is out of range (0 to 100)"));
+            2
+        }
+    };
+    let on_failure = match s.on_failure.as_deref() {
+        None | Some("abort") => OnFailure::Abort,
+        Some("continue") => OnFailure::Continue,
+        Some(o) => {
+            c.err(format!("{path}.on_failure"), format!("unknown value `{o}` (\"abort\" or \"continue\")"));
+            OnFailure::Abort
+        }
+    };
+    let kind = c.required_str(&format!("{path}.type"), &s.kind)?;
+    // Which keys each type takes, so a key of another type is reported rather than ignored.
+    let keys: [(&str, bool); 23] = [
+        ("server", s.server.is_some()),
+        ("zone", s.zone.is_some()),
+        ("record", s.record.is_some()),
+        ("rtype", s.rtype.is_some()),
+        ("ttl", s.ttl.is_some()),
+        ("values", s.values.is_some()),
+        ("prerequisite", s.prerequisite.is_some()),
+        ("tsig_key", s.tsig_key.is_some()),
+        ("tsig_algorithm", s.tsig_algorithm.is_some()),
+        ("tsig_secret_file", s.tsig_secret_file.is_some()),
+        ("verify_servers", s.verify_servers.is_some()),
+        ("socket", s.socket.is_some()),
+        ("backend", s.backend.is_some()),
+        ("servers", s.servers.is_some()),
+        ("state", s.state.is_some()),
+        ("method", s.method.is_some()),
+        ("url", s.url.is_some()),
+        ("headers", s.headers.is_some()),
+        ("body", s.body.is_some()),
+        ("expect_status", s.expect_status.is_some()),
+        ("argv", s.argv.is_some()),
+        ("payload", s.payload.is_some()),
+        ("duration", s.duration.is_some()),
+    ];
+    let own: &[&str] = match kind {
+        "dns_update" => &[
+            "server", "zone", "record", "rtype", "ttl", "values", "prerequisite", "tsig_key", "tsig_algorithm",
+            "tsig_secret_file", "verify_servers",
+        ],
+        "haproxy" => &["socket", "backend", "servers", "state"],
+        "http" => &["method", "url", "headers", "body", "expect_status"],
+        "command" => &["argv"],
+        "mqtt_publish" => &["payload"],
+        "wait" => &["duration"],
+        other => {
+            c.err(
+                format!("{path}.type"),
+                format!("unknown step type `{other}` (dns_update, haproxy, http, command, mqtt_publish, wait)"),
+            );
+            return None;
+        }
+    };
+    for (k, set) in keys {
+        if set && !own.contains(&k) {
+            c.err(format!("{path}.{k}"), format!("does not apply to a `{kind}` step"));
+        }
+    }
+    // `source` and `topic` belong to mqtt_publish only.
+    if kind != "mqtt_publish" {
+        c.not_for(path.to_string(), "source", s.source.is_some(), &format!("a `{kind}` step"));
+        c.not_for(path.to_string(), "topic", s.topic.is_some(), &format!("a `{kind}` step"));
+        c.not_for(path.to_string(), "qos", s.qos.is_some(), &format!("a `{kind}` step"));
+        c.not_for(path.to_string(), "retain", s.retain.is_some(), &format!("a `{kind}` step"));
+    }
+    let action = match kind {
+        "dns_update" => dns_step(c, path, s).map(Action::DnsUpdate),
+        "haproxy" => haproxy_step(c, path, s).map(Action::Haproxy),
+        "http" => http_step(c, path, s).map(Action::Http),
+        "command" => {
+            let argv = c.required(&format!("{path}.argv"), &s.argv).cloned();
+            if let Some(a) = &argv {
+                if a.is_empty() || a[0].trim().is_empty() {
+                    c.err(format!("{path}.argv"), "needs at least the program to run");
+                }
+                for (i, arg) in a.iter().enumerate() {
+                    check_template(c, &format!("{path}.argv[{i}]"), arg);
+                }
+            }
+            argv.map(|argv| Action::Command(CommandStep { argv }))
+        }
+        "mqtt_publish" => {
+            let source = c.required_str(&format!("{path}.source"), &s.source).and_then(|n| {
+                match source_index.get(n).map(|&i| (i, sources.get(i).map(|s| &s.spec))) {
+                    Some((i, Some(SourceSpec::Mqtt(_)))) => Some(i),
+                    Some((_, Some(_))) => {
+                        c.err(format!("{path}.source"), format!("source `{n}` is not an MQTT source"));
+                        None
+                    }
+                    Some((_, None)) => None,
+                    None => {
+                        c.err(format!("{path}.source"), format!("unknown source `{n}`{}", known(source_index.keys())));
+                        None
+                    }
+                }
+            });
+            let topic = c.required_str(&format!("{path}.topic"), &s.topic).map(str::to_string);
+            if let Some(t) = &topic {
+                check_template(c, &format!("{path}.topic"), t);
+                if t.contains(['+', '#']) {
+                    c.err(format!("{path}.topic"), "a topic to publish to must not contain wildcards");
+                }
+            }
+            let payload = s.payload.clone().unwrap_or_default();
+            check_template(c, &format!("{path}.payload"), &payload);
+            let qos = match s.qos {
+                None => 1,
+                Some(q @ 0..=2) => q as u8,
+                Some(q) => {
+                    c.err(format!("{path}.qos"), format!("{q} is not a QoS (0, 1 or 2)"));
+                    1
+                }
+            };
+            match (source, topic) {
+                (Some(source), Some(topic)) => Some(Action::MqttPublish(MqttPublishStep {
+                    source,
+                    topic,
+                    payload,
+                    qos,
+                    retain: s.retain.unwrap_or(false),
+                })),
+                _ => None,
+            }
+        }
+        "wait" => {
+            let d = c.required(&format!("{path}.duration"), &s.duration).cloned();
+            c.opt_duration(&format!("{path}.duration"), &d).map(Action::Wait)
+        }
+        _ => None,
+    };
+    if let Some(Action::Wait(d)) = &action {
+        if *d > timeout && s.timeout.is_some() {
+            c.err(format!("{path}.timeout"), "is shorter than the wait's duration");
+        }
+    }
+    let timeout = match &action {
+        // A wait's own duration is its time limit unless one is given.
+        Some(Action::Wait(d)) if s.timeout.is_none() => *d + Duration::from_secs(1),
+        _ => timeout,
+    };
+    Some(Step { name: name?, timeout, retries, on_failure, action: action? })
+}
+
+fn dns_step(c: &mut Collector, path: &str, s: &RawStep) -> Option<DnsStep> {
+    let server = c.required_str(&format!("{path}.server"), &s.server).and_then(|v| match parse_dns_server(v) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            c.err(format!("{path}.server"), e);
+            None
+        }
+    });
+    let zone = c.required_str(&format!("{path}.zone"), &s.zone).map(str::to_string);
+    let record = c.required_str(&format!("{path}.record"), &s.record).map(str::to_string);
+    let rtype = c.required_str(&format!("{path}.rtype"), &s.rtype).and_then(|t| match t.parse::<RecordKind>() {
+        Ok(k) => Some(k),
+        Err(_) => {
+            c.err(format!("{path}.rtype"), format!("unsupported record type `{t}` (A, AAAA, CNAME or TXT)"));
+            None
+        }
+    });
+    let ttl = match s.ttl {
+        None => 30,
+        Some(t) if (0..=2_147_483_647).contains(&t) => t as u32,
+        Some(t) => {
+            c.err(format!("{path}.ttl"), format!("{t} is not a TTL (0 to 2147483647 seconds)"));
+            30
+        }
+    };
+    let values = c.required(&format!("{path}.values"), &s.values).cloned();
+    if values.as_ref().is_some_and(|v| v.is_empty()) {
+        c.err(format!("{path}.values"), "needs at least one value (the new RRset)");
+    }
+    if matches!(rtype, Some(RecordKind::Cname)) && values.as_ref().is_some_and(|v| v.len() > 1) {
+        c.err(format!("{path}.values"), "a CNAME takes exactly one value");
+    }
+    let tsig = match (&s.tsig_key, &s.tsig_algorithm, &s.tsig_secret_file) {
+        (None, None, None) => None,
+        (key, alg, file) => {
+            let key = c.required_str(&format!("{path}.tsig_key"), key).map(str::to_string);
+            let file = c.required_str(&format!("{path}.tsig_secret_file"), file).map(PathBuf::from);
+            let algorithm = match alg.as_deref() {
+                None => Some(TsigAlgorithm::HmacSha256),
+                Some(a) => match a.parse::<TsigAlgorithm>() {
+                    Ok(a) => Some(a),
+                    Err(_) => {
+                        c.err(
+                            format!("{path}.tsig_algorithm"),
+                            format!("unsupported algorithm `{a}` (hmac-sha256, hmac-sha384 or hmac-sha512)"),
+                        );
+                        None
+                    }
+                },
+            };
+            match (key, algorithm, file) {
+                (Some(key), Some(algorithm), Some(secret_file)) => Some(TsigRef { key, algorithm, secret_file }),
+                _ => None,
+            }
+        }
+    };
+    let mut verify_servers = Vec::new();
+    for (i, v) in s.verify_servers.iter().flatten().enumerate() {
+        match parse_dns_server(v) {
+            Ok(a) => verify_servers.push(a),
+            Err(e) => c.err(format!("{path}.verify_servers[{i}]"), e),
+        }
+    }
+    let (server, zone, record, rtype, values) = (server?, zone?, record?, rtype?, values?);
+    // Let the DNS module judge names and values: it is the one that will encode them.
+    let spec = UpdateSpec {
+        server,
+        zone: zone.clone(),
+        record: record.clone(),
+        kind: rtype,
+        ttl,
+        values: values.clone(),
+        key: tsig.as_ref().map(|t| TsigKey { name: t.key.clone(), algorithm: t.algorithm, secret: vec![0; 32] }),
+        timeout: Duration::from_secs(1),
+    };
+    if let Err(e) = dns::validate(&spec) {
+        c.err(format!("{path}.record"), e.to_string());
+        return None;
+    }
+    Some(DnsStep { server, zone, record, rtype, ttl, values, prerequisite: s.prerequisite.clone(), tsig, verify_servers })
+}
+
+/// A DNS server is an IP address with an optional port (53): the agent must not depend on
+/// name resolution to reach the server that does name resolution.
+fn parse_dns_server(v: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = v.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Ok(ip) = v.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    if let Ok(mut it) = v.to_socket_addrs() {
+        if let Some(a) = it.next() {
+            if a.ip().is_loopback() {
+                return Ok(a);
+            }
+        }
+    }
+    Err(format!("`{v}` is not an IP address with optional port (e.g. \"10.20.0.53:53\")"))
+}
+
+fn haproxy_step(c: &mut Collector, path: &str, s: &RawStep) -> Option<HaproxyStep> {
+    let socket = c.required_str(&format!("{path}.socket"), &s.socket).and_then(|v| {
+        if let Some(rest) = v.strip_prefix("tcp://") {
+            match split_host_port(rest, 9999) {
+                Ok((h, p)) => Some(HaproxySocket::Tcp(format!("{h}:{p}"))),
+                Err(e) => {
+                    c.err(format!("{path}.socket"), format!("`{v}`: {e}"));
+                    None
+                }
+            }
+        } else if let Some(rest) = v.strip_prefix("unix://") {
+            if rest.starts_with('/') {
+                Some(HaproxySocket::Unix(PathBuf::from(rest)))
+            } else {
+                c.err(format!("{path}.socket"), format!("`{v}`: the socket path must be absolute (unix:///run/haproxy/admin.sock)"));
+                None
+            }
+        } else {
+            c.err(format!("{path}.socket"), format!("`{v}` is not tcp://host:port or unix:///path"));
+            None
+        }
+    });
+    let backend = c.required_str(&format!("{path}.backend"), &s.backend).map(str::to_string);
+    let servers = c.required(&format!("{path}.servers"), &s.servers).cloned();
+    if servers.as_ref().is_some_and(|v| v.is_empty()) {
+        c.err(format!("{path}.servers"), "needs at least one server");
+    }
+    let state = match c.required_str(&format!("{path}.state"), &s.state) {
+        None => None,
+        Some("drain") => Some(ServerState::Drain),
+        Some("maint") => Some(ServerState::Maint),
+        Some("ready") => Some(ServerState::Ready),
+        Some(o) => {
+            c.err(format!("{path}.state"), format!("unknown state `{o}` (drain, maint or ready)"));
+            None
+        }
+    };
+    Some(HaproxyStep { socket: socket?, backend: backend?, servers: servers?, state: state? })
+}
+
+fn http_step(c: &mut Collector, path: &str, s: &RawStep) -> Option<HttpStep> {
+    let method = s.method.clone().unwrap_or_else(|| "POST".into()).to_ascii_uppercase();
+    if !["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"].contains(&method.as_str()) {
+        c.err(format!("{path}.method"), format!("unsupported method `{method}` (GET, POST, PUT, PATCH, DELETE, HEAD)"));
+    }
+    let url = c.required_str(&format!("{path}.url"), &s.url).and_then(|u| {
+        check_template(c, &format!("{path}.url"), u);
+        let probe = u.replace("{{", "x").replace("}}", "x");
+        match url::Url::parse(&probe) {
+            Ok(p) if p.scheme() == "http" || p.scheme() == "https" => Some(u.to_string()),
+            Ok(p) => {
+                c.err(format!("{path}.url"), format!("`{u}`: scheme `{}` is not http or https", p.scheme()));
+                None
+            }
+            Err(e) => {
+                c.err(format!("{path}.url"), format!("`{u}` is not a URL: {e}"));
+                None
+            }
+        }
+    });
+    let mut headers = Vec::new();
+    for (k, v) in s.headers.iter().flatten() {
+        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b)) {
+            c.err(format!("{path}.headers"), format!("`{k}` is not a valid header name"));
+        }
+        check_template(c, &format!("{path}.headers.{k}"), v);
+        headers.push((k.clone(), v.clone()));
+    }
+    if let Some(b) = &s.body {
+        check_template(c, &format!("{path}.body"), b);
+    }
+    let expect_status = match &s.expect_status {
+        None => (200..300).collect(),
+        Some(v) => {
+            let mut out = Vec::new();
+            for (i, code) in v.iter().enumerate() {
+                if (100..=599).contains(code) {
+                    out.push(*code as u16);
+                } else {
+                    c.err(format!("{path}.expect_status[{i}]"), format!("{code} is not an HTTP status (100 to 599)"));
+                }
+            }
+            out
+        }
+    };
+    Some(HttpStep { method, url: url?, headers, body: s.body.clone(), expect_status })
+}
+
+/// Reports `{{placeholders}}` that are not known template variables.
+fn check_template(c: &mut Collector, path: &str, text: &str) {
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        match after.find("}}") {
+            Some(end) => {
+                let var = after[..end].trim();
+                if !TEMPLATE_VARS.contains(&var) {
+                    c.err(
+                        path,
+                        format!("unknown placeholder `{{{{{var}}}}}` (known: {})", TEMPLATE_VARS.map(|v| format!("{{{{{v}}}}}")).join(" ")),
+                    );
+                }
+                rest = &after[end + 2..];
+            }
+            None => {
+                c.err(path, "unclosed `{{` placeholder");
+                return;
+            }
+        }
+    }
+}
+
+fn telemetry(
+    c: &mut Collector,
+    raw: Option<&RawTelemetry>,
+    source_index: &HashMap<String, usize>,
+    sources: &[Source],
+    agent: &Agent,
+) -> Telemetry {
+    let Some(raw) = raw else { return Telemetry::default() };
+    let influxdb = raw.influxdb.as_ref().and_then(|i| {
+        let p = "telemetry.influxdb";
+        let url = c.required_str(&format!("{p}.url"), &i.url).and_then(|u| match url::Url::parse(u) {
+            Ok(parsed) if parsed.scheme() == "http" || parsed.scheme() == "https" => Some(u.to_string()),
+            Ok(_) => {
+                c.err(format!("{p}.url"), format!("`{u}` must be an http:// or https:// URL"));
+                None
+            }
+            Err(e) => {
+                c.err(format!("{p}.url"), format!("`{u}` is not a URL: {e}"));
+                None
+            }
+        });
+        let org = c.required_str(&format!("{p}.org"), &i.org).map(str::to_string);
+        let bucket = c.required_str(&format!("{p}.bucket"), &i.bucket).map(str::to_string);
+        let flush_interval = c.duration(&format!("{p}.flush_interval"), &i.flush_interval, Duration::from_secs(1));
+        let spool_max = match &i.spool_max {
+            None => 256 * 1024 * 1024,
+            Some(s) => parse_size(s).unwrap_or_else(|e| {
+                c.err(format!("{p}.spool_max"), e);
+                0
+            }),
+        };
+        Some(Influx {
+            url: url?,
+            org: org?,
+            bucket: bucket?,
+            token_file: i.token_file.as_deref().map(PathBuf::from),
+            flush_interval,
+            spool_max,
+        })
+    });
+    let mqtt = raw.mqtt.as_ref().and_then(|m| {
+        let p = "telemetry.mqtt";
+        let source = c.required_str(&format!("{p}.source"), &m.source).and_then(|n| {
+            match source_index.get(n).map(|&i| (i, sources.get(i).map(|s| &s.spec))) {
+                Some((i, Some(SourceSpec::Mqtt(_)))) => Some(i),
+                Some((_, Some(_))) => {
+                    c.err(format!("{p}.source"), format!("source `{n}` is not an MQTT source"));
+                    None
+                }
+                Some((_, None)) => None,
+                None => {
+                    c.err(format!("{p}.source"), format!("unknown source `{n}`{}", known(source_index.keys())));
+                    None
+                }
+            }
+        });
+        let prefix = m.prefix.clone().unwrap_or_else(|| format!("firebreak/{}", agent.name));
+        if prefix.contains(['+', '#']) || prefix.ends_with('/') {
+            c.err(format!("{p}.prefix"), "must not contain wildcards or end with '/'");
+        }
+        Some(TelemetryMqtt { source: source?, prefix })
+    });
+    Telemetry { influxdb, mqtt }
+}

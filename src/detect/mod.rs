@@ -1,0 +1,616 @@
+//! The detection core: a pure state machine. Samples and a monotonic clock go in
+//! (`observe`, `tick`); sensor state changes, zone level changes and "start the runbook"
+//! decisions come out. No I/O, no locks, no `.await`, and no allocation per sample in
+//! steady state (outputs go to a reused buffer; only zone changes, which are rare,
+//! allocate their evidence list).
+
+pub mod rise;
+
+use crate::config::{Config, DetectParams, Kind, SourceSpec};
+use rise::{Nanos, RiseWindow};
+
+const NONE: Nanos = Nanos::MAX;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    Ok = 0,
+    Warn = 1,
+    Alarm = 2,
+    Critical = 3,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SensorState {
+    Ok,
+    Warn,
+    Alarm,
+    Critical,
+    Stale,
+    Fault,
+}
+
+impl SensorState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SensorState::Ok => "ok",
+            SensorState::Warn => "warn",
+            SensorState::Alarm => "alarm",
+            SensorState::Critical => "critical",
+            SensorState::Stale => "stale",
+            SensorState::Fault => "fault",
+        }
+    }
+
+    fn from_level(l: Level) -> Self {
+        match l {
+            Level::Ok => SensorState::Ok,
+            Level::Warn => SensorState::Warn,
+            Level::Alarm => SensorState::Alarm,
+            Level::Critical => SensorState::Critical,
+        }
+    }
+}
+
+/// Why a reading could not be used; reported by sources or found by the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    ModbusException,
+    OutOfRange,
+    NotANumber,
+    BadPayload,
+    NoData,
+}
+
+impl FaultKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::ModbusException => "fault:modbus_exception",
+            FaultKind::OutOfRange => "fault:out_of_range",
+            FaultKind::NotANumber => "fault:not_a_number",
+            FaultKind::BadPayload => "fault:bad_payload",
+            FaultKind::NoData => "fault:no_data",
+        }
+    }
+}
+
+/// Machine-readable reason of a state, as written in events (`above:alarm_above`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Above(Level),
+    Below(Level),
+    Rise(Level),
+    Stale,
+    Fault(FaultKind),
+    Cleared,
+    RuntimeBelowReserve,
+    OnBatteryTooLong,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Above(Level::Warn) => "above:warn_above",
+            Reason::Above(Level::Alarm) => "above:alarm_above",
+            Reason::Above(_) => "above:critical_above",
+            Reason::Below(Level::Warn) => "below:warn_below",
+            Reason::Below(Level::Alarm) => "below:alarm_below",
+            Reason::Below(_) => "below:critical_below",
+            Reason::Rise(Level::Warn) => "rise:rise_warn",
+            Reason::Rise(_) => "rise:rise_alarm",
+            Reason::Stale => "stale",
+            Reason::Fault(f) => f.as_str(),
+            Reason::Cleared => "cleared",
+            Reason::RuntimeBelowReserve => "power:runtime_below_reserve",
+            Reason::OnBatteryTooLong => "power:on_battery_too_long",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ZoneLevel {
+    Normal,
+    Warning,
+    Alarm,
+    Critical,
+}
+
+impl ZoneLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ZoneLevel::Normal => "normal",
+            ZoneLevel::Warning => "warning",
+            ZoneLevel::Alarm => "alarm",
+            ZoneLevel::Critical => "critical",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cause {
+    Fire,
+    Power,
+    Manual,
+    Drill,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Fire => "fire",
+            Cause::Power => "power",
+            Cause::Manual => "manual",
+            Cause::Drill => "drill",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reading {
+    Value(f64),
+    Fault(FaultKind),
+}
+
+/// One reading of one sensor, stamped with the monotonic clock when it was taken.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub sensor: u32,
+    pub at: Nanos,
+    pub reading: Reading,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evidence {
+    pub sensor: u32,
+    pub state: SensorState,
+    pub value: Option<f64>,
+    pub reason: Reason,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Sensor { sensor: u32, from: SensorState, to: SensorState, value: Option<f64>, reason: Reason },
+    Zone { zone: u32, from: ZoneLevel, to: ZoneLevel, evidence: Vec<Evidence> },
+    /// The zone became critical: start its runbook (once per incident).
+    Critical { zone: u32, cause: Cause },
+}
+
+/// Detection parameters in the core's units (nanoseconds, per second).
+#[derive(Debug, Clone)]
+pub struct Params {
+    above: [f64; 3],
+    below: [f64; 3],
+    rise: [f64; 2],
+    hold: Nanos,
+    hysteresis: f64,
+    stale_after: Nanos,
+    min: f64,
+    max: f64,
+    rise_window: Nanos,
+}
+
+impl Params {
+    pub fn from_config(p: &DetectParams) -> Self {
+        let on = |v: Option<f64>, off: f64| v.unwrap_or(off);
+        Params {
+            above: [
+                on(p.warn_above, f64::INFINITY),
+                on(p.alarm_above, f64::INFINITY),
+                on(p.critical_above, f64::INFINITY),
+            ],
+            below: [
+                on(p.warn_below, f64::NEG_INFINITY),
+                on(p.alarm_below, f64::NEG_INFINITY),
+                on(p.critical_below, f64::NEG_INFINITY),
+            ],
+            rise: [
+                p.rise_warn.map(|r| r / 60.0).unwrap_or(f64::INFINITY),
+                p.rise_alarm.map(|r| r / 60.0).unwrap_or(f64::INFINITY),
+            ],
+            hold: p.hold.as_nanos() as Nanos,
+            hysteresis: p.hysteresis,
+            stale_after: p.stale_after.as_nanos() as Nanos,
+            min: p.min,
+            max: p.max,
+            rise_window: p.rise_window.as_nanos() as Nanos,
+        }
+    }
+
+    fn has_rise(&self) -> bool {
+        self.rise.iter().any(|r| r.is_finite())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SensorSpec {
+    pub zone: u32,
+    pub kind: Kind,
+    pub params: Params,
+    /// Samples the rise window may hold (from the expected sample rate).
+    pub rise_capacity: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ZoneSpec {
+    pub confirm: u32,
+    pub stale_votes: bool,
+    /// Power rule: critical when on battery and runtime below this many seconds.
+    pub runtime_floor_s: f64,
+    pub max_on_battery: Option<Nanos>,
+}
+
+struct SensorRt {
+    spec: SensorSpec,
+    state: SensorState,
+    reason: Reason,
+    value: f64,
+    last_good: Nanos,
+    last_fault: Nanos,
+    above_since: [Nanos; 3],
+    below_since: [Nanos; 3],
+    rise_since: [Nanos; 2],
+    window: Option<RiseWindow>,
+}
+
+struct ZoneRt {
+    spec: ZoneSpec,
+    sensors: Vec<u32>,
+    level: ZoneLevel,
+    latched: bool,
+    on_battery_since: Nanos,
+}
+
+pub struct Detector {
+    sensors: Vec<SensorRt>,
+    zones: Vec<ZoneRt>,
+    out: Vec<Output>,
+}
+
+impl Detector {
+    /// `start` is the monotonic time the agent started: a sensor never heard from goes
+    /// stale `stale_after` later.
+    pub fn new(sensors: Vec<SensorSpec>, zones: Vec<ZoneSpec>, start: Nanos) -> Self {
+        let mut zrt: Vec<ZoneRt> = zones
+            .into_iter()
+            .map(|spec| ZoneRt { spec, sensors: Vec::new(), level: ZoneLevel::Normal, latched: false, on_battery_since: NONE })
+            .collect();
+        let sensors: Vec<SensorRt> = sensors
+            .into_iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                if let Some(z) = zrt.get_mut(spec.zone as usize) {
+                    z.sensors.push(i as u32);
+                }
+                let window = spec
+                    .params
+                    .has_rise()
+                    .then(|| RiseWindow::new(spec.params.rise_window, spec.rise_capacity));
+                SensorRt {
+                    spec,
+                    state: SensorState::Ok,
+                    reason: Reason::Cleared,
+                    value: f64::NAN,
+                    last_good: start,
+                    last_fault: 0,
+                    above_since: [NONE; 3],
+                    below_since: [NONE; 3],
+                    rise_since: [NONE; 2],
+                    window,
+                }
+            })
+            .collect();
+        Detector { sensors, zones: zrt, out: Vec::with_capacity(64) }
+    }
+
+    /// Builds the core for a validated config.
+    pub fn from_config(config: &Config, start: Nanos) -> Self {
+        let sensors = config
+            .sensors
+            .iter()
+            .map(|s| {
+                let expected_interval = match &config.sources[s.source].spec {
+                    SourceSpec::Modbus(m) => m.poll_interval,
+                    SourceSpec::Mqtt(_) => std::time::Duration::from_millis(250),
+                };
+                let per_window = s.detect.rise_window.as_secs_f64() / expected_interval.as_secs_f64().max(1e-3);
+                SensorSpec {
+                    zone: s.zone as u32,
+                    kind: s.kind,
+                    params: Params::from_config(&s.detect),
+                    rise_capacity: ((per_window * 2.0) as usize + 8).min(8192),
+                }
+            })
+            .collect();
+        let zones = config
+            .zones
+            .iter()
+            .map(|z| {
+                let budget = config.runbooks[z.runbook].budget.unwrap_or_default();
+                ZoneSpec {
+                    confirm: z.confirm,
+                    stale_votes: z.stale_votes,
+                    runtime_floor_s: (z.power_reserve + budget).as_secs_f64(),
+                    max_on_battery: z.max_on_battery.map(|d| d.as_nanos() as Nanos),
+                }
+            })
+            .collect();
+        Detector::new(sensors, zones, start)
+    }
+
+    /// Outputs produced since the last drain, in order.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Output> {
+        self.out.drain(..)
+    }
+
+    pub fn sensor_state(&self, sensor: u32) -> (SensorState, Option<f64>) {
+        let s = &self.sensors[sensor as usize];
+        (s.state, s.value.is_finite().then_some(s.value))
+    }
+
+    pub fn zone_level(&self, zone: u32) -> ZoneLevel {
+        self.zones[zone as usize].level
+    }
+
+    pub fn is_latched(&self, zone: u32) -> bool {
+        self.zones[zone as usize].latched
+    }
+
+    /// Feeds one sample. Unknown sensor indices are ignored.
+    pub fn observe(&mut self, sample: Sample) {
+        let i = sample.sensor as usize;
+        let Some(s) = self.sensors.get_mut(i) else { return };
+        let now = sample.at;
+        let zone = s.spec.zone;
+        let fault = match sample.reading {
+            Reading::Fault(f) => Some(f),
+            Reading::Value(v) if !v.is_finite() => Some(FaultKind::NotANumber),
+            Reading::Value(v) if v < s.spec.params.min || v > s.spec.params.max => Some(FaultKind::OutOfRange),
+            Reading::Value(_) => None,
+        };
+        let before = s.state;
+        match (fault, sample.reading) {
+            (Some(f), _) => {
+                s.last_fault = now;
+                if s.state != SensorState::Fault || s.reason != Reason::Fault(f) {
+                    s.reset_conditions();
+                    let value = match sample.reading {
+                        Reading::Value(v) if v.is_finite() => Some(v),
+                        _ => None,
+                    };
+                    s.state = SensorState::Fault;
+                    s.reason = Reason::Fault(f);
+                    self.out.push(Output::Sensor { sensor: i as u32, from: before, to: SensorState::Fault, value, reason: Reason::Fault(f) });
+                }
+            }
+            (None, Reading::Value(v)) => {
+                if matches!(s.state, SensorState::Stale | SensorState::Fault) {
+                    // Back from silence: old conditions and slope no longer describe it.
+                    s.reset_conditions();
+                    s.state = SensorState::Ok;
+                    s.reason = Reason::Cleared;
+                }
+                s.last_good = now;
+                s.value = v;
+                s.update_conditions(v, now);
+                let (level, reason) = s.evaluate(now);
+                let to = SensorState::from_level(level);
+                if to != before {
+                    s.state = to;
+                    s.reason = reason;
+                    self.out.push(Output::Sensor { sensor: i as u32, from: before, to, value: Some(v), reason });
+                } else {
+                    s.reason = reason;
+                }
+            }
+            (None, Reading::Fault(_)) => unreachable!("a fault reading always has a fault kind"),
+        }
+        let power_kind = matches!(s.spec.kind, Kind::OnBattery | Kind::Runtime);
+        if self.sensors[i].state != before || power_kind {
+            self.evaluate_zone(zone, now);
+        }
+    }
+
+    /// Advances time: stale sensors, holds that expired without a new sample, the
+    /// on-battery timer.
+    pub fn tick(&mut self, now: Nanos) {
+        for i in 0..self.sensors.len() {
+            let s = &mut self.sensors[i];
+            let before = s.state;
+            let last = if before == SensorState::Fault { s.last_good.max(s.last_fault) } else { s.last_good };
+            if before != SensorState::Stale && now.saturating_sub(last) > s.spec.params.stale_after {
+                s.reset_conditions();
+                s.state = SensorState::Stale;
+                s.reason = Reason::Stale;
+                let value = s.value.is_finite().then_some(s.value);
+                self.out.push(Output::Sensor { sensor: i as u32, from: before, to: SensorState::Stale, value, reason: Reason::Stale });
+                let zone = s.spec.zone;
+                self.evaluate_zone(zone, now);
+                continue;
+            }
+            if matches!(before, SensorState::Stale | SensorState::Fault) || !s.has_pending() {
+                continue;
+            }
+            let (level, reason) = s.evaluate(now);
+            let to = SensorState::from_level(level);
+            if to != before {
+                s.state = to;
+                s.reason = reason;
+                let value = s.value.is_finite().then_some(s.value);
+                self.out.push(Output::Sensor { sensor: i as u32, from: before, to, value, reason });
+                let zone = s.spec.zone;
+                self.evaluate_zone(zone, now);
+            }
+        }
+        for z in 0..self.zones.len() {
+            if self.zones[z].on_battery_since != NONE && self.zones[z].spec.max_on_battery.is_some() {
+                self.evaluate_zone(z as u32, now);
+            }
+        }
+    }
+
+    /// Operator reset: ends the incident latch and re-evaluates the zone from its sensors.
+    pub fn reset(&mut self, zone: u32, now: Nanos) {
+        if let Some(z) = self.zones.get_mut(zone as usize) {
+            z.latched = false;
+            self.evaluate_zone(zone, now);
+        }
+    }
+
+    /// Marks a zone critical from outside the sensors (manual failover): latches it.
+    pub fn latch(&mut self, zone: u32) {
+        if let Some(z) = self.zones.get_mut(zone as usize) {
+            z.latched = true;
+        }
+    }
+
+    fn evaluate_zone(&mut self, zone: u32, now: Nanos) {
+        let Some(z) = self.zones.get(zone as usize) else { return };
+        let mut alarm_votes = 0u32;
+        let mut any_critical = false;
+        let mut warnish = false;
+        let mut stale_or_fault = 0u32;
+        let mut on_battery = false;
+        let mut min_runtime = f64::INFINITY;
+        let mut runtime_sensor = None;
+        for &si in &z.sensors {
+            let s = &self.sensors[si as usize];
+            match s.state {
+                SensorState::Critical => {
+                    any_critical = true;
+                    alarm_votes += 1;
+                }
+                SensorState::Alarm => alarm_votes += 1,
+                SensorState::Warn => warnish = true,
+                SensorState::Stale | SensorState::Fault => {
+                    stale_or_fault += 1;
+                    warnish = true;
+                }
+                SensorState::Ok => {}
+            }
+            let usable = !matches!(s.state, SensorState::Stale | SensorState::Fault) && s.value.is_finite();
+            match s.spec.kind {
+                Kind::OnBattery if usable && s.value >= 0.5 => on_battery = true,
+                Kind::Runtime if usable && s.value < min_runtime => {
+                    min_runtime = s.value;
+                    runtime_sensor = Some(si);
+                }
+                _ => {}
+            }
+        }
+        let votes = alarm_votes + if z.spec.stale_votes && alarm_votes > 0 { stale_or_fault } else { 0 };
+        let fire = any_critical || votes >= z.spec.confirm;
+        let on_battery_since = match (on_battery, z.on_battery_since) {
+            (true, NONE) => now,
+            (true, since) => since,
+            (false, _) => NONE,
+        };
+        let runtime_low = on_battery && min_runtime < z.spec.runtime_floor_s;
+        let too_long = on_battery
+            && z.spec.max_on_battery.is_some_and(|max| now.saturating_sub(on_battery_since) >= max);
+        let power = runtime_low || too_long;
+        let computed = if fire || power {
+            ZoneLevel::Critical
+        } else if alarm_votes > 0 {
+            ZoneLevel::Alarm
+        } else if warnish {
+            ZoneLevel::Warning
+        } else {
+            ZoneLevel::Normal
+        };
+        let z = &mut self.zones[zone as usize];
+        z.on_battery_since = on_battery_since;
+        let to = if z.latched { ZoneLevel::Critical } else { computed };
+        if to == z.level {
+            return;
+        }
+        let from = z.level;
+        z.level = to;
+        let mut evidence: Vec<Evidence> = z
+            .sensors
+            .iter()
+            .map(|&si| (si, &self.sensors[si as usize]))
+            .filter(|(_, s)| s.state != SensorState::Ok)
+            .map(|(si, s)| Evidence {
+                sensor: si,
+                state: s.state,
+                value: s.value.is_finite().then_some(s.value),
+                reason: s.reason,
+            })
+            .collect();
+        if power {
+            let reason = if runtime_low { Reason::RuntimeBelowReserve } else { Reason::OnBatteryTooLong };
+            let sensor = runtime_sensor.or_else(|| {
+                z.sensors.iter().copied().find(|&si| self.sensors[si as usize].spec.kind == Kind::OnBattery)
+            });
+            if let Some(si) = sensor {
+                let s = &self.sensors[si as usize];
+                evidence.push(Evidence { sensor: si, state: s.state, value: s.value.is_finite().then_some(s.value), reason });
+            }
+        }
+        self.out.push(Output::Zone { zone, from, to, evidence });
+        if to == ZoneLevel::Critical && !z.latched {
+            z.latched = true;
+            let cause = if fire { Cause::Fire } else { Cause::Power };
+            self.out.push(Output::Critical { zone, cause });
+        }
+    }
+}
+
+impl SensorRt {
+    fn reset_conditions(&mut self) {
+        self.above_since = [NONE; 3];
+        self.below_since = [NONE; 3];
+        self.rise_since = [NONE; 2];
+        if let Some(w) = &mut self.window {
+            w.clear();
+        }
+    }
+
+    fn has_pending(&self) -> bool {
+        self.above_since.iter().chain(&self.below_since).chain(&self.rise_since).any(|&t| t != NONE)
+    }
+
+    fn update_conditions(&mut self, v: f64, now: Nanos) {
+        let p = &self.spec.params;
+        let h = p.hysteresis;
+        for l in 0..3 {
+            // A condition that has started clears only `hysteresis` beyond its threshold.
+            let active = self.above_since[l] != NONE;
+            let on = if active { v > p.above[l] - h } else { v > p.above[l] };
+            self.above_since[l] = if on { self.above_since[l].min(now) } else { NONE };
+            let active = self.below_since[l] != NONE;
+            let on = if active { v < p.below[l] + h } else { v < p.below[l] };
+            self.below_since[l] = if on { self.below_since[l].min(now) } else { NONE };
+        }
+        if let Some(w) = &mut self.window {
+            w.push(now, v);
+            let slope = w.slope(p.rise_window / 2);
+            for l in 0..2 {
+                let on = slope.is_some_and(|s| s > p.rise[l]);
+                self.rise_since[l] = if on { self.rise_since[l].min(now) } else { NONE };
+            }
+        }
+    }
+
+    /// The highest level whose condition has held for `for`.
+    fn evaluate(&self, now: Nanos) -> (Level, Reason) {
+        let hold = self.spec.params.hold;
+        let held = |since: Nanos| since != NONE && now.saturating_sub(since) >= hold;
+        let levels = [Level::Warn, Level::Alarm, Level::Critical];
+        let mut best = (Level::Ok, Reason::Cleared);
+        for (l, level) in levels.iter().enumerate() {
+            if held(self.above_since[l]) && *level > best.0 {
+                best = (*level, Reason::Above(*level));
+            }
+            if held(self.below_since[l]) && *level > best.0 {
+                best = (*level, Reason::Below(*level));
+            }
+            if l < 2 && held(self.rise_since[l]) && *level > best.0 {
+                best = (*level, Reason::Rise(*level));
+            }
+        }
+        best
+    }
+}
+
+#[cfg(test)]
+mod tests;

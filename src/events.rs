@@ -1,0 +1,216 @@
+//! The event log: append-only JSON lines (../shared/contract/events.md), each written and
+//! fsync'd before the agent acts on it.
+
+use serde::Serialize;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventLogError {
+    #[error("cannot open the event log {path}: {source}")]
+    Open { path: PathBuf, source: std::io::Error },
+    #[error("cannot write the event log {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EvidenceItem {
+    pub sensor: String,
+    pub state: &'static str,
+    pub value: Option<f64>,
+    pub reason: &'static str,
+}
+
+/// Every event the agent writes. Field names are the contract's.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    AgentStarted {
+        version: String,
+        config: String,
+        dry_run: bool,
+    },
+    AgentStopped {
+        reason: String,
+    },
+    SensorState {
+        sensor: String,
+        zone: String,
+        from: &'static str,
+        to: &'static str,
+        value: Option<f64>,
+        reason: &'static str,
+    },
+    ZoneLevel {
+        zone: String,
+        from: &'static str,
+        to: &'static str,
+        evidence: Vec<EvidenceItem>,
+    },
+    RunbookStarted {
+        runbook: String,
+        zone: String,
+        incident: String,
+        cause: &'static str,
+        dry_run: bool,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        resumed: bool,
+    },
+    StepFinished {
+        runbook: String,
+        incident: String,
+        step: String,
+        /// Extension: the step's type.
+        #[serde(rename = "type")]
+        step_type: &'static str,
+        ok: bool,
+        attempts: u32,
+        elapsed_ms: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        verified: bool,
+        /// Extension: what was done (or, in dry run, would have been done).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    RunbookFinished {
+        runbook: String,
+        incident: String,
+        ok: bool,
+        elapsed_ms: u64,
+        /// Extension.
+        zone: String,
+    },
+    SafeToCutPower {
+        zone: String,
+        incident: String,
+    },
+    /// Extension: the runbook ended but not every step succeeded and verified.
+    NotSafeToCutPower {
+        zone: String,
+        incident: String,
+        reasons: Vec<String>,
+    },
+    IncidentReset {
+        zone: String,
+        incident: String,
+        by: String,
+    },
+}
+
+impl Event {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::AgentStarted { .. } => "agent_started",
+            Event::AgentStopped { .. } => "agent_stopped",
+            Event::SensorState { .. } => "sensor_state",
+            Event::ZoneLevel { .. } => "zone_level",
+            Event::RunbookStarted { .. } => "runbook_started",
+            Event::StepFinished { .. } => "step_finished",
+            Event::RunbookFinished { .. } => "runbook_finished",
+            Event::SafeToCutPower { .. } => "safe_to_cut_power",
+            Event::NotSafeToCutPower { .. } => "not_safe_to_cut_power",
+            Event::IncidentReset { .. } => "incident_reset",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    ts: String,
+    #[serde(flatten)]
+    event: &'a Event,
+    agent: &'a str,
+}
+
+/// RFC 3339 UTC with milliseconds: `2026-11-25T10:31:02.417Z`.
+pub fn format_ts(t: SystemTime) -> String {
+    let dt = time::OffsetDateTime::from(t);
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    dt.format(&fmt).unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".into())
+}
+
+pub fn render(agent: &str, ts: SystemTime, event: &Event) -> String {
+    let line = Line { ts: format_ts(ts), event, agent };
+    // Serialising plain data with string keys cannot fail.
+    serde_json::to_string(&line).unwrap_or_default()
+}
+
+pub struct EventLog {
+    agent: String,
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+impl EventLog {
+    pub fn open(path: &Path, agent: &str) -> Result<Self, EventLogError> {
+        let open_err = |source| EventLogError::Open { path: path.to_path_buf(), source };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(open_err)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(open_err)?;
+        Ok(EventLog { agent: agent.to_string(), path: path.to_path_buf(), file: Mutex::new(file) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one event and fsyncs it. Returns only once the line is on disk.
+    pub fn write(&self, ts: SystemTime, event: &Event) -> Result<(), EventLogError> {
+        let mut line = render(&self.agent, ts, event);
+        line.push('\n');
+        let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let err = |source| EventLogError::Write { path: self.path.clone(), source };
+        f.write_all(line.as_bytes()).map_err(err)?;
+        f.sync_data().map_err(err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn lines_carry_ts_event_and_agent_as_the_contract_says() {
+        let ts = UNIX_EPOCH + Duration::from_millis(1_795_689_062_417);
+        let line = render(
+            "pangyo-b3",
+            ts,
+            &Event::SafeToCutPower { zone: "b3".into(), incident: "b3-1".into() },
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["event"], "safe_to_cut_power");
+        assert_eq!(v["agent"], "pangyo-b3");
+        assert_eq!(v["zone"], "b3");
+        assert_eq!(v["incident"], "b3-1");
+        let ts = v["ts"].as_str().unwrap();
+        assert!(ts.ends_with('Z') && ts.len() == "2026-11-25T10:31:02.417Z".len(), "{ts}");
+        assert!(ts.contains(".417Z"), "{ts}");
+    }
+
+    #[test]
+    fn a_missing_value_is_null_not_absent() {
+        let line = render(
+            "a",
+            UNIX_EPOCH,
+            &Event::SensorState {
+                sensor: "s".into(),
+                zone: "z".into(),
+                from: "ok",
+                to: "stale",
+                value: None,
+                reason: "stale",
+            },
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert!(v.get("value").is_some_and(|x| x.is_null()));
+    }
+}

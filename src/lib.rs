@@ -1,0 +1,13 @@
+//! Firebreak: an edge agent that watches server-room battery rooms for fire and power risk
+//! and fails services over (DNS, load balancers, webhooks) while there is still power.
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod detect;
+pub mod events;
+pub mod runbook;
+pub mod sources;

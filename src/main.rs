@@ -1,0 +1,83 @@
+//! Thin binary: parse the command line, load and validate config, build, run.
+
+use clap::Parser;
+use firebreak::cli::{Cli, Command};
+use firebreak::config::{self, ConfigError};
+use std::process::ExitCode;
+
+/// `EX_USAGE` from sysexits.h: the configuration is wrong.
+const EX_USAGE: u8 = 64;
+/// `EX_SOFTWARE`: the agent failed at run time.
+const EX_SOFTWARE: u8 = 70;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+
+    match cli.command {
+        Command::CheckConfig { config: path } => match config::load(&path) {
+            Ok(loaded) => {
+                let secrets = firebreak::agent::missing_secrets(&loaded.config);
+                print!("{}", firebreak::agent::summary(&path, &loaded.config));
+                for w in loaded.warnings.iter().chain(secrets.iter()) {
+                    println!("warning: {w}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => report(&e),
+        },
+        Command::Run { config: path } => {
+            let loaded = match config::load(&path) {
+                Ok(l) => l,
+                Err(e) => return report(&e),
+            };
+            for w in &loaded.warnings {
+                tracing::warn!(problem = %w, "config warning");
+            }
+            let secrets = firebreak::agent::missing_secrets(&loaded.config);
+            if !secrets.is_empty() {
+                for s in &secrets {
+                    eprintln!("error: {s}");
+                }
+                eprintln!("{}: {} secret file(s) missing; the agent will not start without them", path.display(), secrets.len());
+                return ExitCode::from(EX_USAGE);
+            }
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::from(EX_SOFTWARE);
+                }
+            };
+            match rt.block_on(firebreak::agent::run(loaded.config, path)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EX_SOFTWARE)
+                }
+            }
+        }
+        Command::Demo { speed } => match firebreak::demo::run(speed) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EX_SOFTWARE)
+            }
+        },
+    }
+}
+
+fn report(e: &ConfigError) -> ExitCode {
+    for p in &e.errors {
+        eprintln!("error: {p}");
+    }
+    for w in &e.warnings {
+        eprintln!("warning: {w}");
+    }
+    eprintln!("{e}");
+    ExitCode::from(EX_USAGE)
+}

@@ -1,0 +1,75 @@
+//! The `dns_update` step: replace an RRset with a TSIG-signed RFC 2136 UPDATE, then query
+//! the server (and any `verify_servers`) until the new RRset answers.
+
+use super::dns::{self, TsigKey, UpdateSpec};
+use super::{StepError, StepOutcome};
+use crate::config::DnsStep;
+use std::time::Duration;
+
+/// Reads the TSIG secret (the file may be rotated between incidents: read it each time).
+fn key(step: &DnsStep) -> Result<Option<TsigKey>, StepError> {
+    let Some(t) = &step.tsig else { return Ok(None) };
+    let text = std::fs::read_to_string(&t.secret_file)
+        .map_err(|source| StepError::Secret { path: t.secret_file.display().to_string(), source })?;
+    let secret = dns::parse_tsig_secret(&text)?;
+    Ok(Some(TsigKey { name: t.key.clone(), algorithm: t.algorithm, secret }))
+}
+
+pub fn spec(step: &DnsStep, timeout: Duration) -> Result<UpdateSpec, StepError> {
+    Ok(UpdateSpec {
+        server: step.server,
+        zone: step.zone.clone(),
+        record: step.record.clone(),
+        kind: step.rtype,
+        ttl: step.ttl,
+        values: step.values.clone(),
+        key: key(step)?,
+        // One network exchange gets a fraction of the step's time, so a lost datagram
+        // leaves room for another try within the step.
+        timeout: (timeout / 3).max(Duration::from_millis(200)),
+    })
+}
+
+pub async fn run(step: &DnsStep, timeout: Duration, dry_run: bool) -> Result<StepOutcome, StepError> {
+    let spec = spec(step, timeout)?;
+    let target = format!("{} {} -> [{}] on {}", step.record, step.rtype, step.values.join(", "), step.server);
+    if dry_run {
+        // Change nothing; prove the server answers for the record.
+        let current = dns::query_rrset(step.server, &step.record, step.rtype, spec.timeout).await?;
+        return Ok(StepOutcome {
+            verified: false,
+            detail: format!("dry run: would replace {target}; server answers [{}] now", current.join(", ")),
+        });
+    }
+    // Already in place (e.g. resumed after a crash between send and verify): nothing to send.
+    let already = matches!(dns::verify(&spec).await, Ok(true));
+    if !already {
+        dns::send_update(&spec, step.prerequisite.as_deref()).await?;
+    }
+    verify_until(&spec, step).await?;
+    Ok(StepOutcome {
+        verified: true,
+        detail: if already { format!("already in place: {target}") } else { format!("updated and verified: {target}") },
+    })
+}
+
+/// Polls each server until it answers the new RRset. The caller's step timeout bounds it.
+async fn verify_until(spec: &UpdateSpec, step: &DnsStep) -> Result<(), StepError> {
+    let servers = std::iter::once(step.server).chain(step.verify_servers.iter().copied());
+    for server in servers {
+        let mut s = spec.clone();
+        s.server = server;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match dns::verify(&s).await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) if !e.is_retryable() => return Err(e.into()),
+                Err(e) => tracing::debug!(%server, error = %e, "verify query failed; retrying"),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! Runbooks: the steps that move a zone's services out, run once per incident, each one
+//! verified. One file per step type; this file runs them in order with timeouts, retries
+//! and `on_failure`, and reports each step to the event log.
+
+pub mod dns;
+pub mod dns_update;
+pub mod haproxy;
+
+use crate::config::{Action, Config, OnFailure, Step};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("{0}")]
+    Dns(#[from] dns::DnsError),
+    #[error("{0}")]
+    Haproxy(#[from] haproxy::HaproxyError),
+    #[error("cannot read secret file {path}: {source}")]
+    Secret { path: String, source: std::io::Error },
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("not verified: {0}")]
+    NotVerified(String),
+    #[error("step type `{0}` is not implemented in this build yet")]
+    Unsupported(&'static str),
+}
+
+impl StepError {
+    /// Whether trying again may help (a wrong key or a refused update will not).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StepError::Dns(e) => e.is_retryable(),
+            StepError::Haproxy(e) => e.is_retryable(),
+            StepError::Timeout(_) | StepError::NotVerified(_) => true,
+            StepError::Secret { .. } | StepError::Unsupported(_) => false,
+        }
+    }
+}
+
+/// What a step did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepOutcome {
+    /// The change was checked by reading it back from the target.
+    pub verified: bool,
+    pub detail: String,
+}
+
+/// Values templates may use: `{{agent}} {{zone}} {{level}} {{incident}} {{cause}} {{runbook}}`.
+#[derive(Debug, Clone)]
+pub struct TemplateVars {
+    pub agent: String,
+    pub zone: String,
+    pub level: String,
+    pub incident: String,
+    pub cause: String,
+    pub runbook: String,
+}
+
+impl TemplateVars {
+    pub fn render(&self, text: &str) -> String {
+        text.replace("{{agent}}", &self.agent)
+            .replace("{{zone}}", &self.zone)
+            .replace("{{level}}", &self.level)
+            .replace("{{incident}}", &self.incident)
+            .replace("{{cause}}", &self.cause)
+            .replace("{{runbook}}", &self.runbook)
+    }
+}
+
+/// Runs one attempt of a step (its own timeout is applied by the caller).
+pub async fn execute(step: &Step, _vars: &TemplateVars, dry_run: bool) -> Result<StepOutcome, StepError> {
+    match &step.action {
+        Action::DnsUpdate(d) => dns_update::run(d, step.timeout, dry_run).await,
+        Action::Haproxy(h) => Ok(haproxy::run(h, step.timeout, dry_run).await?),
+        Action::Wait(d) => {
+            if !dry_run {
+                tokio::time::sleep(*d).await;
+            }
+            Ok(StepOutcome { verified: true, detail: format!("waited {}", crate::config::units::format_duration(*d)) })
+        }
+        Action::Http(_) => Err(StepError::Unsupported("http")),
+        Action::Command(_) => Err(StepError::Unsupported("command")),
+        Action::MqttPublish(_) => Err(StepError::Unsupported("mqtt_publish")),
+    }
+}
+
+/// The result of a step after its retries.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    pub ok: bool,
+    pub verified: bool,
+    pub attempts: u32,
+    pub elapsed: Duration,
+    pub error: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// Runs a step with its timeout and up to `retries` more attempts (exponential backoff
+/// from 200 ms), stopping early on errors that retrying cannot fix.
+pub async fn run_step(step: &Step, vars: &TemplateVars, dry_run: bool) -> StepReport {
+    let started = tokio::time::Instant::now();
+    let mut backoff = Duration::from_millis(200);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let result = match tokio::time::timeout(step.timeout, execute(step, vars, dry_run)).await {
+            Ok(r) => r,
+            Err(_) => Err(StepError::Timeout(step.timeout)),
+        };
+        match result {
+            Ok(o) => {
+                return StepReport {
+                    ok: true,
+                    verified: o.verified,
+                    attempts,
+                    elapsed: started.elapsed(),
+                    error: None,
+                    detail: Some(o.detail),
+                }
+            }
+            Err(e) => {
+                let last = attempts > step.retries || !e.is_retryable();
+                tracing::warn!(step = %step.name, attempt = attempts, error = %e, final_attempt = last, "runbook step failed");
+                if last {
+                    return StepReport {
+                        ok: false,
+                        verified: false,
+                        attempts,
+                        elapsed: started.elapsed(),
+                        error: Some(e.to_string()),
+                        detail: None,
+                    };
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Whether a failed step ends the runbook.
+pub fn aborts(step: &Step, report: &StepReport) -> bool {
+    !report.ok && step.on_failure == OnFailure::Abort
+}
+
+/// Summary line per step, for `check-config`.
+pub fn describe(config: &Config, step: &Step) -> String {
+    match &step.action {
+        Action::DnsUpdate(d) => format!(
+            "{} {} {} -> {} @ {}{}",
+            step.action.type_name(),
+            d.record,
+            d.rtype,
+            d.values.join(", "),
+            d.server,
+            if d.tsig.is_some() { " (TSIG)" } else { " (unsigned)" }
+        ),
+        Action::Haproxy(h) => format!("haproxy {}/{} -> {}", h.backend, h.servers.join(","), h.state.as_str()),
+        Action::Http(h) => format!("http {} {}", h.method, h.url),
+        Action::Command(c) => format!("command {}", c.argv.join(" ")),
+        Action::MqttPublish(m) => format!("mqtt_publish {} via {}", m.topic, config.sources[m.source].name),
+        Action::Wait(d) => format!("wait {}", crate::config::units::format_duration(*d)),
+    }
+}
