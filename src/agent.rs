@@ -16,7 +16,10 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("cannot create state_dir {path}: {source}")]
-    StateDir { path: PathBuf, source: std::io::Error },
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     EventLog(#[from] EventLogError),
     #[error("cannot install signal handlers: {0}")]
@@ -35,8 +38,14 @@ pub fn missing_secrets(config: &Config) -> Vec<Problem> {
         .into_iter()
         .filter_map(|(path, file)| match std::fs::metadata(&file) {
             Ok(m) if m.is_file() => None,
-            Ok(_) => Some(Problem::new(path, format!("secret file {} is not a regular file", file.display()))),
-            Err(e) => Some(Problem::new(path, format!("secret file {}: {e}", file.display()))),
+            Ok(_) => Some(Problem::new(
+                path,
+                format!("secret file {} is not a regular file", file.display()),
+            )),
+            Err(e) => Some(Problem::new(
+                path,
+                format!("secret file {}: {e}", file.display()),
+            )),
         })
         .collect()
 }
@@ -63,16 +72,27 @@ pub fn summary(path: &Path, c: &Config) -> String {
             SourceSpec::Modbus(m) => {
                 let link = match &m.link {
                     crate::config::ModbusLink::Tcp { host, port } => format!("tcp://{host}:{port}"),
-                    crate::config::ModbusLink::Rtu { path, baud, .. } => format!("rtu://{path} @{baud}"),
+                    crate::config::ModbusLink::Rtu { path, baud, .. } => {
+                        format!("rtu://{path} @{baud}")
+                    }
                 };
-                let reads = modbus::devices(c).into_iter().find(|d| d.name == src.name).map(|d| d.reads.len()).unwrap_or(0);
+                let reads = modbus::devices(c)
+                    .into_iter()
+                    .find(|d| d.name == src.name)
+                    .map(|d| d.reads.len())
+                    .unwrap_or(0);
                 format!(
                     "modbus {link} unit {}, every {}, {reads} read(s) per poll",
                     m.unit,
                     crate::config::units::format_duration(m.poll_interval)
                 )
             }
-            SourceSpec::Mqtt(m) => format!("mqtt {}:{}{}", m.host, m.port, if m.tls { " (TLS)" } else { "" }),
+            SourceSpec::Mqtt(m) => format!(
+                "mqtt {}:{}{}",
+                m.host,
+                m.port,
+                if m.tls { " (TLS)" } else { "" }
+            ),
         };
         let _ = writeln!(s, "  {:<16} {what}; {n} sensor(s)", src.name);
     }
@@ -95,10 +115,19 @@ pub fn summary(path: &Path, c: &Config) -> String {
     }
     let _ = writeln!(s, "runbooks ({}):", c.runbooks.len());
     for r in &c.runbooks {
-        let budget = r.budget.map(|b| format!(", budget {}", crate::config::units::format_duration(b))).unwrap_or_default();
+        let budget = r
+            .budget
+            .map(|b| format!(", budget {}", crate::config::units::format_duration(b)))
+            .unwrap_or_default();
         let _ = writeln!(s, "  {} ({} step(s){budget})", r.name, r.steps.len());
         for (i, step) in r.steps.iter().enumerate() {
-            let _ = writeln!(s, "    {}. {}: {}", i + 1, step.name, runbook::describe(c, step));
+            let _ = writeln!(
+                s,
+                "    {}. {}: {}",
+                i + 1,
+                step.name,
+                runbook::describe(c, step)
+            );
         }
     }
     s
@@ -134,8 +163,10 @@ pub async fn run_until(
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
     let config = Arc::new(config);
-    std::fs::create_dir_all(&config.agent.state_dir)
-        .map_err(|source| AgentError::StateDir { path: config.agent.state_dir.clone(), source })?;
+    std::fs::create_dir_all(&config.agent.state_dir).map_err(|source| AgentError::StateDir {
+        path: config.agent.state_dir.clone(),
+        source,
+    })?;
     let log = Arc::new(EventLog::open(&config.agent.event_log, &config.agent.name)?);
     log.write(
         clock.wall(),
@@ -151,10 +182,18 @@ pub async fn run_until(
     let sources_stop = shutdown.child_token();
     let mut tasks = Vec::new();
     for device in modbus::devices(&config) {
-        tasks.push(modbus::spawn(device, clock.clone(), tx.clone(), sources_stop.clone()));
+        tasks.push(modbus::spawn(
+            device,
+            clock.clone(),
+            tx.clone(),
+            sources_stop.clone(),
+        ));
     }
     for (i, src) in config.sources.iter().enumerate() {
-        let used = config.sensors.iter().any(|s| s.source == i && matches!(s.input, SensorInput::Topic { .. }));
+        let used = config
+            .sensors
+            .iter()
+            .any(|s| s.source == i && matches!(s.input, SensorInput::Topic { .. }));
         if matches!(src.spec, SourceSpec::Mqtt(_)) && used {
             tracing::error!(source = %src.name, "MQTT sources are not supported by this build yet: their sensors will go stale");
         }
@@ -163,7 +202,13 @@ pub async fn run_until(
 
     let mut detector = Detector::from_config(&config, clock.mono());
     let runbooks = CancellationToken::new();
-    let mut engine = Engine { config: config.clone(), log: log.clone(), clock: clock.clone(), runbooks: runbooks.clone(), incidents: 0 };
+    let mut engine = Engine {
+        config: config.clone(),
+        log: log.clone(),
+        clock: clock.clone(),
+        runbooks: runbooks.clone(),
+        incidents: 0,
+    };
     let mut ticker = tokio::time::interval(config.agent.tick_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -196,7 +241,12 @@ pub async fn run_until(
         let _ = t.await;
     }
     runbooks.cancel();
-    log.write(clock.wall(), &Event::AgentStopped { reason: "shutdown requested".into() })?;
+    log.write(
+        clock.wall(),
+        &Event::AgentStopped {
+            reason: "shutdown requested".into(),
+        },
+    )?;
     tracing::info!("agent stopped");
     Ok(())
 }
@@ -221,7 +271,13 @@ impl Engine {
         let outputs: Vec<Output> = detector.drain().collect();
         for o in outputs {
             match o {
-                Output::Sensor { sensor, from, to, value, reason } => {
+                Output::Sensor {
+                    sensor,
+                    from,
+                    to,
+                    value,
+                    reason,
+                } => {
                     let s = &self.config.sensors[sensor as usize];
                     self.write(&Event::SensorState {
                         sensor: s.id.clone(),
@@ -232,7 +288,12 @@ impl Engine {
                         reason: reason.as_str(),
                     });
                 }
-                Output::Zone { zone, from, to, evidence } => {
+                Output::Zone {
+                    zone,
+                    from,
+                    to,
+                    evidence,
+                } => {
                     let evidence = evidence
                         .iter()
                         .map(|e| EvidenceItem {
@@ -280,7 +341,12 @@ impl Engine {
             cause: cause.as_str().into(),
             runbook: rb.name.clone(),
         };
-        let (config, log, clock, stop) = (self.config.clone(), self.log.clone(), self.clock.clone(), self.runbooks.clone());
+        let (config, log, clock, stop) = (
+            self.config.clone(),
+            self.log.clone(),
+            self.clock.clone(),
+            self.runbooks.clone(),
+        );
         tokio::spawn(async move {
             let id = vars.incident.clone();
             tokio::select! {
@@ -291,7 +357,14 @@ impl Engine {
     }
 }
 
-async fn run_incident(config: Arc<Config>, log: Arc<EventLog>, clock: Arc<dyn Clock>, zone: usize, vars: TemplateVars, dry_run: bool) {
+async fn run_incident(
+    config: Arc<Config>,
+    log: Arc<EventLog>,
+    clock: Arc<dyn Clock>,
+    zone: usize,
+    vars: TemplateVars,
+    dry_run: bool,
+) {
     let write = |e: &Event| {
         if let Err(err) = log.write(clock.wall(), e) {
             tracing::error!(error = %err, event = e.name(), "event log write failed");
@@ -318,9 +391,17 @@ async fn run_incident(config: Arc<Config>, log: Arc<EventLog>, clock: Arc<dyn Cl
         });
         if !report.ok {
             all_ok = false;
-            reasons.push(format!("step `{}` failed: {}", step.name, report.error.as_deref().unwrap_or("unknown error")));
+            reasons.push(format!(
+                "step `{}` failed: {}",
+                step.name,
+                report.error.as_deref().unwrap_or("unknown error")
+            ));
         } else if !report.verified {
-            reasons.push(format!("step `{}` was not verified{}", step.name, if dry_run { " (dry run)" } else { "" }));
+            reasons.push(format!(
+                "step `{}` was not verified{}",
+                step.name,
+                if dry_run { " (dry run)" } else { "" }
+            ));
         }
         if runbook::aborts(step, &report) {
             reasons.push("runbook aborted".into());
@@ -342,9 +423,16 @@ async fn run_incident(config: Arc<Config>, log: Arc<EventLog>, clock: Arc<dyn Cl
     }
     if reasons.is_empty() {
         tracing::warn!(zone = %z.id, incident = %vars.incident, "SAFE TO CUT POWER");
-        write(&Event::SafeToCutPower { zone: z.id.clone(), incident: vars.incident.clone() });
+        write(&Event::SafeToCutPower {
+            zone: z.id.clone(),
+            incident: vars.incident.clone(),
+        });
     } else {
         tracing::error!(zone = %z.id, incident = %vars.incident, reasons = ?reasons, "NOT safe to cut power");
-        write(&Event::NotSafeToCutPower { zone: z.id.clone(), incident: vars.incident.clone(), reasons });
+        write(&Event::NotSafeToCutPower {
+            zone: z.id.clone(),
+            incident: vars.incident.clone(),
+            reasons,
+        });
     }
 }

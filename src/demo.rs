@@ -19,19 +19,32 @@ pub fn run(speed: f64) -> anyhow::Result<()> {
 }
 
 async fn run_async(speed: f64) -> anyhow::Result<()> {
-    let scenario = hardware_sim::Scenario::from_toml_str(SCENARIO).map_err(|e| anyhow::anyhow!("demo scenario: {e}"))?;
+    let scenario = hardware_sim::Scenario::from_toml_str(SCENARIO)
+        .map_err(|e| anyhow::anyhow!("demo scenario: {e}"))?;
     let sim = hardware_sim::play(scenario, hardware_sim::PlayOptions { speed, host: None })
         .await
         .map_err(|e| anyhow::anyhow!("starting the simulator: {e}"))?;
-    let mut loaded = config::load_str(DEMO_CONFIG, "config/demo.toml", HashMap::new())
-        .map_err(|e| anyhow::anyhow!("demo config: {}", e.errors.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")))?;
+    let mut loaded =
+        config::load_str(DEMO_CONFIG, "config/demo.toml", HashMap::new()).map_err(|e| {
+            anyhow::anyhow!(
+                "demo config: {}",
+                e.errors
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })?;
     let state_dir = std::env::temp_dir().join(format!("firebreak-demo-{}", std::process::id()));
     std::fs::create_dir_all(&state_dir)?;
     loaded.config.agent.state_dir = state_dir.clone();
     loaded.config.agent.event_log = state_dir.join("events.jsonl");
     for source in &mut loaded.config.sources {
         if let (SourceSpec::Modbus(m), Some(addr)) = (&mut source.spec, sim.addr(&source.name)) {
-            m.link = ModbusLink::Tcp { host: addr.ip().to_string(), port: addr.port() };
+            m.link = ModbusLink::Tcp {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            };
         }
     }
     println!("Firebreak demo: scenario `offgas-then-heat` at {speed}x, simulated devices:");
@@ -100,15 +113,32 @@ fn pretty(v: &serde_json::Value) -> String {
             s("sensor"),
             s("from"),
             s("to"),
-            v["value"].as_f64().map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into()),
+            v["value"]
+                .as_f64()
+                .map(|x| format!("{x:.1}"))
+                .unwrap_or_else(|| "-".into()),
             s("reason")
         ),
-        "zone_level" => format!("{ts}  ZONE {} {} -> {}", s("zone"), s("from"), s("to").to_uppercase()),
-        "runbook_started" => format!("{ts}  RUNBOOK {} started for incident {} ({})", s("runbook"), s("incident"), s("cause")),
+        "zone_level" => format!(
+            "{ts}  ZONE {} {} -> {}",
+            s("zone"),
+            s("from"),
+            s("to").to_uppercase()
+        ),
+        "runbook_started" => format!(
+            "{ts}  RUNBOOK {} started for incident {} ({})",
+            s("runbook"),
+            s("incident"),
+            s("cause")
+        ),
         "step_finished" => format!(
             "{ts}    step `{}`: {} {}",
             s("step"),
-            if v["ok"].as_bool() == Some(true) { "ok" } else { "FAILED" },
+            if v["ok"].as_bool() == Some(true) {
+                "ok"
+            } else {
+                "FAILED"
+            },
             v["detail"].as_str().or(v["error"].as_str()).unwrap_or("")
         ),
         "runbook_finished" => format!("{ts}  RUNBOOK {} finished, ok={}", s("runbook"), v["ok"]),

@@ -11,9 +11,15 @@ use std::time::SystemTime;
 #[derive(Debug, thiserror::Error)]
 pub enum EventLogError {
     #[error("cannot open the event log {path}: {source}")]
-    Open { path: PathBuf, source: std::io::Error },
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write the event log {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -132,11 +138,16 @@ pub fn format_ts(t: SystemTime) -> String {
     let fmt = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
-    dt.format(&fmt).unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".into())
+    dt.format(&fmt)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".into())
 }
 
 pub fn render(agent: &str, ts: SystemTime, event: &Event) -> String {
-    let line = Line { ts: format_ts(ts), event, agent };
+    let line = Line {
+        ts: format_ts(ts),
+        event,
+        agent,
+    };
     // Serialising plain data with string keys cannot fail.
     serde_json::to_string(&line).unwrap_or_default()
 }
@@ -149,12 +160,23 @@ pub struct EventLog {
 
 impl EventLog {
     pub fn open(path: &Path, agent: &str) -> Result<Self, EventLogError> {
-        let open_err = |source| EventLogError::Open { path: path.to_path_buf(), source };
+        let open_err = |source| EventLogError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(open_err)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(open_err)?;
-        Ok(EventLog { agent: agent.to_string(), path: path.to_path_buf(), file: Mutex::new(file) })
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(open_err)?;
+        Ok(EventLog {
+            agent: agent.to_string(),
+            path: path.to_path_buf(),
+            file: Mutex::new(file),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -166,7 +188,10 @@ impl EventLog {
         let mut line = render(&self.agent, ts, event);
         line.push('\n');
         let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        let err = |source| EventLogError::Write { path: self.path.clone(), source };
+        let err = |source| EventLogError::Write {
+            path: self.path.clone(),
+            source,
+        };
         f.write_all(line.as_bytes()).map_err(err)?;
         f.sync_data().map_err(err)?;
         Ok(())
@@ -184,7 +209,10 @@ mod tests {
         let line = render(
             "pangyo-b3",
             ts,
-            &Event::SafeToCutPower { zone: "b3".into(), incident: "b3-1".into() },
+            &Event::SafeToCutPower {
+                zone: "b3".into(),
+                incident: "b3-1".into(),
+            },
         );
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["event"], "safe_to_cut_power");
@@ -192,7 +220,10 @@ mod tests {
         assert_eq!(v["zone"], "b3");
         assert_eq!(v["incident"], "b3-1");
         let ts = v["ts"].as_str().unwrap();
-        assert!(ts.ends_with('Z') && ts.len() == "2026-11-25T10:31:02.417Z".len(), "{ts}");
+        assert!(
+            ts.ends_with('Z') && ts.len() == "2026-11-25T10:31:02.417Z".len(),
+            "{ts}"
+        );
         assert!(ts.contains(".417Z"), "{ts}");
     }
 

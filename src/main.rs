@@ -14,7 +14,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
 
@@ -43,7 +45,11 @@ fn main() -> ExitCode {
                 for s in &secrets {
                     eprintln!("error: {s}");
                 }
-                eprintln!("{}: {} secret file(s) missing; the agent will not start without them", path.display(), secrets.len());
+                eprintln!(
+                    "{}: {} secret file(s) missing; the agent will not start without them",
+                    path.display(),
+                    secrets.len()
+                );
                 return ExitCode::from(EX_USAGE);
             }
             let rt = match tokio::runtime::Runtime::new() {

@@ -8,8 +8,10 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use firebreak::runbook::dns::{
+    self, DnsError, RecordKind, Transport, TsigAlgorithm, TsigKey, UpdateSpec,
+};
 use knot::Knot;
-use firebreak::runbook::dns::{self, DnsError, RecordKind, Transport, TsigAlgorithm, TsigKey, UpdateSpec};
 
 const ZONE: &str = "example.test";
 const KEY_NAME: &str = "firebreak";

@@ -23,13 +23,23 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         errors: vec![Problem::new("", format!("cannot read {origin}: {e}"))],
         warnings: vec![],
     })?;
-    let env: HashMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("FIREBREAK__")).collect();
+    let env: HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("FIREBREAK__"))
+        .collect();
     load_str(&text, &origin, env)
 }
 
 /// Loads and validates config text; `env` holds `FIREBREAK__SECTION__KEY` overrides.
-pub fn load_str(text: &str, origin: &str, env: HashMap<String, String>) -> Result<Loaded, ConfigError> {
-    let fail = |errors: Vec<Problem>, warnings: Vec<Problem>| ConfigError { origin: origin.to_string(), errors, warnings };
+pub fn load_str(
+    text: &str,
+    origin: &str,
+    env: HashMap<String, String>,
+) -> Result<Loaded, ConfigError> {
+    let fail = |errors: Vec<Problem>, warnings: Vec<Problem>| ConfigError {
+        origin: origin.to_string(),
+        errors,
+        warnings,
+    };
 
     // Syntax first, with toml_edit's own located message.
     let doc = match toml_edit::Document::parse(text) {
@@ -37,7 +47,14 @@ pub fn load_str(text: &str, origin: &str, env: HashMap<String, String>) -> Resul
         Err(e) => {
             let line = e.span().map(|s| line_of(text, s.start));
             let msg = e.message().trim().to_string();
-            return Err(fail(vec![Problem { path: String::new(), message: format!("TOML syntax: {msg}"), line }], vec![]));
+            return Err(fail(
+                vec![Problem {
+                    path: String::new(),
+                    message: format!("TOML syntax: {msg}"),
+                    line,
+                }],
+                vec![],
+            ));
         }
     };
 
@@ -109,7 +126,9 @@ fn ignored_path(p: &serde_ignored::Path<'_>) -> String {
                 format!("{parent}.{key}")
             }
         }
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => ignored_path(parent),
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            ignored_path(parent)
+        }
     }
 }
 
@@ -137,7 +156,11 @@ fn clean_serde_message(m: &str) -> String {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
 }
 
 enum Seg<'a> {
@@ -199,10 +222,12 @@ fn locate(doc: &toml_edit::Document<&str>, text: &str, path: &str) -> Option<usi
                 mark(t.span());
                 Node::Table(t)
             }),
-            (Node::Value(Value::InlineTable(t)), Seg::Key(k)) => t.get_key_value(k).map(|(key, item)| {
-                mark(key.span().or_else(|| item.span()));
-                Node::Item(item)
-            }),
+            (Node::Value(Value::InlineTable(t)), Seg::Key(k)) => {
+                t.get_key_value(k).map(|(key, item)| {
+                    mark(key.span().or_else(|| item.span()));
+                    Node::Item(item)
+                })
+            }
             (Node::Value(Value::Array(a)), Seg::Index(i)) => a.get(i).map(|val| {
                 mark(val.span());
                 Node::Value(val)

@@ -24,7 +24,11 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Problem { path: path.into(), message: message.into(), line: None }
+        Problem {
+            path: path.into(),
+            message: message.into(),
+            line: None,
+        }
     }
 }
 

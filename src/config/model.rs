@@ -57,8 +57,17 @@ pub struct ModbusSource {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModbusLink {
-    Tcp { host: String, port: u16 },
-    Rtu { path: String, baud: u32, parity: Parity, stop_bits: u8, data_bits: u8 },
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    Rtu {
+        path: String,
+        baud: u32,
+        parity: Parity,
+        stop_bits: u8,
+        data_bits: u8,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +152,10 @@ pub struct Sensor {
 #[derive(Debug, Clone)]
 pub enum SensorInput {
     Register(RegisterSpec),
-    Topic { topic: String, json_pointer: Option<String> },
+    Topic {
+        topic: String,
+        json_pointer: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -89,9 +89,18 @@ pub fn validate(raw: &RawConfig) -> Validated {
     let mut sources = Vec::new();
     for (i, s) in raw.sources.iter().enumerate() {
         let path = format!("sources[{i}]");
-        let duplicate = s.name.as_ref().is_some_and(|n| source_index.contains_key(n));
+        let duplicate = s
+            .name
+            .as_ref()
+            .is_some_and(|n| source_index.contains_key(n));
         if duplicate {
-            c.err(format!("{path}.name"), format!("duplicate source name `{}`", s.name.as_deref().unwrap_or_default()));
+            c.err(
+                format!("{path}.name"),
+                format!(
+                    "duplicate source name `{}`",
+                    s.name.as_deref().unwrap_or_default()
+                ),
+            );
         }
         match source(&mut c, &path, s) {
             Some(src) if !duplicate => {
@@ -114,15 +123,24 @@ pub fn validate(raw: &RawConfig) -> Validated {
     let mut runbooks = Vec::new();
     for (i, r) in raw.runbooks.iter().enumerate() {
         let path = format!("runbooks[{i}]");
-        let name = c.required_str(&format!("{path}.name"), &r.name).map(str::to_string);
+        let name = c
+            .required_str(&format!("{path}.name"), &r.name)
+            .map(str::to_string);
         let rb = runbook(&mut c, &path, r, &source_index, &sources);
         if let Some(name) = name {
             if runbook_index.contains_key(&name) {
-                c.err(format!("{path}.name"), format!("duplicate runbook name `{name}`"));
+                c.err(
+                    format!("{path}.name"),
+                    format!("duplicate runbook name `{name}`"),
+                );
                 continue;
             }
             runbook_index.insert(name.clone(), runbooks.len());
-            runbooks.push(Runbook { name, budget: rb.0, steps: rb.1 });
+            runbooks.push(Runbook {
+                name,
+                budget: rb.0,
+                steps: rb.1,
+            });
         }
     }
 
@@ -131,7 +149,10 @@ pub fn validate(raw: &RawConfig) -> Validated {
     let mut used_runbooks = HashSet::new();
     for (i, z) in raw.zones.iter().enumerate() {
         let path = format!("zones[{i}]");
-        let Some(id) = c.required_str(&format!("{path}.id"), &z.id).map(str::to_string) else {
+        let Some(id) = c
+            .required_str(&format!("{path}.id"), &z.id)
+            .map(str::to_string)
+        else {
             continue;
         };
         if zone_index.contains_key(&id) {
@@ -161,12 +182,18 @@ pub fn validate(raw: &RawConfig) -> Validated {
             None => 2,
             Some(n) if (1..=1000).contains(&n) => n as u32,
             Some(n) => {
-                c.err(format!("{path}.confirm"), format!("{n} is out of range (1 to 1000)"));
+                c.err(
+                    format!("{path}.confirm"),
+                    format!("{n} is out of range (1 to 1000)"),
+                );
                 2
             }
         };
-        let power_reserve =
-            c.duration(&format!("{path}.power_reserve"), &z.power_reserve, Duration::from_secs(300));
+        let power_reserve = c.duration(
+            &format!("{path}.power_reserve"),
+            &z.power_reserve,
+            Duration::from_secs(300),
+        );
         let max_on_battery = c.opt_duration(&format!("{path}.max_on_battery"), &z.max_on_battery);
         if let Some(r) = runbook {
             used_runbooks.insert(r);
@@ -185,7 +212,10 @@ pub fn validate(raw: &RawConfig) -> Validated {
     }
     for (i, r) in runbooks.iter().enumerate() {
         if !used_runbooks.contains(&i) {
-            c.warn(format!("runbooks[{i}]"), format!("runbook `{}` is used by no zone", r.name));
+            c.warn(
+                format!("runbooks[{i}]"),
+                format!("runbook `{}` is used by no zone", r.name),
+            );
         }
     }
 
@@ -194,11 +224,27 @@ pub fn validate(raw: &RawConfig) -> Validated {
     let mut register_owner: HashMap<(usize, Table, u16), usize> = HashMap::new();
     for (i, s) in raw.sensors.iter().enumerate() {
         let path = format!("sensors[{i}]");
-        let duplicate = s.id.as_ref().is_some_and(|id| !sensor_ids.insert(id.clone()));
+        let duplicate =
+            s.id.as_ref()
+                .is_some_and(|id| !sensor_ids.insert(id.clone()));
         if duplicate {
-            c.err(format!("{path}.id"), format!("duplicate sensor id `{}`", s.id.as_deref().unwrap_or_default()));
+            c.err(
+                format!("{path}.id"),
+                format!(
+                    "duplicate sensor id `{}`",
+                    s.id.as_deref().unwrap_or_default()
+                ),
+            );
         }
-        let built = sensor(&mut c, &path, s, &source_index, &sources, &zone_index, &kind_defaults);
+        let built = sensor(
+            &mut c,
+            &path,
+            s,
+            &source_index,
+            &sources,
+            &zone_index,
+            &kind_defaults,
+        );
         if let Some(sensor) = built.filter(|_| !duplicate) {
             if let SensorInput::Register(reg) = &sensor.input {
                 for a in reg.address..reg.address.saturating_add(reg.kind.width()) {
@@ -222,7 +268,10 @@ pub fn validate(raw: &RawConfig) -> Validated {
     for (zi, z) in zones.iter().enumerate() {
         let n = sensors.iter().filter(|s| s.zone == zi).count();
         if n == 0 {
-            c.warn(format!("zones[{zi}]"), format!("zone `{}` has no sensors", z.id));
+            c.warn(
+                format!("zones[{zi}]"),
+                format!("zone `{}` has no sensors", z.id),
+            );
         } else if (n as u32) < z.confirm {
             c.warn(
                 format!("zones[{zi}].confirm"),
@@ -234,14 +283,32 @@ pub fn validate(raw: &RawConfig) -> Validated {
         }
     }
 
-    let telemetry = telemetry(&mut c, raw.telemetry.as_ref(), &source_index, &sources, &agent);
+    let telemetry = telemetry(
+        &mut c,
+        raw.telemetry.as_ref(),
+        &source_index,
+        &sources,
+        &agent,
+    );
 
     let config = if c.errors.is_empty() {
-        Some(Config { agent, api, sources, sensors, zones, runbooks, telemetry })
+        Some(Config {
+            agent,
+            api,
+            sources,
+            sensors,
+            zones,
+            runbooks,
+            telemetry,
+        })
     } else {
         None
     };
-    Validated { config, errors: c.errors, warnings: c.warnings }
+    Validated {
+        config,
+        errors: c.errors,
+        warnings: c.warnings,
+    }
 }
 
 fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
@@ -270,7 +337,10 @@ fn agent(c: &mut Collector, a: Option<&RawAgent>) -> Agent {
             String::new()
         }
         Some(n) if n.contains(['/', '#', '+']) => {
-            c.err("agent.name", format!("`{n}` must not contain '/', '#' or '+' (it is used in MQTT topics)"));
+            c.err(
+                "agent.name",
+                format!("`{n}` must not contain '/', '#' or '+' (it is used in MQTT topics)"),
+            );
             n.to_string()
         }
         Some(n) => n.to_string(),
@@ -288,11 +358,21 @@ fn agent(c: &mut Collector, a: Option<&RawAgent>) -> Agent {
     if a.event_log.as_deref() == Some("") {
         c.err("agent.event_log", "must not be empty");
     }
-    let tick_interval = c.duration("agent.tick_interval", &a.tick_interval, Duration::from_millis(100));
+    let tick_interval = c.duration(
+        "agent.tick_interval",
+        &a.tick_interval,
+        Duration::from_millis(100),
+    );
     if tick_interval.is_zero() || tick_interval > Duration::from_secs(5) {
         c.err("agent.tick_interval", "must be between 1ms and 5s");
     }
-    Agent { name, state_dir, event_log, dry_run: a.dry_run.unwrap_or(false), tick_interval }
+    Agent {
+        name,
+        state_dir,
+        event_log,
+        dry_run: a.dry_run.unwrap_or(false),
+        tick_interval,
+    }
 }
 
 fn api(c: &mut Collector, a: &RawApi) -> Option<Api> {
@@ -301,20 +381,31 @@ fn api(c: &mut Collector, a: &RawApi) -> Option<Api> {
         Some(s) => match s.parse::<SocketAddr>() {
             Ok(addr) => addr,
             Err(_) => {
-                c.err("api.listen", format!("`{s}` is not an address:port (e.g. \"127.0.0.1:9410\")"));
+                c.err(
+                    "api.listen",
+                    format!("`{s}` is not an address:port (e.g. \"127.0.0.1:9410\")"),
+                );
                 return None;
             }
         },
     };
-    Some(Api { listen, token_file: a.token_file.as_deref().map(PathBuf::from) })
+    Some(Api {
+        listen,
+        token_file: a.token_file.as_deref().map(PathBuf::from),
+    })
 }
 
 fn source(c: &mut Collector, path: &str, s: &RawSource) -> Option<Source> {
-    let name = c.required_str(&format!("{path}.name"), &s.name).map(str::to_string);
+    let name = c
+        .required_str(&format!("{path}.name"), &s.name)
+        .map(str::to_string);
     let url = c.required_str(&format!("{path}.url"), &s.url);
     let spec = match s.kind.as_deref() {
         None => {
-            c.err(format!("{path}.type"), "missing (required): \"modbus\" or \"mqtt\"");
+            c.err(
+                format!("{path}.type"),
+                "missing (required): \"modbus\" or \"mqtt\"",
+            );
             None
         }
         Some("modbus") => {
@@ -337,15 +428,29 @@ fn source(c: &mut Collector, path: &str, s: &RawSource) -> Option<Source> {
                 None => 1,
                 Some(u) if (0..=255).contains(&u) => u as u8,
                 Some(u) => {
-                    c.err(format!("{path}.unit"), format!("{u} is not a Modbus unit id (0 to 255; RTU uses 1 to 247)"));
+                    c.err(
+                        format!("{path}.unit"),
+                        format!("{u} is not a Modbus unit id (0 to 255; RTU uses 1 to 247)"),
+                    );
                     1
                 }
             };
             if matches!(link, Some(ModbusLink::Rtu { .. })) && !(1..=247).contains(&unit) {
-                c.err(format!("{path}.unit"), format!("{unit} is not an RTU unit id (1 to 247)"));
+                c.err(
+                    format!("{path}.unit"),
+                    format!("{unit} is not an RTU unit id (1 to 247)"),
+                );
             }
-            let poll_interval = c.duration(&format!("{path}.poll_interval"), &s.poll_interval, Duration::from_secs(1));
-            let timeout = c.duration(&format!("{path}.timeout"), &s.timeout, Duration::from_secs(1));
+            let poll_interval = c.duration(
+                &format!("{path}.poll_interval"),
+                &s.poll_interval,
+                Duration::from_secs(1),
+            );
+            let timeout = c.duration(
+                &format!("{path}.timeout"),
+                &s.timeout,
+                Duration::from_secs(1),
+            );
             if poll_interval.is_zero() {
                 c.err(format!("{path}.poll_interval"), "must be more than 0");
             }
@@ -356,7 +461,10 @@ fn source(c: &mut Collector, path: &str, s: &RawSource) -> Option<Source> {
                 None => 125,
                 Some(n) if (1..=125).contains(&n) => n as u16,
                 Some(n) => {
-                    c.err(format!("{path}.max_registers_per_read"), format!("{n} is out of range (1 to 125, the Modbus limit)"));
+                    c.err(
+                        format!("{path}.max_registers_per_read"),
+                        format!("{n} is out of range (1 to 125, the Modbus limit)"),
+                    );
                     125
                 }
             };
@@ -364,12 +472,22 @@ fn source(c: &mut Collector, path: &str, s: &RawSource) -> Option<Source> {
                 None => 0,
                 Some(n) if (0..=124).contains(&n) => n as u16,
                 Some(n) => {
-                    c.err(format!("{path}.max_gap"), format!("{n} is out of range (0 to 124)"));
+                    c.err(
+                        format!("{path}.max_gap"),
+                        format!("{n} is out of range (0 to 124)"),
+                    );
                     0
                 }
             };
             link.map(|link| {
-                SourceSpec::Modbus(ModbusSource { link, unit, poll_interval, timeout, max_registers_per_read, max_gap })
+                SourceSpec::Modbus(ModbusSource {
+                    link,
+                    unit,
+                    poll_interval,
+                    timeout,
+                    max_registers_per_read,
+                    max_gap,
+                })
             })
         }
         Some("mqtt") => {
@@ -390,17 +508,19 @@ fn source(c: &mut Collector, path: &str, s: &RawSource) -> Option<Source> {
                 }
             });
             if s.password_file.is_some() && s.username.is_none() {
-                c.err(format!("{path}.username"), "password_file is set but username is missing");
+                c.err(
+                    format!("{path}.username"),
+                    "password_file is set but username is missing",
+                );
             }
             endpoint.map(|(host, port, tls)| {
                 SourceSpec::Mqtt(MqttSource {
                     host,
                     port,
                     tls,
-                    client_id: s
-                        .client_id
-                        .clone()
-                        .unwrap_or_else(|| format!("firebreak-{}", name.as_deref().unwrap_or("agent"))),
+                    client_id: s.client_id.clone().unwrap_or_else(|| {
+                        format!("firebreak-{}", name.as_deref().unwrap_or("agent"))
+                    }),
                     username: s.username.clone(),
                     password_file: s.password_file.as_deref().map(PathBuf::from),
                     ca_file: s.ca_file.as_deref().map(PathBuf::from),
@@ -408,11 +528,17 @@ fn source(c: &mut Collector, path: &str, s: &RawSource) -> Option<Source> {
             })
         }
         Some(other) => {
-            c.err(format!("{path}.type"), format!("unknown source type `{other}` (\"modbus\" or \"mqtt\")"));
+            c.err(
+                format!("{path}.type"),
+                format!("unknown source type `{other}` (\"modbus\" or \"mqtt\")"),
+            );
             None
         }
     };
-    Some(Source { name: name?, spec: spec? })
+    Some(Source {
+        name: name?,
+        spec: spec?,
+    })
 }
 
 pub fn parse_modbus_url(u: &str) -> Result<ModbusLink, String> {
@@ -423,13 +549,22 @@ pub fn parse_modbus_url(u: &str) -> Result<ModbusLink, String> {
     if let Some(rest) = u.strip_prefix("rtu://") {
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         if !path.starts_with('/') {
-            return Err(format!("`{u}`: the serial device must be an absolute path (rtu:///dev/ttyUSB0?baud=19200)"));
+            return Err(format!(
+                "`{u}`: the serial device must be an absolute path (rtu:///dev/ttyUSB0?baud=19200)"
+            ));
         }
-        let (mut baud, mut parity, mut stop_bits, mut data_bits) = (19200u32, Parity::Even, 1u8, 8u8);
+        let (mut baud, mut parity, mut stop_bits, mut data_bits) =
+            (19200u32, Parity::Even, 1u8, 8u8);
         for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').ok_or_else(|| format!("`{u}`: `{pair}` is not key=value"))?;
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("`{u}`: `{pair}` is not key=value"))?;
             match k {
-                "baud" => baud = v.parse().map_err(|_| format!("`{u}`: baud `{v}` is not a number"))?,
+                "baud" => {
+                    baud = v
+                        .parse()
+                        .map_err(|_| format!("`{u}`: baud `{v}` is not a number"))?
+                }
                 "parity" => {
                     parity = match v {
                         "N" | "n" | "none" => Parity::None,
@@ -452,10 +587,20 @@ pub fn parse_modbus_url(u: &str) -> Result<ModbusLink, String> {
                         _ => return Err(format!("`{u}`: data `{v}` is not 7 or 8")),
                     }
                 }
-                _ => return Err(format!("`{u}`: unknown option `{k}` (baud, parity, stop, data)")),
+                _ => {
+                    return Err(format!(
+                        "`{u}`: unknown option `{k}` (baud, parity, stop, data)"
+                    ))
+                }
             }
         }
-        return Ok(ModbusLink::Rtu { path: path.to_string(), baud, parity, stop_bits, data_bits });
+        return Ok(ModbusLink::Rtu {
+            path: path.to_string(),
+            baud,
+            parity,
+            stop_bits,
+            data_bits,
+        });
     }
     Err(format!("`{u}` is not a Modbus URL (tcp://host:port or rtu:///dev/ttyUSB0?baud=19200&parity=N&stop=1)"))
 }
@@ -466,9 +611,12 @@ fn parse_mqtt_url(u: &str) -> Result<(String, u16, bool), String> {
     } else if let Some(r) = u.strip_prefix("mqtts://") {
         (r, true, 8883)
     } else {
-        return Err(format!("`{u}` is not an MQTT URL (mqtt://host:port or mqtts://host:port)"));
+        return Err(format!(
+            "`{u}` is not an MQTT URL (mqtt://host:port or mqtts://host:port)"
+        ));
     };
-    let (host, port) = split_host_port(rest.trim_end_matches('/'), default_port).map_err(|e| format!("`{u}`: {e}"))?;
+    let (host, port) = split_host_port(rest.trim_end_matches('/'), default_port)
+        .map_err(|e| format!("`{u}`: {e}"))?;
     Ok((host, port, tls))
 }
 
@@ -491,7 +639,9 @@ fn split_host_port(s: &str, default_port: u16) -> Result<(String, u16), String> 
     }
     match s.rsplit_once(':') {
         Some((h, p)) => {
-            let port: u16 = p.parse().map_err(|_| format!("bad port `{p}` (1 to 65535)"))?;
+            let port: u16 = p
+                .parse()
+                .map_err(|_| format!("bad port `{p}` (1 to 65535)"))?;
             if port == 0 || h.is_empty() {
                 return Err("host and port 1 to 65535 needed".into());
             }
@@ -561,9 +711,24 @@ pub fn builtin_defaults(kind: Kind) -> DetectParams {
             max: 1.0,
             ..base
         },
-        Kind::Runtime => DetectParams { hold: Duration::ZERO, min: 0.0, max: 1e7, ..base },
-        Kind::Charge => DetectParams { hold: Duration::ZERO, min: 0.0, max: 100.0, ..base },
-        Kind::Voltage => DetectParams { hold: Duration::ZERO, min: 0.0, max: 1000.0, ..base },
+        Kind::Runtime => DetectParams {
+            hold: Duration::ZERO,
+            min: 0.0,
+            max: 1e7,
+            ..base
+        },
+        Kind::Charge => DetectParams {
+            hold: Duration::ZERO,
+            min: 0.0,
+            max: 100.0,
+            ..base
+        },
+        Kind::Voltage => DetectParams {
+            hold: Duration::ZERO,
+            min: 0.0,
+            max: 1000.0,
+            ..base
+        },
     }
 }
 
@@ -633,40 +798,74 @@ fn apply_detect(c: &mut Collector, path: &str, p: &mut DetectParams, r: &RawDete
     if let Some(v) = finite(c, "max", r.max) {
         p.max = v;
     }
-    p.rise_window = c.duration(&format!("{path}.rise_window"), &r.rise_window, p.rise_window);
+    p.rise_window = c.duration(
+        &format!("{path}.rise_window"),
+        &r.rise_window,
+        p.rise_window,
+    );
     p.hold = c.duration(&format!("{path}.for"), &r.hold, p.hold);
-    p.stale_after = c.duration(&format!("{path}.stale_after"), &r.stale_after, p.stale_after);
+    p.stale_after = c.duration(
+        &format!("{path}.stale_after"),
+        &r.stale_after,
+        p.stale_after,
+    );
 }
 
 fn check_detect(c: &mut Collector, path: &str, p: &DetectParams) {
-    let above = [("warn_above", p.warn_above), ("alarm_above", p.alarm_above), ("critical_above", p.critical_above)];
-    let set: Vec<_> = above.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
+    let above = [
+        ("warn_above", p.warn_above),
+        ("alarm_above", p.alarm_above),
+        ("critical_above", p.critical_above),
+    ];
+    let set: Vec<_> = above
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| (*k, v)))
+        .collect();
     for w in set.windows(2) {
         if w[0].1 >= w[1].1 {
             c.err(
                 format!("{path}.{}", w[1].0),
-                format!("must be above {} ({} >= {}): warn < alarm < critical", w[0].0, w[0].1, w[1].1),
+                format!(
+                    "must be above {} ({} >= {}): warn < alarm < critical",
+                    w[0].0, w[0].1, w[1].1
+                ),
             );
         }
     }
-    let below = [("warn_below", p.warn_below), ("alarm_below", p.alarm_below), ("critical_below", p.critical_below)];
-    let set: Vec<_> = below.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
+    let below = [
+        ("warn_below", p.warn_below),
+        ("alarm_below", p.alarm_below),
+        ("critical_below", p.critical_below),
+    ];
+    let set: Vec<_> = below
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| (*k, v)))
+        .collect();
     for w in set.windows(2) {
         if w[0].1 <= w[1].1 {
             c.err(
                 format!("{path}.{}", w[1].0),
-                format!("must be below {} ({} <= {}): for low-is-bad values warn > alarm > critical", w[0].0, w[0].1, w[1].1),
+                format!(
+                    "must be below {} ({} <= {}): for low-is-bad values warn > alarm > critical",
+                    w[0].0, w[0].1, w[1].1
+                ),
             );
         }
     }
     if let (Some(w), Some(a)) = (p.rise_warn, p.rise_alarm) {
         if w >= a {
-            c.err(format!("{path}.rise_alarm"), format!("must be above rise_warn ({a} <= {w})"));
+            c.err(
+                format!("{path}.rise_alarm"),
+                format!("must be above rise_warn ({a} <= {w})"),
+            );
         }
     }
     for (k, v) in [("rise_warn", p.rise_warn), ("rise_alarm", p.rise_alarm)] {
         if v.is_some_and(|v| v <= 0.0) {
-            c.err(format!("{path}.{k}"), "must be more than 0 (a rise per minute)");
+            c.err(
+                format!("{path}.{k}"),
+                "must be more than 0 (a rise per minute)",
+            );
         }
     }
     if (p.rise_warn.is_some() || p.rise_alarm.is_some()) && p.rise_window < Duration::from_secs(1) {
@@ -679,7 +878,10 @@ fn check_detect(c: &mut Collector, path: &str, p: &DetectParams) {
         c.err(format!("{path}.stale_after"), "must be more than 0");
     }
     if p.min >= p.max {
-        c.err(format!("{path}.max"), format!("must be above min ({} >= {})", p.min, p.max));
+        c.err(
+            format!("{path}.max"),
+            format!("must be above min ({} >= {})", p.min, p.max),
+        );
     }
 }
 
@@ -693,56 +895,102 @@ fn sensor(
     zone_index: &HashMap<String, usize>,
     kind_defaults: &HashMap<Kind, DetectParams>,
 ) -> Option<Sensor> {
-    let id = c.required_str(&format!("{path}.id"), &s.id).map(str::to_string);
-    let zone = c.required_str(&format!("{path}.zone"), &s.zone).and_then(|z| match zone_index.get(z) {
-        Some(&i) => Some(i),
-        None => {
-            c.err(format!("{path}.zone"), format!("unknown zone `{z}`{}", known(zone_index.keys())));
-            None
-        }
-    });
-    let kind = c.required_str(&format!("{path}.kind"), &s.kind).and_then(|k| match Kind::parse(k) {
-        Some(k) => Some(k),
-        None => {
-            let names: Vec<_> = Kind::ALL.iter().map(|k| k.as_str()).collect();
-            c.err(format!("{path}.kind"), format!("unknown kind `{k}` (one of {})", names.join(", ")));
-            None
-        }
-    });
-    let source = c.required_str(&format!("{path}.source"), &s.source).and_then(|n| match source_index.get(n) {
-        Some(&i) => Some(i),
-        None => {
-            c.err(format!("{path}.source"), format!("unknown source `{n}`{}", known(source_index.keys())));
-            None
-        }
-    });
+    let id = c
+        .required_str(&format!("{path}.id"), &s.id)
+        .map(str::to_string);
+    let zone = c
+        .required_str(&format!("{path}.zone"), &s.zone)
+        .and_then(|z| match zone_index.get(z) {
+            Some(&i) => Some(i),
+            None => {
+                c.err(
+                    format!("{path}.zone"),
+                    format!("unknown zone `{z}`{}", known(zone_index.keys())),
+                );
+                None
+            }
+        });
+    let kind = c
+        .required_str(&format!("{path}.kind"), &s.kind)
+        .and_then(|k| match Kind::parse(k) {
+            Some(k) => Some(k),
+            None => {
+                let names: Vec<_> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+                c.err(
+                    format!("{path}.kind"),
+                    format!("unknown kind `{k}` (one of {})", names.join(", ")),
+                );
+                None
+            }
+        });
+    let source = c
+        .required_str(&format!("{path}.source"), &s.source)
+        .and_then(|n| match source_index.get(n) {
+            Some(&i) => Some(i),
+            None => {
+                c.err(
+                    format!("{path}.source"),
+                    format!("unknown source `{n}`{}", known(source_index.keys())),
+                );
+                None
+            }
+        });
     let source_spec = source.and_then(|i| sources.get(i)).map(|s| &s.spec);
     let input = match source_spec {
         Some(SourceSpec::Modbus(_)) => {
-            c.not_for(path.to_string(), "topic", s.topic.is_some(), "a sensor read over Modbus");
-            c.not_for(path.to_string(), "json_pointer", s.json_pointer.is_some(), "a sensor read over Modbus");
+            c.not_for(
+                path.to_string(),
+                "topic",
+                s.topic.is_some(),
+                "a sensor read over Modbus",
+            );
+            c.not_for(
+                path.to_string(),
+                "json_pointer",
+                s.json_pointer.is_some(),
+                "a sensor read over Modbus",
+            );
             match &s.register {
                 None => {
-                    c.err(format!("{path}.register"), "missing: a Modbus sensor needs register = { table, address, type }");
+                    c.err(
+                        format!("{path}.register"),
+                        "missing: a Modbus sensor needs register = { table, address, type }",
+                    );
                     None
                 }
                 Some(r) => register(c, &format!("{path}.register"), r).map(SensorInput::Register),
             }
         }
         Some(SourceSpec::Mqtt(_)) => {
-            c.not_for(path.to_string(), "register", s.register.is_some(), "a sensor read over MQTT");
-            let topic = c.required_str(&format!("{path}.topic"), &s.topic).map(str::to_string);
+            c.not_for(
+                path.to_string(),
+                "register",
+                s.register.is_some(),
+                "a sensor read over MQTT",
+            );
+            let topic = c
+                .required_str(&format!("{path}.topic"), &s.topic)
+                .map(str::to_string);
             if let Some(t) = &topic {
                 if t.contains(['+', '#']) {
-                    c.err(format!("{path}.topic"), "a sensor's topic must not contain wildcards");
+                    c.err(
+                        format!("{path}.topic"),
+                        "a sensor's topic must not contain wildcards",
+                    );
                 }
             }
             if let Some(p) = &s.json_pointer {
                 if !p.is_empty() && !p.starts_with('/') {
-                    c.err(format!("{path}.json_pointer"), format!("`{p}` is not an RFC 6901 pointer (it starts with '/')"));
+                    c.err(
+                        format!("{path}.json_pointer"),
+                        format!("`{p}` is not an RFC 6901 pointer (it starts with '/')"),
+                    );
                 }
             }
-            topic.map(|topic| SensorInput::Topic { topic, json_pointer: s.json_pointer.clone() })
+            topic.map(|topic| SensorInput::Topic {
+                topic,
+                json_pointer: s.json_pointer.clone(),
+            })
         }
         None => {
             if let Some(r) = &s.register {
@@ -752,35 +1000,57 @@ fn sensor(
         }
     };
     let kind = kind?;
-    let mut detect = kind_defaults.get(&kind).cloned().unwrap_or_else(|| builtin_defaults(kind));
+    let mut detect = kind_defaults
+        .get(&kind)
+        .cloned()
+        .unwrap_or_else(|| builtin_defaults(kind));
     let overrides = s.detect_overrides();
     apply_detect(c, path, &mut detect, &overrides);
     check_detect(c, path, &detect);
-    Some(Sensor { id: id?, zone: zone?, kind, source: source?, input: input?, detect })
+    Some(Sensor {
+        id: id?,
+        zone: zone?,
+        kind,
+        source: source?,
+        input: input?,
+        detect,
+    })
 }
 
 fn register(c: &mut Collector, path: &str, r: &RawRegister) -> Option<RegisterSpec> {
     let table = match r.table.as_deref() {
         None => {
-            c.err(format!("{path}.table"), "missing (required): \"holding\" or \"input\"");
+            c.err(
+                format!("{path}.table"),
+                "missing (required): \"holding\" or \"input\"",
+            );
             None
         }
         Some("holding") => Some(Table::Holding),
         Some("input") => Some(Table::Input),
         Some(t) => {
-            c.err(format!("{path}.table"), format!("unknown table `{t}` (\"holding\" or \"input\")"));
+            c.err(
+                format!("{path}.table"),
+                format!("unknown table `{t}` (\"holding\" or \"input\")"),
+            );
             None
         }
     };
     let kind = match r.kind.as_deref() {
         None => {
-            c.err(format!("{path}.type"), "missing (required): u16, i16, u32, i32 or f32");
+            c.err(
+                format!("{path}.type"),
+                "missing (required): u16, i16, u32, i32 or f32",
+            );
             None
         }
         Some(t) => {
             let k = RegType::parse(t);
             if k.is_none() {
-                c.err(format!("{path}.type"), format!("unknown type `{t}` (u16, i16, u32, i32 or f32)"));
+                c.err(
+                    format!("{path}.type"),
+                    format!("unknown type `{t}` (u16, i16, u32, i32 or f32)"),
+                );
             }
             k
         }
@@ -791,7 +1061,10 @@ fn register(c: &mut Collector, path: &str, r: &RawRegister) -> Option<RegisterSp
             None
         }
         Some(a) if !(0..=65535).contains(&a) => {
-            c.err(format!("{path}.address"), format!("{a} is not a register address (0 to 65535)"));
+            c.err(
+                format!("{path}.address"),
+                format!("{a} is not a register address (0 to 65535)"),
+            );
             None
         }
         Some(a) => {
@@ -799,7 +1072,10 @@ fn register(c: &mut Collector, path: &str, r: &RawRegister) -> Option<RegisterSp
             if a + w - 1 > 65535 {
                 c.err(
                     format!("{path}.address"),
-                    format!("{a} + {w} registers runs past 65535 (a {}-bit value needs {w} registers)", w * 16),
+                    format!(
+                        "{a} + {w} registers runs past 65535 (a {}-bit value needs {w} registers)",
+                        w * 16
+                    ),
                 );
                 None
             } else {
@@ -811,16 +1087,25 @@ fn register(c: &mut Collector, path: &str, r: &RawRegister) -> Option<RegisterSp
         None | Some("high_first") => WordOrder::HighFirst,
         Some("low_first") => WordOrder::LowFirst,
         Some(w) => {
-            c.err(format!("{path}.word_order"), format!("unknown word order `{w}` (\"high_first\" or \"low_first\")"));
+            c.err(
+                format!("{path}.word_order"),
+                format!("unknown word order `{w}` (\"high_first\" or \"low_first\")"),
+            );
             WordOrder::HighFirst
         }
     };
     if r.word_order.is_some() && kind.is_some_and(|k| k.width() == 1) {
-        c.err(format!("{path}.word_order"), "applies only to 32-bit types (u32, i32, f32)");
+        c.err(
+            format!("{path}.word_order"),
+            "applies only to 32-bit types (u32, i32, f32)",
+        );
     }
     let scale = r.scale.unwrap_or(1.0);
     if !scale.is_finite() || scale == 0.0 {
-        c.err(format!("{path}.scale"), "must be a finite number other than 0");
+        c.err(
+            format!("{path}.scale"),
+            "must be a finite number other than 0",
+        );
     }
     let offset = r.offset.unwrap_or(0.0);
     if !offset.is_finite() {
@@ -829,13 +1114,19 @@ fn register(c: &mut Collector, path: &str, r: &RawRegister) -> Option<RegisterSp
     let bit = match (r.bit, kind) {
         (None, _) => None,
         (Some(_), Some(RegType::F32)) => {
-            c.err(format!("{path}.bit"), "does not apply to f32 (bits come from integer status words)");
+            c.err(
+                format!("{path}.bit"),
+                "does not apply to f32 (bits come from integer status words)",
+            );
             None
         }
         (Some(b), k) => {
             let max = k.map(|k| k.width() as i64 * 16 - 1).unwrap_or(31);
             if !(0..=max).contains(&b) {
-                c.err(format!("{path}.bit"), format!("{b} is out of range (0 to {max} for this type)"));
+                c.err(
+                    format!("{path}.bit"),
+                    format!("{b} is out of range (0 to {max} for this type)"),
+                );
                 None
             } else {
                 Some(b as u8)
@@ -843,9 +1134,20 @@ fn register(c: &mut Collector, path: &str, r: &RawRegister) -> Option<RegisterSp
         }
     };
     if r.bit.is_some() && (r.scale.is_some() || r.offset.is_some()) {
-        c.err(format!("{path}.bit"), "bit gives 0/1 and cannot be combined with scale or offset");
+        c.err(
+            format!("{path}.bit"),
+            "bit gives 0/1 and cannot be combined with scale or offset",
+        );
     }
-    Some(RegisterSpec { table: table?, address: address?, kind: kind?, word_order, scale, offset, bit })
+    Some(RegisterSpec {
+        table: table?,
+        address: address?,
+        kind: kind?,
+        word_order,
+        scale,
+        offset,
+        bit,
+    })
 }
 
 /// Runbook steps; returns (budget, steps).
@@ -866,7 +1168,10 @@ fn runbook(
         let spath = format!("{path}.steps[{i}]");
         if let Some(n) = &s.name {
             if !names.insert(n.clone()) {
-                c.err(format!("{spath}.name"), format!("duplicate step name `{n}` in this runbook"));
+                c.err(
+                    format!("{spath}.name"),
+                    format!("duplicate step name `{n}` in this runbook"),
+                );
             }
         }
         if let Some(step) = step(c, &spath, s, source_index, sources) {
@@ -883,8 +1188,14 @@ fn step(
     source_index: &HashMap<String, usize>,
     sources: &[Source],
 ) -> Option<Step> {
-    let name = c.required_str(&format!("{path}.name"), &s.name).map(str::to_string);
-    let timeout = c.duration(&format!("{path}.timeout"), &s.timeout, Duration::from_secs(5));
+    let name = c
+        .required_str(&format!("{path}.name"), &s.name)
+        .map(str::to_string);
+    let timeout = c.duration(
+        &format!("{path}.timeout"),
+        &s.timeout,
+        Duration::from_secs(5),
+    );
     if timeout.is_zero() {
         c.err(format!("{path}.timeout"), "must be more than 0");
     }
@@ -892,7 +1203,10 @@ fn step(
         None => 2,
         Some(n) if (0..=100).contains(&n) => n as u32,
         Some(n) => {
-            c.err(format!("{path}.retries"), format!("{n} is out of range (0 to 100)"));
+            c.err(
+                format!("{path}.retries"),
+                format!("{n} is out of range (0 to 100)"),
+            );
             2
         }
     };
@@ -900,7 +1214,10 @@ fn step(
         None | Some("abort") => OnFailure::Abort,
         Some("continue") => OnFailure::Continue,
         Some(o) => {
-            c.err(format!("{path}.on_failure"), format!("unknown value `{o}` (\"abort\" or \"continue\")"));
+            c.err(
+                format!("{path}.on_failure"),
+                format!("unknown value `{o}` (\"abort\" or \"continue\")"),
+            );
             OnFailure::Abort
         }
     };
@@ -933,8 +1250,17 @@ fn step(
     ];
     let own: &[&str] = match kind {
         "dns_update" => &[
-            "server", "zone", "record", "rtype", "ttl", "values", "prerequisite", "tsig_key", "tsig_algorithm",
-            "tsig_secret_file", "verify_servers",
+            "server",
+            "zone",
+            "record",
+            "rtype",
+            "ttl",
+            "values",
+            "prerequisite",
+            "tsig_key",
+            "tsig_algorithm",
+            "tsig_secret_file",
+            "verify_servers",
         ],
         "haproxy" => &["socket", "backend", "servers", "state"],
         "http" => &["method", "url", "headers", "body", "expect_status"],
@@ -951,15 +1277,38 @@ fn step(
     };
     for (k, set) in keys {
         if set && !own.contains(&k) {
-            c.err(format!("{path}.{k}"), format!("does not apply to a `{kind}` step"));
+            c.err(
+                format!("{path}.{k}"),
+                format!("does not apply to a `{kind}` step"),
+            );
         }
     }
     // `source` and `topic` belong to mqtt_publish only.
     if kind != "mqtt_publish" {
-        c.not_for(path.to_string(), "source", s.source.is_some(), &format!("a `{kind}` step"));
-        c.not_for(path.to_string(), "topic", s.topic.is_some(), &format!("a `{kind}` step"));
-        c.not_for(path.to_string(), "qos", s.qos.is_some(), &format!("a `{kind}` step"));
-        c.not_for(path.to_string(), "retain", s.retain.is_some(), &format!("a `{kind}` step"));
+        c.not_for(
+            path.to_string(),
+            "source",
+            s.source.is_some(),
+            &format!("a `{kind}` step"),
+        );
+        c.not_for(
+            path.to_string(),
+            "topic",
+            s.topic.is_some(),
+            &format!("a `{kind}` step"),
+        );
+        c.not_for(
+            path.to_string(),
+            "qos",
+            s.qos.is_some(),
+            &format!("a `{kind}` step"),
+        );
+        c.not_for(
+            path.to_string(),
+            "retain",
+            s.retain.is_some(),
+            &format!("a `{kind}` step"),
+        );
     }
     let action = match kind {
         "dns_update" => dns_step(c, path, s).map(Action::DnsUpdate),
@@ -978,25 +1327,41 @@ fn step(
             argv.map(|argv| Action::Command(CommandStep { argv }))
         }
         "mqtt_publish" => {
-            let source = c.required_str(&format!("{path}.source"), &s.source).and_then(|n| {
-                match source_index.get(n).map(|&i| (i, sources.get(i).map(|s| &s.spec))) {
-                    Some((i, Some(SourceSpec::Mqtt(_)))) => Some(i),
-                    Some((_, Some(_))) => {
-                        c.err(format!("{path}.source"), format!("source `{n}` is not an MQTT source"));
-                        None
+            let source = c
+                .required_str(&format!("{path}.source"), &s.source)
+                .and_then(|n| {
+                    match source_index
+                        .get(n)
+                        .map(|&i| (i, sources.get(i).map(|s| &s.spec)))
+                    {
+                        Some((i, Some(SourceSpec::Mqtt(_)))) => Some(i),
+                        Some((_, Some(_))) => {
+                            c.err(
+                                format!("{path}.source"),
+                                format!("source `{n}` is not an MQTT source"),
+                            );
+                            None
+                        }
+                        Some((_, None)) => None,
+                        None => {
+                            c.err(
+                                format!("{path}.source"),
+                                format!("unknown source `{n}`{}", known(source_index.keys())),
+                            );
+                            None
+                        }
                     }
-                    Some((_, None)) => None,
-                    None => {
-                        c.err(format!("{path}.source"), format!("unknown source `{n}`{}", known(source_index.keys())));
-                        None
-                    }
-                }
-            });
-            let topic = c.required_str(&format!("{path}.topic"), &s.topic).map(str::to_string);
+                });
+            let topic = c
+                .required_str(&format!("{path}.topic"), &s.topic)
+                .map(str::to_string);
             if let Some(t) = &topic {
                 check_template(c, &format!("{path}.topic"), t);
                 if t.contains(['+', '#']) {
-                    c.err(format!("{path}.topic"), "a topic to publish to must not contain wildcards");
+                    c.err(
+                        format!("{path}.topic"),
+                        "a topic to publish to must not contain wildcards",
+                    );
                 }
             }
             let payload = s.payload.clone().unwrap_or_default();
@@ -1005,7 +1370,10 @@ fn step(
                 None => 1,
                 Some(q @ 0..=2) => q as u8,
                 Some(q) => {
-                    c.err(format!("{path}.qos"), format!("{q} is not a QoS (0, 1 or 2)"));
+                    c.err(
+                        format!("{path}.qos"),
+                        format!("{q} is not a QoS (0, 1 or 2)"),
+                    );
                     1
                 }
             };
@@ -1021,14 +1389,20 @@ fn step(
             }
         }
         "wait" => {
-            let d = c.required(&format!("{path}.duration"), &s.duration).cloned();
-            c.opt_duration(&format!("{path}.duration"), &d).map(Action::Wait)
+            let d = c
+                .required(&format!("{path}.duration"), &s.duration)
+                .cloned();
+            c.opt_duration(&format!("{path}.duration"), &d)
+                .map(Action::Wait)
         }
         _ => None,
     };
     if let Some(Action::Wait(d)) = &action {
         if *d > timeout && s.timeout.is_some() {
-            c.err(format!("{path}.timeout"), "is shorter than the wait's duration");
+            c.err(
+                format!("{path}.timeout"),
+                "is shorter than the wait's duration",
+            );
         }
     }
     let timeout = match &action {
@@ -1036,37 +1410,60 @@ fn step(
         Some(Action::Wait(d)) if s.timeout.is_none() => *d + Duration::from_secs(1),
         _ => timeout,
     };
-    Some(Step { name: name?, timeout, retries, on_failure, action: action? })
+    Some(Step {
+        name: name?,
+        timeout,
+        retries,
+        on_failure,
+        action: action?,
+    })
 }
 
 fn dns_step(c: &mut Collector, path: &str, s: &RawStep) -> Option<DnsStep> {
-    let server = c.required_str(&format!("{path}.server"), &s.server).and_then(|v| match parse_dns_server(v) {
-        Ok(a) => Some(a),
-        Err(e) => {
-            c.err(format!("{path}.server"), e);
-            None
-        }
-    });
-    let zone = c.required_str(&format!("{path}.zone"), &s.zone).map(str::to_string);
-    let record = c.required_str(&format!("{path}.record"), &s.record).map(str::to_string);
-    let rtype = c.required_str(&format!("{path}.rtype"), &s.rtype).and_then(|t| match t.parse::<RecordKind>() {
-        Ok(k) => Some(k),
-        Err(_) => {
-            c.err(format!("{path}.rtype"), format!("unsupported record type `{t}` (A, AAAA, CNAME or TXT)"));
-            None
-        }
-    });
+    let server = c
+        .required_str(&format!("{path}.server"), &s.server)
+        .and_then(|v| match parse_dns_server(v) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                c.err(format!("{path}.server"), e);
+                None
+            }
+        });
+    let zone = c
+        .required_str(&format!("{path}.zone"), &s.zone)
+        .map(str::to_string);
+    let record = c
+        .required_str(&format!("{path}.record"), &s.record)
+        .map(str::to_string);
+    let rtype = c
+        .required_str(&format!("{path}.rtype"), &s.rtype)
+        .and_then(|t| match t.parse::<RecordKind>() {
+            Ok(k) => Some(k),
+            Err(_) => {
+                c.err(
+                    format!("{path}.rtype"),
+                    format!("unsupported record type `{t}` (A, AAAA, CNAME or TXT)"),
+                );
+                None
+            }
+        });
     let ttl = match s.ttl {
         None => 30,
         Some(t) if (0..=2_147_483_647).contains(&t) => t as u32,
         Some(t) => {
-            c.err(format!("{path}.ttl"), format!("{t} is not a TTL (0 to 2147483647 seconds)"));
+            c.err(
+                format!("{path}.ttl"),
+                format!("{t} is not a TTL (0 to 2147483647 seconds)"),
+            );
             30
         }
     };
     let values = c.required(&format!("{path}.values"), &s.values).cloned();
     if values.as_ref().is_some_and(|v| v.is_empty()) {
-        c.err(format!("{path}.values"), "needs at least one value (the new RRset)");
+        c.err(
+            format!("{path}.values"),
+            "needs at least one value (the new RRset)",
+        );
     }
     if matches!(rtype, Some(RecordKind::Cname)) && values.as_ref().is_some_and(|v| v.len() > 1) {
         c.err(format!("{path}.values"), "a CNAME takes exactly one value");
@@ -1074,8 +1471,12 @@ fn dns_step(c: &mut Collector, path: &str, s: &RawStep) -> Option<DnsStep> {
     let tsig = match (&s.tsig_key, &s.tsig_algorithm, &s.tsig_secret_file) {
         (None, None, None) => None,
         (key, alg, file) => {
-            let key = c.required_str(&format!("{path}.tsig_key"), key).map(str::to_string);
-            let file = c.required_str(&format!("{path}.tsig_secret_file"), file).map(PathBuf::from);
+            let key = c
+                .required_str(&format!("{path}.tsig_key"), key)
+                .map(str::to_string);
+            let file = c
+                .required_str(&format!("{path}.tsig_secret_file"), file)
+                .map(PathBuf::from);
             let algorithm = match alg.as_deref() {
                 None => Some(TsigAlgorithm::HmacSha256),
                 Some(a) => match a.parse::<TsigAlgorithm>() {
@@ -1090,7 +1491,11 @@ fn dns_step(c: &mut Collector, path: &str, s: &RawStep) -> Option<DnsStep> {
                 },
             };
             match (key, algorithm, file) {
-                (Some(key), Some(algorithm), Some(secret_file)) => Some(TsigRef { key, algorithm, secret_file }),
+                (Some(key), Some(algorithm), Some(secret_file)) => Some(TsigRef {
+                    key,
+                    algorithm,
+                    secret_file,
+                }),
                 _ => None,
             }
         }
@@ -1111,14 +1516,28 @@ fn dns_step(c: &mut Collector, path: &str, s: &RawStep) -> Option<DnsStep> {
         kind: rtype,
         ttl,
         values: values.clone(),
-        key: tsig.as_ref().map(|t| TsigKey { name: t.key.clone(), algorithm: t.algorithm, secret: vec![0; 32] }),
+        key: tsig.as_ref().map(|t| TsigKey {
+            name: t.key.clone(),
+            algorithm: t.algorithm,
+            secret: vec![0; 32],
+        }),
         timeout: Duration::from_secs(1),
     };
     if let Err(e) = dns::validate(&spec) {
         c.err(format!("{path}.record"), e.to_string());
         return None;
     }
-    Some(DnsStep { server, zone, record, rtype, ttl, values, prerequisite: s.prerequisite.clone(), tsig, verify_servers })
+    Some(DnsStep {
+        server,
+        zone,
+        record,
+        rtype,
+        ttl,
+        values,
+        prerequisite: s.prerequisite.clone(),
+        tsig,
+        verify_servers,
+    })
 }
 
 /// A DNS server is an IP address with an optional port (53): the agent must not depend on
@@ -1137,7 +1556,9 @@ fn parse_dns_server(v: &str) -> Result<SocketAddr, String> {
             }
         }
     }
-    Err(format!("`{v}` is not an IP address with optional port (e.g. \"10.20.0.53:53\")"))
+    Err(format!(
+        "`{v}` is not an IP address with optional port (e.g. \"10.20.0.53:53\")"
+    ))
 }
 
 fn haproxy_step(c: &mut Collector, path: &str, s: &RawStep) -> Option<HaproxyStep> {
@@ -1162,7 +1583,9 @@ fn haproxy_step(c: &mut Collector, path: &str, s: &RawStep) -> Option<HaproxySte
             None
         }
     });
-    let backend = c.required_str(&format!("{path}.backend"), &s.backend).map(str::to_string);
+    let backend = c
+        .required_str(&format!("{path}.backend"), &s.backend)
+        .map(str::to_string);
     let servers = c.required(&format!("{path}.servers"), &s.servers).cloned();
     if servers.as_ref().is_some_and(|v| v.is_empty()) {
         c.err(format!("{path}.servers"), "needs at least one server");
@@ -1173,37 +1596,64 @@ fn haproxy_step(c: &mut Collector, path: &str, s: &RawStep) -> Option<HaproxySte
         Some("maint") => Some(ServerState::Maint),
         Some("ready") => Some(ServerState::Ready),
         Some(o) => {
-            c.err(format!("{path}.state"), format!("unknown state `{o}` (drain, maint or ready)"));
+            c.err(
+                format!("{path}.state"),
+                format!("unknown state `{o}` (drain, maint or ready)"),
+            );
             None
         }
     };
-    Some(HaproxyStep { socket: socket?, backend: backend?, servers: servers?, state: state? })
+    Some(HaproxyStep {
+        socket: socket?,
+        backend: backend?,
+        servers: servers?,
+        state: state?,
+    })
 }
 
 fn http_step(c: &mut Collector, path: &str, s: &RawStep) -> Option<HttpStep> {
-    let method = s.method.clone().unwrap_or_else(|| "POST".into()).to_ascii_uppercase();
+    let method = s
+        .method
+        .clone()
+        .unwrap_or_else(|| "POST".into())
+        .to_ascii_uppercase();
     if !["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"].contains(&method.as_str()) {
-        c.err(format!("{path}.method"), format!("unsupported method `{method}` (GET, POST, PUT, PATCH, DELETE, HEAD)"));
+        c.err(
+            format!("{path}.method"),
+            format!("unsupported method `{method}` (GET, POST, PUT, PATCH, DELETE, HEAD)"),
+        );
     }
-    let url = c.required_str(&format!("{path}.url"), &s.url).and_then(|u| {
-        check_template(c, &format!("{path}.url"), u);
-        let probe = u.replace("{{", "x").replace("}}", "x");
-        match url::Url::parse(&probe) {
-            Ok(p) if p.scheme() == "http" || p.scheme() == "https" => Some(u.to_string()),
-            Ok(p) => {
-                c.err(format!("{path}.url"), format!("`{u}`: scheme `{}` is not http or https", p.scheme()));
-                None
+    let url = c
+        .required_str(&format!("{path}.url"), &s.url)
+        .and_then(|u| {
+            check_template(c, &format!("{path}.url"), u);
+            let probe = u.replace("{{", "x").replace("}}", "x");
+            match url::Url::parse(&probe) {
+                Ok(p) if p.scheme() == "http" || p.scheme() == "https" => Some(u.to_string()),
+                Ok(p) => {
+                    c.err(
+                        format!("{path}.url"),
+                        format!("`{u}`: scheme `{}` is not http or https", p.scheme()),
+                    );
+                    None
+                }
+                Err(e) => {
+                    c.err(format!("{path}.url"), format!("`{u}` is not a URL: {e}"));
+                    None
+                }
             }
-            Err(e) => {
-                c.err(format!("{path}.url"), format!("`{u}` is not a URL: {e}"));
-                None
-            }
-        }
-    });
+        });
     let mut headers = Vec::new();
     for (k, v) in s.headers.iter().flatten() {
-        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b)) {
-            c.err(format!("{path}.headers"), format!("`{k}` is not a valid header name"));
+        if k.is_empty()
+            || !k
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b))
+        {
+            c.err(
+                format!("{path}.headers"),
+                format!("`{k}` is not a valid header name"),
+            );
         }
         check_template(c, &format!("{path}.headers.{k}"), v);
         headers.push((k.clone(), v.clone()));
@@ -1219,13 +1669,22 @@ fn http_step(c: &mut Collector, path: &str, s: &RawStep) -> Option<HttpStep> {
                 if (100..=599).contains(code) {
                     out.push(*code as u16);
                 } else {
-                    c.err(format!("{path}.expect_status[{i}]"), format!("{code} is not an HTTP status (100 to 599)"));
+                    c.err(
+                        format!("{path}.expect_status[{i}]"),
+                        format!("{code} is not an HTTP status (100 to 599)"),
+                    );
                 }
             }
             out
         }
     };
-    Some(HttpStep { method, url: url?, headers, body: s.body.clone(), expect_status })
+    Some(HttpStep {
+        method,
+        url: url?,
+        headers,
+        body: s.body.clone(),
+        expect_status,
+    })
 }
 
 /// Reports `{{placeholders}}` that are not known template variables.
@@ -1239,7 +1698,10 @@ fn check_template(c: &mut Collector, path: &str, text: &str) {
                 if !TEMPLATE_VARS.contains(&var) {
                     c.err(
                         path,
-                        format!("unknown placeholder `{{{{{var}}}}}` (known: {})", TEMPLATE_VARS.map(|v| format!("{{{{{v}}}}}")).join(" ")),
+                        format!(
+                            "unknown placeholder `{{{{{var}}}}}` (known: {})",
+                            TEMPLATE_VARS.map(|v| format!("{{{{{v}}}}}")).join(" ")
+                        ),
                     );
                 }
                 rest = &after[end + 2..];
@@ -1259,23 +1721,40 @@ fn telemetry(
     sources: &[Source],
     agent: &Agent,
 ) -> Telemetry {
-    let Some(raw) = raw else { return Telemetry::default() };
+    let Some(raw) = raw else {
+        return Telemetry::default();
+    };
     let influxdb = raw.influxdb.as_ref().and_then(|i| {
         let p = "telemetry.influxdb";
-        let url = c.required_str(&format!("{p}.url"), &i.url).and_then(|u| match url::Url::parse(u) {
-            Ok(parsed) if parsed.scheme() == "http" || parsed.scheme() == "https" => Some(u.to_string()),
-            Ok(_) => {
-                c.err(format!("{p}.url"), format!("`{u}` must be an http:// or https:// URL"));
-                None
-            }
-            Err(e) => {
-                c.err(format!("{p}.url"), format!("`{u}` is not a URL: {e}"));
-                None
-            }
-        });
-        let org = c.required_str(&format!("{p}.org"), &i.org).map(str::to_string);
-        let bucket = c.required_str(&format!("{p}.bucket"), &i.bucket).map(str::to_string);
-        let flush_interval = c.duration(&format!("{p}.flush_interval"), &i.flush_interval, Duration::from_secs(1));
+        let url =
+            c.required_str(&format!("{p}.url"), &i.url)
+                .and_then(|u| match url::Url::parse(u) {
+                    Ok(parsed) if parsed.scheme() == "http" || parsed.scheme() == "https" => {
+                        Some(u.to_string())
+                    }
+                    Ok(_) => {
+                        c.err(
+                            format!("{p}.url"),
+                            format!("`{u}` must be an http:// or https:// URL"),
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        c.err(format!("{p}.url"), format!("`{u}` is not a URL: {e}"));
+                        None
+                    }
+                });
+        let org = c
+            .required_str(&format!("{p}.org"), &i.org)
+            .map(str::to_string);
+        let bucket = c
+            .required_str(&format!("{p}.bucket"), &i.bucket)
+            .map(str::to_string);
+        let flush_interval = c.duration(
+            &format!("{p}.flush_interval"),
+            &i.flush_interval,
+            Duration::from_secs(1),
+        );
         let spool_max = match &i.spool_max {
             None => 256 * 1024 * 1024,
             Some(s) => parse_size(s).unwrap_or_else(|e| {
@@ -1294,25 +1773,45 @@ fn telemetry(
     });
     let mqtt = raw.mqtt.as_ref().and_then(|m| {
         let p = "telemetry.mqtt";
-        let source = c.required_str(&format!("{p}.source"), &m.source).and_then(|n| {
-            match source_index.get(n).map(|&i| (i, sources.get(i).map(|s| &s.spec))) {
-                Some((i, Some(SourceSpec::Mqtt(_)))) => Some(i),
-                Some((_, Some(_))) => {
-                    c.err(format!("{p}.source"), format!("source `{n}` is not an MQTT source"));
-                    None
+        let source = c
+            .required_str(&format!("{p}.source"), &m.source)
+            .and_then(|n| {
+                match source_index
+                    .get(n)
+                    .map(|&i| (i, sources.get(i).map(|s| &s.spec)))
+                {
+                    Some((i, Some(SourceSpec::Mqtt(_)))) => Some(i),
+                    Some((_, Some(_))) => {
+                        c.err(
+                            format!("{p}.source"),
+                            format!("source `{n}` is not an MQTT source"),
+                        );
+                        None
+                    }
+                    Some((_, None)) => None,
+                    None => {
+                        c.err(
+                            format!("{p}.source"),
+                            format!("unknown source `{n}`{}", known(source_index.keys())),
+                        );
+                        None
+                    }
                 }
-                Some((_, None)) => None,
-                None => {
-                    c.err(format!("{p}.source"), format!("unknown source `{n}`{}", known(source_index.keys())));
-                    None
-                }
-            }
-        });
-        let prefix = m.prefix.clone().unwrap_or_else(|| format!("firebreak/{}", agent.name));
+            });
+        let prefix = m
+            .prefix
+            .clone()
+            .unwrap_or_else(|| format!("firebreak/{}", agent.name));
         if prefix.contains(['+', '#']) || prefix.ends_with('/') {
-            c.err(format!("{p}.prefix"), "must not contain wildcards or end with '/'");
+            c.err(
+                format!("{p}.prefix"),
+                "must not contain wildcards or end with '/'",
+            );
         }
-        Some(TelemetryMqtt { source: source?, prefix })
+        Some(TelemetryMqtt {
+            source: source?,
+            prefix,
+        })
     });
     Telemetry { influxdb, mqtt }
 }

@@ -168,8 +168,19 @@ pub struct Evidence {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
-    Sensor { sensor: u32, from: SensorState, to: SensorState, value: Option<f64>, reason: Reason },
-    Zone { zone: u32, from: ZoneLevel, to: ZoneLevel, evidence: Vec<Evidence> },
+    Sensor {
+        sensor: u32,
+        from: SensorState,
+        to: SensorState,
+        value: Option<f64>,
+        reason: Reason,
+    },
+    Zone {
+        zone: u32,
+        from: ZoneLevel,
+        to: ZoneLevel,
+        evidence: Vec<Evidence>,
+    },
     /// The zone became critical: start its runbook (once per incident).
     Critical { zone: u32, cause: Cause },
 }
@@ -271,7 +282,13 @@ impl Detector {
     pub fn new(sensors: Vec<SensorSpec>, zones: Vec<ZoneSpec>, start: Nanos) -> Self {
         let mut zrt: Vec<ZoneRt> = zones
             .into_iter()
-            .map(|spec| ZoneRt { spec, sensors: Vec::new(), level: ZoneLevel::Normal, latched: false, on_battery_since: NONE })
+            .map(|spec| ZoneRt {
+                spec,
+                sensors: Vec::new(),
+                level: ZoneLevel::Normal,
+                latched: false,
+                on_battery_since: NONE,
+            })
             .collect();
         let sensors: Vec<SensorRt> = sensors
             .into_iter()
@@ -298,7 +315,11 @@ impl Detector {
                 }
             })
             .collect();
-        Detector { sensors, zones: zrt, out: Vec::with_capacity(64) }
+        Detector {
+            sensors,
+            zones: zrt,
+            out: Vec::with_capacity(64),
+        }
     }
 
     /// Builds the core for a validated config.
@@ -311,7 +332,8 @@ impl Detector {
                     SourceSpec::Modbus(m) => m.poll_interval,
                     SourceSpec::Mqtt(_) => std::time::Duration::from_millis(250),
                 };
-                let per_window = s.detect.rise_window.as_secs_f64() / expected_interval.as_secs_f64().max(1e-3);
+                let per_window =
+                    s.detect.rise_window.as_secs_f64() / expected_interval.as_secs_f64().max(1e-3);
                 SensorSpec {
                     zone: s.zone as u32,
                     kind: s.kind,
@@ -357,13 +379,17 @@ impl Detector {
     /// Feeds one sample. Unknown sensor indices are ignored.
     pub fn observe(&mut self, sample: Sample) {
         let i = sample.sensor as usize;
-        let Some(s) = self.sensors.get_mut(i) else { return };
+        let Some(s) = self.sensors.get_mut(i) else {
+            return;
+        };
         let now = sample.at;
         let zone = s.spec.zone;
         let fault = match sample.reading {
             Reading::Fault(f) => Some(f),
             Reading::Value(v) if !v.is_finite() => Some(FaultKind::NotANumber),
-            Reading::Value(v) if v < s.spec.params.min || v > s.spec.params.max => Some(FaultKind::OutOfRange),
+            Reading::Value(v) if v < s.spec.params.min || v > s.spec.params.max => {
+                Some(FaultKind::OutOfRange)
+            }
             Reading::Value(_) => None,
         };
         let before = s.state;
@@ -378,7 +404,13 @@ impl Detector {
                     };
                     s.state = SensorState::Fault;
                     s.reason = Reason::Fault(f);
-                    self.out.push(Output::Sensor { sensor: i as u32, from: before, to: SensorState::Fault, value, reason: Reason::Fault(f) });
+                    self.out.push(Output::Sensor {
+                        sensor: i as u32,
+                        from: before,
+                        to: SensorState::Fault,
+                        value,
+                        reason: Reason::Fault(f),
+                    });
                 }
             }
             (None, Reading::Value(v)) => {
@@ -396,7 +428,13 @@ impl Detector {
                 if to != before {
                     s.state = to;
                     s.reason = reason;
-                    self.out.push(Output::Sensor { sensor: i as u32, from: before, to, value: Some(v), reason });
+                    self.out.push(Output::Sensor {
+                        sensor: i as u32,
+                        from: before,
+                        to,
+                        value: Some(v),
+                        reason,
+                    });
                 } else {
                     s.reason = reason;
                 }
@@ -415,13 +453,24 @@ impl Detector {
         for i in 0..self.sensors.len() {
             let s = &mut self.sensors[i];
             let before = s.state;
-            let last = if before == SensorState::Fault { s.last_good.max(s.last_fault) } else { s.last_good };
-            if before != SensorState::Stale && now.saturating_sub(last) > s.spec.params.stale_after {
+            let last = if before == SensorState::Fault {
+                s.last_good.max(s.last_fault)
+            } else {
+                s.last_good
+            };
+            if before != SensorState::Stale && now.saturating_sub(last) > s.spec.params.stale_after
+            {
                 s.reset_conditions();
                 s.state = SensorState::Stale;
                 s.reason = Reason::Stale;
                 let value = s.value.is_finite().then_some(s.value);
-                self.out.push(Output::Sensor { sensor: i as u32, from: before, to: SensorState::Stale, value, reason: Reason::Stale });
+                self.out.push(Output::Sensor {
+                    sensor: i as u32,
+                    from: before,
+                    to: SensorState::Stale,
+                    value,
+                    reason: Reason::Stale,
+                });
                 let zone = s.spec.zone;
                 self.evaluate_zone(zone, now);
                 continue;
@@ -435,13 +484,20 @@ impl Detector {
                 s.state = to;
                 s.reason = reason;
                 let value = s.value.is_finite().then_some(s.value);
-                self.out.push(Output::Sensor { sensor: i as u32, from: before, to, value, reason });
+                self.out.push(Output::Sensor {
+                    sensor: i as u32,
+                    from: before,
+                    to,
+                    value,
+                    reason,
+                });
                 let zone = s.spec.zone;
                 self.evaluate_zone(zone, now);
             }
         }
         for z in 0..self.zones.len() {
-            if self.zones[z].on_battery_since != NONE && self.zones[z].spec.max_on_battery.is_some() {
+            if self.zones[z].on_battery_since != NONE && self.zones[z].spec.max_on_battery.is_some()
+            {
                 self.evaluate_zone(z as u32, now);
             }
         }
@@ -463,7 +519,9 @@ impl Detector {
     }
 
     fn evaluate_zone(&mut self, zone: u32, now: Nanos) {
-        let Some(z) = self.zones.get(zone as usize) else { return };
+        let Some(z) = self.zones.get(zone as usize) else {
+            return;
+        };
         let mut alarm_votes = 0u32;
         let mut any_critical = false;
         let mut warnish = false;
@@ -486,7 +544,8 @@ impl Detector {
                 }
                 SensorState::Ok => {}
             }
-            let usable = !matches!(s.state, SensorState::Stale | SensorState::Fault) && s.value.is_finite();
+            let usable =
+                !matches!(s.state, SensorState::Stale | SensorState::Fault) && s.value.is_finite();
             match s.spec.kind {
                 Kind::OnBattery if usable && s.value >= 0.5 => on_battery = true,
                 Kind::Runtime if usable && s.value < min_runtime => {
@@ -496,7 +555,12 @@ impl Detector {
                 _ => {}
             }
         }
-        let votes = alarm_votes + if z.spec.stale_votes && alarm_votes > 0 { stale_or_fault } else { 0 };
+        let votes = alarm_votes
+            + if z.spec.stale_votes && alarm_votes > 0 {
+                stale_or_fault
+            } else {
+                0
+            };
         let fire = any_critical || votes >= z.spec.confirm;
         let on_battery_since = match (on_battery, z.on_battery_since) {
             (true, NONE) => now,
@@ -505,7 +569,9 @@ impl Detector {
         };
         let runtime_low = on_battery && min_runtime < z.spec.runtime_floor_s;
         let too_long = on_battery
-            && z.spec.max_on_battery.is_some_and(|max| now.saturating_sub(on_battery_since) >= max);
+            && z.spec
+                .max_on_battery
+                .is_some_and(|max| now.saturating_sub(on_battery_since) >= max);
         let power = runtime_low || too_long;
         let computed = if fire || power {
             ZoneLevel::Critical
@@ -518,7 +584,11 @@ impl Detector {
         };
         let z = &mut self.zones[zone as usize];
         z.on_battery_since = on_battery_since;
-        let to = if z.latched { ZoneLevel::Critical } else { computed };
+        let to = if z.latched {
+            ZoneLevel::Critical
+        } else {
+            computed
+        };
         if to == z.level {
             return;
         }
@@ -537,16 +607,33 @@ impl Detector {
             })
             .collect();
         if power {
-            let reason = if runtime_low { Reason::RuntimeBelowReserve } else { Reason::OnBatteryTooLong };
+            let reason = if runtime_low {
+                Reason::RuntimeBelowReserve
+            } else {
+                Reason::OnBatteryTooLong
+            };
             let sensor = runtime_sensor.or_else(|| {
-                z.sensors.iter().copied().find(|&si| self.sensors[si as usize].spec.kind == Kind::OnBattery)
+                z.sensors
+                    .iter()
+                    .copied()
+                    .find(|&si| self.sensors[si as usize].spec.kind == Kind::OnBattery)
             });
             if let Some(si) = sensor {
                 let s = &self.sensors[si as usize];
-                evidence.push(Evidence { sensor: si, state: s.state, value: s.value.is_finite().then_some(s.value), reason });
+                evidence.push(Evidence {
+                    sensor: si,
+                    state: s.state,
+                    value: s.value.is_finite().then_some(s.value),
+                    reason,
+                });
             }
         }
-        self.out.push(Output::Zone { zone, from, to, evidence });
+        self.out.push(Output::Zone {
+            zone,
+            from,
+            to,
+            evidence,
+        });
         if to == ZoneLevel::Critical && !z.latched {
             z.latched = true;
             let cause = if fire { Cause::Fire } else { Cause::Power };
@@ -566,7 +653,11 @@ impl SensorRt {
     }
 
     fn has_pending(&self) -> bool {
-        self.above_since.iter().chain(&self.below_since).chain(&self.rise_since).any(|&t| t != NONE)
+        self.above_since
+            .iter()
+            .chain(&self.below_since)
+            .chain(&self.rise_since)
+            .any(|&t| t != NONE)
     }
 
     fn update_conditions(&mut self, v: f64, now: Nanos) {
@@ -575,18 +666,38 @@ impl SensorRt {
         for l in 0..3 {
             // A condition that has started clears only `hysteresis` beyond its threshold.
             let active = self.above_since[l] != NONE;
-            let on = if active { v > p.above[l] - h } else { v > p.above[l] };
-            self.above_since[l] = if on { self.above_since[l].min(now) } else { NONE };
+            let on = if active {
+                v > p.above[l] - h
+            } else {
+                v > p.above[l]
+            };
+            self.above_since[l] = if on {
+                self.above_since[l].min(now)
+            } else {
+                NONE
+            };
             let active = self.below_since[l] != NONE;
-            let on = if active { v < p.below[l] + h } else { v < p.below[l] };
-            self.below_since[l] = if on { self.below_since[l].min(now) } else { NONE };
+            let on = if active {
+                v < p.below[l] + h
+            } else {
+                v < p.below[l]
+            };
+            self.below_since[l] = if on {
+                self.below_since[l].min(now)
+            } else {
+                NONE
+            };
         }
         if let Some(w) = &mut self.window {
             w.push(now, v);
             let slope = w.slope(p.rise_window / 2);
             for l in 0..2 {
                 let on = slope.is_some_and(|s| s > p.rise[l]);
-                self.rise_since[l] = if on { self.rise_since[l].min(now) } else { NONE };
+                self.rise_since[l] = if on {
+                    self.rise_since[l].min(now)
+                } else {
+                    NONE
+                };
             }
         }
     }

@@ -77,7 +77,11 @@ impl RiseWindow {
     }
 
     fn rebase(&mut self) {
-        self.base = if self.len > 0 { self.buf[self.head].0 } else { 0 };
+        self.base = if self.len > 0 {
+            self.buf[self.head].0
+        } else {
+            0
+        };
         self.n = 0.0;
         self.st = 0.0;
         self.sv = 0.0;
@@ -198,7 +202,9 @@ mod tests {
         let mut pts: Vec<(Nanos, f64)> = Vec::new();
         let mut x = 7u64;
         for i in 0..20_000u64 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             t += 200_000_000 + (x >> 40) % 800_000_000;
             let v = 25.0 + (i as f64 * 0.01).sin() * 3.0 + ((x >> 20) % 100) as f64 * 0.001;
             w.push(t, v);
@@ -211,7 +217,10 @@ mod tests {
             .collect();
         let expected = naive_slope(&window);
         let got = w.slope(0).unwrap();
-        assert!((got - expected).abs() < 1e-6, "got {got}, expected {expected}");
+        assert!(
+            (got - expected).abs() < 1e-6,
+            "got {got}, expected {expected}"
+        );
     }
 
     #[test]

@@ -9,10 +9,16 @@ use std::time::Duration;
 /// Reads the TSIG secret (the file may be rotated between incidents: read it each time).
 fn key(step: &DnsStep) -> Result<Option<TsigKey>, StepError> {
     let Some(t) = &step.tsig else { return Ok(None) };
-    let text = std::fs::read_to_string(&t.secret_file)
-        .map_err(|source| StepError::Secret { path: t.secret_file.display().to_string(), source })?;
+    let text = std::fs::read_to_string(&t.secret_file).map_err(|source| StepError::Secret {
+        path: t.secret_file.display().to_string(),
+        source,
+    })?;
     let secret = dns::parse_tsig_secret(&text)?;
-    Ok(Some(TsigKey { name: t.key.clone(), algorithm: t.algorithm, secret }))
+    Ok(Some(TsigKey {
+        name: t.key.clone(),
+        algorithm: t.algorithm,
+        secret,
+    }))
 }
 
 pub fn spec(step: &DnsStep, timeout: Duration) -> Result<UpdateSpec, StepError> {
@@ -30,15 +36,28 @@ pub fn spec(step: &DnsStep, timeout: Duration) -> Result<UpdateSpec, StepError> 
     })
 }
 
-pub async fn run(step: &DnsStep, timeout: Duration, dry_run: bool) -> Result<StepOutcome, StepError> {
+pub async fn run(
+    step: &DnsStep,
+    timeout: Duration,
+    dry_run: bool,
+) -> Result<StepOutcome, StepError> {
     let spec = spec(step, timeout)?;
-    let target = format!("{} {} -> [{}] on {}", step.record, step.rtype, step.values.join(", "), step.server);
+    let target = format!(
+        "{} {} -> [{}] on {}",
+        step.record,
+        step.rtype,
+        step.values.join(", "),
+        step.server
+    );
     if dry_run {
         // Change nothing; prove the server answers for the record.
         let current = dns::query_rrset(step.server, &step.record, step.rtype, spec.timeout).await?;
         return Ok(StepOutcome {
             verified: false,
-            detail: format!("dry run: would replace {target}; server answers [{}] now", current.join(", ")),
+            detail: format!(
+                "dry run: would replace {target}; server answers [{}] now",
+                current.join(", ")
+            ),
         });
     }
     // Already in place (e.g. resumed after a crash between send and verify): nothing to send.
@@ -49,7 +68,11 @@ pub async fn run(step: &DnsStep, timeout: Duration, dry_run: bool) -> Result<Ste
     verify_until(&spec, step).await?;
     Ok(StepOutcome {
         verified: true,
-        detail: if already { format!("already in place: {target}") } else { format!("updated and verified: {target}") },
+        detail: if already {
+            format!("already in place: {target}")
+        } else {
+            format!("updated and verified: {target}")
+        },
     })
 }
 

@@ -9,7 +9,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 #[derive(Debug, thiserror::Error)]
 pub enum HaproxyError {
     #[error("cannot reach the HAProxy runtime API at {socket}: {source}")]
-    Connect { socket: String, source: std::io::Error },
+    Connect {
+        socket: String,
+        source: std::io::Error,
+    },
     #[error("HAProxy runtime API I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("HAProxy refused `{command}`: {answer}")]
@@ -17,12 +20,20 @@ pub enum HaproxyError {
     #[error("HAProxy does not know server {backend}/{server}")]
     UnknownServer { backend: String, server: String },
     #[error("server {backend}/{server} is not in state {want} yet (admin state {admin})")]
-    NotYet { backend: String, server: String, want: &'static str, admin: u32 },
+    NotYet {
+        backend: String,
+        server: String,
+        want: &'static str,
+        admin: u32,
+    },
 }
 
 impl HaproxyError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, HaproxyError::Connect { .. } | HaproxyError::Io(_) | HaproxyError::NotYet { .. })
+        matches!(
+            self,
+            HaproxyError::Connect { .. } | HaproxyError::Io(_) | HaproxyError::NotYet { .. }
+        )
     }
 }
 
@@ -34,11 +45,17 @@ async fn connect(socket: &HaproxySocket) -> Result<Box<dyn Stream>, HaproxyError
         HaproxySocket::Tcp(addr) => tokio::net::TcpStream::connect(addr)
             .await
             .map(|s| Box::new(s) as Box<dyn Stream>)
-            .map_err(|source| HaproxyError::Connect { socket: format!("tcp://{addr}"), source }),
+            .map_err(|source| HaproxyError::Connect {
+                socket: format!("tcp://{addr}"),
+                source,
+            }),
         HaproxySocket::Unix(path) => tokio::net::UnixStream::connect(path)
             .await
             .map(|s| Box::new(s) as Box<dyn Stream>)
-            .map_err(|source| HaproxyError::Connect { socket: format!("unix://{}", path.display()), source }),
+            .map_err(|source| HaproxyError::Connect {
+                socket: format!("unix://{}", path.display()),
+                source,
+            }),
     }
 }
 
@@ -52,7 +69,10 @@ pub async fn command(socket: &HaproxySocket, line: &str) -> Result<String, Hapro
 }
 
 /// (server name, srv_admin_state) of a backend's servers.
-pub async fn server_states(socket: &HaproxySocket, backend: &str) -> Result<Vec<(String, u32)>, HaproxyError> {
+pub async fn server_states(
+    socket: &HaproxySocket,
+    backend: &str,
+) -> Result<Vec<(String, u32)>, HaproxyError> {
     let answer = command(socket, &format!("show servers state {backend}")).await?;
     let mut out = Vec::new();
     for line in answer.lines().skip(1) {
@@ -68,7 +88,10 @@ pub async fn server_states(socket: &HaproxySocket, backend: &str) -> Result<Vec<
         }
     }
     if out.is_empty() && !answer.trim().is_empty() && !answer.starts_with('1') {
-        return Err(HaproxyError::Refused { command: format!("show servers state {backend}"), answer: answer.trim().into() });
+        return Err(HaproxyError::Refused {
+            command: format!("show servers state {backend}"),
+            answer: answer.trim().into(),
+        });
     }
     Ok(out)
 }
@@ -84,27 +107,54 @@ fn in_state(admin: u32, want: ServerState) -> bool {
     }
 }
 
-pub async fn run(step: &HaproxyStep, _timeout: Duration, dry_run: bool) -> Result<StepOutcome, HaproxyError> {
+pub async fn run(
+    step: &HaproxyStep,
+    _timeout: Duration,
+    dry_run: bool,
+) -> Result<StepOutcome, HaproxyError> {
     let states = server_states(&step.socket, &step.backend).await?;
     for server in &step.servers {
         if !states.iter().any(|(n, _)| n == server) {
-            return Err(HaproxyError::UnknownServer { backend: step.backend.clone(), server: server.clone() });
+            return Err(HaproxyError::UnknownServer {
+                backend: step.backend.clone(),
+                server: server.clone(),
+            });
         }
     }
-    let target = format!("{}/{} -> {}", step.backend, step.servers.join(","), step.state.as_str());
+    let target = format!(
+        "{}/{} -> {}",
+        step.backend,
+        step.servers.join(","),
+        step.state.as_str()
+    );
     if dry_run {
-        return Ok(StepOutcome { verified: false, detail: format!("dry run: would set {target}; servers known") });
+        return Ok(StepOutcome {
+            verified: false,
+            detail: format!("dry run: would set {target}; servers known"),
+        });
     }
     for server in &step.servers {
-        let line = format!("set server {}/{} state {}", step.backend, server, step.state.as_str());
+        let line = format!(
+            "set server {}/{} state {}",
+            step.backend,
+            server,
+            step.state.as_str()
+        );
         let answer = command(&step.socket, &line).await?;
         if !answer.trim().is_empty() {
-            return Err(HaproxyError::Refused { command: line, answer: answer.trim().into() });
+            return Err(HaproxyError::Refused {
+                command: line,
+                answer: answer.trim().into(),
+            });
         }
     }
     let states = server_states(&step.socket, &step.backend).await?;
     for server in &step.servers {
-        let admin = states.iter().find(|(n, _)| n == server).map(|(_, a)| *a).unwrap_or(0);
+        let admin = states
+            .iter()
+            .find(|(n, _)| n == server)
+            .map(|(_, a)| *a)
+            .unwrap_or(0);
         if !in_state(admin, step.state) {
             return Err(HaproxyError::NotYet {
                 backend: step.backend.clone(),
@@ -114,5 +164,8 @@ pub async fn run(step: &HaproxyStep, _timeout: Duration, dry_run: bool) -> Resul
             });
         }
     }
-    Ok(StepOutcome { verified: true, detail: format!("set and verified: {target}") })
+    Ok(StepOutcome {
+        verified: true,
+        detail: format!("set and verified: {target}"),
+    })
 }

@@ -16,7 +16,10 @@ pub enum StepError {
     #[error("{0}")]
     Haproxy(#[from] haproxy::HaproxyError),
     #[error("cannot read secret file {path}: {source}")]
-    Secret { path: String, source: std::io::Error },
+    Secret {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     #[error("not verified: {0}")]
@@ -68,7 +71,11 @@ impl TemplateVars {
 }
 
 /// Runs one attempt of a step (its own timeout is applied by the caller).
-pub async fn execute(step: &Step, _vars: &TemplateVars, dry_run: bool) -> Result<StepOutcome, StepError> {
+pub async fn execute(
+    step: &Step,
+    _vars: &TemplateVars,
+    dry_run: bool,
+) -> Result<StepOutcome, StepError> {
     match &step.action {
         Action::DnsUpdate(d) => dns_update::run(d, step.timeout, dry_run).await,
         Action::Haproxy(h) => Ok(haproxy::run(h, step.timeout, dry_run).await?),
@@ -76,7 +83,10 @@ pub async fn execute(step: &Step, _vars: &TemplateVars, dry_run: bool) -> Result
             if !dry_run {
                 tokio::time::sleep(*d).await;
             }
-            Ok(StepOutcome { verified: true, detail: format!("waited {}", crate::config::units::format_duration(*d)) })
+            Ok(StepOutcome {
+                verified: true,
+                detail: format!("waited {}", crate::config::units::format_duration(*d)),
+            })
         }
         Action::Http(_) => Err(StepError::Unsupported("http")),
         Action::Command(_) => Err(StepError::Unsupported("command")),
@@ -153,12 +163,24 @@ pub fn describe(config: &Config, step: &Step) -> String {
             d.rtype,
             d.values.join(", "),
             d.server,
-            if d.tsig.is_some() { " (TSIG)" } else { " (unsigned)" }
+            if d.tsig.is_some() {
+                " (TSIG)"
+            } else {
+                " (unsigned)"
+            }
         ),
-        Action::Haproxy(h) => format!("haproxy {}/{} -> {}", h.backend, h.servers.join(","), h.state.as_str()),
+        Action::Haproxy(h) => format!(
+            "haproxy {}/{} -> {}",
+            h.backend,
+            h.servers.join(","),
+            h.state.as_str()
+        ),
         Action::Http(h) => format!("http {} {}", h.method, h.url),
         Action::Command(c) => format!("command {}", c.argv.join(" ")),
-        Action::MqttPublish(m) => format!("mqtt_publish {} via {}", m.topic, config.sources[m.source].name),
+        Action::MqttPublish(m) => format!(
+            "mqtt_publish {} via {}",
+            m.topic, config.sources[m.source].name
+        ),
         Action::Wait(d) => format!("wait {}", crate::config::units::format_duration(*d)),
     }
 }

@@ -34,20 +34,37 @@ mod tests {
     use crate::config::Table;
 
     fn reg(kind: RegType, word_order: WordOrder, scale: f64, bit: Option<u8>) -> RegisterSpec {
-        RegisterSpec { table: Table::Holding, address: 0, kind, word_order, scale, offset: 0.0, bit }
+        RegisterSpec {
+            table: Table::Holding,
+            address: 0,
+            kind,
+            word_order,
+            scale,
+            offset: 0.0,
+            bit,
+        }
     }
 
     #[test]
     fn signed_tenths_decode_negative_temperatures() {
-        let v = decode(&[0xFFCE], &reg(RegType::I16, WordOrder::HighFirst, 0.1, None));
+        let v = decode(
+            &[0xFFCE],
+            &reg(RegType::I16, WordOrder::HighFirst, 0.1, None),
+        );
         assert!((v - -5.0).abs() < 1e-9, "{v}");
     }
 
     #[test]
     fn u32_runtime_spans_two_registers_in_either_word_order() {
-        let hi = decode(&[0x0001, 0x1170], &reg(RegType::U32, WordOrder::HighFirst, 1.0, None));
+        let hi = decode(
+            &[0x0001, 0x1170],
+            &reg(RegType::U32, WordOrder::HighFirst, 1.0, None),
+        );
         assert_eq!(hi, 70_000.0);
-        let lo = decode(&[0x1170, 0x0001], &reg(RegType::U32, WordOrder::LowFirst, 1.0, None));
+        let lo = decode(
+            &[0x1170, 0x0001],
+            &reg(RegType::U32, WordOrder::LowFirst, 1.0, None),
+        );
         assert_eq!(lo, 70_000.0);
     }
 
@@ -55,9 +72,18 @@ mod tests {
     fn f32_and_i32_decode() {
         let bits = 23.5f32.to_bits();
         let words = [(bits >> 16) as u16, bits as u16];
-        assert_eq!(decode(&words, &reg(RegType::F32, WordOrder::HighFirst, 1.0, None)), 23.5);
+        assert_eq!(
+            decode(&words, &reg(RegType::F32, WordOrder::HighFirst, 1.0, None)),
+            23.5
+        );
         let neg = (-2i32) as u32;
-        assert_eq!(decode(&[(neg >> 16) as u16, neg as u16], &reg(RegType::I32, WordOrder::HighFirst, 1.0, None)), -2.0);
+        assert_eq!(
+            decode(
+                &[(neg >> 16) as u16, neg as u16],
+                &reg(RegType::I32, WordOrder::HighFirst, 1.0, None)
+            ),
+            -2.0
+        );
     }
 
     #[test]

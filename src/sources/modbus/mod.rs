@@ -20,11 +20,19 @@ pub enum ModbusError {
     #[error("cannot resolve {0}")]
     Resolve(String),
     #[error("connect to {addr} failed: {source}")]
-    Connect { addr: String, source: std::io::Error },
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("connect to {addr} timed out after {after:?}")]
     ConnectTimeout { addr: String, after: Duration },
     #[error("read of {count} {table} registers at {start} timed out after {after:?}")]
-    ReadTimeout { table: &'static str, start: u16, count: u16, after: Duration },
+    ReadTimeout {
+        table: &'static str,
+        start: u16,
+        count: u16,
+        after: Duration,
+    },
     #[error("transport error: {0}")]
     Transport(String),
     #[error("Modbus RTU (serial) is not supported by this build yet")]
@@ -42,7 +50,9 @@ pub struct Device {
 pub fn devices(config: &Config) -> Vec<Device> {
     let mut out = Vec::new();
     for (si, source) in config.sources.iter().enumerate() {
-        let crate::config::SourceSpec::Modbus(m) = &source.spec else { continue };
+        let crate::config::SourceSpec::Modbus(m) = &source.spec else {
+            continue;
+        };
         let regs: Vec<_> = config
             .sensors
             .iter()
@@ -56,7 +66,11 @@ pub fn devices(config: &Config) -> Vec<Device> {
         if regs.is_empty() {
             continue;
         }
-        out.push(Device { name: source.name.clone(), cfg: m.clone(), reads: plan::plan(regs, m.max_registers_per_read, m.max_gap) });
+        out.push(Device {
+            name: source.name.clone(),
+            cfg: m.clone(),
+            reads: plan::plan(regs, m.max_registers_per_read, m.max_gap),
+        });
     }
     out
 }
@@ -87,10 +101,21 @@ async fn connect(cfg: &ModbusSource) -> Result<Context, ModbusError> {
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| ModbusError::Resolve(addr_text.clone()))?;
-    match tokio::time::timeout(cfg.timeout, tokio_modbus::client::tcp::connect_slave(addr, Slave(cfg.unit))).await {
+    match tokio::time::timeout(
+        cfg.timeout,
+        tokio_modbus::client::tcp::connect_slave(addr, Slave(cfg.unit)),
+    )
+    .await
+    {
         Ok(Ok(ctx)) => Ok(ctx),
-        Ok(Err(source)) => Err(ModbusError::Connect { addr: addr_text, source }),
-        Err(_) => Err(ModbusError::ConnectTimeout { addr: addr_text, after: cfg.timeout }),
+        Ok(Err(source)) => Err(ModbusError::Connect {
+            addr: addr_text,
+            source,
+        }),
+        Err(_) => Err(ModbusError::ConnectTimeout {
+            addr: addr_text,
+            after: cfg.timeout,
+        }),
     }
 }
 
@@ -155,7 +180,12 @@ async fn poll_forever(device: &Device, clock: Arc<dyn Clock>, tx: mpsc::Sender<S
 
 /// One pass over the device's reads. A Modbus exception marks that read's sensors as
 /// faulty and goes on; a transport failure ends the pass (the caller reconnects).
-async fn poll_once(ctx: &mut Context, device: &Device, clock: &dyn Clock, tx: &mpsc::Sender<Sample>) -> Result<(), ModbusError> {
+async fn poll_once(
+    ctx: &mut Context,
+    device: &Device,
+    clock: &dyn Clock,
+    tx: &mpsc::Sender<Sample>,
+) -> Result<(), ModbusError> {
     for read in &device.reads {
         let fut = async {
             match read.table {
@@ -178,7 +208,15 @@ async fn poll_once(ctx: &mut Context, device: &Device, clock: &dyn Clock, tx: &m
             Ok(Ok(Err(exception))) => {
                 tracing::debug!(source = %device.name, ?exception, start = read.start, "Modbus exception");
                 for (sensor, _, _) in &read.sensors {
-                    send(tx, Sample { sensor: *sensor, at, reading: Reading::Fault(FaultKind::ModbusException) }).await;
+                    send(
+                        tx,
+                        Sample {
+                            sensor: *sensor,
+                            at,
+                            reading: Reading::Fault(FaultKind::ModbusException),
+                        },
+                    )
+                    .await;
                 }
             }
             Ok(Ok(Ok(words))) => {
@@ -189,7 +227,15 @@ async fn poll_once(ctx: &mut Context, device: &Device, clock: &dyn Clock, tx: &m
                         Some(w) => Reading::Value(decode::decode(w, spec)),
                         None => Reading::Fault(FaultKind::NoData),
                     };
-                    send(tx, Sample { sensor: *sensor, at, reading }).await;
+                    send(
+                        tx,
+                        Sample {
+                            sensor: *sensor,
+                            at,
+                            reading,
+                        },
+                    )
+                    .await;
                 }
             }
         }

@@ -44,19 +44,34 @@ mod tests {
     use crate::config::{RegType, WordOrder};
 
     fn r(table: Table, address: u16, kind: RegType) -> RegisterSpec {
-        RegisterSpec { table, address, kind, word_order: WordOrder::HighFirst, scale: 1.0, offset: 0.0, bit: None }
+        RegisterSpec {
+            table,
+            address,
+            kind,
+            word_order: WordOrder::HighFirst,
+            scale: 1.0,
+            offset: 0.0,
+            bit: None,
+        }
     }
 
     #[test]
     fn contiguous_registers_become_one_read() {
         let p = plan(
-            vec![(0, r(Table::Input, 0, RegType::I16)), (1, r(Table::Input, 1, RegType::I16)), (2, r(Table::Input, 2, RegType::U32))],
+            vec![
+                (0, r(Table::Input, 0, RegType::I16)),
+                (1, r(Table::Input, 1, RegType::I16)),
+                (2, r(Table::Input, 2, RegType::U32)),
+            ],
             125,
             0,
         );
         assert_eq!(p.len(), 1);
         assert_eq!((p[0].start, p[0].count), (0, 4));
-        assert_eq!(p[0].sensors.iter().map(|s| s.2).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(
+            p[0].sensors.iter().map(|s| s.2).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
     }
 
     #[test]
@@ -72,12 +87,21 @@ mod tests {
             8,
         );
         let shape: Vec<_> = p.iter().map(|x| (x.table, x.start, x.count)).collect();
-        assert_eq!(shape, vec![(Table::Holding, 0, 2), (Table::Holding, 128, 8), (Table::Input, 0, 1)]);
+        assert_eq!(
+            shape,
+            vec![
+                (Table::Holding, 0, 2),
+                (Table::Holding, 128, 8),
+                (Table::Input, 0, 1)
+            ]
+        );
     }
 
     #[test]
     fn reads_never_exceed_the_limit() {
-        let regs = (0..300u16).map(|a| (a as u32, r(Table::Holding, a, RegType::U16))).collect();
+        let regs = (0..300u16)
+            .map(|a| (a as u32, r(Table::Holding, a, RegType::U16)))
+            .collect();
         let p = plan(regs, 125, 0);
         assert!(p.iter().all(|x| x.count <= 125));
         assert_eq!(p.iter().map(|x| x.count as u32).sum::<u32>(), 300);

@@ -1,0 +1,131 @@
+//! Runs the real `firebreak` binary against a config and reads its event log.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Agent {
+    child: Option<Child>,
+    pub event_log: PathBuf,
+    pub stderr_log: PathBuf,
+}
+
+impl Agent {
+    /// Starts `firebreak run --config <config>`; its stderr goes to a file next to the log.
+    pub fn start(config: &Path, event_log: &Path) -> Agent {
+        let stderr_log = config.with_extension("stderr.log");
+        let stderr = std::fs::File::create(&stderr_log).expect("create stderr log");
+        let child = Command::new(env!("CARGO_BIN_EXE_firebreak"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start the firebreak binary");
+        Agent {
+            child: Some(child),
+            event_log: event_log.to_path_buf(),
+            stderr_log,
+        }
+    }
+
+    /// Every event written so far, parsed.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(&self.event_log).unwrap_or_default();
+        text.lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("event log line is not JSON ({e}): {l}"))
+            })
+            .collect()
+    }
+
+    /// Waits until an event satisfies `pred`, or panics after `deadline` with the log so far.
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        deadline: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(e) = self.events().into_iter().find(|e| pred(e)) {
+                return e;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "agent exited ({status}) before {what}\n{}",
+                    self.diagnostics()
+                );
+            }
+            if Instant::now() > until {
+                panic!(
+                    "timed out after {deadline:?} waiting for {what}\n{}",
+                    self.diagnostics()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn diagnostics(&self) -> String {
+        format!(
+            "--- event log ---\n{}\n--- agent stderr ---\n{}",
+            std::fs::read_to_string(&self.event_log).unwrap_or_default(),
+            std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+        )
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > until {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts the simulator in-process (real Modbus TCP on loopback) on a shipped scenario.
+pub fn start_sim(
+    rt: &tokio::runtime::Runtime,
+    scenario: &str,
+    speed: f64,
+) -> hardware_sim::PlayHandle {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("hardware-sim/scenarios")
+        .join(scenario);
+    let scenario = hardware_sim::Scenario::from_file(&path)
+        .unwrap_or_else(|e| panic!("scenario {}: {e}", path.display()));
+    rt.block_on(hardware_sim::play(
+        scenario,
+        hardware_sim::PlayOptions { speed, host: None },
+    ))
+    .expect("start the simulator")
+}
