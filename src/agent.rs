@@ -1,12 +1,15 @@
 //! Wiring: sources -> bounded channel -> detection core -> event log and runbooks.
 
+use crate::api::{self, ApiCommand, Refusal};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Problem, SensorInput, SourceSpec};
 use crate::detect::{Cause, Detector, Output, Sample};
 use crate::events::{Event, EventLog, EventLogError, EvidenceItem};
-use crate::runbook::{self, TemplateVars};
+use crate::incident::{self, Shared};
+use crate::journal::{Journal, JournalError};
+use crate::runbook;
 use crate::sources::modbus;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +25,10 @@ pub enum AgentError {
     },
     #[error(transparent)]
     EventLog(#[from] EventLogError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Api(#[from] api::ApiError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
 }
@@ -168,14 +175,39 @@ pub async fn run_until(
         source,
     })?;
     let log = Arc::new(EventLog::open(&config.agent.event_log, &config.agent.name)?);
-    log.write(
-        clock.wall(),
-        &Event::AgentStarted {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            config: config_path.display().to_string(),
-            dry_run: config.agent.dry_run,
-        },
-    )?;
+    let journal = Journal::open(&config.agent.state_dir)?;
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        log: log.clone(),
+        journal: journal.clone(),
+        clock: clock.clone(),
+    });
+
+    // The API is bound before anything starts, so a taken port fails the start loudly.
+    let (cmd_tx, mut cmd_rx) = mpsc::channel::<ApiCommand>(32);
+    let api_stop = CancellationToken::new();
+    let api_task = match &config.api {
+        Some(api) => {
+            let token = api::read_token(api.token_file.as_deref())?;
+            let (addr, task) = api::serve(
+                api.listen,
+                token,
+                journal.clone(),
+                cmd_tx.clone(),
+                api_stop.clone(),
+            )
+            .await?;
+            tracing::info!(%addr, "API listening");
+            Some(task)
+        }
+        None => None,
+    };
+
+    shared.write(&Event::AgentStarted {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        config: config_path.display().to_string(),
+        dry_run: config.agent.dry_run,
+    });
     tracing::info!(agent = %config.agent.name, event_log = %log.path().display(), dry_run = config.agent.dry_run, "agent started");
 
     let (tx, mut rx) = mpsc::channel::<Sample>(SAMPLE_QUEUE);
@@ -201,25 +233,27 @@ pub async fn run_until(
     drop(tx);
 
     let mut detector = Detector::from_config(&config, clock.mono());
-    let runbooks = CancellationToken::new();
     let mut engine = Engine {
-        config: config.clone(),
-        log: log.clone(),
-        clock: clock.clone(),
-        runbooks: runbooks.clone(),
-        incidents: 0,
+        shared: shared.clone(),
+        runs: HashMap::new(),
+        open: HashMap::new(),
+        seq: 0,
+        drills: 0,
     };
+    engine.resume_open_incidents(&mut detector);
+
     let mut ticker = tokio::time::interval(config.agent.tick_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sources_done = false;
     loop {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            first = rx.recv() => {
+            first = rx.recv(), if !sources_done => {
                 let Some(first) = first else {
                     // No sources at all: keep ticking (sensors go stale) until shutdown.
-                    shutdown.cancelled().await;
-                    break;
+                    sources_done = true;
+                    continue;
                 };
                 detector.observe(first);
                 for _ in 1..SAMPLE_BATCH {
@@ -228,6 +262,10 @@ pub async fn run_until(
                         Err(_) => break,
                     }
                 }
+                engine.handle(&mut detector);
+            }
+            Some(cmd) = cmd_rx.recv() => {
+                engine.command(cmd, &mut detector);
                 engine.handle(&mut detector);
             }
             _ = ticker.tick() => {
@@ -240,35 +278,94 @@ pub async fn run_until(
     for t in tasks {
         let _ = t.await;
     }
-    runbooks.cancel();
-    log.write(
-        clock.wall(),
-        &Event::AgentStopped {
-            reason: "shutdown requested".into(),
-        },
-    )?;
+    api_stop.cancel();
+    if let Some(t) = api_task {
+        let _ = t.await;
+    }
+    let running: Vec<String> = engine
+        .runs
+        .iter()
+        .filter(|(_, h)| !h.is_finished())
+        .map(|(z, _)| config.zones[*z].id.clone())
+        .collect();
+    for (_, h) in engine.runs.drain() {
+        h.abort();
+    }
+    let reason = if running.is_empty() {
+        "shutdown requested".to_string()
+    } else {
+        // The journal has each step's state: the next start resumes these runbooks.
+        format!(
+            "shutdown requested with runbooks in progress in {}; they resume at the next start",
+            running.join(", ")
+        )
+    };
+    log.write(clock.wall(), &Event::AgentStopped { reason })?;
     tracing::info!("agent stopped");
     Ok(())
 }
 
 struct Engine {
-    config: Arc<Config>,
-    log: Arc<EventLog>,
-    clock: Arc<dyn Clock>,
-    runbooks: CancellationToken,
-    incidents: u32,
+    shared: Arc<Shared>,
+    /// Runbook tasks by zone index.
+    runs: HashMap<usize, tokio::task::JoinHandle<()>>,
+    /// Open (not reset) incident id by zone index.
+    open: HashMap<usize, String>,
+    seq: u32,
+    drills: u32,
 }
 
 impl Engine {
     fn write(&self, event: &Event) {
-        if let Err(e) = self.log.write(self.clock.wall(), event) {
-            // Detection and failover go on; the operator must hear about it.
-            tracing::error!(error = %e, event = event.name(), "event log write failed");
+        self.shared.write(event);
+    }
+
+    fn zone_index(&self, id: &str) -> Option<usize> {
+        self.shared.config.zones.iter().position(|z| z.id == id)
+    }
+
+    /// Incidents left open by a previous run: latch their zones, resume unfinished runbooks.
+    fn resume_open_incidents(&mut self, detector: &mut Detector) {
+        let config = self.shared.config.clone();
+        for (zi, z) in config.zones.iter().enumerate() {
+            let inc = match self.shared.journal.load(&z.id) {
+                Ok(Some(inc)) => inc,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(zone = %z.id, error = %e, "cannot read the zone's incident journal; starting without it");
+                    continue;
+                }
+            };
+            detector.latch(zi as u32);
+            self.open.insert(zi, inc.incident.clone());
+            if inc.steps.len() != config.runbooks[z.runbook].steps.len()
+                || inc.runbook != config.runbooks[z.runbook].name
+            {
+                tracing::error!(zone = %z.id, incident = %inc.incident, "the zone's runbook changed since the incident started; not resuming it (reset the zone)");
+                continue;
+            }
+            if inc.resume_point().is_none() {
+                tracing::warn!(zone = %z.id, incident = %inc.incident, "zone has a finished incident; it stays critical until reset");
+                continue;
+            }
+            tracing::warn!(zone = %z.id, incident = %inc.incident, "resuming an unfinished runbook");
+            self.write(&Event::RunbookStarted {
+                runbook: inc.runbook.clone(),
+                zone: z.id.clone(),
+                incident: inc.incident.clone(),
+                cause: cause_str(&inc.cause),
+                dry_run: inc.dry_run,
+                resumed: true,
+            });
+            let shared = self.shared.clone();
+            self.runs
+                .insert(zi, tokio::spawn(incident::run(shared, zi, inc)));
         }
     }
 
     fn handle(&mut self, detector: &mut Detector) {
         let outputs: Vec<Output> = detector.drain().collect();
+        let config = self.shared.config.clone();
         for o in outputs {
             match o {
                 Output::Sensor {
@@ -278,10 +375,10 @@ impl Engine {
                     value,
                     reason,
                 } => {
-                    let s = &self.config.sensors[sensor as usize];
+                    let s = &config.sensors[sensor as usize];
                     self.write(&Event::SensorState {
                         sensor: s.id.clone(),
-                        zone: self.config.zones[s.zone].id.clone(),
+                        zone: config.zones[s.zone].id.clone(),
                         from: from.as_str(),
                         to: to.as_str(),
                         value,
@@ -297,142 +394,176 @@ impl Engine {
                     let evidence = evidence
                         .iter()
                         .map(|e| EvidenceItem {
-                            sensor: self.config.sensors[e.sensor as usize].id.clone(),
+                            sensor: config.sensors[e.sensor as usize].id.clone(),
                             state: e.state.as_str(),
                             value: e.value,
                             reason: e.reason.as_str(),
                         })
                         .collect();
-                    tracing::warn!(zone = %self.config.zones[zone as usize].id, from = from.as_str(), to = to.as_str(), "zone level changed");
+                    tracing::warn!(zone = %config.zones[zone as usize].id, from = from.as_str(), to = to.as_str(), "zone level changed");
                     self.write(&Event::ZoneLevel {
-                        zone: self.config.zones[zone as usize].id.clone(),
+                        zone: config.zones[zone as usize].id.clone(),
                         from: from.as_str(),
                         to: to.as_str(),
                         evidence,
                     });
                 }
-                Output::Critical { zone, cause } => self.start_runbook(zone as usize, cause),
+                Output::Critical { zone, cause } => {
+                    if let Err(r) = self.start_runbook(zone as usize, cause) {
+                        tracing::error!(?r, "runbook not started");
+                    }
+                }
             }
         }
     }
 
-    fn start_runbook(&mut self, zone: usize, cause: Cause) {
-        self.incidents += 1;
-        let z = &self.config.zones[zone];
-        let ts = crate::events::format_ts(self.clock.wall());
-        let compact: String = ts.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-        let incident = format!("{}-{}-{}", z.id, compact, self.incidents);
-        let rb = &self.config.runbooks[z.runbook];
-        let dry_run = self.config.agent.dry_run;
-        // Written (and fsync'd) before the first step is dispatched.
+    /// Journals and announces a new incident, then dispatches its runbook.
+    fn start_runbook(&mut self, zone: usize, cause: Cause) -> Result<String, Refusal> {
+        if let Some(open) = self.open.get(&zone) {
+            return Err(Refusal::Conflict(format!(
+                "zone already has an open incident {open}; reset it first"
+            )));
+        }
+        self.seq += 1;
+        let inc = incident::new_incident(&self.shared, zone, cause, self.seq);
+        let id = inc.incident.clone();
+        // Journal first, then the event (fsync'd), then the first step.
+        self.shared.save(&inc);
         self.write(&Event::RunbookStarted {
-            runbook: rb.name.clone(),
-            zone: z.id.clone(),
-            incident: incident.clone(),
+            runbook: inc.runbook.clone(),
+            zone: inc.zone.clone(),
+            incident: id.clone(),
             cause: cause.as_str(),
-            dry_run,
+            dry_run: inc.dry_run,
             resumed: false,
         });
-        let vars = TemplateVars {
-            agent: self.config.agent.name.clone(),
-            zone: z.id.clone(),
-            level: "critical".into(),
-            incident: incident.clone(),
-            cause: cause.as_str().into(),
-            runbook: rb.name.clone(),
-        };
-        let (config, log, clock, stop) = (
-            self.config.clone(),
-            self.log.clone(),
-            self.clock.clone(),
-            self.runbooks.clone(),
-        );
-        tokio::spawn(async move {
-            let id = vars.incident.clone();
-            tokio::select! {
-                _ = stop.cancelled() => tracing::warn!(incident = %id, "agent stopping with a runbook in progress"),
-                _ = run_incident(config, log, clock, zone, vars, dry_run) => {}
+        self.open.insert(zone, id.clone());
+        let shared = self.shared.clone();
+        self.runs
+            .insert(zone, tokio::spawn(incident::run(shared, zone, inc)));
+        Ok(id)
+    }
+
+    fn command(&mut self, cmd: ApiCommand, detector: &mut Detector) {
+        match cmd {
+            ApiCommand::Status { reply } => {
+                let _ = reply.send(self.status(detector));
             }
+            ApiCommand::Failover { zone, reply } => {
+                let r = match self.zone_index(&zone) {
+                    None => Err(Refusal::UnknownZone(zone)),
+                    Some(zi) => {
+                        let r = self.start_runbook(zi, Cause::Manual);
+                        if r.is_ok() {
+                            detector.latch(zi as u32);
+                            tracing::warn!(zone = %zone, "manual failover requested");
+                        }
+                        r
+                    }
+                };
+                let _ = reply.send(r);
+            }
+            ApiCommand::Reset { zone, by, reply } => {
+                let r = match self.zone_index(&zone) {
+                    None => Err(Refusal::UnknownZone(zone)),
+                    Some(zi) => self.reset(zi, &by, detector),
+                };
+                let _ = reply.send(r);
+            }
+            ApiCommand::Drill { zone, reply } => match self.zone_index(&zone) {
+                None => {
+                    let _ = reply.send(Err(Refusal::UnknownZone(zone)));
+                }
+                Some(zi) => {
+                    self.drills += 1;
+                    let id = format!("drill-{}-{}", zone, self.drills);
+                    let shared = self.shared.clone();
+                    tokio::spawn(async move {
+                        let rows = incident::drill(&shared.config, zi, &id, Some(&shared)).await;
+                        let _ = reply.send(Ok(rows));
+                    });
+                }
+            },
+        }
+    }
+
+    fn reset(&mut self, zone: usize, by: &str, detector: &mut Detector) -> Result<String, Refusal> {
+        if self.runs.get(&zone).is_some_and(|h| !h.is_finished()) {
+            return Err(Refusal::Conflict(
+                "the zone's runbook is still running; reset when it has finished".into(),
+            ));
+        }
+        let Some(id) = self.open.remove(&zone) else {
+            return Err(Refusal::Conflict("the zone has no open incident".into()));
+        };
+        let zone_id = self.shared.config.zones[zone].id.clone();
+        match self.shared.journal.load(&zone_id) {
+            Ok(Some(mut inc)) => {
+                inc.reset_by = Some(by.to_string());
+                if let Err(e) = self.shared.journal.close(&inc) {
+                    tracing::error!(error = %e, "INCIDENT JOURNAL WRITE FAILED on reset");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "incident journal unreadable on reset"),
+        }
+        self.runs.remove(&zone);
+        self.write(&Event::IncidentReset {
+            zone: zone_id,
+            incident: id.clone(),
+            by: by.to_string(),
         });
+        detector.reset(zone as u32, self.shared.clock.mono());
+        Ok(id)
+    }
+
+    fn status(&self, detector: &Detector) -> serde_json::Value {
+        let config = &self.shared.config;
+        let now = self.shared.clock.mono();
+        let zones: Vec<serde_json::Value> = config
+            .zones
+            .iter()
+            .enumerate()
+            .map(|(zi, z)| {
+                let sensors: Vec<serde_json::Value> = config
+                    .sensors
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.zone == zi)
+                    .map(|(si, s)| {
+                        let (state, value) = detector.sensor_state(si as u32);
+                        serde_json::json!({
+                            "id": s.id,
+                            "kind": s.kind.as_str(),
+                            "state": state.as_str(),
+                            "value": value,
+                            "age_ms": now.saturating_sub(detector.last_good(si as u32)) / 1_000_000,
+                        })
+                    })
+                    .collect();
+                let incident = self.open.get(&zi);
+                let journal = incident.and_then(|_| self.shared.journal.load(&z.id).ok().flatten());
+                serde_json::json!({
+                    "id": z.id,
+                    "level": detector.zone_level(zi as u32).as_str(),
+                    "incident": incident,
+                    "runbook": config.runbooks[z.runbook].name,
+                    "runbook_running": self.runs.get(&zi).is_some_and(|h| !h.is_finished()),
+                    "safe_to_cut_power": journal.as_ref().and_then(|j| j.safe_to_cut_power).unwrap_or(false),
+                    "steps": journal.map(|j| j.steps),
+                    "sensors": sensors,
+                })
+            })
+            .collect();
+        serde_json::json!({ "agent": config.agent.name, "dry_run": config.agent.dry_run, "zones": zones })
     }
 }
 
-async fn run_incident(
-    config: Arc<Config>,
-    log: Arc<EventLog>,
-    clock: Arc<dyn Clock>,
-    zone: usize,
-    vars: TemplateVars,
-    dry_run: bool,
-) {
-    let write = |e: &Event| {
-        if let Err(err) = log.write(clock.wall(), e) {
-            tracing::error!(error = %err, event = e.name(), "event log write failed");
-        }
-    };
-    let z = &config.zones[zone];
-    let rb = &config.runbooks[z.runbook];
-    let started = tokio::time::Instant::now();
-    let mut reasons = Vec::new();
-    let mut all_ok = true;
-    for step in &rb.steps {
-        let report = runbook::run_step(step, &vars, dry_run).await;
-        write(&Event::StepFinished {
-            runbook: rb.name.clone(),
-            incident: vars.incident.clone(),
-            step: step.name.clone(),
-            step_type: step.action.type_name(),
-            ok: report.ok,
-            attempts: report.attempts,
-            elapsed_ms: report.elapsed.as_millis() as u64,
-            error: report.error.clone(),
-            verified: report.verified,
-            detail: report.detail.clone(),
-        });
-        if !report.ok {
-            all_ok = false;
-            reasons.push(format!(
-                "step `{}` failed: {}",
-                step.name,
-                report.error.as_deref().unwrap_or("unknown error")
-            ));
-        } else if !report.verified {
-            reasons.push(format!(
-                "step `{}` was not verified{}",
-                step.name,
-                if dry_run { " (dry run)" } else { "" }
-            ));
-        }
-        if runbook::aborts(step, &report) {
-            reasons.push("runbook aborted".into());
-            break;
-        }
-    }
-    let elapsed = started.elapsed();
-    write(&Event::RunbookFinished {
-        runbook: rb.name.clone(),
-        incident: vars.incident.clone(),
-        ok: all_ok,
-        elapsed_ms: elapsed.as_millis() as u64,
-        zone: z.id.clone(),
-    });
-    if let Some(budget) = rb.budget {
-        if elapsed > budget {
-            tracing::warn!(runbook = %rb.name, ?elapsed, ?budget, "runbook overran its budget");
-        }
-    }
-    if reasons.is_empty() {
-        tracing::warn!(zone = %z.id, incident = %vars.incident, "SAFE TO CUT POWER");
-        write(&Event::SafeToCutPower {
-            zone: z.id.clone(),
-            incident: vars.incident.clone(),
-        });
-    } else {
-        tracing::error!(zone = %z.id, incident = %vars.incident, reasons = ?reasons, "NOT safe to cut power");
-        write(&Event::NotSafeToCutPower {
-            zone: z.id.clone(),
-            incident: vars.incident.clone(),
-            reasons,
-        });
+fn cause_str(cause: &str) -> &'static str {
+    match cause {
+        "power" => Cause::Power.as_str(),
+        "manual" => Cause::Manual.as_str(),
+        "drill" => Cause::Drill.as_str(),
+        _ => Cause::Fire.as_str(),
     }
 }

@@ -35,6 +35,36 @@ pub enum Command {
         #[arg(long, short, value_name = "PATH")]
         config: PathBuf,
     },
+    /// Fire drill: run a zone's runbook in dry run (every check that changes nothing: the
+    /// DNS server answers for the record, HAProxy knows the servers, the webhook answers,
+    /// the command exists) and print a pass/fail table. Exit 0 when every step passes, 1
+    /// otherwise. Runs locally; needs no running agent.
+    Drill {
+        #[arg(long, short, value_name = "PATH")]
+        config: PathBuf,
+        /// Zone id.
+        #[arg(long)]
+        zone: String,
+    },
+    /// Ask a running agent to fail a zone over now (POST /api/v1/zones/ZONE/failover,
+    /// with the token from `[api] token_file`).
+    Failover {
+        #[arg(long, short, value_name = "PATH")]
+        config: PathBuf,
+        #[arg(long)]
+        zone: String,
+    },
+    /// Ask a running agent to reset a zone's incident after the danger is over
+    /// (POST /api/v1/zones/ZONE/reset).
+    Reset {
+        #[arg(long, short, value_name = "PATH")]
+        config: PathBuf,
+        #[arg(long)]
+        zone: String,
+        /// Who resets it (recorded in the `incident_reset` event).
+        #[arg(long, default_value = "cli")]
+        by: String,
+    },
     /// Play a fire scenario on a simulated room and watch the agent fail it over, with no
     /// setup and no external services.
     Demo {

@@ -3,11 +3,15 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod detect;
 pub mod events;
+pub mod incident;
+pub mod journal;
+pub mod ops;
 pub mod runbook;
 pub mod sources;

@@ -67,6 +67,26 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Drill { config: path, zone } => {
+            let loaded = match config::load(&path) {
+                Ok(l) => l,
+                Err(e) => return report(&e),
+            };
+            match block_on(firebreak::ops::drill(&loaded.config, &zone)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EX_USAGE)
+                }
+            }
+        }
+        Command::Failover { config: path, zone } => remote(&path, &zone, "failover", None),
+        Command::Reset {
+            config: path,
+            zone,
+            by,
+        } => remote(&path, &zone, "reset", Some(by)),
         Command::Demo { speed } => match firebreak::demo::run(speed) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -74,6 +94,32 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_SOFTWARE)
             }
         },
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
+
+/// An operator action against the running agent named by the config's `[api]`.
+fn remote(path: &std::path::Path, zone: &str, action: &str, by: Option<String>) -> ExitCode {
+    let loaded = match config::load(path) {
+        Ok(l) => l,
+        Err(e) => return report(&e),
+    };
+    match block_on(firebreak::ops::remote(&loaded.config, zone, action, by)) {
+        Ok(answer) => {
+            println!("{answer}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -256,6 +256,7 @@ pub struct Zone {
 pub struct Runbook {
     pub name: String,
     pub budget: Option<Duration>,
+    pub dry_run: bool,
     pub steps: Vec<Step>,
 }
 
@@ -285,6 +286,16 @@ pub enum Action {
 }
 
 impl Action {
+    /// Whether running the step again after an interruption cannot do harm: DNS replace,
+    /// HAProxy state, HTTP with an Idempotency-Key, MQTT publish and waits are; a command
+    /// is only when it says so.
+    pub fn is_idempotent(&self) -> bool {
+        match self {
+            Action::Command(c) => c.idempotent,
+            _ => true,
+        }
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             Action::DnsUpdate(_) => "dns_update",
@@ -346,6 +357,7 @@ pub struct HaproxyStep {
     pub backend: String,
     pub servers: Vec<String>,
     pub state: ServerState,
+    pub wait_sessions_below: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -355,11 +367,16 @@ pub struct HttpStep {
     pub headers: Vec<(String, String)>,
     pub body: Option<String>,
     pub expect_status: Vec<u16>,
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
 pub struct CommandStep {
     pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+    /// Safe to run again if the agent died while it was running.
+    pub idempotent: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -163,6 +163,8 @@ pub struct RawZone {
 pub struct RawRunbook {
     pub name: Option<String>,
     pub budget: Option<String>,
+    /// Per-runbook dry run (the global `[agent] dry_run` applies to every runbook).
+    pub dry_run: Option<bool>,
     #[serde(default)]
     pub steps: Vec<RawStep>,
 }
@@ -194,14 +196,19 @@ pub struct RawStep {
     pub backend: Option<String>,
     pub servers: Option<Vec<String>>,
     pub state: Option<String>,
+    pub wait_sessions_below: Option<i64>,
     // http
     pub method: Option<String>,
     pub url: Option<String>,
     pub headers: Option<BTreeMap<String, String>>,
     pub body: Option<String>,
     pub expect_status: Option<Vec<i64>>,
+    pub ca_file: Option<String>,
     // command
     pub argv: Option<Vec<String>>,
+    pub env: Option<BTreeMap<String, String>>,
+    pub cwd: Option<String>,
+    pub idempotent: Option<bool>,
     // mqtt_publish
     pub source: Option<String>,
     pub topic: Option<String>,

@@ -139,6 +139,7 @@ pub fn validate(raw: &RawConfig) -> Validated {
             runbooks.push(Runbook {
                 name,
                 budget: rb.0,
+                dry_run: r.dry_run.unwrap_or(false),
                 steps: rb.1,
             });
         }
@@ -1223,7 +1224,7 @@ fn step(
     };
     let kind = c.required_str(&format!("{path}.type"), &s.kind)?;
     // Which keys each type takes, so a key of another type is reported rather than ignored.
-    let keys: [(&str, bool); 23] = [
+    let keys: [(&str, bool); 28] = [
         ("server", s.server.is_some()),
         ("zone", s.zone.is_some()),
         ("record", s.record.is_some()),
@@ -1239,12 +1240,17 @@ fn step(
         ("backend", s.backend.is_some()),
         ("servers", s.servers.is_some()),
         ("state", s.state.is_some()),
+        ("wait_sessions_below", s.wait_sessions_below.is_some()),
         ("method", s.method.is_some()),
         ("url", s.url.is_some()),
         ("headers", s.headers.is_some()),
         ("body", s.body.is_some()),
         ("expect_status", s.expect_status.is_some()),
+        ("ca_file", s.ca_file.is_some()),
         ("argv", s.argv.is_some()),
+        ("env", s.env.is_some()),
+        ("cwd", s.cwd.is_some()),
+        ("idempotent", s.idempotent.is_some()),
         ("payload", s.payload.is_some()),
         ("duration", s.duration.is_some()),
     ];
@@ -1262,9 +1268,22 @@ fn step(
             "tsig_secret_file",
             "verify_servers",
         ],
-        "haproxy" => &["socket", "backend", "servers", "state"],
-        "http" => &["method", "url", "headers", "body", "expect_status"],
-        "command" => &["argv"],
+        "haproxy" => &[
+            "socket",
+            "backend",
+            "servers",
+            "state",
+            "wait_sessions_below",
+        ],
+        "http" => &[
+            "method",
+            "url",
+            "headers",
+            "body",
+            "expect_status",
+            "ca_file",
+        ],
+        "command" => &["argv", "env", "cwd", "idempotent"],
         "mqtt_publish" => &["payload"],
         "wait" => &["duration"],
         other => {
@@ -1324,7 +1343,29 @@ fn step(
                     check_template(c, &format!("{path}.argv[{i}]"), arg);
                 }
             }
-            argv.map(|argv| Action::Command(CommandStep { argv }))
+            let mut env = Vec::new();
+            for (k, v) in s.env.iter().flatten() {
+                if k.is_empty() || k.contains('=') || k.contains('\0') {
+                    c.err(
+                        format!("{path}.env"),
+                        format!("`{k}` is not an environment variable name"),
+                    );
+                }
+                check_template(c, &format!("{path}.env.{k}"), v);
+                env.push((k.clone(), v.clone()));
+            }
+            let cwd = s.cwd.as_deref().map(PathBuf::from);
+            if cwd.as_ref().is_some_and(|p| !p.is_absolute()) {
+                c.err(format!("{path}.cwd"), "must be an absolute path");
+            }
+            argv.map(|argv| {
+                Action::Command(CommandStep {
+                    argv,
+                    env,
+                    cwd,
+                    idempotent: s.idempotent.unwrap_or(false),
+                })
+            })
         }
         "mqtt_publish" => {
             let source = c
@@ -1603,11 +1644,23 @@ fn haproxy_step(c: &mut Collector, path: &str, s: &RawStep) -> Option<HaproxySte
             None
         }
     };
+    let wait_sessions_below = match s.wait_sessions_below {
+        None => None,
+        Some(n) if (0..=1_000_000).contains(&n) => Some(n as u32),
+        Some(n) => {
+            c.err(
+                format!("{path}.wait_sessions_below"),
+                format!("{n} is out of range (0 to 1000000)"),
+            );
+            None
+        }
+    };
     Some(HaproxyStep {
         socket: socket?,
         backend: backend?,
         servers: servers?,
         state: state?,
+        wait_sessions_below,
     })
 }
 
@@ -1684,6 +1737,7 @@ fn http_step(c: &mut Collector, path: &str, s: &RawStep) -> Option<HttpStep> {
         headers,
         body: s.body.clone(),
         expect_status,
+        ca_file: s.ca_file.as_deref().map(PathBuf::from),
     })
 }
 

@@ -368,6 +368,11 @@ impl Detector {
         (s.state, s.value.is_finite().then_some(s.value))
     }
 
+    /// Monotonic time of the sensor's last good sample (the start time if none yet).
+    pub fn last_good(&self, sensor: u32) -> Nanos {
+        self.sensors[sensor as usize].last_good
+    }
+
     pub fn zone_level(&self, zone: u32) -> ZoneLevel {
         self.zones[zone as usize].level
     }
@@ -512,9 +517,13 @@ impl Detector {
     }
 
     /// Marks a zone critical from outside the sensors (manual failover): latches it.
+    /// Latches a zone critical from outside the sensors (manual failover, or an open
+    /// incident found in the journal at start): no `Critical` output, the caller runs the
+    /// runbook itself.
     pub fn latch(&mut self, zone: u32) {
         if let Some(z) = self.zones.get_mut(zone as usize) {
             z.latched = true;
+            z.level = ZoneLevel::Critical;
         }
     }
 

@@ -2,11 +2,14 @@
 //! verified. One file per step type; this file runs them in order with timeouts, retries
 //! and `on_failure`, and reports each step to the event log.
 
+pub mod command;
 pub mod dns;
 pub mod dns_update;
 pub mod haproxy;
+pub mod http;
+pub mod mqtt_publish;
 
-use crate::config::{Action, Config, OnFailure, Step};
+use crate::config::{Action, Config, OnFailure, SourceSpec, Step};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +23,16 @@ pub enum StepError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Command(String),
+    #[error("{0}")]
+    Http(String),
+    #[error("{detail}")]
+    HttpStatus { status: u16, detail: String },
+    #[error("MQTT: {0}")]
+    Mqtt(String),
+    #[error("step interrupted by an agent restart and not idempotent: not run again")]
+    Interrupted,
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     #[error("not verified: {0}")]
@@ -34,8 +47,16 @@ impl StepError {
         match self {
             StepError::Dns(e) => e.is_retryable(),
             StepError::Haproxy(e) => e.is_retryable(),
-            StepError::Timeout(_) | StepError::NotVerified(_) => true,
-            StepError::Secret { .. } | StepError::Unsupported(_) => false,
+            StepError::Timeout(_)
+            | StepError::NotVerified(_)
+            | StepError::Http(_)
+            | StepError::Mqtt(_) => true,
+            // 5xx and 429 may pass; other statuses are the receiver saying no.
+            StepError::HttpStatus { status, .. } => *status >= 500 || *status == 429,
+            // A command's failure is its own business; running it again is for `retries`
+            // only when the operator said it is idempotent.
+            StepError::Command(_) => true,
+            StepError::Secret { .. } | StepError::Unsupported(_) | StepError::Interrupted => false,
         }
     }
 }
@@ -70,12 +91,16 @@ impl TemplateVars {
     }
 }
 
+/// What a step needs besides its own config.
+pub struct StepContext<'a> {
+    pub config: &'a Config,
+    pub vars: &'a TemplateVars,
+    pub dry_run: bool,
+}
+
 /// Runs one attempt of a step (its own timeout is applied by the caller).
-pub async fn execute(
-    step: &Step,
-    _vars: &TemplateVars,
-    dry_run: bool,
-) -> Result<StepOutcome, StepError> {
+pub async fn execute(step: &Step, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
+    let dry_run = ctx.dry_run;
     match &step.action {
         Action::DnsUpdate(d) => dns_update::run(d, step.timeout, dry_run).await,
         Action::Haproxy(h) => Ok(haproxy::run(h, step.timeout, dry_run).await?),
@@ -84,13 +109,28 @@ pub async fn execute(
                 tokio::time::sleep(*d).await;
             }
             Ok(StepOutcome {
-                verified: true,
-                detail: format!("waited {}", crate::config::units::format_duration(*d)),
+                verified: !dry_run,
+                detail: format!(
+                    "{} {}",
+                    if dry_run {
+                        "dry run: would wait"
+                    } else {
+                        "waited"
+                    },
+                    crate::config::units::format_duration(*d)
+                ),
             })
         }
-        Action::Http(_) => Err(StepError::Unsupported("http")),
-        Action::Command(_) => Err(StepError::Unsupported("command")),
-        Action::MqttPublish(_) => Err(StepError::Unsupported("mqtt_publish")),
+        Action::Http(h) => http::run(h, &step.name, ctx.vars, step.timeout, dry_run).await,
+        Action::Command(c) => command::run(c, ctx.vars, dry_run).await,
+        Action::MqttPublish(m) => match &ctx.config.sources[m.source].spec {
+            SourceSpec::Mqtt(src) => {
+                mqtt_publish::run(m, src, ctx.vars, step.timeout, dry_run).await
+            }
+            SourceSpec::Modbus(_) => Err(StepError::Mqtt(
+                "the step's source is not an MQTT source".into(),
+            )),
+        },
     }
 }
 
@@ -107,13 +147,13 @@ pub struct StepReport {
 
 /// Runs a step with its timeout and up to `retries` more attempts (exponential backoff
 /// from 200 ms), stopping early on errors that retrying cannot fix.
-pub async fn run_step(step: &Step, vars: &TemplateVars, dry_run: bool) -> StepReport {
+pub async fn run_step(step: &Step, ctx: &StepContext<'_>) -> StepReport {
     let started = tokio::time::Instant::now();
     let mut backoff = Duration::from_millis(200);
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let result = match tokio::time::timeout(step.timeout, execute(step, vars, dry_run)).await {
+        let result = match tokio::time::timeout(step.timeout, execute(step, ctx)).await {
             Ok(r) => r,
             Err(_) => Err(StepError::Timeout(step.timeout)),
         };

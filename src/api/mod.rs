@@ -1,0 +1,310 @@
+//! The HTTP API on `[api] listen`: health, status, incidents, and the operator actions
+//! (failover, reset, drill) behind a bearer token.
+
+use crate::incident::DrillRow;
+use crate::journal::Journal;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot read api.token_file {path}: {source}")]
+    Token {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("api.token_file {0} is empty")]
+    EmptyToken(String),
+}
+
+/// Why the engine refused an operator action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    UnknownZone(String),
+    Conflict(String),
+}
+
+/// Requests from the API to the engine, answered through `reply`.
+#[derive(Debug)]
+pub enum ApiCommand {
+    Failover {
+        zone: String,
+        reply: oneshot::Sender<Result<String, Refusal>>,
+    },
+    Reset {
+        zone: String,
+        by: String,
+        reply: oneshot::Sender<Result<String, Refusal>>,
+    },
+    Drill {
+        zone: String,
+        reply: oneshot::Sender<Result<Vec<DrillRow>, Refusal>>,
+    },
+    Status {
+        reply: oneshot::Sender<serde_json::Value>,
+    },
+}
+
+#[derive(Clone)]
+struct AppState {
+    commands: mpsc::Sender<ApiCommand>,
+    token: Option<Arc<str>>,
+    journal: Journal,
+}
+
+/// Reads the bearer token; `None` when no token file is configured (POSTs then refused).
+pub fn read_token(path: Option<&std::path::Path>) -> Result<Option<Arc<str>>, ApiError> {
+    let Some(p) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(p).map_err(|source| ApiError::Token {
+        path: p.display().to_string(),
+        source,
+    })?;
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(ApiError::EmptyToken(p.display().to_string()));
+    }
+    Ok(Some(Arc::from(t)))
+}
+
+/// Binds the listener now (so a bad address fails the start) and serves until `stop`.
+pub async fn serve(
+    addr: SocketAddr,
+    token: Option<Arc<str>>,
+    journal: Journal,
+    commands: mpsc::Sender<ApiCommand>,
+    stop: CancellationToken,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ApiError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ApiError::Bind { addr, source })?;
+    let local = listener.local_addr().unwrap_or(addr);
+    let state = AppState {
+        commands,
+        token,
+        journal,
+    };
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/incidents", get(incidents))
+        .route("/api/v1/zones/{zone}/failover", post(failover))
+        .route("/api/v1/zones/{zone}/reset", post(reset))
+        .route("/api/v1/zones/{zone}/drill", post(drill))
+        .layer(DefaultBodyLimit::max(4096))
+        .with_state(state);
+    let handle = tokio::spawn(async move {
+        let r = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "API server failed");
+        }
+    });
+    Ok((local, handle))
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+/// 403 when POSTs are disabled (no token file), 401 for a missing or wrong token.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(expected) = &state.token else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "operator actions are disabled: no api.token_file is configured",
+        ));
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+        ))
+    }
+}
+
+async fn ask<T>(
+    state: &AppState,
+    make: impl FnOnce(oneshot::Sender<T>) -> ApiCommand,
+    wait: Duration,
+) -> Result<T, Response> {
+    let (tx, rx) = oneshot::channel();
+    state
+        .commands
+        .send_timeout(make(tx), Duration::from_secs(2))
+        .await
+        .map_err(|_| {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the agent is busy or stopping",
+            )
+        })?;
+    match tokio::time::timeout(wait, rx).await {
+        Ok(Ok(v)) => Ok(v),
+        _ => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the agent did not answer in time",
+        )),
+    }
+}
+
+fn refused(r: Refusal) -> Response {
+    match r {
+        Refusal::UnknownZone(z) => error(StatusCode::NOT_FOUND, format!("unknown zone `{z}`")),
+        Refusal::Conflict(m) => error(StatusCode::CONFLICT, m),
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match ask(
+        &state,
+        |reply| ApiCommand::Status { reply },
+        Duration::from_secs(1),
+    )
+    .await
+    {
+        Ok(_) => (StatusCode::OK, "ready\n").into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn status(State(state): State<AppState>) -> Response {
+    match ask(
+        &state,
+        |reply| ApiCommand::Status { reply },
+        Duration::from_secs(2),
+    )
+    .await
+    {
+        Ok(v) => Json(v).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn incidents(State(state): State<AppState>) -> Response {
+    let journal = state.journal.clone();
+    match tokio::task::spawn_blocking(move || journal.all()).await {
+        Ok(all) => Json(serde_json::json!({ "incidents": all })).into_response(),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "reading the journal failed",
+        ),
+    }
+}
+
+async fn failover(
+    State(state): State<AppState>,
+    Path(zone): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorize(&state, &headers) {
+        return r;
+    }
+    match ask(
+        &state,
+        |reply| ApiCommand::Failover { zone, reply },
+        Duration::from_secs(5),
+    )
+    .await
+    {
+        Ok(Ok(incident)) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "incident": incident })),
+        )
+            .into_response(),
+        Ok(Err(r)) => refused(r),
+        Err(r) => r,
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct ResetBody {
+    by: Option<String>,
+}
+
+async fn reset(
+    State(state): State<AppState>,
+    Path(zone): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = authorize(&state, &headers) {
+        return r;
+    }
+    let parsed: ResetBody = if body.is_empty() {
+        ResetBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("body must be JSON like {{\"by\":\"name\"}}: {e}"),
+                )
+            }
+        }
+    };
+    let by = parsed
+        .by
+        .filter(|b| !b.trim().is_empty())
+        .unwrap_or_else(|| "api".into());
+    match ask(
+        &state,
+        |reply| ApiCommand::Reset { zone, by, reply },
+        Duration::from_secs(5),
+    )
+    .await
+    {
+        Ok(Ok(incident)) => {
+            Json(serde_json::json!({ "incident": incident, "reset": true })).into_response()
+        }
+        Ok(Err(r)) => refused(r),
+        Err(r) => r,
+    }
+}
+
+async fn drill(
+    State(state): State<AppState>,
+    Path(zone): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorize(&state, &headers) {
+        return r;
+    }
+    match ask(
+        &state,
+        |reply| ApiCommand::Drill { zone, reply },
+        Duration::from_secs(600),
+    )
+    .await
+    {
+        Ok(Ok(rows)) => {
+            let pass = rows.iter().all(|r| r.ok);
+            Json(serde_json::json!({ "pass": pass, "steps": rows })).into_response()
+        }
+        Ok(Err(r)) => refused(r),
+        Err(r) => r,
+    }
+}
