@@ -2,4 +2,15 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod haproxy;
 pub mod knot;
+pub mod receiver;
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,0 +1,479 @@
+//! The runbook engine against real peers started by the tests: Knot (DNS), HAProxy, a
+//! local HTTP receiver, a command; manual failover through the API, resume after kill -9,
+//! drills that change nothing, and the API's token rules.
+
+mod support;
+
+use base64::Engine as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use support::agent::Agent;
+use support::haproxy::Haproxy;
+use support::knot::Knot;
+use support::receiver::Receiver;
+
+const TOKEN: &str = "s3cret-operator-token";
+
+fn secret_b64() -> String {
+    base64::engine::general_purpose::STANDARD.encode(b"firebreak-test-secret-32-bytes!!")
+}
+
+fn knot() -> Knot {
+    Knot::start(
+        "example.test",
+        &[("app", "A", "192.0.2.10")],
+        Some(("firebreak", "hmac-sha256", &secret_b64())),
+    )
+}
+
+struct Peers {
+    knot: Knot,
+    haproxy: Haproxy,
+    receiver: Receiver,
+}
+
+fn peers(status: u16) -> Peers {
+    Peers {
+        knot: knot(),
+        haproxy: Haproxy::start("app", &["b3-web-1", "b3-web-2"]),
+        receiver: Receiver::start(status),
+    }
+}
+
+fn dns_step(p: &Peers, dir: &Path) -> String {
+    let secret = dir.join("tsig.secret");
+    std::fs::write(&secret, secret_b64()).unwrap();
+    format!(
+        r#"
+[[runbooks.steps]]
+name = "move app to the DR site"
+type = "dns_update"
+server = "{}"
+zone = "example.test"
+record = "app.example.test"
+rtype = "A"
+ttl = 30
+values = ["198.51.100.20"]
+tsig_key = "firebreak"
+tsig_algorithm = "hmac-sha256"
+tsig_secret_file = "{}"
+timeout = "3s"
+retries = 3
+"#,
+        p.knot.addr(),
+        secret.display()
+    )
+}
+
+fn haproxy_step(p: &Peers) -> String {
+    format!(
+        r#"
+[[runbooks.steps]]
+name = "drain the b3 backends"
+type = "haproxy"
+socket = "{}"
+backend = "app"
+servers = ["b3-web-1", "b3-web-2"]
+state = "drain"
+"#,
+        p.haproxy.socket_url()
+    )
+}
+
+fn http_step(p: &Peers) -> String {
+    format!(
+        r#"
+[[runbooks.steps]]
+name = "tell the incident channel"
+type = "http"
+method = "POST"
+url = "{}"
+headers = {{ "Content-Type" = "application/json" }}
+body = '{{"agent":"{{{{agent}}}}","zone":"{{{{zone}}}}","level":"{{{{level}}}}","incident":"{{{{incident}}}}"}}'
+expect_status = [200, 201, 202, 204]
+retries = 0
+"#,
+        p.receiver.url("/firebreak")
+    )
+}
+
+const COMMAND_STEP: &str = r#"
+[[runbooks.steps]]
+name = "stop batch writers"
+type = "command"
+argv = ["/bin/sh", "-c", "echo stopping batch in $1", "sh", "{{zone}}"]
+timeout = "5s"
+"#;
+
+/// Writes a config whose only zone `b3` runs `steps`; returns (config path, event log).
+fn write_config(dir: &Path, api_port: u16, with_token: bool, steps: &str) -> (PathBuf, PathBuf) {
+    let state = dir.join("state");
+    let token_line = if with_token {
+        let f = dir.join("api.token");
+        std::fs::write(&f, format!("{TOKEN}\n")).unwrap();
+        format!("token_file = \"{}\"", f.display())
+    } else {
+        String::new()
+    };
+    let text = format!(
+        r#"
+[agent]
+name = "runbook-test"
+state_dir = "{state}"
+event_log = "{state}/events.jsonl"
+
+[api]
+listen = "127.0.0.1:{api_port}"
+{token_line}
+
+[[zones]]
+id = "b3"
+runbook = "evacuate-b3"
+
+[[runbooks]]
+name = "evacuate-b3"
+budget = "90s"
+{steps}
+"#,
+        state = state.display()
+    );
+    let path = dir.join("firebreak.toml");
+    std::fs::write(&path, text).unwrap();
+    (path, state.join("events.jsonl"))
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// POSTs to the agent's API; returns (status, body).
+fn post(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    rt().block_on(async {
+        let mut req = reqwest::Client::new().post(format!("http://127.0.0.1:{port}{path}"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("API reachable");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    })
+}
+
+fn wait_for_api(port: u16, agent: &Agent) {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok = rt().block_on(async {
+            reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+                .await
+                .map(|r| r.status().is_success())
+                .unwrap_or(false)
+        });
+        if ok {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "API did not come up\n{}",
+            agent.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn count(events: &[serde_json::Value], pred: impl Fn(&serde_json::Value) -> bool) -> usize {
+    events.iter().filter(|e| pred(e)).count()
+}
+
+#[test]
+fn manual_failover_runs_every_step_type_against_real_peers_and_declares_safe() {
+    let p = peers(200);
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let steps = format!(
+        "{}{}{}{}",
+        dns_step(&p, dir.path()),
+        haproxy_step(&p),
+        http_step(&p),
+        COMMAND_STEP
+    );
+    let (config, log) = write_config(dir.path(), port, true, &steps);
+    let mut agent = Agent::start(&config, &log);
+    wait_for_api(port, &agent);
+
+    let (status, body) = post(port, "/api/v1/zones/b3/failover", Some(TOKEN));
+    assert_eq!(status, 202, "{body}");
+    let safe = agent.wait_for("safe_to_cut_power", Duration::from_secs(60), |e| {
+        e["event"] == "safe_to_cut_power"
+    });
+    let incident = safe["incident"].as_str().unwrap().to_string();
+
+    assert_eq!(p.knot.dig("app.example.test", "A"), vec!["198.51.100.20"]);
+    for server in ["b3-web-1", "b3-web-2"] {
+        assert_ne!(
+            p.haproxy.admin_state("app", server) & 0x08,
+            0,
+            "{server} drained"
+        );
+    }
+    let posts = p.receiver.posts();
+    assert_eq!(posts.len(), 1, "exactly one webhook per incident");
+    assert_eq!(
+        posts[0].header("Idempotency-Key"),
+        Some(format!("{incident}/tell the incident channel").as_str())
+    );
+    let body: serde_json::Value = serde_json::from_str(&posts[0].body).unwrap();
+    assert_eq!(body["zone"], "b3");
+    assert_eq!(body["incident"], incident.as_str());
+    assert_eq!(body["agent"], "runbook-test");
+
+    let events = agent.events();
+    let started = events
+        .iter()
+        .find(|e| e["event"] == "runbook_started")
+        .unwrap();
+    assert_eq!(started["cause"], "manual");
+    let steps: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "step_finished")
+        .collect();
+    assert_eq!(steps.len(), 4);
+    assert!(
+        steps
+            .iter()
+            .all(|s| s["ok"] == true && s["verified"] == true),
+        "{steps:#?}"
+    );
+    let cmd = steps.iter().find(|s| s["type"] == "command").unwrap();
+    assert!(
+        cmd["detail"]
+            .as_str()
+            .unwrap()
+            .contains("stopping batch in b3"),
+        "command output in the event: {cmd}"
+    );
+
+    // A second failover while the incident is open is refused; reset ends the incident.
+    assert_eq!(post(port, "/api/v1/zones/b3/failover", Some(TOKEN)).0, 409);
+    let (status, body) = post(port, "/api/v1/zones/b3/reset", Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    let reset = agent.wait_for("incident_reset", Duration::from_secs(5), |e| {
+        e["event"] == "incident_reset"
+    });
+    assert_eq!(reset["incident"], incident.as_str());
+    assert_eq!(agent.stop(), Some(0));
+}
+
+#[test]
+fn killed_agent_resumes_the_runbook_without_repeating_finished_steps() {
+    let p = peers(200);
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let wait =
+        "\n[[runbooks.steps]]\nname = \"let the TTL expire\"\ntype = \"wait\"\nduration = \"4s\"\n";
+    let steps = format!("{}{}{}", dns_step(&p, dir.path()), wait, http_step(&p));
+    let (config, log) = write_config(dir.path(), port, true, &steps);
+    let serial_before = p.knot.soa_serial();
+
+    let mut agent = Agent::start(&config, &log);
+    wait_for_api(port, &agent);
+    assert_eq!(post(port, "/api/v1/zones/b3/failover", Some(TOKEN)).0, 202);
+    agent.wait_for("the DNS step", Duration::from_secs(30), |e| {
+        e["event"] == "step_finished" && e["type"] == "dns_update"
+    });
+    agent.kill9(); // in the middle of the wait step
+    let serial_after_update = p.knot.soa_serial();
+    assert_eq!(serial_after_update, serial_before + 1);
+
+    let mut agent = Agent::start(&config, &log);
+    let resumed = agent.wait_for("resumed runbook", Duration::from_secs(20), |e| {
+        e["event"] == "runbook_started" && e["resumed"] == true
+    });
+    let safe = agent.wait_for("safe_to_cut_power", Duration::from_secs(30), |e| {
+        e["event"] == "safe_to_cut_power"
+    });
+    assert_eq!(
+        resumed["incident"], safe["incident"],
+        "the same incident across the restart"
+    );
+
+    let events = agent.events();
+    assert_eq!(
+        count(&events, |e| e["event"] == "step_finished"
+            && e["type"] == "dns_update"),
+        1,
+        "DNS step not repeated"
+    );
+    assert_eq!(
+        p.knot.soa_serial(),
+        serial_after_update,
+        "no second UPDATE reached the server"
+    );
+    assert_eq!(p.receiver.posts().len(), 1, "the webhook ran once");
+    assert_eq!(agent.stop(), Some(0));
+}
+
+#[test]
+fn a_failed_step_means_not_safe_to_cut_power_even_with_on_failure_continue() {
+    let p = peers(500);
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let steps = format!(
+        "{}\non_failure = \"continue\"\n{}",
+        http_step(&p).trim_end(),
+        dns_step(&p, dir.path())
+    );
+    let (config, log) = write_config(dir.path(), port, true, &steps);
+    let mut agent = Agent::start(&config, &log);
+    wait_for_api(port, &agent);
+    assert_eq!(post(port, "/api/v1/zones/b3/failover", Some(TOKEN)).0, 202);
+    let verdict = agent.wait_for("verdict", Duration::from_secs(30), |e| {
+        e["event"] == "not_safe_to_cut_power"
+    });
+    let reasons = verdict["reasons"].to_string();
+    assert!(
+        reasons.contains("tell the incident channel") && reasons.contains("500"),
+        "{reasons}"
+    );
+    // The DNS step after it still ran (continue).
+    assert_eq!(p.knot.dig("app.example.test", "A"), vec!["198.51.100.20"]);
+    assert_eq!(
+        count(&agent.events(), |e| e["event"] == "safe_to_cut_power"),
+        0
+    );
+    assert_eq!(agent.stop(), Some(0));
+}
+
+#[test]
+fn drill_checks_every_peer_and_changes_nothing() {
+    let p = peers(200);
+    let dir = tempfile::tempdir().unwrap();
+    let serial = p.knot.soa_serial();
+    let steps = format!(
+        "{}{}{}{}",
+        dns_step(&p, dir.path()),
+        haproxy_step(&p),
+        http_step(&p),
+        COMMAND_STEP
+    );
+    let (config, _) = write_config(dir.path(), support::free_port(), true, &steps);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firebreak"))
+        .args(["drill", "--zone", "b3", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.matches("PASS").count(), 4, "{stdout}");
+    assert!(stdout.contains("4 of 4 step(s) pass"), "{stdout}");
+
+    assert_eq!(
+        p.knot.dig("app.example.test", "A"),
+        vec!["192.0.2.10"],
+        "DNS untouched"
+    );
+    assert_eq!(p.knot.soa_serial(), serial);
+    for server in ["b3-web-1", "b3-web-2"] {
+        assert_eq!(
+            p.haproxy.admin_state("app", server),
+            0,
+            "{server} untouched"
+        );
+    }
+    assert!(p.receiver.posts().is_empty(), "no webhook sent by a drill");
+}
+
+#[test]
+fn drill_fails_a_step_whose_peer_is_wrong() {
+    let p = peers(200);
+    let dir = tempfile::tempdir().unwrap();
+    let bad_haproxy = haproxy_step(&p).replace("b3-web-2", "no-such-server");
+    let (config, _) = write_config(dir.path(), support::free_port(), true, &bad_haproxy);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firebreak"))
+        .args(["drill", "--zone", "b3", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL") && stdout.contains("no-such-server"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn api_actions_need_the_right_token_and_are_off_without_a_token_file() {
+    let p = peers(200);
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let (config, log) = write_config(dir.path(), port, true, &http_step(&p));
+    let mut agent = Agent::start(&config, &log);
+    wait_for_api(port, &agent);
+    assert_eq!(post(port, "/api/v1/zones/b3/failover", None).0, 401);
+    assert_eq!(
+        post(port, "/api/v1/zones/b3/failover", Some("wrong")).0,
+        401
+    );
+    assert_eq!(
+        post(port, "/api/v1/zones/nowhere/failover", Some(TOKEN)).0,
+        404
+    );
+    assert!(
+        p.receiver.posts().is_empty(),
+        "nothing ran without the token"
+    );
+    assert_eq!(agent.stop(), Some(0));
+
+    let dir2 = tempfile::tempdir().unwrap();
+    let port2 = support::free_port();
+    let (config2, log2) = write_config(dir2.path(), port2, false, &http_step(&p));
+    let mut agent2 = Agent::start(&config2, &log2);
+    wait_for_api(port2, &agent2);
+    assert_eq!(post(port2, "/api/v1/zones/b3/failover", Some(TOKEN)).0, 403);
+    assert_eq!(agent2.stop(), Some(0));
+}
+
+#[test]
+fn status_shows_zones_sensors_and_the_incident() {
+    let p = peers(200);
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let (config, log) = write_config(dir.path(), port, true, &http_step(&p));
+    let mut agent = Agent::start(&config, &log);
+    wait_for_api(port, &agent);
+    assert_eq!(post(port, "/api/v1/zones/b3/failover", Some(TOKEN)).0, 202);
+    agent.wait_for("safe", Duration::from_secs(20), |e| {
+        e["event"] == "safe_to_cut_power"
+    });
+    let status: serde_json::Value = rt().block_on(async {
+        reqwest::get(format!("http://127.0.0.1:{port}/api/v1/status"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let zone = &status["zones"][0];
+    assert_eq!(zone["id"], "b3");
+    assert_eq!(zone["level"], "critical");
+    assert_eq!(zone["safe_to_cut_power"], true);
+    assert!(zone["incident"].is_string());
+    let incidents: serde_json::Value = rt().block_on(async {
+        reqwest::get(format!("http://127.0.0.1:{port}/api/v1/incidents"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(incidents["incidents"].as_array().unwrap().len(), 1);
+    assert_eq!(agent.stop(), Some(0));
+}
