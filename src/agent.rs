@@ -3,7 +3,7 @@
 use crate::api::{self, ApiCommand, Refusal};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Problem, SensorInput, SourceSpec};
-use crate::detect::{Cause, Detector, Output, Sample};
+use crate::detect::{Cause, Detector, Output, Sample, SensorState};
 use crate::events::{Event, EventLog, EventLogError, EvidenceItem};
 use crate::incident::{self, Shared};
 use crate::journal::{Journal, JournalError};
@@ -176,8 +176,10 @@ pub async fn run_until(
     })?;
     let log = Arc::new(EventLog::open(&config.agent.event_log, &config.agent.name)?);
     let journal = Journal::open(&config.agent.state_dir)?;
+    let metrics = Arc::new(crate::sinks::prometheus::Metrics::new());
     let shared = Arc::new(Shared {
         config: config.clone(),
+        metrics: metrics.clone(),
         log: log.clone(),
         journal: journal.clone(),
         clock: clock.clone(),
@@ -193,6 +195,7 @@ pub async fn run_until(
                 api.listen,
                 token,
                 journal.clone(),
+                metrics.clone(),
                 cmd_tx.clone(),
                 api_stop.clone(),
             )
@@ -449,6 +452,10 @@ impl Engine {
             ApiCommand::Status { reply } => {
                 let _ = reply.send(self.status(detector));
             }
+            ApiCommand::RefreshMetrics { reply } => {
+                self.refresh_metrics(detector);
+                let _ = reply.send(());
+            }
             ApiCommand::Failover { zone, reply } => {
                 let r = match self.zone_index(&zone) {
                     None => Err(Refusal::UnknownZone(zone)),
@@ -515,6 +522,54 @@ impl Engine {
         });
         detector.reset(zone as u32, self.shared.clock.mono());
         Ok(id)
+    }
+
+    fn refresh_metrics(&self, detector: &Detector) {
+        const STATES: [SensorState; 6] = [
+            SensorState::Ok,
+            SensorState::Warn,
+            SensorState::Alarm,
+            SensorState::Critical,
+            SensorState::Stale,
+            SensorState::Fault,
+        ];
+        let config = &self.shared.config;
+        let m = &self.shared.metrics;
+        for (si, s) in config.sensors.iter().enumerate() {
+            let zone = &config.zones[s.zone].id;
+            let (state, value) = detector.sensor_state(si as u32);
+            if let Some(v) = value {
+                m.sensor_value
+                    .with_label_values(&[&s.id, zone, s.kind.as_str()])
+                    .set(v);
+            }
+            for st in STATES {
+                m.sensor_state
+                    .with_label_values(&[&s.id, zone, st.as_str()])
+                    .set(i64::from(st == state));
+            }
+        }
+        for (zi, z) in config.zones.iter().enumerate() {
+            m.zone_level
+                .with_label_values(&[&z.id])
+                .set(detector.zone_level(zi as u32) as i64);
+            let open = self.open.contains_key(&zi);
+            m.incident_active
+                .with_label_values(&[&z.id])
+                .set(i64::from(open));
+            let safe = open
+                && self
+                    .shared
+                    .journal
+                    .load(&z.id)
+                    .ok()
+                    .flatten()
+                    .and_then(|i| i.safe_to_cut_power)
+                    .unwrap_or(false);
+            m.safe_to_cut_power
+                .with_label_values(&[&z.id])
+                .set(i64::from(safe));
+        }
     }
 
     fn status(&self, detector: &Detector) -> serde_json::Value {

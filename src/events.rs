@@ -94,6 +94,14 @@ pub enum Event {
         zone: String,
         incident: String,
     },
+    /// Extension: the runbook is still running past its `budget`.
+    RunbookOverBudget {
+        runbook: String,
+        zone: String,
+        incident: String,
+        budget_ms: u64,
+        elapsed_ms: u64,
+    },
     /// Extension: the runbook ended but not every step succeeded and verified.
     NotSafeToCutPower {
         zone: String,
@@ -118,6 +126,7 @@ impl Event {
             Event::StepFinished { .. } => "step_finished",
             Event::RunbookFinished { .. } => "runbook_finished",
             Event::SafeToCutPower { .. } => "safe_to_cut_power",
+            Event::RunbookOverBudget { .. } => "runbook_over_budget",
             Event::NotSafeToCutPower { .. } => "not_safe_to_cut_power",
             Event::IncidentReset { .. } => "incident_reset",
         }

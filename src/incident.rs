@@ -15,6 +15,7 @@ use std::time::Duration;
 /// What incident runs share.
 pub struct Shared {
     pub config: Arc<Config>,
+    pub metrics: Arc<crate::sinks::prometheus::Metrics>,
     pub log: Arc<EventLog>,
     pub journal: Journal,
     pub clock: Arc<dyn Clock>,
@@ -22,8 +23,13 @@ pub struct Shared {
 
 impl Shared {
     pub fn write(&self, event: &Event) {
+        self.metrics.events.with_label_values(&[event.name()]).inc();
         if let Err(e) = self.log.write(self.clock.wall(), event) {
             // Failover goes on; the operator must hear about it.
+            self.metrics
+                .event_log_errors
+                .with_label_values(&[event.name()])
+                .inc();
             tracing::error!(error = %e, event = event.name(), "EVENT LOG WRITE FAILED");
         }
     }
@@ -127,6 +133,18 @@ pub async fn run(shared: Arc<Shared>, zone: usize, mut inc: Incident) {
             if !budget_warned && started.elapsed() > budget {
                 budget_warned = true;
                 tracing::warn!(runbook = %rb.name, incident = %inc.incident, budget = ?budget, "runbook has overrun its budget");
+                shared
+                    .metrics
+                    .runbook_over_budget
+                    .with_label_values(&[&rb.name])
+                    .inc();
+                shared.write(&Event::RunbookOverBudget {
+                    runbook: rb.name.clone(),
+                    zone: inc.zone.clone(),
+                    incident: inc.incident.clone(),
+                    budget_ms: budget.as_millis() as u64,
+                    elapsed_ms: started.elapsed().as_millis() as u64,
+                });
             }
         }
         if runbook::aborts(step, &report) {
@@ -153,6 +171,11 @@ pub async fn run(shared: Arc<Shared>, zone: usize, mut inc: Incident) {
             }
         }
     }
+    shared
+        .metrics
+        .runbook_duration
+        .with_label_values(&[&rb.name])
+        .observe(started.elapsed().as_secs_f64());
     inc.finished = true;
     inc.safe_to_cut_power = Some(reasons.is_empty());
     shared.save(&inc);
@@ -195,6 +218,12 @@ fn finish_step(
     rec.verified = report.verified;
     rec.attempts += report.attempts;
     rec.error = report.error.clone();
+    let outcome = if report.ok { "ok" } else { "failed" };
+    shared
+        .metrics
+        .runbook_steps
+        .with_label_values(&[&inc.runbook, &step.name, outcome])
+        .inc();
     shared.save(inc);
     shared.write(&step_event(&inc.runbook, &inc.incident, step, report));
 }

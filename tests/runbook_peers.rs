@@ -475,5 +475,24 @@ fn status_shows_zones_sensors_and_the_incident() {
             .unwrap()
     });
     assert_eq!(incidents["incidents"].as_array().unwrap().len(), 1);
+    let metrics = rt().block_on(async {
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    for line in [
+        "firebreak_zone_level{zone=\"b3\"} 3",
+        "firebreak_safe_to_cut_power{zone=\"b3\"} 1",
+        "firebreak_incident_active{zone=\"b3\"} 1",
+        "firebreak_runbook_steps_total{outcome=\"ok\",runbook=\"evacuate-b3\",step=\"tell the incident channel\"} 1",
+        "firebreak_events_total{event=\"safe_to_cut_power\"} 1",
+        "firebreak_build_info{version=",
+        "firebreak_runbook_duration_seconds_count{runbook=\"evacuate-b3\"} 1",
+    ] {
+        assert!(metrics.contains(line), "/metrics lacks `{line}`:\n{metrics}");
+    }
     assert_eq!(agent.stop(), Some(0));
 }

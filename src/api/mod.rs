@@ -60,11 +60,14 @@ pub enum ApiCommand {
     Status {
         reply: oneshot::Sender<serde_json::Value>,
     },
+    /// Refresh the state gauges from the detection core before a scrape.
+    RefreshMetrics { reply: oneshot::Sender<()> },
 }
 
 #[derive(Clone)]
 struct AppState {
     commands: mpsc::Sender<ApiCommand>,
+    metrics: Arc<crate::sinks::prometheus::Metrics>,
     token: Option<Arc<str>>,
     journal: Journal,
 }
@@ -88,6 +91,7 @@ pub async fn serve(
     addr: SocketAddr,
     token: Option<Arc<str>>,
     journal: Journal,
+    metrics: Arc<crate::sinks::prometheus::Metrics>,
     commands: mpsc::Sender<ApiCommand>,
     stop: CancellationToken,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ApiError> {
@@ -97,12 +101,14 @@ pub async fn serve(
     let local = listener.local_addr().unwrap_or(addr);
     let state = AppState {
         commands,
+        metrics,
         token,
         journal,
     };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_page))
         .route("/api/v1/status", get(status))
         .route("/api/v1/incidents", get(incidents))
         .route("/api/v1/zones/{zone}/failover", post(failover))
@@ -191,6 +197,24 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Ok(_) => (StatusCode::OK, "ready\n").into_response(),
         Err(r) => r,
     }
+}
+
+async fn metrics_page(State(state): State<AppState>) -> Response {
+    // A stuck engine must not make the scrape fail: render what we have.
+    let _ = ask(
+        &state,
+        |reply| ApiCommand::RefreshMetrics { reply },
+        Duration::from_secs(1),
+    )
+    .await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn status(State(state): State<AppState>) -> Response {

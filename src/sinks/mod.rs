@@ -1,0 +1,3 @@
+//! Where the agent's telemetry goes.
+
+pub mod prometheus;
