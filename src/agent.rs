@@ -428,22 +428,9 @@ impl Engine {
             )));
         }
         self.seq += 1;
-        let inc = incident::new_incident(&self.shared, zone, cause, self.seq);
-        let id = inc.incident.clone();
-        // Journal first, then the event (fsync'd), then the first step.
-        self.shared.save(&inc);
-        self.write(&Event::RunbookStarted {
-            runbook: inc.runbook.clone(),
-            zone: inc.zone.clone(),
-            incident: id.clone(),
-            cause: cause.as_str(),
-            dry_run: inc.dry_run,
-            resumed: false,
-        });
+        let (id, task) = incident::dispatch(self.shared.clone(), zone, cause, self.seq);
         self.open.insert(zone, id.clone());
-        let shared = self.shared.clone();
-        self.runs
-            .insert(zone, tokio::spawn(incident::run(shared, zone, inc)));
+        self.runs.insert(zone, task);
         Ok(id)
     }
 

@@ -72,6 +72,28 @@ pub fn new_incident(shared: &Shared, zone: usize, cause: Cause, seq: u32) -> Inc
     }
 }
 
+/// Starts a new incident: journaled first, then announced (`runbook_started`, fsync'd),
+/// then its runbook dispatched. Returns the incident id and the runbook's task.
+pub fn dispatch(
+    shared: Arc<Shared>,
+    zone: usize,
+    cause: Cause,
+    seq: u32,
+) -> (String, tokio::task::JoinHandle<()>) {
+    let inc = new_incident(&shared, zone, cause, seq);
+    let id = inc.incident.clone();
+    shared.save(&inc);
+    shared.write(&Event::RunbookStarted {
+        runbook: inc.runbook.clone(),
+        zone: inc.zone.clone(),
+        incident: id.clone(),
+        cause: cause.as_str(),
+        dry_run: inc.dry_run,
+        resumed: false,
+    });
+    (id, tokio::spawn(run(shared, zone, inc)))
+}
+
 fn vars(config: &Config, inc: &Incident, level: &str) -> TemplateVars {
     TemplateVars {
         agent: config.agent.name.clone(),
