@@ -4,6 +4,7 @@
 pub mod decode;
 pub mod plan;
 
+use super::Jitter;
 use crate::clock::Clock;
 use crate::config::{Config, ModbusLink, ModbusSource, SensorInput, Table};
 use crate::detect::{FaultKind, Reading, Sample};
@@ -119,23 +120,11 @@ async fn connect(cfg: &ModbusSource) -> Result<Context, ModbusError> {
     }
 }
 
-/// Small xorshift for backoff jitter: no need for a cryptographic source here.
-struct Jitter(u64);
-impl Jitter {
-    fn next_factor(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        0.8 + (self.0 % 1000) as f64 / 2500.0 // 0.8 .. 1.2
-    }
-}
-
 const BACKOFF_START: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 async fn poll_forever(device: &Device, clock: Arc<dyn Clock>, tx: mpsc::Sender<Sample>) {
     let cfg = &device.cfg;
-    let mut jitter = Jitter(clock.mono() | 1);
+    let mut jitter = Jitter::new(clock.mono());
     let mut backoff = BACKOFF_START;
     let mut ctx: Option<Context> = None;
     let mut up: Option<bool> = None; // logged state, to log once per change
@@ -161,7 +150,7 @@ async fn poll_forever(device: &Device, clock: Arc<dyn Clock>, tx: mpsc::Sender<S
                         std::future::pending::<()>().await;
                     }
                     tokio::time::sleep(backoff.mul_f64(jitter.next_factor())).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    backoff = (backoff * 2).min(cfg.reconnect_max);
                     continue;
                 }
             }
@@ -173,7 +162,7 @@ async fn poll_forever(device: &Device, clock: Arc<dyn Clock>, tx: mpsc::Sender<S
             up = Some(false);
             ctx = None;
             tokio::time::sleep(backoff.mul_f64(jitter.next_factor())).await;
-            backoff = (backoff * 2).min(BACKOFF_MAX);
+            backoff = (backoff * 2).min(cfg.reconnect_max);
         }
     }
 }
