@@ -56,7 +56,7 @@ pub struct ModbusSource {
     pub reconnect_max: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ModbusLink {
     Tcp {
         host: String,
@@ -71,7 +71,7 @@ pub enum ModbusLink {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Parity {
     None,
     Even,

@@ -4,3 +4,4 @@
 pub mod agent;
 pub mod knot;
 pub mod mosquitto;
+pub mod pymodbus;
