@@ -680,7 +680,7 @@ pub fn parse_modbus_url(u: &str) -> Result<ModbusLink, String> {
     Err(format!("`{u}` is not a Modbus URL (tcp://host:port or rtu:///dev/ttyUSB0?baud=19200&parity=N&stop=1)"))
 }
 
-fn parse_mqtt_url(u: &str) -> Result<(String, u16, bool), String> {
+pub fn parse_mqtt_url(u: &str) -> Result<(String, u16, bool), String> {
     let (rest, tls, default_port) = if let Some(r) = u.strip_prefix("mqtt://") {
         (r, false, 1883)
     } else if let Some(r) = u.strip_prefix("mqtts://") {
