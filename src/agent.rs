@@ -2,13 +2,13 @@
 
 use crate::api::{self, ApiCommand, Refusal};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, Problem, SensorInput, SourceSpec};
+use crate::config::{Config, Problem, SourceSpec};
 use crate::detect::{Cause, Detector, Output, Sample, SensorState};
 use crate::events::{Event, EventLog, EventLogError, EvidenceItem};
 use crate::incident::{self, Shared};
 use crate::journal::{Journal, JournalError};
 use crate::runbook;
-use crate::sources::modbus;
+use crate::sources::{modbus, mqtt};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -224,14 +224,13 @@ pub async fn run_until(
             sources_stop.clone(),
         ));
     }
-    for (i, src) in config.sources.iter().enumerate() {
-        let used = config
-            .sensors
-            .iter()
-            .any(|s| s.source == i && matches!(s.input, SensorInput::Topic { .. }));
-        if matches!(src.spec, SourceSpec::Mqtt(_)) && used {
-            tracing::error!(source = %src.name, "MQTT sources are not supported by this build yet: their sensors will go stale");
-        }
+    for sub in mqtt::subscribers(&config) {
+        tasks.push(mqtt::spawn(
+            sub,
+            clock.clone(),
+            tx.clone(),
+            sources_stop.clone(),
+        ));
     }
     drop(tx);
 

@@ -72,4 +72,61 @@ pub enum Command {
         #[arg(long, default_value_t = 4.0)]
         speed: f64,
     },
+    /// Commissioning: read a device or watch a topic and print every plausible decoding,
+    /// before writing the config. Read-only.
+    Probe {
+        #[command(subcommand)]
+        what: ProbeCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProbeCommand {
+    /// Read registers once; print u16, i16, bits, and u32/i32/f32 in both word orders.
+    ///
+    /// Example: firebreak probe modbus tcp://10.20.0.21:502 --unit 1 --table input --address 0 --count 4 --scale 0.1
+    Modbus {
+        /// tcp://host:port or rtu:///dev/ttyUSB0?baud=19200&parity=N&stop=1
+        url: String,
+        #[arg(long, default_value_t = 1)]
+        unit: u8,
+        /// holding | input
+        #[arg(long, default_value = "holding")]
+        table: String,
+        /// First register (0-based PDU address, as in the config).
+        #[arg(long, default_value_t = 0)]
+        address: u16,
+        #[arg(long, default_value_t = 10)]
+        count: u16,
+        /// Multiply every decoding by this (as the config's `scale`).
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+        /// Connect and read timeout, e.g. "1s".
+        #[arg(long, default_value = "2s")]
+        timeout: String,
+    },
+    /// Subscribe and print every message, and what a json_pointer extracts from it.
+    ///
+    /// Example: firebreak probe mqtt mqtt://10.20.0.5:1883 --topic 'dc1/b3/#' --json-pointer /obscuration
+    Mqtt {
+        /// mqtt://host:port or mqtts://host:port
+        url: String,
+        /// Topic filter (wildcards allowed).
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        json_pointer: Option<String>,
+        #[arg(long)]
+        username: Option<String>,
+        #[arg(long, value_name = "PATH")]
+        password_file: Option<PathBuf>,
+        #[arg(long, value_name = "PATH")]
+        ca_file: Option<PathBuf>,
+        /// Exit after this many messages (0: run until Ctrl-C or --for).
+        #[arg(long, default_value_t = 0)]
+        count: usize,
+        /// Exit after this long, e.g. "30s".
+        #[arg(long = "for")]
+        duration: Option<String>,
+    },
 }

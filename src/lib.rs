@@ -13,6 +13,7 @@ pub mod events;
 pub mod incident;
 pub mod journal;
 pub mod ops;
+pub mod probe;
 pub mod runbook;
 pub mod sinks;
 pub mod sources;

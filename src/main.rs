@@ -87,6 +87,7 @@ fn main() -> ExitCode {
             zone,
             by,
         } => remote(&path, &zone, "reset", Some(by)),
+        Command::Probe { what } => probe(what),
         Command::Demo { speed } => match firebreak::demo::run(speed) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -119,6 +120,88 @@ fn remote(path: &std::path::Path, zone: &str, action: &str, by: Option<String>) 
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+fn probe(what: firebreak::cli::ProbeCommand) -> ExitCode {
+    use firebreak::cli::ProbeCommand;
+    use firebreak::config::units::parse_duration;
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(EX_SOFTWARE);
+        }
+    };
+    let usage = |m: String| {
+        eprintln!("error: {m}");
+        ExitCode::from(EX_USAGE)
+    };
+    let result = match what {
+        ProbeCommand::Modbus {
+            url,
+            unit,
+            table,
+            address,
+            count,
+            scale,
+            timeout,
+        } => {
+            let table = match table.as_str() {
+                "holding" => firebreak::config::Table::Holding,
+                "input" => firebreak::config::Table::Input,
+                other => return usage(format!("--table `{other}`: holding or input")),
+            };
+            let timeout = match parse_duration(&timeout) {
+                Ok(t) => t,
+                Err(e) => return usage(format!("--timeout: {e}")),
+            };
+            let p = firebreak::probe::ModbusProbe {
+                url,
+                unit,
+                table,
+                address,
+                count,
+                scale,
+                timeout,
+            };
+            rt.block_on(firebreak::probe::modbus(&p))
+                .map(|report| print!("{report}"))
+        }
+        ProbeCommand::Mqtt {
+            url,
+            topic,
+            json_pointer,
+            username,
+            password_file,
+            ca_file,
+            count,
+            duration,
+        } => {
+            let duration = match duration.as_deref().map(parse_duration).transpose() {
+                Ok(d) => d,
+                Err(e) => return usage(format!("--for: {e}")),
+            };
+            let p = firebreak::probe::MqttProbe {
+                url,
+                topic,
+                json_pointer,
+                username,
+                password_file,
+                ca_file,
+                count,
+                duration,
+            };
+            rt.block_on(firebreak::probe::mqtt(&p))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(firebreak::probe::ProbeError::Usage(m)) => usage(m),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EX_SOFTWARE)
         }
     }
 }

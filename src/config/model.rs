@@ -53,9 +53,10 @@ pub struct ModbusSource {
     pub timeout: Duration,
     pub max_registers_per_read: u16,
     pub max_gap: u16,
+    pub reconnect_max: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ModbusLink {
     Tcp {
         host: String,
@@ -70,7 +71,7 @@ pub enum ModbusLink {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Parity {
     None,
     Even,
@@ -86,6 +87,14 @@ pub struct MqttSource {
     pub username: Option<String>,
     pub password_file: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub keep_alive: Duration,
+    /// Connect timeout.
+    pub timeout: Duration,
+    pub reconnect_max: Duration,
+    /// Extra topic filters (may hold wildcards) from `subscribe`.
+    pub subscribe: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -155,6 +164,7 @@ pub enum SensorInput {
     Topic {
         topic: String,
         json_pointer: Option<String>,
+        timestamp_pointer: Option<String>,
     },
 }
 
@@ -423,6 +433,9 @@ impl Config {
             if let SourceSpec::Mqtt(m) = &s.spec {
                 if let Some(p) = &m.password_file {
                     out.push((format!("sources[{i}].password_file"), p.clone()));
+                }
+                if let Some(p) = &m.key_file {
+                    out.push((format!("sources[{i}].key_file"), p.clone()));
                 }
             }
         }

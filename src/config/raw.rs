@@ -49,11 +49,21 @@ pub struct RawSource {
     pub timeout: Option<String>,
     pub max_registers_per_read: Option<i64>,
     pub max_gap: Option<i64>,
+    /// Cap of the exponential reconnect backoff (Modbus and MQTT). Default "30s".
+    pub reconnect_max: Option<String>,
     // MQTT
     pub client_id: Option<String>,
     pub username: Option<String>,
     pub password_file: Option<String>,
     pub ca_file: Option<String>,
+    /// Client certificate and key (PEM) for mqtts:// brokers that ask for one.
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    /// MQTT keep-alive. Default "15s".
+    pub keep_alive: Option<String>,
+    /// Topic filters (wildcards allowed) subscribed to once; sensors whose topic they cover
+    /// share that subscription.
+    pub subscribe: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,6 +108,8 @@ pub struct RawSensor {
     pub register: Option<RawRegister>,
     pub topic: Option<String>,
     pub json_pointer: Option<String>,
+    /// RFC 6901 pointer to the reading's own time (RFC 3339 string or epoch milliseconds).
+    pub timestamp_pointer: Option<String>,
     // Per-sensor detection overrides. Design: listed here rather than `#[serde(flatten)]`,
     // because flatten defeats unknown-key detection.
     pub warn_above: Option<f64>,

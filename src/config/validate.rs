@@ -415,9 +415,14 @@ fn source(c: &mut Collector, path: &str, s: &RawSource) -> Option<Source> {
                 ("username", s.username.is_some()),
                 ("password_file", s.password_file.is_some()),
                 ("ca_file", s.ca_file.is_some()),
+                ("cert_file", s.cert_file.is_some()),
+                ("key_file", s.key_file.is_some()),
+                ("keep_alive", s.keep_alive.is_some()),
+                ("subscribe", s.subscribe.is_some()),
             ] {
                 c.not_for(path.to_string(), k, set, "a modbus source");
             }
+            let reconnect_max = reconnect_max(c, path, &s.reconnect_max);
             let link = url.and_then(|u| match parse_modbus_url(u) {
                 Ok(l) => Some(l),
                 Err(e) => {
@@ -488,6 +493,7 @@ fn source(c: &mut Collector, path: &str, s: &RawSource) -> Option<Source> {
                     timeout,
                     max_registers_per_read,
                     max_gap,
+                    reconnect_max,
                 })
             })
         }
@@ -500,7 +506,45 @@ fn source(c: &mut Collector, path: &str, s: &RawSource) -> Option<Source> {
             ] {
                 c.not_for(path.to_string(), k, set, "an mqtt source");
             }
-            let _ = c.opt_duration(&format!("{path}.timeout"), &s.timeout);
+            let timeout = c.duration(
+                &format!("{path}.timeout"),
+                &s.timeout,
+                Duration::from_secs(5),
+            );
+            if timeout.is_zero() {
+                c.err(format!("{path}.timeout"), "must be more than 0");
+            }
+            let keep_alive = c.duration(
+                &format!("{path}.keep_alive"),
+                &s.keep_alive,
+                Duration::from_secs(15),
+            );
+            // rumqttc refuses keep-alives under 1s (and 0 would disable liveness checks).
+            if keep_alive < Duration::from_secs(1) || keep_alive > Duration::from_secs(65535) {
+                c.err(
+                    format!("{path}.keep_alive"),
+                    "must be between 1s and 65535s",
+                );
+            }
+            let reconnect_max = reconnect_max(c, path, &s.reconnect_max);
+            let mut subscribe = Vec::new();
+            for (i, f) in s.subscribe.iter().flatten().enumerate() {
+                match crate::sources::mqtt::topic::check_filter(f) {
+                    Ok(()) => subscribe.push(f.clone()),
+                    Err(e) => c.err(format!("{path}.subscribe[{i}]"), format!("`{f}`: {e}")),
+                }
+            }
+            if s.cert_file.is_some() != s.key_file.is_some() {
+                let missing = if s.cert_file.is_some() {
+                    "key_file"
+                } else {
+                    "cert_file"
+                };
+                c.err(
+                    format!("{path}.{missing}"),
+                    "cert_file and key_file go together (a client certificate needs its key)",
+                );
+            }
             let endpoint = url.and_then(|u| match parse_mqtt_url(u) {
                 Ok(e) => Some(e),
                 Err(e) => {
@@ -514,6 +558,20 @@ fn source(c: &mut Collector, path: &str, s: &RawSource) -> Option<Source> {
                     "password_file is set but username is missing",
                 );
             }
+            if let Some((_, _, false)) = endpoint {
+                for (k, set) in [
+                    ("ca_file", s.ca_file.is_some()),
+                    ("cert_file", s.cert_file.is_some()),
+                    ("key_file", s.key_file.is_some()),
+                ] {
+                    if set {
+                        c.err(
+                            format!("{path}.{k}"),
+                            "applies only to TLS brokers (mqtts://)",
+                        );
+                    }
+                }
+            }
             endpoint.map(|(host, port, tls)| {
                 SourceSpec::Mqtt(MqttSource {
                     host,
@@ -525,6 +583,12 @@ fn source(c: &mut Collector, path: &str, s: &RawSource) -> Option<Source> {
                     username: s.username.clone(),
                     password_file: s.password_file.as_deref().map(PathBuf::from),
                     ca_file: s.ca_file.as_deref().map(PathBuf::from),
+                    cert_file: s.cert_file.as_deref().map(PathBuf::from),
+                    key_file: s.key_file.as_deref().map(PathBuf::from),
+                    keep_alive,
+                    timeout,
+                    reconnect_max,
+                    subscribe,
                 })
             })
         }
@@ -540,6 +604,17 @@ fn source(c: &mut Collector, path: &str, s: &RawSource) -> Option<Source> {
         name: name?,
         spec: spec?,
     })
+}
+
+fn reconnect_max(c: &mut Collector, path: &str, v: &Option<String>) -> Duration {
+    let d = c.duration(&format!("{path}.reconnect_max"), v, Duration::from_secs(30));
+    if d < Duration::from_millis(250) || d > Duration::from_secs(3600) {
+        c.err(
+            format!("{path}.reconnect_max"),
+            "must be between 250ms (the first retry) and 1h",
+        );
+    }
+    d
 }
 
 pub fn parse_modbus_url(u: &str) -> Result<ModbusLink, String> {
@@ -606,7 +681,7 @@ pub fn parse_modbus_url(u: &str) -> Result<ModbusLink, String> {
     Err(format!("`{u}` is not a Modbus URL (tcp://host:port or rtu:///dev/ttyUSB0?baud=19200&parity=N&stop=1)"))
 }
 
-fn parse_mqtt_url(u: &str) -> Result<(String, u16, bool), String> {
+pub fn parse_mqtt_url(u: &str) -> Result<(String, u16, bool), String> {
     let (rest, tls, default_port) = if let Some(r) = u.strip_prefix("mqtt://") {
         (r, false, 1883)
     } else if let Some(r) = u.strip_prefix("mqtts://") {
@@ -951,6 +1026,12 @@ fn sensor(
                 s.json_pointer.is_some(),
                 "a sensor read over Modbus",
             );
+            c.not_for(
+                path.to_string(),
+                "timestamp_pointer",
+                s.timestamp_pointer.is_some(),
+                "a sensor read over Modbus",
+            );
             match &s.register {
                 None => {
                     c.err(
@@ -976,21 +1057,27 @@ fn sensor(
                 if t.contains(['+', '#']) {
                     c.err(
                         format!("{path}.topic"),
-                        "a sensor's topic must not contain wildcards",
+                        "a sensor's topic must not contain wildcards (one topic is one value; put the filter in the source's `subscribe` to share one subscription)",
                     );
                 }
             }
-            if let Some(p) = &s.json_pointer {
-                if !p.is_empty() && !p.starts_with('/') {
-                    c.err(
-                        format!("{path}.json_pointer"),
-                        format!("`{p}` is not an RFC 6901 pointer (it starts with '/')"),
-                    );
+            for (key, v) in [
+                ("json_pointer", &s.json_pointer),
+                ("timestamp_pointer", &s.timestamp_pointer),
+            ] {
+                if let Some(p) = v {
+                    if !p.is_empty() && !p.starts_with('/') {
+                        c.err(
+                            format!("{path}.{key}"),
+                            format!("`{p}` is not an RFC 6901 pointer (it starts with '/')"),
+                        );
+                    }
                 }
             }
             topic.map(|topic| SensorInput::Topic {
                 topic,
                 json_pointer: s.json_pointer.clone(),
+                timestamp_pointer: s.timestamp_pointer.clone(),
             })
         }
         None => {

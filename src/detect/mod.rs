@@ -59,6 +59,12 @@ pub enum FaultKind {
     NotANumber,
     BadPayload,
     NoData,
+    /// An MQTT payload over the 64 KiB limit.
+    PayloadTooLarge,
+    /// A payload that parsed but holds no number (text, object, null).
+    NotNumeric,
+    /// The sensor's `json_pointer` names nothing in the payload.
+    MissingField,
 }
 
 impl FaultKind {
@@ -69,6 +75,9 @@ impl FaultKind {
             FaultKind::NotANumber => "fault:not_a_number",
             FaultKind::BadPayload => "fault:bad_payload",
             FaultKind::NoData => "fault:no_data",
+            FaultKind::PayloadTooLarge => "fault:payload_too_large",
+            FaultKind::NotNumeric => "fault:not_numeric",
+            FaultKind::MissingField => "fault:missing_field",
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use super::{StepError, StepOutcome, TemplateVars};
 use crate::config::{MqttPublishStep, MqttSource};
-use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Outgoing, Packet, QoS};
 use std::time::Duration;
 
 pub async fn run(
@@ -16,35 +16,15 @@ pub async fn run(
 ) -> Result<StepOutcome, StepError> {
     let topic = vars.render(&step.topic);
     let payload = vars.render(&step.payload);
-    let client_id = format!("{}-publish-{}", source.client_id, std::process::id());
-    let mut opts = MqttOptions::new(client_id, source.host.clone(), source.port);
+    // The source's own options (credentials, TLS), under a client id of our own.
+    let mut opts = crate::sources::mqtt::options("mqtt_publish", source)
+        .map_err(|e| StepError::Mqtt(e.to_string()))?;
+    opts.set_client_id(format!(
+        "{}-publish-{}",
+        source.client_id,
+        std::process::id()
+    ));
     opts.set_keep_alive(Duration::from_secs(5));
-    opts.set_clean_session(true);
-    if let Some(user) = &source.username {
-        let password = match &source.password_file {
-            Some(p) => std::fs::read_to_string(p)
-                .map_err(|e| {
-                    StepError::Mqtt(format!("cannot read password_file {}: {e}", p.display()))
-                })?
-                .trim_end_matches(['\n', '\r'])
-                .to_string(),
-            None => String::new(),
-        };
-        opts.set_credentials(user.clone(), password);
-    }
-    if source.tls {
-        let ca = match &source.ca_file {
-            Some(p) => std::fs::read(p).map_err(|e| {
-                StepError::Mqtt(format!("cannot read ca_file {}: {e}", p.display()))
-            })?,
-            None => {
-                return Err(StepError::Mqtt(
-                    "mqtts:// needs ca_file for mqtt_publish in this build".into(),
-                ))
-            }
-        };
-        opts.set_transport(rumqttc::Transport::tls(ca, None, None));
-    }
     let (client, mut events) = AsyncClient::new(opts, 10);
     let qos = match step.qos {
         0 => QoS::AtMostOnce,

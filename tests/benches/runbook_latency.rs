@@ -2,6 +2,7 @@
 //! 1. decision to first step on the wire: from `incident::dispatch` (journal write, event
 //!    write with fsync, task spawn) to the first DNS datagram arriving at a local socket;
 //! 2. a full `dns_update` + verify against a local Knot server.
+//!
 //! Needs knotd (apt-get install knot knot-dnsutils). Not a test: figures only.
 
 #[path = "../support/knot.rs"]

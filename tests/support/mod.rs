@@ -4,6 +4,8 @@
 pub mod agent;
 pub mod haproxy;
 pub mod knot;
+pub mod mosquitto;
+pub mod pymodbus;
 pub mod receiver;
 
 /// A port that was free a moment ago on 127.0.0.1.

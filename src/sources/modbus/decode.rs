@@ -2,6 +2,30 @@
 
 use crate::config::{RegType, RegisterSpec, WordOrder};
 
+/// Whether `words` hold a classic "no data" pattern for the sensor's type: 0xFFFF for
+/// unsigned values and bit flags (a status word of all ones would claim every flag),
+/// 0x8000 / 0x8000_0000 for signed values, NaN for f32. Checked before scaling, because a
+/// scaled 0xFFFF (6553.5 C) may still look like a number to a range check.
+pub fn is_no_data(words: &[u16], spec: &RegisterSpec) -> bool {
+    let u32_of = |w: &[u16]| -> u32 {
+        let (hi, lo) = match spec.word_order {
+            WordOrder::HighFirst => (w[0], w[1]),
+            WordOrder::LowFirst => (w[1], w[0]),
+        };
+        (u32::from(hi) << 16) | u32::from(lo)
+    };
+    if spec.bit.is_some() {
+        return words.iter().all(|&w| w == 0xFFFF);
+    }
+    match spec.kind {
+        RegType::U16 => words[0] == 0xFFFF,
+        RegType::I16 => words[0] == 0x8000,
+        RegType::U32 => u32_of(words) == 0xFFFF_FFFF,
+        RegType::I32 => u32_of(words) == 0x8000_0000,
+        RegType::F32 => f32::from_bits(u32_of(words)).is_nan(),
+    }
+}
+
 /// Decodes `words` (exactly `spec.kind.width()` of them, in register order) into a value.
 pub fn decode(words: &[u16], spec: &RegisterSpec) -> f64 {
     let u32_of = |w: &[u16]| -> u32 {
@@ -91,6 +115,32 @@ mod tests {
         let spec = reg(RegType::U32, WordOrder::HighFirst, 1.0, Some(2));
         assert_eq!(decode(&[0, 0b110], &spec), 1.0);
         assert_eq!(decode(&[0, 0b010], &spec), 0.0);
+    }
+
+    #[test]
+    fn classic_no_data_patterns_are_recognised_per_type() {
+        let r = |k| reg(k, WordOrder::HighFirst, 0.1, None);
+        assert!(is_no_data(&[0xFFFF], &r(RegType::U16)));
+        assert!(!is_no_data(&[0xFFFE], &r(RegType::U16)));
+        assert!(is_no_data(&[0x8000], &r(RegType::I16)));
+        // -0.1 C is a reading, not "no data".
+        assert!(!is_no_data(&[0xFFFF], &r(RegType::I16)));
+        assert!(is_no_data(&[0xFFFF, 0xFFFF], &r(RegType::U32)));
+        assert!(!is_no_data(&[0x0000, 0xFFFF], &r(RegType::U32)));
+        assert!(is_no_data(&[0x8000, 0x0000], &r(RegType::I32)));
+        assert!(is_no_data(
+            &[0x0000, 0x8000],
+            &reg(RegType::I32, WordOrder::LowFirst, 1.0, None)
+        ));
+        let nan = f32::NAN.to_bits();
+        assert!(is_no_data(
+            &[(nan >> 16) as u16, nan as u16],
+            &r(RegType::F32)
+        ));
+        assert!(!is_no_data(&[0x41BC, 0x0000], &r(RegType::F32)));
+        let flag = reg(RegType::U32, WordOrder::HighFirst, 1.0, Some(2));
+        assert!(is_no_data(&[0xFFFF, 0xFFFF], &flag));
+        assert!(!is_no_data(&[0x0000, 0x0004], &flag));
     }
 
     #[test]

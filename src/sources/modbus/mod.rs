@@ -3,15 +3,20 @@
 
 pub mod decode;
 pub mod plan;
+pub mod rtu;
 
+use super::metrics::{ErrorKind, SourceMetrics};
+use super::Jitter;
 use crate::clock::Clock;
 use crate::config::{Config, ModbusLink, ModbusSource, SensorInput, Table};
 use crate::detect::{FaultKind, Reading, Sample};
 use plan::Read;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_modbus::client::{Context, Reader};
+use tokio_modbus::slave::SlaveContext;
 use tokio_modbus::Slave;
 use tokio_util::sync::CancellationToken;
 
@@ -35,8 +40,28 @@ pub enum ModbusError {
     },
     #[error("transport error: {0}")]
     Transport(String),
-    #[error("Modbus RTU (serial) is not supported by this build yet")]
-    RtuUnsupported,
+    #[error("cannot open serial port {path}: {message}")]
+    Serial { path: String, message: String },
+}
+
+/// One physical link (a serial line or a TCP endpoint) and its connection, shared by
+/// every device (unit id) behind it.
+///
+/// Design: requests on one link are serialised by a mutex held for one read at a time,
+/// with the read's own timeout inside it, so a dead unit delays its neighbours by at most
+/// one bounded timeout per read, never indefinitely; devices on other links never wait.
+pub struct Link {
+    pub link: ModbusLink,
+    conn: tokio::sync::Mutex<Option<Context>>,
+}
+
+impl Link {
+    pub fn new(link: ModbusLink) -> Self {
+        Link {
+            link,
+            conn: tokio::sync::Mutex::new(None),
+        }
+    }
 }
 
 /// Everything one device's poller needs.
@@ -44,10 +69,14 @@ pub struct Device {
     pub name: String,
     pub cfg: ModbusSource,
     pub reads: Vec<Read>,
+    pub metrics: Arc<SourceMetrics>,
+    pub link: Arc<Link>,
 }
 
-/// Builds the poll plan of every Modbus source that has sensors.
+/// Builds the poll plan of every Modbus source that has sensors; sources with the same
+/// URL share one link.
 pub fn devices(config: &Config) -> Vec<Device> {
+    let mut links: HashMap<ModbusLink, Arc<Link>> = HashMap::new();
     let mut out = Vec::new();
     for (si, source) in config.sources.iter().enumerate() {
         let crate::config::SourceSpec::Modbus(m) = &source.spec else {
@@ -66,10 +95,16 @@ pub fn devices(config: &Config) -> Vec<Device> {
         if regs.is_empty() {
             continue;
         }
+        let link = links
+            .entry(m.link.clone())
+            .or_insert_with(|| Arc::new(Link::new(m.link.clone())))
+            .clone();
         out.push(Device {
             name: source.name.clone(),
             cfg: m.clone(),
             reads: plan::plan(regs, m.max_registers_per_read, m.max_gap),
+            metrics: Arc::new(SourceMetrics::new(source.name.clone())),
+            link,
         });
     }
     out
@@ -86,15 +121,35 @@ pub fn spawn(
             _ = cancel.cancelled() => {}
             _ = poll_forever(&device, clock, tx) => {}
         }
+        device.metrics.set_connected(false);
         tracing::debug!(source = %device.name, "Modbus poller stopped");
     })
 }
 
-async fn connect(cfg: &ModbusSource) -> Result<Context, ModbusError> {
-    let (host, port) = match &cfg.link {
-        ModbusLink::Tcp { host, port } => (host.clone(), *port),
-        ModbusLink::Rtu { .. } => return Err(ModbusError::RtuUnsupported),
-    };
+/// Opens a link (TCP connection or serial port) talking to `unit`.
+pub async fn connect(
+    link: &ModbusLink,
+    unit: u8,
+    timeout: Duration,
+) -> Result<Context, ModbusError> {
+    match link {
+        ModbusLink::Tcp { host, port } => connect_tcp(host, *port, unit, timeout).await,
+        ModbusLink::Rtu {
+            path,
+            baud,
+            parity,
+            stop_bits,
+            data_bits,
+        } => rtu::open(path, *baud, *parity, *stop_bits, *data_bits, unit),
+    }
+}
+
+async fn connect_tcp(
+    host: &str,
+    port: u16,
+    unit: u8,
+    timeout: Duration,
+) -> Result<Context, ModbusError> {
     let addr_text = format!("{host}:{port}");
     let addr = tokio::net::lookup_host(&addr_text)
         .await
@@ -102,8 +157,8 @@ async fn connect(cfg: &ModbusSource) -> Result<Context, ModbusError> {
         .and_then(|mut a| a.next())
         .ok_or_else(|| ModbusError::Resolve(addr_text.clone()))?;
     match tokio::time::timeout(
-        cfg.timeout,
-        tokio_modbus::client::tcp::connect_slave(addr, Slave(cfg.unit)),
+        timeout,
+        tokio_modbus::client::tcp::connect_slave(addr, Slave(unit)),
     )
     .await
     {
@@ -114,86 +169,96 @@ async fn connect(cfg: &ModbusSource) -> Result<Context, ModbusError> {
         }),
         Err(_) => Err(ModbusError::ConnectTimeout {
             addr: addr_text,
-            after: cfg.timeout,
+            after: timeout,
         }),
     }
 }
 
-/// Small xorshift for backoff jitter: no need for a cryptographic source here.
-struct Jitter(u64);
-impl Jitter {
-    fn next_factor(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        0.8 + (self.0 % 1000) as f64 / 2500.0 // 0.8 .. 1.2
-    }
-}
-
 const BACKOFF_START: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 async fn poll_forever(device: &Device, clock: Arc<dyn Clock>, tx: mpsc::Sender<Sample>) {
     let cfg = &device.cfg;
-    let mut jitter = Jitter(clock.mono() | 1);
+    let mut jitter = Jitter::new(clock.mono() ^ u64::from(cfg.unit) << 32);
     let mut backoff = BACKOFF_START;
-    let mut ctx: Option<Context> = None;
     let mut up: Option<bool> = None; // logged state, to log once per change
     let mut ticker = tokio::time::interval(cfg.poll_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        if ctx.is_none() {
-            match connect(cfg).await {
-                Ok(c) => {
-                    if up != Some(true) {
-                        tracing::info!(source = %device.name, "Modbus device connected");
-                    }
-                    up = Some(true);
-                    backoff = BACKOFF_START;
-                    ctx = Some(c);
-                }
-                Err(e) => {
-                    if up != Some(false) {
-                        tracing::warn!(source = %device.name, error = %e, "Modbus device unreachable; retrying with backoff");
-                    }
-                    up = Some(false);
-                    if matches!(e, ModbusError::RtuUnsupported) {
-                        std::future::pending::<()>().await;
-                    }
-                    tokio::time::sleep(backoff.mul_f64(jitter.next_factor())).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                    continue;
-                }
-            }
-        }
         ticker.tick().await;
-        let Some(c) = ctx.as_mut() else { continue };
-        if let Err(e) = poll_once(c, device, clock.as_ref(), &tx).await {
-            tracing::warn!(source = %device.name, error = %e, "Modbus device lost; reconnecting");
-            up = Some(false);
-            ctx = None;
-            tokio::time::sleep(backoff.mul_f64(jitter.next_factor())).await;
-            backoff = (backoff * 2).min(BACKOFF_MAX);
+        match poll_once(device, clock.as_ref(), &tx).await {
+            Ok(()) => {
+                if up != Some(true) {
+                    tracing::info!(source = %device.name, "Modbus device answering");
+                }
+                up = Some(true);
+                device.metrics.set_connected(true);
+                backoff = BACKOFF_START;
+            }
+            Err(e) => {
+                if up != Some(false) {
+                    tracing::warn!(source = %device.name, error = %e, "Modbus device unreachable; retrying with backoff");
+                }
+                let kind = match e {
+                    ModbusError::Resolve(_)
+                    | ModbusError::Connect { .. }
+                    | ModbusError::ConnectTimeout { .. }
+                    | ModbusError::Serial { .. } => ErrorKind::Connect,
+                    _ => ErrorKind::Transport,
+                };
+                device.metrics.error(kind);
+                device.metrics.set_connected(false);
+                up = Some(false);
+                tokio::time::sleep(backoff.mul_f64(jitter.next_factor())).await;
+                backoff = (backoff * 2).min(cfg.reconnect_max);
+                ticker.reset();
+            }
         }
     }
 }
 
 /// One pass over the device's reads. A Modbus exception marks that read's sensors as
-/// faulty and goes on; a transport failure ends the pass (the caller reconnects).
+/// faulty and goes on; a transport failure drops the link's connection and ends the pass
+/// (the next user of the link reconnects).
 async fn poll_once(
-    ctx: &mut Context,
     device: &Device,
     clock: &dyn Clock,
     tx: &mpsc::Sender<Sample>,
 ) -> Result<(), ModbusError> {
+    let cfg = &device.cfg;
     for read in &device.reads {
-        let fut = async {
-            match read.table {
-                Table::Holding => ctx.read_holding_registers(read.start, read.count).await,
-                Table::Input => ctx.read_input_registers(read.start, read.count).await,
+        let result = {
+            let mut conn = device.link.conn.lock().await;
+            if conn.is_none() {
+                *conn = Some(connect(&cfg.link, cfg.unit, cfg.timeout).await?);
             }
+            let Some(ctx) = conn.as_mut() else {
+                unreachable!("connected just above")
+            };
+            ctx.set_slave(Slave(cfg.unit));
+            let fut = async {
+                match read.table {
+                    Table::Holding => ctx.read_holding_registers(read.start, read.count).await,
+                    Table::Input => ctx.read_input_registers(read.start, read.count).await,
+                }
+            };
+            let result = tokio::time::timeout(cfg.timeout, fut).await;
+            let drop_conn = match &result {
+                Ok(Ok(_)) => false,
+                Ok(Err(_)) => true,
+                // TCP: a late answer could be taken for the next request's, so start
+                // afresh. RTU: a silent unit is normal on a shared line, and the client
+                // checks the unit id and CRC of every answer; reopening the port would
+                // only disturb the other units.
+                Err(_) => matches!(cfg.link, ModbusLink::Tcp { .. }),
+            };
+            if drop_conn {
+                *conn = None;
+            }
+            if matches!(result, Ok(Ok(_))) {
+                device.metrics.set_connected(true);
+            }
+            result
         };
-        let result = tokio::time::timeout(device.cfg.timeout, fut).await;
         let at = clock.mono();
         match result {
             Err(_) => {
@@ -201,13 +266,15 @@ async fn poll_once(
                     table: read.table.as_str(),
                     start: read.start,
                     count: read.count,
-                    after: device.cfg.timeout,
+                    after: cfg.timeout,
                 })
             }
             Ok(Err(e)) => return Err(ModbusError::Transport(e.to_string())),
             Ok(Ok(Err(exception))) => {
                 tracing::debug!(source = %device.name, ?exception, start = read.start, "Modbus exception");
+                device.metrics.error(ErrorKind::Exception);
                 for (sensor, _, _) in &read.sensors {
+                    device.metrics.sample();
                     send(
                         tx,
                         Sample {
@@ -224,9 +291,14 @@ async fn poll_once(
                     let from = *offset as usize;
                     let to = from + spec.kind.width() as usize;
                     let reading = match words.get(from..to) {
+                        Some(w) if decode::is_no_data(w, spec) => {
+                            device.metrics.error(ErrorKind::BadValue);
+                            Reading::Fault(FaultKind::OutOfRange)
+                        }
                         Some(w) => Reading::Value(decode::decode(w, spec)),
                         None => Reading::Fault(FaultKind::NoData),
                     };
+                    device.metrics.sample();
                     send(
                         tx,
                         Sample {

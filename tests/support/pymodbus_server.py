@@ -1,0 +1,74 @@
+"""A Modbus server we did not write (pymodbus 3.16), for Firebreak's tests.
+
+Usage: python pymodbus_server.py SPEC_JSON
+SPEC: {"transport": "tcp", "port": 1502}  or  {"transport": "rtu", "path": "/dev/pts/N"},
+      "devices": [{"id": 1, "registers": [{"address": 0, "type": "int16",
+                                            "value": -5, "word_order": "big"}, ...]}]
+Values are encoded by pymodbus's own convert_to_registers, so the agent's decoder is checked
+against an encoder it does not share. Prints "ready" on stdout once serving.
+"""
+
+import asyncio
+import json
+import sys
+
+from pymodbus.client.mixin import ModbusClientMixin
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+from pymodbus.exceptions import NoSuchIdException
+from pymodbus.simulator import DataType, SimData, SimDevice
+from pymodbus.simulator import simcore
+
+# pymodbus 3.16.1's SimCore looks up an unknown unit id as id 0 and fails with KeyError,
+# which the server answers with exception 4 even when told to ignore missing devices.
+# Raise the exception its request handler expects instead, so that unknown ids are silent.
+_get_device = simcore.SimCore._SimCore__get_device
+
+
+def _get_device_or_none(self, device_id):
+    if device_id not in self.devices and 0 not in self.devices:
+        raise NoSuchIdException(f"no device {device_id}")
+    return _get_device(self, device_id)
+
+
+simcore.SimCore._SimCore__get_device = _get_device_or_none
+
+TYPES = {
+    "uint16": ModbusClientMixin.DATATYPE.UINT16,
+    "int16": ModbusClientMixin.DATATYPE.INT16,
+    "uint32": ModbusClientMixin.DATATYPE.UINT32,
+    "int32": ModbusClientMixin.DATATYPE.INT32,
+    "float32": ModbusClientMixin.DATATYPE.FLOAT32,
+}
+
+
+def words(reg):
+    if reg["type"] == "raw":
+        return list(reg["value"])
+    return ModbusClientMixin.convert_to_registers(
+        reg["value"], TYPES[reg["type"]], word_order=reg.get("word_order", "big")
+    )
+
+
+async def main(spec):
+    devices = []
+    for dev in spec["devices"]:
+        blocks = [
+            SimData(address=r["address"], values=words(r), datatype=DataType.REGISTERS)
+            for r in dev["registers"]
+        ]
+        devices.append(SimDevice(id=dev["id"], simdata=blocks))
+    if spec["transport"] == "tcp":
+        server = ModbusTcpServer(devices, address=("127.0.0.1", spec["port"]))
+    else:
+        # A unit id nobody serves gets no answer at all, as on a real RS-485 line.
+        server = ModbusSerialServer(
+            devices, port=spec["path"], baudrate=19200, parity="N", ignore_missing_devices=True
+        )
+    task = asyncio.create_task(server.serve_forever())
+    await asyncio.sleep(0.2)
+    print("ready", flush=True)
+    await task
+
+
+if __name__ == "__main__":
+    asyncio.run(main(json.loads(sys.argv[1])))
