@@ -1,7 +1,7 @@
 //! The detection core: a pure state machine. Samples and a monotonic clock go in
 //! (`observe`, `tick`); sensor state changes, zone level changes and "start the runbook"
 //! decisions come out. No I/O, no locks, no `.await`, and no allocation per sample in
-//! steady state (outputs go to a reused buffer; only zone changes, which are rare,
+//! steady state (outputs go to a reused buffer; only zone level changes, which are rare,
 //! allocate their evidence list).
 
 pub mod rise;
@@ -59,6 +59,8 @@ pub enum FaultKind {
     NotANumber,
     BadPayload,
     NoData,
+    /// The value has not changed at all for `frozen_after`.
+    Frozen,
 }
 
 impl FaultKind {
@@ -69,6 +71,7 @@ impl FaultKind {
             FaultKind::NotANumber => "fault:not_a_number",
             FaultKind::BadPayload => "fault:bad_payload",
             FaultKind::NoData => "fault:no_data",
+            FaultKind::Frozen => "fault:frozen",
         }
     }
 }
@@ -194,6 +197,8 @@ pub struct Params {
     hold: Nanos,
     hysteresis: f64,
     stale_after: Nanos,
+    /// `NONE` when the frozen check is off.
+    frozen_after: Nanos,
     min: f64,
     max: f64,
     rise_window: Nanos,
@@ -220,6 +225,7 @@ impl Params {
             hold: p.hold.as_nanos() as Nanos,
             hysteresis: p.hysteresis,
             stale_after: p.stale_after.as_nanos() as Nanos,
+            frozen_after: p.frozen_after.map_or(NONE, |d| d.as_nanos() as Nanos),
             min: p.min,
             max: p.max,
             rise_window: p.rise_window.as_nanos() as Nanos,
@@ -256,6 +262,12 @@ struct SensorRt {
     value: f64,
     last_good: Nanos,
     last_fault: Nanos,
+    /// When the value last differed from the one before (frozen check); `NONE` before the
+    /// first good sample after silence.
+    last_change: Nanos,
+    /// Went stale or faulty while at alarm or above: it keeps the zone at alarm until it
+    /// reports again (stale data must never silently resolve an alarm).
+    silenced_in_alarm: bool,
     above_since: [Nanos; 3],
     below_since: [Nanos; 3],
     rise_since: [Nanos; 2],
@@ -267,6 +279,7 @@ struct ZoneRt {
     sensors: Vec<u32>,
     level: ZoneLevel,
     latched: bool,
+    dirty: bool,
     on_battery_since: Nanos,
 }
 
@@ -274,7 +287,16 @@ pub struct Detector {
     sensors: Vec<SensorRt>,
     zones: Vec<ZoneRt>,
     out: Vec<Output>,
+    /// Zones whose sensors changed since they were last evaluated.
+    dirty: Vec<u32>,
+    /// Latest monotonic time seen (samples or ticks): zones are evaluated at this time.
+    now: Nanos,
 }
+
+// Design: zones are evaluated lazily, once the clock moves past the time of the samples
+// that changed them (or on `tick`/`drain`). Evaluating after every sample would let the
+// order of samples taken at the same instant decide the outcome: sensor A clearing and
+// sensor B rising at the same time must not briefly count as two alarm votes.
 
 impl Detector {
     /// `start` is the monotonic time the agent started: a sensor never heard from goes
@@ -287,6 +309,7 @@ impl Detector {
                 sensors: Vec::new(),
                 level: ZoneLevel::Normal,
                 latched: false,
+                dirty: false,
                 on_battery_since: NONE,
             })
             .collect();
@@ -308,6 +331,8 @@ impl Detector {
                     value: f64::NAN,
                     last_good: start,
                     last_fault: 0,
+                    last_change: NONE,
+                    silenced_in_alarm: false,
                     above_since: [NONE; 3],
                     below_since: [NONE; 3],
                     rise_since: [NONE; 2],
@@ -315,10 +340,13 @@ impl Detector {
                 }
             })
             .collect();
+        let dirty = Vec::with_capacity(zrt.len());
         Detector {
             sensors,
             zones: zrt,
             out: Vec::with_capacity(64),
+            dirty,
+            now: start,
         }
     }
 
@@ -358,9 +386,19 @@ impl Detector {
         Detector::new(sensors, zones, start)
     }
 
-    /// Outputs produced since the last drain, in order.
+    /// Outputs produced since the last drain, in order. Zones changed by the samples seen
+    /// so far are evaluated first.
     pub fn drain(&mut self) -> std::vec::Drain<'_, Output> {
+        self.flush();
         self.out.drain(..)
+    }
+
+    pub fn sensor_count(&self) -> usize {
+        self.sensors.len()
+    }
+
+    pub fn zone_count(&self) -> usize {
+        self.zones.len()
     }
 
     pub fn sensor_state(&self, sensor: u32) -> (SensorState, Option<f64>) {
@@ -368,6 +406,7 @@ impl Detector {
         (s.state, s.value.is_finite().then_some(s.value))
     }
 
+    /// The zone's level as of the last evaluation (`drain`, `tick`, or a later sample).
     pub fn zone_level(&self, zone: u32) -> ZoneLevel {
         self.zones[zone as usize].level
     }
@@ -378,27 +417,41 @@ impl Detector {
 
     /// Feeds one sample. Unknown sensor indices are ignored.
     pub fn observe(&mut self, sample: Sample) {
+        let now = sample.at;
+        if now > self.now {
+            self.flush();
+            self.now = now;
+        }
         let i = sample.sensor as usize;
         let Some(s) = self.sensors.get_mut(i) else {
             return;
         };
-        let now = sample.at;
-        let zone = s.spec.zone;
+        let p = &s.spec.params;
         let fault = match sample.reading {
             Reading::Fault(f) => Some(f),
             Reading::Value(v) if !v.is_finite() => Some(FaultKind::NotANumber),
-            Reading::Value(v) if v < s.spec.params.min || v > s.spec.params.max => {
-                Some(FaultKind::OutOfRange)
+            Reading::Value(v) if v < p.min || v > p.max => Some(FaultKind::OutOfRange),
+            // Same value as before (exactly) for `frozen_after`: a stuck sensor or a stuck
+            // register block, not a quiet room.
+            Reading::Value(v)
+                if v == s.value
+                    && s.last_change != NONE
+                    && now.saturating_sub(s.last_change) >= p.frozen_after =>
+            {
+                Some(FaultKind::Frozen)
             }
             Reading::Value(_) => None,
         };
         let before = s.state;
-        match (fault, sample.reading) {
-            (Some(f), _) => {
+        let changed = match (fault, sample.reading) {
+            (Some(f), reading) => {
                 s.last_fault = now;
+                if f != FaultKind::Frozen {
+                    s.last_change = NONE;
+                }
                 if s.state != SensorState::Fault || s.reason != Reason::Fault(f) {
-                    s.reset_conditions();
-                    let value = match sample.reading {
+                    s.silence();
+                    let value = match reading {
                         Reading::Value(v) if v.is_finite() => Some(v),
                         _ => None,
                     };
@@ -412,22 +465,31 @@ impl Detector {
                         reason: Reason::Fault(f),
                     });
                 }
+                s.state != before
             }
             (None, Reading::Value(v)) => {
                 if matches!(s.state, SensorState::Stale | SensorState::Fault) {
                     // Back from silence: old conditions and slope no longer describe it.
                     s.reset_conditions();
+                    s.silenced_in_alarm = false;
                     s.state = SensorState::Ok;
                     s.reason = Reason::Cleared;
                 }
+                if v != s.value || s.last_change == NONE {
+                    s.last_change = now;
+                }
+                // Power kinds drive the zone's power rule through their value, not only
+                // their state.
+                let power_changed = matches!(s.spec.kind, Kind::OnBattery | Kind::Runtime)
+                    && v.to_bits() != s.value.to_bits();
                 s.last_good = now;
                 s.value = v;
                 s.update_conditions(v, now);
                 let (level, reason) = s.evaluate(now);
                 let to = SensorState::from_level(level);
+                s.reason = reason;
                 if to != before {
                     s.state = to;
-                    s.reason = reason;
                     self.out.push(Output::Sensor {
                         sensor: i as u32,
                         from: before,
@@ -435,21 +497,23 @@ impl Detector {
                         value: Some(v),
                         reason,
                     });
-                } else {
-                    s.reason = reason;
                 }
+                to != before || power_changed
             }
             (None, Reading::Fault(_)) => unreachable!("a fault reading always has a fault kind"),
-        }
-        let power_kind = matches!(s.spec.kind, Kind::OnBattery | Kind::Runtime);
-        if self.sensors[i].state != before || power_kind {
-            self.evaluate_zone(zone, now);
+        };
+        if changed {
+            let zone = self.sensors[i].spec.zone;
+            self.mark(zone);
         }
     }
 
     /// Advances time: stale sensors, holds that expired without a new sample, the
-    /// on-battery timer.
+    /// on-battery timer. Zones changed by earlier samples are evaluated first, at their
+    /// time.
     pub fn tick(&mut self, now: Nanos) {
+        self.flush();
+        self.now = self.now.max(now);
         for i in 0..self.sensors.len() {
             let s = &mut self.sensors[i];
             let before = s.state;
@@ -460,7 +524,8 @@ impl Detector {
             };
             if before != SensorState::Stale && now.saturating_sub(last) > s.spec.params.stale_after
             {
-                s.reset_conditions();
+                s.silence();
+                s.last_change = NONE;
                 s.state = SensorState::Stale;
                 s.reason = Reason::Stale;
                 let value = s.value.is_finite().then_some(s.value);
@@ -472,7 +537,7 @@ impl Detector {
                     reason: Reason::Stale,
                 });
                 let zone = s.spec.zone;
-                self.evaluate_zone(zone, now);
+                self.mark(zone);
                 continue;
             }
             if matches!(before, SensorState::Stale | SensorState::Fault) || !s.has_pending() {
@@ -492,30 +557,62 @@ impl Detector {
                     reason,
                 });
                 let zone = s.spec.zone;
-                self.evaluate_zone(zone, now);
+                self.mark(zone);
             }
         }
         for z in 0..self.zones.len() {
             if self.zones[z].on_battery_since != NONE && self.zones[z].spec.max_on_battery.is_some()
             {
-                self.evaluate_zone(z as u32, now);
+                self.mark(z as u32);
+            }
+        }
+        self.flush();
+    }
+
+    /// Operator reset: ends the incident latch and re-evaluates the zone from its sensors.
+    /// If the zone is still critical, that is a new incident (a new `Critical` output).
+    pub fn reset(&mut self, zone: u32, now: Nanos) {
+        self.flush();
+        self.now = self.now.max(now);
+        if let Some(z) = self.zones.get_mut(zone as usize) {
+            z.latched = false;
+            self.evaluate_zone(zone, self.now);
+        }
+    }
+
+    /// Marks a zone critical from outside the sensors (manual failover): latches it. The
+    /// caller starts the runbook; the zone's level change is reported on the next
+    /// evaluation, with the sensors' evidence.
+    pub fn latch(&mut self, zone: u32) {
+        if let Some(z) = self.zones.get_mut(zone as usize) {
+            z.latched = true;
+            self.mark(zone);
+        }
+    }
+
+    fn mark(&mut self, zone: u32) {
+        if let Some(z) = self.zones.get_mut(zone as usize) {
+            if !z.dirty {
+                z.dirty = true;
+                self.dirty.push(zone);
             }
         }
     }
 
-    /// Operator reset: ends the incident latch and re-evaluates the zone from its sensors.
-    pub fn reset(&mut self, zone: u32, now: Nanos) {
-        if let Some(z) = self.zones.get_mut(zone as usize) {
-            z.latched = false;
-            self.evaluate_zone(zone, now);
+    /// Evaluates the zones marked dirty, in zone order, at the latest time seen.
+    fn flush(&mut self) {
+        if self.dirty.is_empty() {
+            return;
         }
-    }
-
-    /// Marks a zone critical from outside the sensors (manual failover): latches it.
-    pub fn latch(&mut self, zone: u32) {
-        if let Some(z) = self.zones.get_mut(zone as usize) {
-            z.latched = true;
+        // In zone order, so that the outputs do not depend on which sample came first.
+        self.dirty.sort_unstable();
+        let now = self.now;
+        for k in 0..self.dirty.len() {
+            let z = self.dirty[k];
+            self.zones[z as usize].dirty = false;
+            self.evaluate_zone(z, now);
         }
+        self.dirty.clear();
     }
 
     fn evaluate_zone(&mut self, zone: u32, now: Nanos) {
@@ -526,6 +623,7 @@ impl Detector {
         let mut any_critical = false;
         let mut warnish = false;
         let mut stale_or_fault = 0u32;
+        let mut silenced_in_alarm = false;
         let mut on_battery = false;
         let mut min_runtime = f64::INFINITY;
         let mut runtime_sensor = None;
@@ -541,6 +639,7 @@ impl Detector {
                 SensorState::Stale | SensorState::Fault => {
                     stale_or_fault += 1;
                     warnish = true;
+                    silenced_in_alarm |= s.silenced_in_alarm;
                 }
                 SensorState::Ok => {}
             }
@@ -575,12 +674,17 @@ impl Detector {
         let power = runtime_low || too_long;
         let computed = if fire || power {
             ZoneLevel::Critical
-        } else if alarm_votes > 0 {
+        } else if alarm_votes > 0 || silenced_in_alarm {
             ZoneLevel::Alarm
         } else if warnish {
             ZoneLevel::Warning
         } else {
             ZoneLevel::Normal
+        };
+        let cause = if fire || !power {
+            Cause::Fire
+        } else {
+            Cause::Power
         };
         let z = &mut self.zones[zone as usize];
         z.on_battery_since = on_battery_since;
@@ -590,6 +694,11 @@ impl Detector {
             computed
         };
         if to == z.level {
+            if to == ZoneLevel::Critical && !z.latched {
+                // Reset while the evidence is still there: a new incident.
+                z.latched = true;
+                self.out.push(Output::Critical { zone, cause });
+            }
             return;
         }
         let from = z.level;
@@ -612,12 +721,14 @@ impl Detector {
             } else {
                 Reason::OnBatteryTooLong
             };
-            let sensor = runtime_sensor.or_else(|| {
+            let sensor = if runtime_low {
+                runtime_sensor
+            } else {
                 z.sensors
                     .iter()
                     .copied()
                     .find(|&si| self.sensors[si as usize].spec.kind == Kind::OnBattery)
-            });
+            };
             if let Some(si) = sensor {
                 let s = &self.sensors[si as usize];
                 evidence.push(Evidence {
@@ -636,13 +747,20 @@ impl Detector {
         });
         if to == ZoneLevel::Critical && !z.latched {
             z.latched = true;
-            let cause = if fire { Cause::Fire } else { Cause::Power };
             self.out.push(Output::Critical { zone, cause });
         }
     }
 }
 
 impl SensorRt {
+    /// Stops trusting the sensor (stale or fault): pending conditions and the slope go.
+    fn silence(&mut self) {
+        if matches!(self.state, SensorState::Alarm | SensorState::Critical) {
+            self.silenced_in_alarm = true;
+        }
+        self.reset_conditions();
+    }
+
     fn reset_conditions(&mut self) {
         self.above_since = [NONE; 3];
         self.below_since = [NONE; 3];
