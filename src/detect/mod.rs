@@ -202,7 +202,12 @@ pub struct Params {
     min: f64,
     max: f64,
     rise_window: Nanos,
+    /// Fastest change (per second) the rise window is fed; see `update_conditions`.
+    slew: f64,
 }
+
+/// The rise window is fed at most this many times the highest rise threshold.
+const SLEW_FACTOR: f64 = 4.0;
 
 impl Params {
     pub fn from_config(p: &DetectParams) -> Self {
@@ -229,6 +234,13 @@ impl Params {
             min: p.min,
             max: p.max,
             rise_window: p.rise_window.as_nanos() as Nanos,
+            slew: {
+                let fastest = [p.rise_warn, p.rise_alarm]
+                    .into_iter()
+                    .flatten()
+                    .fold(0.0f64, f64::max);
+                SLEW_FACTOR * fastest / 60.0
+            },
         }
     }
 
@@ -272,6 +284,9 @@ struct SensorRt {
     below_since: [Nanos; 3],
     rise_since: [Nanos; 2],
     window: Option<RiseWindow>,
+    /// The slew-limited value last fed to the rise window, and when.
+    rise_input: f64,
+    rise_input_at: Nanos,
 }
 
 struct ZoneRt {
@@ -337,6 +352,8 @@ impl Detector {
                     below_since: [NONE; 3],
                     rise_since: [NONE; 2],
                     window,
+                    rise_input: f64::NAN,
+                    rise_input_at: 0,
                 }
             })
             .collect();
@@ -781,9 +798,12 @@ impl SensorRt {
     fn update_conditions(&mut self, v: f64, now: Nanos) {
         let p = &self.spec.params;
         let h = p.hysteresis;
+        // A condition that has been counted (held for `for`) clears only `hysteresis`
+        // beyond its threshold; one still pending clears at the threshold, so a spike
+        // cannot leave behind a condition that the hysteresis band keeps alive.
+        let counted = |since: Nanos| since != NONE && now.saturating_sub(since) >= p.hold;
         for l in 0..3 {
-            // A condition that has started clears only `hysteresis` beyond its threshold.
-            let active = self.above_since[l] != NONE;
+            let active = counted(self.above_since[l]);
             let on = if active {
                 v > p.above[l] - h
             } else {
@@ -794,7 +814,7 @@ impl SensorRt {
             } else {
                 NONE
             };
-            let active = self.below_since[l] != NONE;
+            let active = counted(self.below_since[l]);
             let on = if active {
                 v < p.below[l] + h
             } else {
@@ -807,7 +827,22 @@ impl SensorRt {
             };
         }
         if let Some(w) = &mut self.window {
-            w.push(now, v);
+            // Design: a least-squares slope is pulled hard by one outlier, and the pull
+            // lasts as long as the outlier stays in the window, far longer than `for`. So
+            // the window is fed a slew-limited copy of the value (at most SLEW_FACTOR times
+            // the highest rise threshold): a spike shorter than `for` moves it by a
+            // fraction of a degree, while a real fire still reads as a rise of at least
+            // SLEW_FACTOR x rise_alarm. Thresholds see the raw value.
+            let fed = if w.is_empty() || !self.rise_input.is_finite() {
+                v
+            } else {
+                let dt = now.saturating_sub(self.rise_input_at) as f64 * 1e-9;
+                let max = p.slew * dt;
+                self.rise_input + (v - self.rise_input).clamp(-max, max)
+            };
+            self.rise_input = fed;
+            self.rise_input_at = now;
+            w.push(now, fed);
             let slope = w.slope(p.rise_window / 2);
             for l in 0..2 {
                 let on = slope.is_some_and(|s| s > p.rise[l]);

@@ -25,6 +25,8 @@ pub struct RiseWindow {
 
 /// Recompute sums from the buffer after this many updates (bounds rounding drift).
 const REBASE_EVERY: u32 = 4096;
+/// ... or once the base is this many windows behind the newest sample.
+const REBASE_WINDOWS: Nanos = 4;
 
 impl RiseWindow {
     /// `capacity` bounds memory; when more samples than that fall inside the window, the
@@ -113,7 +115,12 @@ impl RiseWindow {
         self.len += 1;
         self.add_sums(t, v, 1.0);
         self.updates_since_rebase += 1;
-        if self.updates_since_rebase >= REBASE_EVERY {
+        // Re-centre when the base falls far behind the window too: sums of large offsets
+        // over a short spread of times cancel badly. Amortised O(1): at most once per
+        // REBASE_WINDOWS windows' worth of samples.
+        if self.updates_since_rebase >= REBASE_EVERY
+            || t.wrapping_sub(self.base) > REBASE_WINDOWS * self.window
+        {
             self.rebase();
         }
     }
