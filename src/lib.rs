@@ -9,5 +9,6 @@ pub mod config;
 pub mod demo;
 pub mod detect;
 pub mod events;
+pub mod replay;
 pub mod runbook;
 pub mod sources;

@@ -74,6 +74,20 @@ impl FaultKind {
             FaultKind::Frozen => "fault:frozen",
         }
     }
+
+    /// The kind named by a reason string (`fault:modbus_exception`, ...).
+    pub fn parse(s: &str) -> Option<FaultKind> {
+        [
+            FaultKind::ModbusException,
+            FaultKind::OutOfRange,
+            FaultKind::NotANumber,
+            FaultKind::BadPayload,
+            FaultKind::NoData,
+            FaultKind::Frozen,
+        ]
+        .into_iter()
+        .find(|f| f.as_str() == s)
+    }
 }
 
 /// Machine-readable reason of a state, as written in events (`above:alarm_above`, ...).
@@ -421,6 +435,11 @@ impl Detector {
     pub fn sensor_state(&self, sensor: u32) -> (SensorState, Option<f64>) {
         let s = &self.sensors[sensor as usize];
         (s.state, s.value.is_finite().then_some(s.value))
+    }
+
+    /// Why the sensor is in its state (`above:alarm_above`, `stale`, ...).
+    pub fn sensor_reason(&self, sensor: u32) -> Reason {
+        self.sensors[sensor as usize].reason
     }
 
     /// The zone's level as of the last evaluation (`drain`, `tick`, or a later sample).
