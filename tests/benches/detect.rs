@@ -66,7 +66,11 @@ fn build() -> (Detector, Vec<Vec<f64>>) {
         })
         .collect();
     let values = (0..ROUNDS)
-        .map(|r| (0..SENSORS).map(|i| quiet_value(kind_of(i), i, r)).collect())
+        .map(|r| {
+            (0..SENSORS)
+                .map(|i| quiet_value(kind_of(i), i, r))
+                .collect()
+        })
         .collect();
     (Detector::new(sensors, zones, 0), values)
 }
