@@ -14,6 +14,7 @@ pub mod incident;
 pub mod journal;
 pub mod ops;
 pub mod probe;
+pub mod replay;
 pub mod runbook;
 pub mod sinks;
 pub mod sources;

@@ -7,6 +7,10 @@ use std::process::ExitCode;
 
 /// `EX_USAGE` from sysexits.h: the configuration is wrong.
 const EX_USAGE: u8 = 64;
+/// `EX_DATAERR`: the replay input is malformed.
+const EX_DATAERR: u8 = 65;
+/// `EX_NOINPUT`: the replay input cannot be read.
+const EX_NOINPUT: u8 = 66;
 /// `EX_SOFTWARE`: the agent failed at run time.
 const EX_SOFTWARE: u8 = 70;
 
@@ -88,6 +92,31 @@ fn main() -> ExitCode {
             by,
         } => remote(&path, &zone, "reset", Some(by)),
         Command::Probe { what } => probe(what),
+        Command::Replay {
+            config: path,
+            input,
+            json,
+        } => {
+            let loaded = match config::load(&path) {
+                Ok(l) => l,
+                Err(e) => return report(&e),
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            match firebreak::replay::run(&loaded.config, &input, json.as_deref(), &mut out) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    use firebreak::replay::ReplayError;
+                    let _ = std::io::Write::flush(&mut out);
+                    eprintln!("error: {e}");
+                    ExitCode::from(match e {
+                        ReplayError::Parse { .. } => EX_DATAERR,
+                        ReplayError::Read { .. } => EX_NOINPUT,
+                        ReplayError::Write { .. } => EX_SOFTWARE,
+                    })
+                }
+            }
+        }
         Command::Demo { speed } => match firebreak::demo::run(speed) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -248,6 +248,9 @@ pub struct DetectParams {
     pub hold: Duration,
     pub hysteresis: f64,
     pub stale_after: Duration,
+    /// A value that has not changed at all for this long makes the sensor `fault:frozen`;
+    /// `None` (the default) turns the check off. Only for kinds that always jitter.
+    pub frozen_after: Option<Duration>,
     pub min: f64,
     pub max: f64,
 }

@@ -94,6 +94,8 @@ pub struct RawDetect {
     pub hold: Option<String>,
     pub hysteresis: Option<f64>,
     pub stale_after: Option<String>,
+    /// A value that has not changed at all for this long is `fault:frozen` (off if unset).
+    pub frozen_after: Option<String>,
     /// Plausible physical range; values outside are `fault:out_of_range`.
     pub min: Option<f64>,
     pub max: Option<f64>,
@@ -125,6 +127,7 @@ pub struct RawSensor {
     pub hold: Option<String>,
     pub hysteresis: Option<f64>,
     pub stale_after: Option<String>,
+    pub frozen_after: Option<String>,
     pub min: Option<f64>,
     pub max: Option<f64>,
 }
@@ -144,6 +147,7 @@ impl RawSensor {
             hold: self.hold.clone(),
             hysteresis: self.hysteresis,
             stale_after: self.stale_after.clone(),
+            frozen_after: self.frozen_after.clone(),
             min: self.min,
             max: self.max,
         }

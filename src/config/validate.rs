@@ -742,6 +742,7 @@ pub fn builtin_defaults(kind: Kind) -> DetectParams {
         hold: Duration::from_secs(2),
         hysteresis: 0.0,
         stale_after: Duration::from_secs(5),
+        frozen_after: None,
         min: f64::NEG_INFINITY,
         max: f64::INFINITY,
     };
@@ -824,7 +825,7 @@ fn detect_kinds(c: &mut Collector, raw: Option<&RawDetectKinds>) -> HashMap<Kind
         if let Some(r) = r {
             let path = format!("detect.{}", kind.as_str());
             apply_detect(c, &path, &mut p, r);
-            check_detect(c, &path, &p);
+            check_detect(c, &path, kind, &p);
         }
         out.insert(kind, p);
     }
@@ -885,9 +886,12 @@ fn apply_detect(c: &mut Collector, path: &str, p: &mut DetectParams, r: &RawDete
         &r.stale_after,
         p.stale_after,
     );
+    if let Some(d) = c.opt_duration(&format!("{path}.frozen_after"), &r.frozen_after) {
+        p.frozen_after = Some(d);
+    }
 }
 
-fn check_detect(c: &mut Collector, path: &str, p: &DetectParams) {
+fn check_detect(c: &mut Collector, path: &str, kind: Kind, p: &DetectParams) {
     let above = [
         ("warn_above", p.warn_above),
         ("alarm_above", p.alarm_above),
@@ -952,6 +956,22 @@ fn check_detect(c: &mut Collector, path: &str, p: &DetectParams) {
     }
     if p.stale_after.is_zero() {
         c.err(format!("{path}.stale_after"), "must be more than 0");
+    }
+    if let Some(f) = p.frozen_after {
+        if matches!(kind, Kind::OnBattery) {
+            c.err(
+                format!("{path}.frozen_after"),
+                "does not apply to on_battery: a status flag does not jitter, it would always look frozen",
+            );
+        } else if f <= p.stale_after {
+            c.err(
+                format!("{path}.frozen_after"),
+                format!(
+                    "must be longer than stale_after ({}): leave it out to turn the check off",
+                    super::units::format_duration(p.stale_after)
+                ),
+            );
+        }
     }
     if p.min >= p.max {
         c.err(
@@ -1094,7 +1114,7 @@ fn sensor(
         .unwrap_or_else(|| builtin_defaults(kind));
     let overrides = s.detect_overrides();
     apply_detect(c, path, &mut detect, &overrides);
-    check_detect(c, path, &detect);
+    check_detect(c, path, kind, &detect);
     Some(Sensor {
         id: id?,
         zone: zone?,

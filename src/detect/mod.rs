@@ -1,7 +1,7 @@
 //! The detection core: a pure state machine. Samples and a monotonic clock go in
 //! (`observe`, `tick`); sensor state changes, zone level changes and "start the runbook"
 //! decisions come out. No I/O, no locks, no `.await`, and no allocation per sample in
-//! steady state (outputs go to a reused buffer; only zone changes, which are rare,
+//! steady state (outputs go to a reused buffer; only zone level changes, which are rare,
 //! allocate their evidence list).
 
 pub mod rise;
@@ -65,6 +65,8 @@ pub enum FaultKind {
     NotNumeric,
     /// The sensor's `json_pointer` names nothing in the payload.
     MissingField,
+    /// The value has not changed at all for `frozen_after`.
+    Frozen,
 }
 
 impl FaultKind {
@@ -78,7 +80,22 @@ impl FaultKind {
             FaultKind::PayloadTooLarge => "fault:payload_too_large",
             FaultKind::NotNumeric => "fault:not_numeric",
             FaultKind::MissingField => "fault:missing_field",
+            FaultKind::Frozen => "fault:frozen",
         }
+    }
+
+    /// The kind named by a reason string (`fault:modbus_exception`, ...).
+    pub fn parse(s: &str) -> Option<FaultKind> {
+        [
+            FaultKind::ModbusException,
+            FaultKind::OutOfRange,
+            FaultKind::NotANumber,
+            FaultKind::BadPayload,
+            FaultKind::NoData,
+            FaultKind::Frozen,
+        ]
+        .into_iter()
+        .find(|f| f.as_str() == s)
     }
 }
 
@@ -203,10 +220,17 @@ pub struct Params {
     hold: Nanos,
     hysteresis: f64,
     stale_after: Nanos,
+    /// `NONE` when the frozen check is off.
+    frozen_after: Nanos,
     min: f64,
     max: f64,
     rise_window: Nanos,
+    /// Fastest change (per second) the rise window is fed; see `update_conditions`.
+    slew: f64,
 }
+
+/// The rise window is fed at most this many times the highest rise threshold.
+const SLEW_FACTOR: f64 = 4.0;
 
 impl Params {
     pub fn from_config(p: &DetectParams) -> Self {
@@ -229,9 +253,17 @@ impl Params {
             hold: p.hold.as_nanos() as Nanos,
             hysteresis: p.hysteresis,
             stale_after: p.stale_after.as_nanos() as Nanos,
+            frozen_after: p.frozen_after.map_or(NONE, |d| d.as_nanos() as Nanos),
             min: p.min,
             max: p.max,
             rise_window: p.rise_window.as_nanos() as Nanos,
+            slew: {
+                let fastest = [p.rise_warn, p.rise_alarm]
+                    .into_iter()
+                    .flatten()
+                    .fold(0.0f64, f64::max);
+                SLEW_FACTOR * fastest / 60.0
+            },
         }
     }
 
@@ -265,10 +297,19 @@ struct SensorRt {
     value: f64,
     last_good: Nanos,
     last_fault: Nanos,
+    /// When the value last differed from the one before (frozen check); `NONE` before the
+    /// first good sample after silence.
+    last_change: Nanos,
+    /// Went stale or faulty while at alarm or above: it keeps the zone at alarm until it
+    /// reports again (stale data must never silently resolve an alarm).
+    silenced_in_alarm: bool,
     above_since: [Nanos; 3],
     below_since: [Nanos; 3],
     rise_since: [Nanos; 2],
     window: Option<RiseWindow>,
+    /// The slew-limited value last fed to the rise window, and when.
+    rise_input: f64,
+    rise_input_at: Nanos,
 }
 
 struct ZoneRt {
@@ -276,6 +317,7 @@ struct ZoneRt {
     sensors: Vec<u32>,
     level: ZoneLevel,
     latched: bool,
+    dirty: bool,
     on_battery_since: Nanos,
 }
 
@@ -283,7 +325,16 @@ pub struct Detector {
     sensors: Vec<SensorRt>,
     zones: Vec<ZoneRt>,
     out: Vec<Output>,
+    /// Zones whose sensors changed since they were last evaluated.
+    dirty: Vec<u32>,
+    /// Latest monotonic time seen (samples or ticks): zones are evaluated at this time.
+    now: Nanos,
 }
+
+// Design: zones are evaluated lazily, once the clock moves past the time of the samples
+// that changed them (or on `tick`/`drain`). Evaluating after every sample would let the
+// order of samples taken at the same instant decide the outcome: sensor A clearing and
+// sensor B rising at the same time must not briefly count as two alarm votes.
 
 impl Detector {
     /// `start` is the monotonic time the agent started: a sensor never heard from goes
@@ -296,6 +347,7 @@ impl Detector {
                 sensors: Vec::new(),
                 level: ZoneLevel::Normal,
                 latched: false,
+                dirty: false,
                 on_battery_since: NONE,
             })
             .collect();
@@ -317,17 +369,24 @@ impl Detector {
                     value: f64::NAN,
                     last_good: start,
                     last_fault: 0,
+                    last_change: NONE,
+                    silenced_in_alarm: false,
                     above_since: [NONE; 3],
                     below_since: [NONE; 3],
                     rise_since: [NONE; 2],
                     window,
+                    rise_input: f64::NAN,
+                    rise_input_at: 0,
                 }
             })
             .collect();
+        let dirty = Vec::with_capacity(zrt.len());
         Detector {
             sensors,
             zones: zrt,
             out: Vec::with_capacity(64),
+            dirty,
+            now: start,
         }
     }
 
@@ -367,9 +426,19 @@ impl Detector {
         Detector::new(sensors, zones, start)
     }
 
-    /// Outputs produced since the last drain, in order.
+    /// Outputs produced since the last drain, in order. Zones changed by the samples seen
+    /// so far are evaluated first.
     pub fn drain(&mut self) -> std::vec::Drain<'_, Output> {
+        self.flush();
         self.out.drain(..)
+    }
+
+    pub fn sensor_count(&self) -> usize {
+        self.sensors.len()
+    }
+
+    pub fn zone_count(&self) -> usize {
+        self.zones.len()
     }
 
     pub fn sensor_state(&self, sensor: u32) -> (SensorState, Option<f64>) {
@@ -382,6 +451,12 @@ impl Detector {
         self.sensors[sensor as usize].last_good
     }
 
+    /// Why the sensor is in its state (`above:alarm_above`, `stale`, ...).
+    pub fn sensor_reason(&self, sensor: u32) -> Reason {
+        self.sensors[sensor as usize].reason
+    }
+
+    /// The zone's level as of the last evaluation (`drain`, `tick`, or a later sample).
     pub fn zone_level(&self, zone: u32) -> ZoneLevel {
         self.zones[zone as usize].level
     }
@@ -392,27 +467,41 @@ impl Detector {
 
     /// Feeds one sample. Unknown sensor indices are ignored.
     pub fn observe(&mut self, sample: Sample) {
+        let now = sample.at;
+        if now > self.now {
+            self.flush();
+            self.now = now;
+        }
         let i = sample.sensor as usize;
         let Some(s) = self.sensors.get_mut(i) else {
             return;
         };
-        let now = sample.at;
-        let zone = s.spec.zone;
+        let p = &s.spec.params;
         let fault = match sample.reading {
             Reading::Fault(f) => Some(f),
             Reading::Value(v) if !v.is_finite() => Some(FaultKind::NotANumber),
-            Reading::Value(v) if v < s.spec.params.min || v > s.spec.params.max => {
-                Some(FaultKind::OutOfRange)
+            Reading::Value(v) if v < p.min || v > p.max => Some(FaultKind::OutOfRange),
+            // Same value as before (exactly) for `frozen_after`: a stuck sensor or a stuck
+            // register block, not a quiet room.
+            Reading::Value(v)
+                if v == s.value
+                    && s.last_change != NONE
+                    && now.saturating_sub(s.last_change) >= p.frozen_after =>
+            {
+                Some(FaultKind::Frozen)
             }
             Reading::Value(_) => None,
         };
         let before = s.state;
-        match (fault, sample.reading) {
-            (Some(f), _) => {
+        let changed = match (fault, sample.reading) {
+            (Some(f), reading) => {
                 s.last_fault = now;
+                if f != FaultKind::Frozen {
+                    s.last_change = NONE;
+                }
                 if s.state != SensorState::Fault || s.reason != Reason::Fault(f) {
-                    s.reset_conditions();
-                    let value = match sample.reading {
+                    s.silence();
+                    let value = match reading {
                         Reading::Value(v) if v.is_finite() => Some(v),
                         _ => None,
                     };
@@ -426,22 +515,31 @@ impl Detector {
                         reason: Reason::Fault(f),
                     });
                 }
+                s.state != before
             }
             (None, Reading::Value(v)) => {
                 if matches!(s.state, SensorState::Stale | SensorState::Fault) {
                     // Back from silence: old conditions and slope no longer describe it.
                     s.reset_conditions();
+                    s.silenced_in_alarm = false;
                     s.state = SensorState::Ok;
                     s.reason = Reason::Cleared;
                 }
+                if v != s.value || s.last_change == NONE {
+                    s.last_change = now;
+                }
+                // Power kinds drive the zone's power rule through their value, not only
+                // their state.
+                let power_changed = matches!(s.spec.kind, Kind::OnBattery | Kind::Runtime)
+                    && v.to_bits() != s.value.to_bits();
                 s.last_good = now;
                 s.value = v;
                 s.update_conditions(v, now);
                 let (level, reason) = s.evaluate(now);
                 let to = SensorState::from_level(level);
+                s.reason = reason;
                 if to != before {
                     s.state = to;
-                    s.reason = reason;
                     self.out.push(Output::Sensor {
                         sensor: i as u32,
                         from: before,
@@ -449,21 +547,23 @@ impl Detector {
                         value: Some(v),
                         reason,
                     });
-                } else {
-                    s.reason = reason;
                 }
+                to != before || power_changed
             }
             (None, Reading::Fault(_)) => unreachable!("a fault reading always has a fault kind"),
-        }
-        let power_kind = matches!(s.spec.kind, Kind::OnBattery | Kind::Runtime);
-        if self.sensors[i].state != before || power_kind {
-            self.evaluate_zone(zone, now);
+        };
+        if changed {
+            let zone = self.sensors[i].spec.zone;
+            self.mark(zone);
         }
     }
 
     /// Advances time: stale sensors, holds that expired without a new sample, the
-    /// on-battery timer.
+    /// on-battery timer. Zones changed by earlier samples are evaluated first, at their
+    /// time.
     pub fn tick(&mut self, now: Nanos) {
+        self.flush();
+        self.now = self.now.max(now);
         for i in 0..self.sensors.len() {
             let s = &mut self.sensors[i];
             let before = s.state;
@@ -474,7 +574,8 @@ impl Detector {
             };
             if before != SensorState::Stale && now.saturating_sub(last) > s.spec.params.stale_after
             {
-                s.reset_conditions();
+                s.silence();
+                s.last_change = NONE;
                 s.state = SensorState::Stale;
                 s.reason = Reason::Stale;
                 let value = s.value.is_finite().then_some(s.value);
@@ -486,7 +587,7 @@ impl Detector {
                     reason: Reason::Stale,
                 });
                 let zone = s.spec.zone;
-                self.evaluate_zone(zone, now);
+                self.mark(zone);
                 continue;
             }
             if matches!(before, SensorState::Stale | SensorState::Fault) || !s.has_pending() {
@@ -506,34 +607,62 @@ impl Detector {
                     reason,
                 });
                 let zone = s.spec.zone;
-                self.evaluate_zone(zone, now);
+                self.mark(zone);
             }
         }
         for z in 0..self.zones.len() {
             if self.zones[z].on_battery_since != NONE && self.zones[z].spec.max_on_battery.is_some()
             {
-                self.evaluate_zone(z as u32, now);
+                self.mark(z as u32);
+            }
+        }
+        self.flush();
+    }
+
+    /// Operator reset: ends the incident latch and re-evaluates the zone from its sensors.
+    /// If the zone is still critical, that is a new incident (a new `Critical` output).
+    pub fn reset(&mut self, zone: u32, now: Nanos) {
+        self.flush();
+        self.now = self.now.max(now);
+        if let Some(z) = self.zones.get_mut(zone as usize) {
+            z.latched = false;
+            self.evaluate_zone(zone, self.now);
+        }
+    }
+
+    /// Marks a zone critical from outside the sensors (manual failover): latches it. The
+    /// caller starts the runbook; the zone's level change is reported on the next
+    /// evaluation, with the sensors' evidence.
+    pub fn latch(&mut self, zone: u32) {
+        if let Some(z) = self.zones.get_mut(zone as usize) {
+            z.latched = true;
+            self.mark(zone);
+        }
+    }
+
+    fn mark(&mut self, zone: u32) {
+        if let Some(z) = self.zones.get_mut(zone as usize) {
+            if !z.dirty {
+                z.dirty = true;
+                self.dirty.push(zone);
             }
         }
     }
 
-    /// Operator reset: ends the incident latch and re-evaluates the zone from its sensors.
-    pub fn reset(&mut self, zone: u32, now: Nanos) {
-        if let Some(z) = self.zones.get_mut(zone as usize) {
-            z.latched = false;
-            self.evaluate_zone(zone, now);
+    /// Evaluates the zones marked dirty, in zone order, at the latest time seen.
+    fn flush(&mut self) {
+        if self.dirty.is_empty() {
+            return;
         }
-    }
-
-    /// Marks a zone critical from outside the sensors (manual failover): latches it.
-    /// Latches a zone critical from outside the sensors (manual failover, or an open
-    /// incident found in the journal at start): no `Critical` output, the caller runs the
-    /// runbook itself.
-    pub fn latch(&mut self, zone: u32) {
-        if let Some(z) = self.zones.get_mut(zone as usize) {
-            z.latched = true;
-            z.level = ZoneLevel::Critical;
+        // In zone order, so that the outputs do not depend on which sample came first.
+        self.dirty.sort_unstable();
+        let now = self.now;
+        for k in 0..self.dirty.len() {
+            let z = self.dirty[k];
+            self.zones[z as usize].dirty = false;
+            self.evaluate_zone(z, now);
         }
+        self.dirty.clear();
     }
 
     fn evaluate_zone(&mut self, zone: u32, now: Nanos) {
@@ -544,6 +673,7 @@ impl Detector {
         let mut any_critical = false;
         let mut warnish = false;
         let mut stale_or_fault = 0u32;
+        let mut silenced_in_alarm = false;
         let mut on_battery = false;
         let mut min_runtime = f64::INFINITY;
         let mut runtime_sensor = None;
@@ -559,6 +689,7 @@ impl Detector {
                 SensorState::Stale | SensorState::Fault => {
                     stale_or_fault += 1;
                     warnish = true;
+                    silenced_in_alarm |= s.silenced_in_alarm;
                 }
                 SensorState::Ok => {}
             }
@@ -593,12 +724,17 @@ impl Detector {
         let power = runtime_low || too_long;
         let computed = if fire || power {
             ZoneLevel::Critical
-        } else if alarm_votes > 0 {
+        } else if alarm_votes > 0 || silenced_in_alarm {
             ZoneLevel::Alarm
         } else if warnish {
             ZoneLevel::Warning
         } else {
             ZoneLevel::Normal
+        };
+        let cause = if fire || !power {
+            Cause::Fire
+        } else {
+            Cause::Power
         };
         let z = &mut self.zones[zone as usize];
         z.on_battery_since = on_battery_since;
@@ -608,6 +744,11 @@ impl Detector {
             computed
         };
         if to == z.level {
+            if to == ZoneLevel::Critical && !z.latched {
+                // Reset while the evidence is still there: a new incident.
+                z.latched = true;
+                self.out.push(Output::Critical { zone, cause });
+            }
             return;
         }
         let from = z.level;
@@ -630,12 +771,14 @@ impl Detector {
             } else {
                 Reason::OnBatteryTooLong
             };
-            let sensor = runtime_sensor.or_else(|| {
+            let sensor = if runtime_low {
+                runtime_sensor
+            } else {
                 z.sensors
                     .iter()
                     .copied()
                     .find(|&si| self.sensors[si as usize].spec.kind == Kind::OnBattery)
-            });
+            };
             if let Some(si) = sensor {
                 let s = &self.sensors[si as usize];
                 evidence.push(Evidence {
@@ -654,13 +797,20 @@ impl Detector {
         });
         if to == ZoneLevel::Critical && !z.latched {
             z.latched = true;
-            let cause = if fire { Cause::Fire } else { Cause::Power };
             self.out.push(Output::Critical { zone, cause });
         }
     }
 }
 
 impl SensorRt {
+    /// Stops trusting the sensor (stale or fault): pending conditions and the slope go.
+    fn silence(&mut self) {
+        if matches!(self.state, SensorState::Alarm | SensorState::Critical) {
+            self.silenced_in_alarm = true;
+        }
+        self.reset_conditions();
+    }
+
     fn reset_conditions(&mut self) {
         self.above_since = [NONE; 3];
         self.below_since = [NONE; 3];
@@ -681,9 +831,12 @@ impl SensorRt {
     fn update_conditions(&mut self, v: f64, now: Nanos) {
         let p = &self.spec.params;
         let h = p.hysteresis;
+        // A condition that has been counted (held for `for`) clears only `hysteresis`
+        // beyond its threshold; one still pending clears at the threshold, so a spike
+        // cannot leave behind a condition that the hysteresis band keeps alive.
+        let counted = |since: Nanos| since != NONE && now.saturating_sub(since) >= p.hold;
         for l in 0..3 {
-            // A condition that has started clears only `hysteresis` beyond its threshold.
-            let active = self.above_since[l] != NONE;
+            let active = counted(self.above_since[l]);
             let on = if active {
                 v > p.above[l] - h
             } else {
@@ -694,7 +847,7 @@ impl SensorRt {
             } else {
                 NONE
             };
-            let active = self.below_since[l] != NONE;
+            let active = counted(self.below_since[l]);
             let on = if active {
                 v < p.below[l] + h
             } else {
@@ -707,7 +860,22 @@ impl SensorRt {
             };
         }
         if let Some(w) = &mut self.window {
-            w.push(now, v);
+            // Design: a least-squares slope is pulled hard by one outlier, and the pull
+            // lasts as long as the outlier stays in the window, far longer than `for`. So
+            // the window is fed a slew-limited copy of the value (at most SLEW_FACTOR times
+            // the highest rise threshold): a spike shorter than `for` moves it by a
+            // fraction of a degree, while a real fire still reads as a rise of at least
+            // SLEW_FACTOR x rise_alarm. Thresholds see the raw value.
+            let fed = if w.is_empty() || !self.rise_input.is_finite() {
+                v
+            } else {
+                let dt = now.saturating_sub(self.rise_input_at) as f64 * 1e-9;
+                let max = p.slew * dt;
+                self.rise_input + (v - self.rise_input).clamp(-max, max)
+            };
+            self.rise_input = fed;
+            self.rise_input_at = now;
+            w.push(now, fed);
             let slope = w.slope(p.rise_window / 2);
             for l in 0..2 {
                 let on = slope.is_some_and(|s| s > p.rise[l]);

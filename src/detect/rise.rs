@@ -11,7 +11,9 @@ pub type Nanos = u64;
 #[derive(Debug, Clone)]
 pub struct RiseWindow {
     window: Nanos,
+    /// Ring buffer; its length is a power of two so that indices wrap with a mask.
     buf: Vec<(Nanos, f64)>,
+    mask: usize,
     head: usize,
     len: usize,
     base: Nanos,
@@ -25,14 +27,19 @@ pub struct RiseWindow {
 
 /// Recompute sums from the buffer after this many updates (bounds rounding drift).
 const REBASE_EVERY: u32 = 4096;
+/// ... or once the base is this many windows behind the newest sample.
+const REBASE_WINDOWS: Nanos = 4;
 
 impl RiseWindow {
-    /// `capacity` bounds memory; when more samples than that fall inside the window, the
-    /// oldest leave early (the window shrinks a little) rather than allocating.
+    /// `capacity` (rounded up to a power of two) bounds memory; when more samples than that
+    /// fall inside the window, the oldest leave early (the window shrinks a little) rather
+    /// than allocating.
     pub fn new(window: Nanos, capacity: usize) -> Self {
+        let capacity = capacity.max(2).next_power_of_two();
         RiseWindow {
             window,
-            buf: vec![(0, 0.0); capacity.max(2)],
+            buf: vec![(0, 0.0); capacity],
+            mask: capacity - 1,
             head: 0,
             len: 0,
             base: 0,
@@ -72,7 +79,7 @@ impl RiseWindow {
     fn pop_front(&mut self) {
         let (t, v) = self.buf[self.head];
         self.add_sums(t, v, -1.0);
-        self.head = (self.head + 1) % self.buf.len();
+        self.head = (self.head + 1) & self.mask;
         self.len -= 1;
     }
 
@@ -88,7 +95,7 @@ impl RiseWindow {
         self.stt = 0.0;
         self.stv = 0.0;
         for i in 0..self.len {
-            let (t, v) = self.buf[(self.head + i) % self.buf.len()];
+            let (t, v) = self.buf[(self.head + i) & self.mask];
             self.add_sums(t, v, 1.0);
         }
         self.updates_since_rebase = 0;
@@ -97,7 +104,7 @@ impl RiseWindow {
     /// Adds a sample (times must not go backwards; an older sample is ignored).
     pub fn push(&mut self, t: Nanos, v: f64) {
         if self.len > 0 {
-            let last = self.buf[(self.head + self.len - 1) % self.buf.len()].0;
+            let last = self.buf[(self.head + self.len - 1) & self.mask].0;
             if t < last {
                 return;
             }
@@ -108,12 +115,17 @@ impl RiseWindow {
         if self.len == self.buf.len() {
             self.pop_front();
         }
-        let idx = (self.head + self.len) % self.buf.len();
+        let idx = (self.head + self.len) & self.mask;
         self.buf[idx] = (t, v);
         self.len += 1;
         self.add_sums(t, v, 1.0);
         self.updates_since_rebase += 1;
-        if self.updates_since_rebase >= REBASE_EVERY {
+        // Re-centre when the base falls far behind the window too: sums of large offsets
+        // over a short spread of times cancel badly. Amortised O(1): at most once per
+        // REBASE_WINDOWS windows' worth of samples.
+        if self.updates_since_rebase >= REBASE_EVERY
+            || t.wrapping_sub(self.base) > REBASE_WINDOWS * self.window
+        {
             self.rebase();
         }
     }
@@ -131,7 +143,7 @@ impl RiseWindow {
             return 0;
         }
         let first = self.buf[self.head].0;
-        let last = self.buf[(self.head + self.len - 1) % self.buf.len()].0;
+        let last = self.buf[(self.head + self.len - 1) & self.mask].0;
         last - first
     }
 

@@ -350,3 +350,176 @@ fn on_battery_longer_than_max_on_battery_is_critical() {
     }
     assert_eq!(criticals(&all), vec![(0, Cause::Power)]);
 }
+
+#[test]
+fn value_stuck_for_frozen_after_is_a_fault_and_recovers_when_it_moves() {
+    let mut d = Detector::new(
+        vec![spec(0, Kind::Temperature, |p| {
+            p.frozen_after = Some(Duration::from_secs(60))
+        })],
+        vec![zone(2)],
+        0,
+    );
+    let out = play(&mut d, 0, 0, 60 * S, S, |_| 23.0);
+    assert!(out.is_empty(), "not frozen before frozen_after: {out:?}");
+    d.observe(value(0, 60 * S, 23.0));
+    assert_eq!(
+        sensor_changes(&mut d),
+        vec![(0, SensorState::Fault, "fault:frozen")]
+    );
+    assert_eq!(d.zone_level(0), ZoneLevel::Warning);
+    let out = play(&mut d, 0, 61 * S, 120 * S, S, |_| 23.0);
+    assert!(out.is_empty(), "stays frozen, reported once: {out:?}");
+    d.observe(value(0, 120 * S, 23.1));
+    assert_eq!(
+        sensor_changes(&mut d),
+        vec![(0, SensorState::Ok, "cleared")]
+    );
+}
+
+#[test]
+fn frozen_check_is_off_by_default() {
+    let mut d = Detector::new(vec![spec(0, Kind::Temperature, |_| {})], vec![zone(2)], 0);
+    let out = play(&mut d, 0, 0, 3600 * S, S, |_| 23.0);
+    assert!(out.is_empty(), "{out:?}");
+}
+
+#[test]
+fn samples_at_the_same_instant_are_judged_together_whatever_their_order() {
+    // Sensor 0 clears while sensor 1 rises at the same instant: never two votes at once.
+    let run = |first_clears: bool| {
+        let sensors = vec![
+            spec(0, Kind::Temperature, |p| p.hold = Duration::ZERO),
+            spec(0, Kind::Offgas, |p| p.hold = Duration::ZERO),
+        ];
+        let mut d = Detector::new(sensors, vec![zone(2)], 0);
+        d.observe(value(0, 0, 60.0));
+        d.observe(value(1, 0, 0.0));
+        let mut out: Vec<Output> = d.drain().collect();
+        let pair = [value(0, S, 23.0), value(1, S, 30.0)];
+        let order: [usize; 2] = if first_clears { [0, 1] } else { [1, 0] };
+        for k in order {
+            d.observe(pair[k]);
+        }
+        d.tick(2 * S);
+        out.extend(d.drain());
+        out.into_iter()
+            .filter_map(|o| match o {
+                Output::Zone { to, .. } => Some(to),
+                Output::Critical { .. } => Some(ZoneLevel::Critical),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(true), run(false));
+    assert_eq!(run(true), vec![ZoneLevel::Alarm]);
+}
+
+#[test]
+fn reset_while_still_critical_starts_a_new_incident() {
+    let mut d = Detector::new(
+        vec![spec(0, Kind::Smoke, |p| p.hold = Duration::ZERO)],
+        vec![zone(2)],
+        0,
+    );
+    d.observe(value(0, 0, 2.0));
+    assert_eq!(criticals(&d.drain().collect::<Vec<_>>()).len(), 1);
+    d.observe(value(0, S, 2.0));
+    d.reset(0, S);
+    let out: Vec<_> = d.drain().collect();
+    assert_eq!(criticals(&out), vec![(0, Cause::Fire)]);
+    assert!(d.is_latched(0));
+}
+
+#[test]
+fn sensor_silenced_while_in_alarm_keeps_the_zone_at_alarm() {
+    let mut d = Detector::new(
+        vec![spec(0, Kind::Temperature, |p| p.hold = Duration::ZERO)],
+        vec![zone(2)],
+        0,
+    );
+    d.observe(value(0, 0, 60.0));
+    d.tick(0);
+    assert_eq!(d.zone_level(0), ZoneLevel::Alarm);
+    d.tick(6 * S);
+    assert_eq!(d.sensor_state(0).0, SensorState::Stale);
+    assert_eq!(
+        d.zone_level(0),
+        ZoneLevel::Alarm,
+        "silence must not resolve the alarm"
+    );
+    d.observe(value(0, 7 * S, 23.0));
+    d.tick(7 * S);
+    assert_eq!(d.zone_level(0), ZoneLevel::Normal);
+}
+
+#[test]
+fn manual_latch_makes_the_zone_critical_without_a_second_runbook_start() {
+    let mut d = Detector::new(vec![spec(0, Kind::Smoke, |_| {})], vec![zone(2)], 0);
+    d.latch(0);
+    let out: Vec<_> = d.drain().collect();
+    assert!(criticals(&out).is_empty(), "the caller starts the runbook");
+    assert_eq!(d.zone_level(0), ZoneLevel::Critical);
+}
+
+fn config_with(sensor_extra: &str, detect_extra: &str) -> Result<(), Vec<String>> {
+    let text = format!(
+        r#"
+[agent]
+name = "t"
+state_dir = "/tmp/x"
+event_log = "/tmp/x/e.jsonl"
+
+[[sources]]
+name = "env"
+type = "modbus"
+url = "tcp://127.0.0.1:502"
+unit = 1
+poll_interval = "1s"
+
+[[sensors]]
+id = "t1"
+zone = "z"
+kind = "temperature"
+source = "env"
+register = {{ table = "input", address = 0, type = "i16", scale = 0.1 }}
+{sensor_extra}
+
+[detect.temperature]
+{detect_extra}
+
+[[zones]]
+id = "z"
+runbook = "r"
+
+[[runbooks]]
+name = "r"
+
+[[runbooks.steps]]
+name = "w"
+type = "wait"
+duration = "1s"
+"#
+    );
+    crate::config::load_str(&text, "t.toml", Default::default())
+        .map(|_| ())
+        .map_err(|e| e.errors.iter().map(|p| p.to_string()).collect())
+}
+
+#[test]
+fn frozen_after_is_accepted_per_kind_and_per_sensor_and_bad_values_name_their_path() {
+    config_with("", "frozen_after = \"30m\"").unwrap();
+    config_with("frozen_after = \"10m\"", "").unwrap();
+    let errs = config_with("frozen_after = \"soon\"", "").unwrap_err();
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("sensors[0].frozen_after")),
+        "{errs:?}"
+    );
+    let errs = config_with("", "frozen_after = \"1s\"").unwrap_err();
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("detect.temperature.frozen_after") && e.contains("stale_after")),
+        "{errs:?}"
+    );
+}

@@ -1,0 +1,556 @@
+//! `firebreak replay`: recorded telemetry through the same detection core, in virtual time.
+//!
+//! Input is CSV (`ts,sensor,value`, optional header) or JSON lines
+//! (`{"ts":..,"sensor":..,"value":..}`); `ts` is RFC 3339 or epoch milliseconds; `value` is
+//! a number, empty / `null` (no data), `nan`, or a fault reason (`fault:modbus_exception`).
+//! The monotonic clock is the recorded timestamps; the core is ticked every
+//! `[agent] tick_interval` between samples so stale sensors and hold times behave as live.
+//! Events come out in the event log's shape with the recorded wall time. No network.
+
+use crate::config::Config;
+use crate::detect::rise::Nanos;
+use crate::detect::{Detector, FaultKind, Output, Reading, Sample};
+use crate::events::{self, Event, EvidenceItem};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}:{line}: {message}")]
+    Parse {
+        origin: String,
+        line: u64,
+        message: String,
+    },
+    #[error("cannot write {what}: {source}")]
+    Write {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    JsonLines,
+}
+
+impl Format {
+    /// By extension (`.csv`; `.jsonl`, `.ndjson`, `.json`), else by the first line.
+    pub fn detect(path: &Path, first_line: &str) -> Format {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("csv") => Format::Csv,
+            Some("jsonl" | "ndjson" | "json") => Format::JsonLines,
+            _ if first_line.trim_start().starts_with('{') => Format::JsonLines,
+            _ => Format::Csv,
+        }
+    }
+}
+
+/// A zone that went critical during the replay.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CriticalAt {
+    pub zone: String,
+    pub ts: String,
+    pub cause: &'static str,
+    pub evidence: Vec<EvidenceItem>,
+}
+
+/// What a replay found. Serialised as the `--json` export.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Report {
+    pub input: String,
+    pub samples: u64,
+    pub first_ts: Option<String>,
+    pub last_ts: Option<String>,
+    /// Sensor ids in the input that the config does not know, with how often they came.
+    pub unknown_sensors: BTreeMap<String, u64>,
+    pub criticals: Vec<CriticalAt>,
+    /// Every event, as written to the event log.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<serde_json::Value>,
+}
+
+impl Report {
+    /// The human summary printed after the events.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "replayed {} sample(s) from {} ({} .. {})\n",
+            self.samples,
+            self.input,
+            self.first_ts.as_deref().unwrap_or("-"),
+            self.last_ts.as_deref().unwrap_or("-"),
+        );
+        if !self.unknown_sensors.is_empty() {
+            let total: u64 = self.unknown_sensors.values().sum();
+            let names: Vec<String> = self
+                .unknown_sensors
+                .iter()
+                .map(|(id, n)| format!("{id} ({n})"))
+                .collect();
+            s += &format!(
+                "ignored {total} sample(s) of {} sensor(s) not in the config: {}\n",
+                self.unknown_sensors.len(),
+                names.join(", ")
+            );
+        }
+        if self.criticals.is_empty() {
+            s += "no zone would have gone critical\n";
+        }
+        for c in &self.criticals {
+            let evidence: Vec<String> = c
+                .evidence
+                .iter()
+                .map(|e| match e.value {
+                    Some(v) => format!("{} {} ({}, {v})", e.sensor, e.state, e.reason),
+                    None => format!("{} {} ({})", e.sensor, e.state, e.reason),
+                })
+                .collect();
+            s += &format!(
+                "zone {} would have gone critical at {} ({}) on evidence {}\n",
+                c.zone,
+                c.ts,
+                c.cause,
+                evidence.join("; ")
+            );
+        }
+        s
+    }
+}
+
+/// One parsed input line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Record<'a> {
+    /// Nanoseconds since the Unix epoch.
+    pub ts: i64,
+    pub sensor: &'a str,
+    pub reading: Reading,
+}
+
+/// The replay engine: feed records in file order, then `finish`.
+pub struct Replay<'c> {
+    config: &'c Config,
+    detector: Detector,
+    ids: HashMap<&'c str, u32>,
+    tick: Nanos,
+    /// Wall time (ns since epoch) of monotonic 0: the first record.
+    origin: Option<i64>,
+    next_tick: Nanos,
+    last_mono: Nanos,
+    incidents: u32,
+    keep_events: bool,
+    /// Evidence of the `zone_level` change to critical that precedes a `Critical` output.
+    critical_evidence: Option<Vec<EvidenceItem>>,
+    report: Report,
+}
+
+impl<'c> Replay<'c> {
+    /// `keep_events`: also collect every event into the report (for `--json`).
+    pub fn new(config: &'c Config, input: &str, keep_events: bool) -> Self {
+        let ids = config
+            .sensors
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i as u32))
+            .collect();
+        Replay {
+            config,
+            detector: Detector::from_config(config, 0),
+            ids,
+            tick: (config.agent.tick_interval.as_nanos() as Nanos).max(1),
+            origin: None,
+            next_tick: 0,
+            last_mono: 0,
+            incidents: 0,
+            keep_events,
+            critical_evidence: None,
+            report: Report {
+                input: input.to_string(),
+                ..Report::default()
+            },
+        }
+    }
+
+    fn wall(&self, mono: Nanos) -> SystemTime {
+        let ns = self.origin.unwrap_or(0).saturating_add(mono as i64);
+        if ns >= 0 {
+            UNIX_EPOCH + Duration::from_nanos(ns as u64)
+        } else {
+            UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+        }
+    }
+
+    /// Feeds one record; events go to `out` as event-log lines.
+    pub fn push(&mut self, rec: Record<'_>, out: &mut dyn Write) -> std::io::Result<()> {
+        let Some(&sensor) = self.ids.get(rec.sensor) else {
+            match self.report.unknown_sensors.get_mut(rec.sensor) {
+                Some(n) => *n += 1,
+                None => {
+                    self.report
+                        .unknown_sensors
+                        .insert(rec.sensor.to_string(), 1);
+                }
+            }
+            return Ok(());
+        };
+        let origin = *self.origin.get_or_insert(rec.ts);
+        // Samples older than the first one are clamped to it (the core ignores what
+        // goes backwards in a rise window anyway).
+        let mono = rec.ts.saturating_sub(origin).max(0) as Nanos;
+        if self.report.samples == 0 {
+            self.report.first_ts = Some(events::format_ts(self.wall(mono)));
+        }
+        self.report.samples += 1;
+        while self.next_tick <= mono {
+            let t = self.next_tick;
+            self.detector.tick(t);
+            self.emit(t, out)?;
+            self.next_tick += self.tick;
+        }
+        self.last_mono = self.last_mono.max(mono);
+        self.detector.observe(Sample {
+            sensor,
+            at: mono,
+            reading: rec.reading,
+        });
+        Ok(())
+    }
+
+    fn emit(&mut self, mono: Nanos, out: &mut dyn Write) -> std::io::Result<()> {
+        // Outputs are rare (state changes only); collecting them is not the hot path.
+        let outputs: Vec<Output> = self.detector.drain().collect();
+        if outputs.is_empty() {
+            return Ok(());
+        }
+        let wall = self.wall(mono);
+        for o in outputs {
+            let Some(event) = self.event_of(&o, wall) else {
+                continue;
+            };
+            let line = events::render(&self.config.agent.name, wall, &event);
+            out.write_all(line.as_bytes())?;
+            out.write_all(b"\n")?;
+            if self.keep_events {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    self.report.events.push(v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn event_of(&mut self, o: &Output, wall: SystemTime) -> Option<Event> {
+        let c = self.config;
+        Some(match o {
+            Output::Sensor {
+                sensor,
+                from,
+                to,
+                value,
+                reason,
+            } => {
+                let s = &c.sensors[*sensor as usize];
+                Event::SensorState {
+                    sensor: s.id.clone(),
+                    zone: c.zones[s.zone].id.clone(),
+                    from: from.as_str(),
+                    to: to.as_str(),
+                    value: *value,
+                    reason: reason.as_str(),
+                }
+            }
+            Output::Zone {
+                zone,
+                from,
+                to,
+                evidence,
+            } => {
+                let evidence = evidence_items(c, evidence);
+                if *to == crate::detect::ZoneLevel::Critical {
+                    self.critical_evidence = Some(evidence.clone());
+                }
+                Event::ZoneLevel {
+                    zone: c.zones[*zone as usize].id.clone(),
+                    from: from.as_str(),
+                    to: to.as_str(),
+                    evidence,
+                }
+            }
+            Output::Critical { zone, cause } => {
+                let z = &c.zones[*zone as usize];
+                self.incidents += 1;
+                let evidence = self
+                    .critical_evidence
+                    .take()
+                    .unwrap_or_else(|| self.current_evidence(*zone));
+                self.report.criticals.push(CriticalAt {
+                    zone: z.id.clone(),
+                    ts: events::format_ts(wall),
+                    cause: cause.as_str(),
+                    evidence,
+                });
+                // What the live agent would have started; nothing runs in a replay.
+                Event::RunbookStarted {
+                    runbook: c.runbooks[z.runbook].name.clone(),
+                    zone: z.id.clone(),
+                    incident: format!("{}-replay-{}", z.id, self.incidents),
+                    cause: cause.as_str(),
+                    dry_run: true,
+                    resumed: false,
+                }
+            }
+        })
+    }
+
+    /// The zone's sensors that are not ok, as they are now.
+    fn current_evidence(&self, zone: u32) -> Vec<EvidenceItem> {
+        let c = self.config;
+        c.sensors
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.zone == zone as usize)
+            .filter_map(|(i, s)| {
+                let (state, value) = self.detector.sensor_state(i as u32);
+                (state != crate::detect::SensorState::Ok).then(|| EvidenceItem {
+                    sensor: s.id.clone(),
+                    state: state.as_str(),
+                    value,
+                    reason: self.detector.sensor_reason(i as u32).as_str(),
+                })
+            })
+            .collect()
+    }
+
+    /// Ends the replay: one last tick at the last sample's time, then the report.
+    pub fn finish(mut self, out: &mut dyn Write) -> std::io::Result<Report> {
+        if self.report.samples > 0 {
+            let t = self.last_mono;
+            self.detector.tick(t);
+            self.emit(t, out)?;
+            self.report.last_ts = Some(events::format_ts(self.wall(t)));
+        }
+        Ok(self.report)
+    }
+}
+
+fn evidence_items(c: &Config, evidence: &[crate::detect::Evidence]) -> Vec<EvidenceItem> {
+    evidence
+        .iter()
+        .map(|e| EvidenceItem {
+            sensor: c.sensors[e.sensor as usize].id.clone(),
+            state: e.state.as_str(),
+            value: e.value,
+            reason: e.reason.as_str(),
+        })
+        .collect()
+}
+
+/// Parses a timestamp: epoch milliseconds or RFC 3339. Returns ns since the epoch.
+pub fn parse_ts(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        let ms: i64 = s.parse().map_err(|e| format!("bad epoch ms `{s}`: {e}"))?;
+        return ms
+            .checked_mul(1_000_000)
+            .ok_or_else(|| format!("epoch ms `{s}` out of range"));
+    }
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("bad timestamp `{s}` (RFC 3339 or epoch ms): {e}"))?;
+    i64::try_from(t.unix_timestamp_nanos()).map_err(|_| format!("timestamp `{s}` out of range"))
+}
+
+/// Parses a value field: number, empty (no data), `nan`, or a fault reason.
+pub fn parse_value(s: &str) -> Result<Reading, String> {
+    let s = s.trim();
+    if s.is_empty() || s.eq_ignore_ascii_case("null") {
+        return Ok(Reading::Fault(FaultKind::NoData));
+    }
+    if s.eq_ignore_ascii_case("nan") {
+        return Ok(Reading::Value(f64::NAN));
+    }
+    if s.starts_with("fault:") {
+        return FaultKind::parse(s)
+            .map(Reading::Fault)
+            .ok_or_else(|| format!("unknown fault `{s}`"));
+    }
+    s.parse::<f64>()
+        .map(Reading::Value)
+        .map_err(|_| format!("bad value `{s}` (a number, empty, nan or fault:...)"))
+}
+
+/// Parses one CSV line `ts,sensor,value`.
+pub fn parse_csv(line: &str) -> Result<Record<'_>, String> {
+    let mut it = line.splitn(3, ',');
+    let (Some(ts), Some(sensor), Some(value)) = (it.next(), it.next(), it.next()) else {
+        return Err(format!("expected `ts,sensor,value`, got `{line}`"));
+    };
+    let sensor = sensor.trim();
+    if sensor.is_empty() {
+        return Err("empty sensor id".into());
+    }
+    Ok(Record {
+        ts: parse_ts(ts)?,
+        sensor,
+        reading: parse_value(value)?,
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct JsonLine<'a> {
+    ts: serde_json::Value,
+    #[serde(borrow)]
+    sensor: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    value: serde_json::Value,
+}
+
+/// Parses one JSON line into owned parts (the sensor id may be escaped).
+pub fn parse_json(line: &str) -> Result<(i64, String, Reading), String> {
+    let j: JsonLine = serde_json::from_str(line).map_err(|e| format!("bad JSON: {e}"))?;
+    let ts = match &j.ts {
+        serde_json::Value::String(s) => parse_ts(s)?,
+        serde_json::Value::Number(n) => {
+            let ms = n
+                .as_i64()
+                .ok_or_else(|| format!("bad epoch ms `{n}`: not an integer"))?;
+            ms.checked_mul(1_000_000)
+                .ok_or_else(|| format!("epoch ms `{n}` out of range"))?
+        }
+        other => return Err(format!("bad ts `{other}`: a string or epoch ms")),
+    };
+    let reading = match &j.value {
+        serde_json::Value::Null => Reading::Fault(FaultKind::NoData),
+        serde_json::Value::Number(n) => Reading::Value(n.as_f64().unwrap_or(f64::NAN)),
+        serde_json::Value::String(s) => parse_value(s)?,
+        other => return Err(format!("bad value `{other}`")),
+    };
+    Ok((ts, j.sensor.into_owned(), reading))
+}
+
+/// Replays everything `input` holds. `origin` names the input in errors.
+pub fn replay_reader(
+    config: &Config,
+    input: &mut dyn BufRead,
+    origin: &str,
+    format: Option<Format>,
+    keep_events: bool,
+    out: &mut dyn Write,
+) -> Result<Report, ReplayError> {
+    let mut engine = Replay::new(config, origin, keep_events);
+    let mut line = String::new();
+    let mut n: u64 = 0;
+    let mut format = format;
+    let mut last_ts_text = String::new();
+    let mut last_ts = 0i64;
+    let write_err = |source| ReplayError::Write {
+        what: "the events".into(),
+        source,
+    };
+    loop {
+        line.clear();
+        let read = input
+            .read_line(&mut line)
+            .map_err(|source| ReplayError::Read {
+                path: PathBuf::from(origin),
+                source,
+            })?;
+        if read == 0 {
+            break;
+        }
+        n += 1;
+        let text = line.trim_end_matches(['\n', '\r']);
+        if text.trim().is_empty() || text.starts_with('#') {
+            continue;
+        }
+        let fmt = *format.get_or_insert_with(|| Format::detect(Path::new(origin), text));
+        let parse_err = |message: String| ReplayError::Parse {
+            origin: origin.to_string(),
+            line: n,
+            message,
+        };
+        match fmt {
+            Format::Csv => {
+                if n == 1 && text.split(',').next().map(str::trim) == Some("ts") {
+                    continue; // header
+                }
+                // Rows of one instant share the timestamp text: parse it once.
+                let (ts_text, rest) = text.split_once(',').ok_or_else(|| {
+                    parse_err(format!("expected `ts,sensor,value`, got `{text}`"))
+                })?;
+                let ts = if ts_text == last_ts_text {
+                    last_ts
+                } else {
+                    let ts = parse_ts(ts_text).map_err(parse_err)?;
+                    last_ts_text.clear();
+                    last_ts_text.push_str(ts_text);
+                    last_ts = ts;
+                    ts
+                };
+                let (sensor, value) = rest.split_once(',').ok_or_else(|| {
+                    parse_err(format!("expected `ts,sensor,value`, got `{text}`"))
+                })?;
+                let sensor = sensor.trim();
+                if sensor.is_empty() {
+                    return Err(parse_err("empty sensor id".into()));
+                }
+                let reading = parse_value(value).map_err(parse_err)?;
+                engine
+                    .push(
+                        Record {
+                            ts,
+                            sensor,
+                            reading,
+                        },
+                        out,
+                    )
+                    .map_err(write_err)?;
+            }
+            Format::JsonLines => {
+                let (ts, sensor, reading) = parse_json(text).map_err(parse_err)?;
+                engine
+                    .push(
+                        Record {
+                            ts,
+                            sensor: &sensor,
+                            reading,
+                        },
+                        out,
+                    )
+                    .map_err(write_err)?;
+            }
+        }
+    }
+    engine.finish(out).map_err(write_err)
+}
+
+/// `firebreak replay`: replays the file, prints events and the summary to `out`, and
+/// writes the JSON export to `json` when asked.
+pub fn run(
+    config: &Config,
+    input: &Path,
+    json: Option<&Path>,
+    out: &mut dyn Write,
+) -> Result<Report, ReplayError> {
+    let file = std::fs::File::open(input).map_err(|source| ReplayError::Read {
+        path: input.to_path_buf(),
+        source,
+    })?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+    let origin = input.display().to_string();
+    let report = replay_reader(config, &mut reader, &origin, None, json.is_some(), out)?;
+    let write_err = |what: String| move |source| ReplayError::Write { what, source };
+    out.write_all(report.summary().as_bytes())
+        .map_err(write_err("the summary".into()))?;
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+        std::fs::write(path, text + "\n").map_err(write_err(path.display().to_string()))?;
+    }
+    Ok(report)
+}
