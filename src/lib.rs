@@ -14,4 +14,5 @@ pub mod incident;
 pub mod journal;
 pub mod ops;
 pub mod runbook;
+pub mod sinks;
 pub mod sources;

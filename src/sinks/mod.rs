@@ -1,0 +1,3 @@
+//! Telemetry out: everything the agent sends elsewhere, behind bounded channels.
+
+pub mod influxdb;
