@@ -5,6 +5,7 @@ pub mod agent;
 pub mod haproxy;
 pub mod knot;
 pub mod receiver;
+pub mod victoria;
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {

@@ -204,7 +204,7 @@ impl Default for Tuning {
         Tuning {
             batch_lines: 5000,
             queue: 65_536,
-            batches_in_flight: 4,
+            batches_in_flight: 16,
             request_timeout: Duration::from_secs(10),
             backoff_min: Duration::from_millis(250),
             backoff_max: Duration::from_secs(15),
