@@ -25,7 +25,9 @@ pub mod line;
 pub mod spool;
 
 use crate::config::Config;
+use crate::detect::rise::Nanos;
 use crate::detect::{SensorState, ZoneLevel};
+use crate::events::Event;
 use bytes::Bytes;
 use client::{Client, ClientError, Outcome};
 use spool::{Lane, Spool};
@@ -33,7 +35,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -178,6 +180,41 @@ impl TelemetryTx {
         if self.tx.try_send(t).is_err() {
             self.stats.dropped(DropReason::QueueFull, 1);
         }
+    }
+
+    /// Sends an event with the line the event log got for it.
+    pub fn event(&self, agent: &str, ts: SystemTime, event: &Event) {
+        self.send(Telemetry::Event {
+            name: event.name(),
+            ts_ms: wall_ms(ts),
+            detail: crate::events::render(agent, ts, event),
+        });
+    }
+}
+
+/// Milliseconds since the Unix epoch (negative before it).
+pub fn wall_ms(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+/// Turns the monotonic sample clock into wall-clock milliseconds, with the offset between
+/// the two taken once at start: samples keep their spacing even if the wall clock steps.
+#[derive(Debug, Clone, Copy)]
+pub struct WallFromMono {
+    offset_ms: i64,
+}
+
+impl WallFromMono {
+    pub fn new(wall: SystemTime, mono: Nanos) -> Self {
+        WallFromMono {
+            offset_ms: wall_ms(wall) - (mono / 1_000_000) as i64,
+        }
+    }
+    pub fn ms(&self, mono: Nanos) -> i64 {
+        self.offset_ms + (mono / 1_000_000) as i64
     }
 }
 
