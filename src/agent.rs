@@ -3,11 +3,14 @@
 use crate::api::{self, ApiCommand, Refusal};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Problem, SourceSpec};
-use crate::detect::{Cause, Detector, Output, Sample, SensorState};
+use crate::detect::{Cause, Detector, Output, Reading, Sample, SensorState};
 use crate::events::{Event, EventLog, EventLogError, EvidenceItem};
 use crate::incident::{self, Shared};
 use crate::journal::{Journal, JournalError};
 use crate::runbook;
+use crate::sinks::influxdb::{
+    self as influx, Sink, SinkConfig, Telemetry, TelemetryTx, WallFromMono,
+};
 use crate::sources::{modbus, mqtt};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -29,6 +32,8 @@ pub enum AgentError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Api(#[from] api::ApiError),
+    #[error(transparent)]
+    Telemetry(#[from] influx::InfluxError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
 }
@@ -176,6 +181,14 @@ pub async fn run_until(
     })?;
     let log = Arc::new(EventLog::open(&config.agent.event_log, &config.agent.name)?);
     let journal = Journal::open(&config.agent.state_dir)?;
+    // Telemetry has its own stop: it outlives the engine to carry the last events.
+    let sink_stop = CancellationToken::new();
+    let sink = match SinkConfig::from_config(&config)? {
+        Some(cfg) => Some(Sink::start(cfg, sink_stop.clone())?),
+        None => None,
+    };
+    let telemetry = sink.as_ref().map(Sink::sender);
+    let wall_from_mono = WallFromMono::new(clock.wall(), clock.mono());
     let metrics = Arc::new(crate::sinks::prometheus::Metrics::new());
     let shared = Arc::new(Shared {
         config: config.clone(),
@@ -183,6 +196,7 @@ pub async fn run_until(
         log: log.clone(),
         journal: journal.clone(),
         clock: clock.clone(),
+        telemetry: telemetry.clone(),
     });
 
     // The API is bound before anything starts, so a taken port fails the start loudly.
@@ -216,7 +230,12 @@ pub async fn run_until(
     let (tx, mut rx) = mpsc::channel::<Sample>(SAMPLE_QUEUE);
     let sources_stop = shutdown.child_token();
     let mut tasks = Vec::new();
+    let mut source_metrics = Vec::new();
     for device in modbus::devices(&config) {
+        device
+            .metrics
+            .attach_poll_histogram(metrics.poll_duration.with_label_values(&[&device.name]));
+        source_metrics.push(device.metrics.clone());
         tasks.push(modbus::spawn(
             device,
             clock.clone(),
@@ -225,6 +244,7 @@ pub async fn run_until(
         ));
     }
     for sub in mqtt::subscribers(&config) {
+        source_metrics.push(sub.metrics.clone());
         tasks.push(mqtt::spawn(
             sub,
             clock.clone(),
@@ -241,6 +261,8 @@ pub async fn run_until(
         open: HashMap::new(),
         seq: 0,
         drills: 0,
+        source_metrics,
+        sink_stats: sink.as_ref().map(Sink::stats),
     };
     engine.resume_open_incidents(&mut detector);
 
@@ -257,10 +279,10 @@ pub async fn run_until(
                     sources_done = true;
                     continue;
                 };
-                detector.observe(first);
+                observe(&mut detector, first, telemetry.as_ref(), wall_from_mono, config.sensors.len());
                 for _ in 1..SAMPLE_BATCH {
                     match rx.try_recv() {
-                        Ok(s) => detector.observe(s),
+                        Ok(s) => observe(&mut detector, s, telemetry.as_ref(), wall_from_mono, config.sensors.len()),
                         Err(_) => break,
                     }
                 }
@@ -302,9 +324,51 @@ pub async fn run_until(
             running.join(", ")
         )
     };
-    log.write(clock.wall(), &Event::AgentStopped { reason })?;
+    let stopped = Event::AgentStopped { reason };
+    let ts = clock.wall();
+    log.write(ts, &stopped)?;
+    if let Some(t) = &telemetry {
+        t.event(&config.agent.name, ts, &stopped);
+    }
+    if let Some(sink) = sink {
+        // Bounded: the sink sends for `shutdown_grace`, then spools what is left.
+        sink_stop.cancel();
+        if tokio::time::timeout(SINK_STOP, sink.join()).await.is_err() {
+            tracing::error!("telemetry sink did not stop in time");
+        }
+    }
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// How long the InfluxDB sink may take to hand its last batches over at shutdown.
+const SINK_STOP: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Feeds one sample to the core and, when InfluxDB is configured, queues it with the
+/// sensor's state (never waiting: a full queue counts a drop).
+fn observe(
+    detector: &mut Detector,
+    sample: Sample,
+    telemetry: Option<&TelemetryTx>,
+    wall: WallFromMono,
+    sensors: usize,
+) {
+    detector.observe(sample);
+    let Some(t) = telemetry else { return };
+    // The core ignores unknown sensor indices; sensor_state would not.
+    if sample.sensor as usize >= sensors {
+        return;
+    }
+    let (state, _) = detector.sensor_state(sample.sensor);
+    t.send(Telemetry::Sensor {
+        sensor: sample.sensor,
+        ts_ms: wall.ms(sample.at),
+        value: match sample.reading {
+            Reading::Value(v) if v.is_finite() => Some(v),
+            _ => None,
+        },
+        state,
+    });
 }
 
 struct Engine {
@@ -315,6 +379,17 @@ struct Engine {
     open: HashMap<usize, String>,
     seq: u32,
     drills: u32,
+    /// Sources' own counters, exported at scrape time.
+    source_metrics: Vec<Arc<crate::sources::metrics::SourceMetrics>>,
+    sink_stats: Option<Arc<influx::Stats>>,
+}
+
+/// Brings a Prometheus counter up to a component's own running total.
+fn catch_up(counter: &prometheus::IntCounter, total: u64) {
+    let have = counter.get();
+    if total > have {
+        counter.inc_by(total - have);
+    }
 }
 
 impl Engine {
@@ -403,6 +478,13 @@ impl Engine {
                         })
                         .collect();
                     tracing::warn!(zone = %config.zones[zone as usize].id, from = from.as_str(), to = to.as_str(), "zone level changed");
+                    if let Some(t) = &self.shared.telemetry {
+                        t.send(Telemetry::Zone {
+                            zone,
+                            ts_ms: influx::wall_ms(self.shared.clock.wall()),
+                            level: to,
+                        });
+                    }
                     self.write(&Event::ZoneLevel {
                         zone: config.zones[zone as usize].id.clone(),
                         from: from.as_str(),
@@ -521,6 +603,30 @@ impl Engine {
         ];
         let config = &self.shared.config;
         let m = &self.shared.metrics;
+        for sm in &self.source_metrics {
+            let snap = sm.snapshot();
+            m.source_up
+                .with_label_values(&[&sm.source])
+                .set(i64::from(snap.connected));
+            catch_up(&m.samples.with_label_values(&[&sm.source]), snap.samples_in);
+            for (kind, n) in &snap.errors {
+                catch_up(
+                    &m.source_errors
+                        .with_label_values(&[sm.source.as_str(), kind]),
+                    *n,
+                );
+            }
+        }
+        if let Some(st) = &self.sink_stats {
+            m.spool_bytes
+                .set(st.spool_bytes.load(std::sync::atomic::Ordering::Relaxed) as i64);
+            for r in influx::DropReason::ALL {
+                catch_up(
+                    &m.telemetry_dropped.with_label_values(&[r.as_str()]),
+                    st.dropped_count(r),
+                );
+            }
+        }
         for (si, s) in config.sensors.iter().enumerate() {
             let zone = &config.zones[s.zone].id;
             let (state, value) = detector.sensor_state(si as u32);

@@ -9,6 +9,7 @@ use crate::detect::Cause;
 use crate::events::{Event, EventLog};
 use crate::journal::{Incident, Journal, StepRecord, StepStatus};
 use crate::runbook::{self, StepContext, StepReport, TemplateVars};
+use crate::sinks::influxdb::TelemetryTx;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,18 +20,24 @@ pub struct Shared {
     pub log: Arc<EventLog>,
     pub journal: Journal,
     pub clock: Arc<dyn Clock>,
+    /// InfluxDB telemetry, when configured: every event written is also sent there.
+    pub telemetry: Option<TelemetryTx>,
 }
 
 impl Shared {
     pub fn write(&self, event: &Event) {
         self.metrics.events.with_label_values(&[event.name()]).inc();
-        if let Err(e) = self.log.write(self.clock.wall(), event) {
+        let ts = self.clock.wall();
+        if let Err(e) = self.log.write(ts, event) {
             // Failover goes on; the operator must hear about it.
             self.metrics
                 .event_log_errors
                 .with_label_values(&[event.name()])
                 .inc();
             tracing::error!(error = %e, event = event.name(), "EVENT LOG WRITE FAILED");
+        }
+        if let Some(t) = &self.telemetry {
+            t.event(&self.config.agent.name, ts, event);
         }
     }
 

@@ -23,6 +23,7 @@ fn room_config(
     env: SocketAddr,
     ups: SocketAddr,
     dns: SocketAddr,
+    api_port: u16,
 ) -> std::path::PathBuf {
     let secret_file = dir.join("tsig.secret");
     std::fs::write(&secret_file, format!("{}\n", secret_b64())).unwrap();
@@ -33,6 +34,9 @@ name = "test-b3"
 state_dir = "{state}"
 event_log = "{state}/events.jsonl"
 dry_run = false
+
+[api]
+listen = "127.0.0.1:{api_port}"
 
 [[sources]]
 name = "env-b3"
@@ -138,6 +142,11 @@ retries = 3
     path
 }
 
+thread_local! {
+    /// The API port of the agent a test starts (one agent per test thread).
+    static API_PORT: u16 = support::free_port();
+}
+
 fn knot() -> Knot {
     Knot::start(
         "example.test",
@@ -164,6 +173,7 @@ fn confirmed_fire_moves_the_dns_record_and_declares_safe_to_cut_power() {
         sim.addr("env-b3").unwrap(),
         sim.addr("ups-b3-1").unwrap(),
         knot.addr(),
+        API_PORT.with(|p| *p),
     );
     let mut agent = Agent::start(&config, &dir.path().join("state/events.jsonl"));
 
@@ -251,6 +261,7 @@ fn single_sample_spike_above_critical_does_not_start_the_runbook() {
         sim.addr("env-b3").unwrap(),
         sim.addr("ups-b3-1").unwrap(),
         knot.addr(),
+        API_PORT.with(|p| *p),
     );
     let mut agent = Agent::start(&config, &dir.path().join("state/events.jsonl"));
 

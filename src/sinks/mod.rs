@@ -1,3 +1,4 @@
-//! Where the agent's telemetry goes.
+//! Telemetry out: everything the agent sends elsewhere, behind bounded channels.
 
+pub mod influxdb;
 pub mod prometheus;

@@ -40,6 +40,8 @@ pub struct SourceMetrics {
     samples_in: AtomicU64,
     errors: [AtomicU64; 4],
     connected: AtomicBool,
+    /// Poll-pass durations, once an exporter attaches its histogram.
+    poll: std::sync::OnceLock<prometheus::Histogram>,
 }
 
 /// A copy of the counters at one moment.
@@ -66,6 +68,18 @@ impl SourceMetrics {
             samples_in: AtomicU64::new(0),
             errors: Default::default(),
             connected: AtomicBool::new(false),
+            poll: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Where poll durations go (`firebreak_source_poll_duration_seconds{source}`).
+    pub fn attach_poll_histogram(&self, h: prometheus::Histogram) {
+        let _ = self.poll.set(h);
+    }
+
+    pub fn observe_poll(&self, seconds: f64) {
+        if let Some(h) = self.poll.get() {
+            h.observe(seconds);
         }
     }
 

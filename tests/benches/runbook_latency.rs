@@ -99,6 +99,7 @@ fn main() {
         log: Arc::new(EventLog::open(&config.agent.event_log, "bench").unwrap()),
         journal: journal.clone(),
         clock: Arc::new(SystemClock::new()),
+        telemetry: None,
     });
     let mut dispatch_times = Vec::new();
     let mut buf = [0u8; 1500];

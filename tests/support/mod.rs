@@ -7,6 +7,7 @@ pub mod knot;
 pub mod mosquitto;
 pub mod pymodbus;
 pub mod receiver;
+pub mod victoria;
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {

@@ -185,7 +185,12 @@ async fn poll_forever(device: &Device, clock: Arc<dyn Clock>, tx: mpsc::Sender<S
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        match poll_once(device, clock.as_ref(), &tx).await {
+        let started = clock.mono();
+        let result = poll_once(device, clock.as_ref(), &tx).await;
+        device
+            .metrics
+            .observe_poll(clock.mono().saturating_sub(started) as f64 * 1e-9);
+        match result {
             Ok(()) => {
                 if up != Some(true) {
                     tracing::info!(source = %device.name, "Modbus device answering");
