@@ -374,6 +374,8 @@ fn a_tiny_spool_drops_the_oldest_sensor_data_first_and_keeps_every_event() {
     let mut cfg = config(&url, spool.path());
     cfg.spool_max = 64 << 10;
     cfg.tuning.segment_bytes = Some(8 << 10);
+    // Small batches whatever the machine's load: the newest data must fit the tiny spool.
+    cfg.tuning.batch_lines = 500;
     let mut first = start(&rt, cfg.clone());
     let mut samples = Vec::new();
     for i in 0..30_000 {
