@@ -496,3 +496,45 @@ fn status_shows_zones_sensors_and_the_incident() {
     }
     assert_eq!(agent.stop(), Some(0));
 }
+
+#[test]
+fn drill_proves_the_dns_server_accepts_our_tsig_key_and_fails_on_a_wrong_one() {
+    let p = peers(200);
+    let dir = tempfile::tempdir().unwrap();
+    let serial = p.knot.soa_serial();
+    let (config, _) = write_config(
+        dir.path(),
+        support::free_port(),
+        true,
+        &dns_step(&p, dir.path()),
+    );
+    let drill = |config: &Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_firebreak"))
+            .args(["drill", "--zone", "b3", "--config"])
+            .arg(config)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, stdout) = drill(&config);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("accepts our TSIG key"), "{stdout}");
+
+    // The same drill with a wrong secret: the signed probe is refused, the step fails.
+    std::fs::write(
+        dir.path().join("tsig.secret"),
+        base64::engine::general_purpose::STANDARD.encode(b"a-wrong-secret-of-32-bytes-long!"),
+    )
+    .unwrap();
+    let (code, stdout) = drill(&config);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL") && stdout.contains("NOTAUTH"),
+        "{stdout}"
+    );
+    assert_eq!(p.knot.soa_serial(), serial, "no drill changed the zone");
+    assert_eq!(p.knot.dig("app.example.test", "A"), vec!["192.0.2.10"]);
+}

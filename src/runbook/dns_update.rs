@@ -50,12 +50,31 @@ pub async fn run(
         step.server
     );
     if dry_run {
-        // Change nothing; prove the server answers for the record.
+        // Change nothing; prove the server answers for the record...
         let current = dns::query_rrset(step.server, &step.record, step.rtype, spec.timeout).await?;
+        // ...and accepts our key: a signed UPDATE whose prerequisite cannot hold. The
+        // server checks the signature first (NOTAUTH/BADSIG for a wrong key), then the
+        // prerequisite (NXRRSET), and applies nothing.
+        let key_check = if spec.key.is_some() {
+            match dns::send_update(&spec, Some(&impossible_rrset(step.rtype, &current))).await {
+                Err(dns::DnsError::PrerequisiteFailed { .. }) => {
+                    "; the server accepts our TSIG key"
+                }
+                Ok(_) => {
+                    return Err(StepError::NotVerified(
+                        "the server applied a dry-run UPDATE whose prerequisite could not hold"
+                            .into(),
+                    ))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            ""
+        };
         return Ok(StepOutcome {
             verified: false,
             detail: format!(
-                "dry run: would replace {target}; server answers [{}] now",
+                "dry run: would replace {target}; server answers [{}] now{key_check}",
                 current.join(", ")
             ),
         });
@@ -74,6 +93,23 @@ pub async fn run(
             format!("updated and verified: {target}")
         },
     })
+}
+
+/// An RRset the record cannot hold right now: the current one plus a value nobody uses.
+fn impossible_rrset(kind: dns::RecordKind, current: &[String]) -> Vec<String> {
+    let sentinel = match kind {
+        dns::RecordKind::A => "0.0.0.0".to_string(),
+        dns::RecordKind::Aaaa => "::".to_string(),
+        dns::RecordKind::Cname => "firebreak-dry-run.invalid.".to_string(),
+        dns::RecordKind::Txt => format!("firebreak-dry-run-{}", std::process::id()),
+    };
+    if kind == dns::RecordKind::Cname {
+        // A CNAME holds one value: any other name cannot be there.
+        return vec![sentinel];
+    }
+    let mut v = current.to_vec();
+    v.push(sentinel);
+    v
 }
 
 /// Polls each server until it answers the new RRset. The caller's step timeout bounds it.
