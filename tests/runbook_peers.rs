@@ -538,3 +538,79 @@ fn drill_proves_the_dns_server_accepts_our_tsig_key_and_fails_on_a_wrong_one() {
     assert_eq!(p.knot.soa_serial(), serial, "no drill changed the zone");
     assert_eq!(p.knot.dig("app.example.test", "A"), vec!["192.0.2.10"]);
 }
+
+#[test]
+fn mqtt_publish_step_leaves_a_retained_failover_flag_on_a_real_broker() {
+    use support::mosquitto::{Mosquitto, Options};
+    let broker = Mosquitto::start(Options {
+        users: vec![("firebreak".into(), "pw-123".into())],
+        tls: false,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("mqtt.password");
+    std::fs::write(&password, "pw-123\n").unwrap();
+    let port = support::free_port();
+    let (config, log) = write_config(
+        dir.path(),
+        port,
+        true,
+        r#"
+[[runbooks.steps]]
+name = "raise the failover flag for other sites"
+type = "mqtt_publish"
+source = "site-broker"
+topic = "dc1/failover/{{zone}}"
+payload = '{"incident":"{{incident}}","state":"failed_over"}'
+qos = 1
+retain = true
+"#,
+    );
+    // The source goes before the zones: append it to the config's top-level tables.
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "[[zones]]",
+        &format!(
+            "[[sources]]\nname = \"site-broker\"\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{}\"\nusername = \"firebreak\"\npassword_file = \"{}\"\n\n[[zones]]",
+            broker.port,
+            password.display()
+        ),
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut agent = Agent::start(&config, &log);
+    wait_for_api(port, &agent);
+    assert_eq!(post(port, "/api/v1/zones/b3/failover", Some(TOKEN)).0, 202);
+    let safe = agent.wait_for("safe", Duration::from_secs(20), |e| {
+        e["event"] == "safe_to_cut_power"
+    });
+    let step = agent
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "step_finished")
+        .unwrap();
+    assert_eq!(step["verified"], true, "QoS 1 publish acknowledged: {step}");
+
+    // A client we did not write sees the retained flag.
+    let out = std::process::Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &broker.port.to_string(),
+            "-u",
+            "firebreak",
+            "-P",
+            "pw-123",
+        ])
+        .args(["-t", "dc1/failover/b3", "-C", "1", "-W", "5"])
+        .output()
+        .expect("mosquitto_sub");
+    let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "retained message: {e}: {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert_eq!(msg["incident"], safe["incident"]);
+    assert_eq!(msg["state"], "failed_over");
+    assert_eq!(agent.stop(), Some(0));
+}
