@@ -614,3 +614,56 @@ retain = true
     assert_eq!(msg["state"], "failed_over");
     assert_eq!(agent.stop(), Some(0));
 }
+
+#[test]
+fn cli_failover_drill_and_reset_reach_the_running_agent() {
+    let p = peers(200);
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let (config, log) = write_config(dir.path(), port, true, &http_step(&p));
+    let mut agent = Agent::start(&config, &log);
+    wait_for_api(port, &agent);
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_firebreak"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+
+    // A drill through the API: dry run, nothing sent, reported in the event log.
+    let (status, body) = post(port, "/api/v1/zones/b3/drill", Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    let drill: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(drill["pass"], true, "{body}");
+    assert!(p.receiver.posts().is_empty(), "a drill sends no webhook");
+    agent.wait_for("drill events", Duration::from_secs(10), |e| {
+        e["event"] == "runbook_started" && e["cause"] == "drill"
+    });
+
+    let (code, out) = cli(&["failover", "--zone", "b3"]);
+    assert_eq!(code, Some(0), "{out}");
+    let safe = agent.wait_for("safe", Duration::from_secs(20), |e| {
+        e["event"] == "safe_to_cut_power"
+    });
+    assert_eq!(p.receiver.posts().len(), 1);
+
+    let (code, out) = cli(&["reset", "--zone", "b3", "--by", "operator-kim"]);
+    assert_eq!(code, Some(0), "{out}");
+    let reset = agent.wait_for("reset", Duration::from_secs(10), |e| {
+        e["event"] == "incident_reset"
+    });
+    assert_eq!(reset["incident"], safe["incident"]);
+    assert_eq!(reset["by"], "operator-kim");
+
+    let (code, out) = cli(&["reset", "--zone", "b3"]);
+    assert_eq!(code, Some(1), "nothing left to reset: {out}");
+    assert!(out.contains("409"), "{out}");
+    assert_eq!(agent.stop(), Some(0));
+}
