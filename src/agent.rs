@@ -226,6 +226,10 @@ pub async fn run_until(
         dry_run: config.agent.dry_run,
     });
     tracing::info!(agent = %config.agent.name, event_log = %log.path().display(), dry_run = config.agent.dry_run, "agent started");
+    let notifier = crate::systemd::Notifier::from_env();
+    notifier.ready();
+    let watchdog_every = notifier.watchdog_interval().map(|d| d.as_nanos() as u64);
+    let mut last_watchdog = 0u64;
 
     let (tx, mut rx) = mpsc::channel::<Sample>(SAMPLE_QUEUE);
     let sources_stop = shutdown.child_token();
@@ -293,11 +297,21 @@ pub async fn run_until(
                 engine.handle(&mut detector);
             }
             _ = ticker.tick() => {
+                // The watchdog is pinged from the detection loop itself: if this loop hangs,
+                // systemd restarts the agent.
+                if let Some(every) = watchdog_every {
+                    let now = clock.mono();
+                    if now.saturating_sub(last_watchdog) >= every {
+                        notifier.watchdog();
+                        last_watchdog = now;
+                    }
+                }
                 detector.tick(clock.mono());
                 engine.handle(&mut detector);
             }
         }
     }
+    notifier.stopping();
     sources_stop.cancel();
     for t in tasks {
         let _ = t.await;

@@ -18,3 +18,4 @@ pub mod replay;
 pub mod runbook;
 pub mod sinks;
 pub mod sources;
+pub mod systemd;
