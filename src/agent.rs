@@ -277,6 +277,25 @@ pub async fn run_until(
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
+            // Ticks before samples: a steady flood of samples must not starve stale
+            // detection, hold expiry or the watchdog.
+            _ = ticker.tick() => {
+                // The watchdog is pinged from the detection loop itself: if this loop hangs,
+                // systemd restarts the agent.
+                if let Some(every) = watchdog_every {
+                    let now = clock.mono();
+                    if now.saturating_sub(last_watchdog) >= every {
+                        notifier.watchdog();
+                        last_watchdog = now;
+                    }
+                }
+                detector.tick(clock.mono());
+                engine.handle(&mut detector);
+            }
+            Some(cmd) = cmd_rx.recv() => {
+                engine.command(cmd, &mut detector);
+                engine.handle(&mut detector);
+            }
             first = rx.recv(), if !sources_done => {
                 let Some(first) = first else {
                     // No sources at all: keep ticking (sensors go stale) until shutdown.
@@ -290,23 +309,6 @@ pub async fn run_until(
                         Err(_) => break,
                     }
                 }
-                engine.handle(&mut detector);
-            }
-            Some(cmd) = cmd_rx.recv() => {
-                engine.command(cmd, &mut detector);
-                engine.handle(&mut detector);
-            }
-            _ = ticker.tick() => {
-                // The watchdog is pinged from the detection loop itself: if this loop hangs,
-                // systemd restarts the agent.
-                if let Some(every) = watchdog_every {
-                    let now = clock.mono();
-                    if now.saturating_sub(last_watchdog) >= every {
-                        notifier.watchdog();
-                        last_watchdog = now;
-                    }
-                }
-                detector.tick(clock.mono());
                 engine.handle(&mut detector);
             }
         }
