@@ -4,7 +4,7 @@ use crate::api::{self, ApiCommand, Refusal};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Problem, SourceSpec};
 use crate::detect::{Cause, Detector, Output, Reading, Sample, SensorState};
-use crate::events::{Event, EventLog, EventLogError, EvidenceItem};
+use crate::events::{Event, EventLog, EventLogError};
 use crate::incident::{self, Shared};
 use crate::journal::{Journal, JournalError};
 use crate::runbook;
@@ -460,59 +460,26 @@ impl Engine {
         let outputs: Vec<Output> = detector.drain().collect();
         let config = self.shared.config.clone();
         for o in outputs {
-            match o {
-                Output::Sensor {
-                    sensor,
-                    from,
-                    to,
-                    value,
-                    reason,
-                } => {
-                    let s = &config.sensors[sensor as usize];
-                    self.write(&Event::SensorState {
-                        sensor: s.id.clone(),
-                        zone: config.zones[s.zone].id.clone(),
-                        from: from.as_str(),
-                        to: to.as_str(),
-                        value,
-                        reason: reason.as_str(),
-                    });
-                }
-                Output::Zone {
-                    zone,
-                    from,
-                    to,
-                    evidence,
-                } => {
-                    let evidence = evidence
-                        .iter()
-                        .map(|e| EvidenceItem {
-                            sensor: config.sensors[e.sensor as usize].id.clone(),
-                            state: e.state.as_str(),
-                            value: e.value,
-                            reason: e.reason.as_str(),
-                        })
-                        .collect();
-                    tracing::warn!(zone = %config.zones[zone as usize].id, from = from.as_str(), to = to.as_str(), "zone level changed");
-                    if let Some(t) = &self.shared.telemetry {
-                        t.send(Telemetry::Zone {
-                            zone,
-                            ts_ms: influx::wall_ms(self.shared.clock.wall()),
-                            level: to,
-                        });
-                    }
-                    self.write(&Event::ZoneLevel {
-                        zone: config.zones[zone as usize].id.clone(),
-                        from: from.as_str(),
-                        to: to.as_str(),
-                        evidence,
-                    });
-                }
+            match &o {
                 Output::Critical { zone, cause } => {
-                    if let Err(r) = self.start_runbook(zone as usize, cause) {
+                    if let Err(r) = self.start_runbook(*zone as usize, *cause) {
                         tracing::error!(?r, "runbook not started");
                     }
                 }
+                Output::Zone { zone, from, to, .. } => {
+                    tracing::warn!(zone = %config.zones[*zone as usize].id, from = from.as_str(), to = to.as_str(), "zone level changed");
+                    if let Some(t) = &self.shared.telemetry {
+                        t.send(Telemetry::Zone {
+                            zone: *zone,
+                            ts_ms: influx::wall_ms(self.shared.clock.wall()),
+                            level: *to,
+                        });
+                    }
+                }
+                Output::Sensor { .. } => {}
+            }
+            if let Some(event) = crate::events::from_output(&config, &o) {
+                self.write(&event);
             }
         }
     }

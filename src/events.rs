@@ -133,6 +133,54 @@ impl Event {
     }
 }
 
+/// The event a detection output is written as (`None` for `Critical`, which starts a
+/// runbook rather than being an event itself). Shared by the agent and replay.
+pub fn from_output(
+    config: &crate::config::Config,
+    output: &crate::detect::Output,
+) -> Option<Event> {
+    use crate::detect::Output;
+    match output {
+        Output::Sensor {
+            sensor,
+            from,
+            to,
+            value,
+            reason,
+        } => {
+            let s = &config.sensors[*sensor as usize];
+            Some(Event::SensorState {
+                sensor: s.id.clone(),
+                zone: config.zones[s.zone].id.clone(),
+                from: from.as_str(),
+                to: to.as_str(),
+                value: *value,
+                reason: reason.as_str(),
+            })
+        }
+        Output::Zone {
+            zone,
+            from,
+            to,
+            evidence,
+        } => Some(Event::ZoneLevel {
+            zone: config.zones[*zone as usize].id.clone(),
+            from: from.as_str(),
+            to: to.as_str(),
+            evidence: evidence
+                .iter()
+                .map(|e| EvidenceItem {
+                    sensor: config.sensors[e.sensor as usize].id.clone(),
+                    state: e.state.as_str(),
+                    value: e.value,
+                    reason: e.reason.as_str(),
+                })
+                .collect(),
+        }),
+        Output::Critical { .. } => None,
+    }
+}
+
 #[derive(Serialize)]
 struct Line<'a> {
     ts: String,

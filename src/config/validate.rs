@@ -1475,31 +1475,13 @@ fn step(
             })
         }
         "mqtt_publish" => {
-            let source = c
-                .required_str(&format!("{path}.source"), &s.source)
-                .and_then(|n| {
-                    match source_index
-                        .get(n)
-                        .map(|&i| (i, sources.get(i).map(|s| &s.spec)))
-                    {
-                        Some((i, Some(SourceSpec::Mqtt(_)))) => Some(i),
-                        Some((_, Some(_))) => {
-                            c.err(
-                                format!("{path}.source"),
-                                format!("source `{n}` is not an MQTT source"),
-                            );
-                            None
-                        }
-                        Some((_, None)) => None,
-                        None => {
-                            c.err(
-                                format!("{path}.source"),
-                                format!("unknown source `{n}`{}", known(source_index.keys())),
-                            );
-                            None
-                        }
-                    }
-                });
+            let source = mqtt_source_ref(
+                c,
+                &format!("{path}.source"),
+                &s.source,
+                source_index,
+                sources,
+            );
             let topic = c
                 .required_str(&format!("{path}.topic"), &s.topic)
                 .map(str::to_string);
@@ -1848,6 +1830,36 @@ fn http_step(c: &mut Collector, path: &str, s: &RawStep) -> Option<HttpStep> {
     })
 }
 
+/// Resolves a required reference to an MQTT source, reporting an unknown or non-MQTT one.
+fn mqtt_source_ref(
+    c: &mut Collector,
+    path: &str,
+    name: &Option<String>,
+    source_index: &HashMap<String, usize>,
+    sources: &[Source],
+) -> Option<usize> {
+    let n = c.required_str(path, name)?;
+    match source_index
+        .get(n)
+        .map(|&i| (i, sources.get(i).map(|s| &s.spec)))
+    {
+        Some((i, Some(SourceSpec::Mqtt(_)))) => Some(i),
+        Some((_, Some(_))) => {
+            c.err(path, format!("source `{n}` is not an MQTT source"));
+            None
+        }
+        // Known but invalid: its own errors are reported already.
+        Some((_, None)) => None,
+        None => {
+            c.err(
+                path,
+                format!("unknown source `{n}`{}", known(source_index.keys())),
+            );
+            None
+        }
+    }
+}
+
 /// Reports `{{placeholders}}` that are not known template variables.
 fn check_template(c: &mut Collector, path: &str, text: &str) {
     let mut rest = text;
@@ -1934,31 +1946,7 @@ fn telemetry(
     });
     let mqtt = raw.mqtt.as_ref().and_then(|m| {
         let p = "telemetry.mqtt";
-        let source = c
-            .required_str(&format!("{p}.source"), &m.source)
-            .and_then(|n| {
-                match source_index
-                    .get(n)
-                    .map(|&i| (i, sources.get(i).map(|s| &s.spec)))
-                {
-                    Some((i, Some(SourceSpec::Mqtt(_)))) => Some(i),
-                    Some((_, Some(_))) => {
-                        c.err(
-                            format!("{p}.source"),
-                            format!("source `{n}` is not an MQTT source"),
-                        );
-                        None
-                    }
-                    Some((_, None)) => None,
-                    None => {
-                        c.err(
-                            format!("{p}.source"),
-                            format!("unknown source `{n}`{}", known(source_index.keys())),
-                        );
-                        None
-                    }
-                }
-            });
+        let source = mqtt_source_ref(c, &format!("{p}.source"), &m.source, source_index, sources);
         let prefix = m
             .prefix
             .clone()
