@@ -104,6 +104,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ProbeCommand {
     /// Read registers once; print u16, i16, bits, and u32/i32/f32 in both word orders.
+    /// With --table coil or discrete, print each bit (0/1) instead.
     ///
     /// Example: firebreak probe modbus tcp://10.20.0.21:502 --unit 1 --table input --address 0 --count 4 --scale 0.1
     Modbus {
@@ -111,10 +112,10 @@ pub enum ProbeCommand {
         url: String,
         #[arg(long, default_value_t = 1)]
         unit: u8,
-        /// holding | input
+        /// holding | input | coil | discrete
         #[arg(long, default_value = "holding")]
         table: String,
-        /// First register (0-based PDU address, as in the config).
+        /// First register or bit (0-based PDU address, as in the config).
         #[arg(long, default_value_t = 0)]
         address: u16,
         #[arg(long, default_value_t = 10)]

@@ -180,7 +180,13 @@ fn probe(what: firebreak::cli::ProbeCommand) -> ExitCode {
             let table = match table.as_str() {
                 "holding" => firebreak::config::Table::Holding,
                 "input" => firebreak::config::Table::Input,
-                other => return usage(format!("--table `{other}`: holding or input")),
+                "coil" => firebreak::config::Table::Coil,
+                "discrete" => firebreak::config::Table::Discrete,
+                other => {
+                    return usage(format!(
+                        "--table `{other}`: holding, input, coil or discrete"
+                    ))
+                }
             };
             let timeout = match parse_duration(&timeout) {
                 Ok(t) => t,

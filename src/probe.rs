@@ -11,7 +11,6 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio_modbus::client::Reader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -44,33 +43,58 @@ pub struct ModbusProbe {
 /// Reads the registers once and returns the report.
 pub async fn modbus(p: &ModbusProbe) -> Result<String, ProbeError> {
     let link = parse_modbus_url(&p.url).map_err(ProbeError::Usage)?;
-    if p.count == 0 || p.count > 125 || u32::from(p.address) + u32::from(p.count) > 65536 {
-        return Err(ProbeError::Usage(
-            "--count must be 1 to 125 and address + count at most 65536".into(),
-        ));
+    let max = p.table.protocol_max_per_read();
+    if p.count == 0 || p.count > max || u32::from(p.address) + u32::from(p.count) > 65536 {
+        return Err(ProbeError::Usage(format!(
+            "--count must be 1 to {max} for table {} and address + count at most 65536",
+            p.table.as_str()
+        )));
     }
     let mut ctx = modbus::connect(&link, p.unit, p.timeout).await?;
-    let read = async {
-        match p.table {
-            Table::Holding => ctx.read_holding_registers(p.address, p.count).await,
-            Table::Input => ctx.read_input_registers(p.address, p.count).await,
-        }
-    };
+    let read = modbus::read_table(&mut ctx, p.table, p.address, p.count);
     let words = match tokio::time::timeout(p.timeout, read).await {
         Err(_) => return Err(ProbeError::Timeout(p.timeout)),
         Ok(Err(e)) => return Err(ProbeError::Transport(e.to_string())),
         Ok(Ok(Err(exception))) => return Err(ProbeError::Exception(format!("{exception:?}"))),
         Ok(Ok(Ok(words))) => words,
     };
+    let (what, body) = if p.table.is_bits() {
+        ("bits", format_bits(p.address, &words))
+    } else {
+        ("registers", format_registers(p.address, &words, p.scale))
+    };
     Ok(format!(
-        "{} unit {} {} registers {}..{}\n{}",
+        "{} unit {} {} {what} {}..{}\n{body}",
         p.url,
         p.unit,
         p.table.as_str(),
         p.address,
         u32::from(p.address) + u32::from(p.count) - 1,
-        format_registers(p.address, &words, p.scale)
     ))
+}
+
+/// One line per coil or discrete input: its address and 0/1, with the addresses that are
+/// set summarised first so a technician finds the "on battery" contact at a glance.
+pub fn format_bits(start: u16, bits: &[u16]) -> String {
+    let set: Vec<String> = bits
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b != 0)
+        .map(|(i, _)| (u32::from(start) + i as u32).to_string())
+        .collect();
+    let mut out = format!(
+        "set (1): {}\n{:>7}  value\n",
+        if set.is_empty() {
+            "none".to_string()
+        } else {
+            set.join(",")
+        },
+        "address"
+    );
+    for (i, b) in bits.iter().enumerate() {
+        let _ = writeln!(out, "{:>7}  {b}", u32::from(start) + i as u32);
+    }
+    out
 }
 
 fn num(v: f64) -> String {

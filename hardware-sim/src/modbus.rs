@@ -5,8 +5,9 @@
 //! - device gone (silent): no answer at all; the client times out.
 //! - unit id other than the device's: exception 0x0B (gateway target device failed to
 //!   respond), the answer a Modbus TCP gateway gives for a unit that is not there.
-//! - function other than 3, 4, 6, 16: exception 0x01 (illegal function).
-//! - quantity 0 or above the protocol maximum (125 read, 123 write): exception 0x03.
+//! - function other than 1, 2, 3, 4, 6, 16: exception 0x01 (illegal function).
+//! - quantity 0 or above the protocol maximum (125 registers or 2000 bits read, 123
+//!   write): exception 0x03.
 //! - no requested address mapped: exception 0x02 (illegal data address); partly mapped:
 //!   zeros for the unmapped words.
 //! - any requested register in an `exception`/`busy` fault: exception 0x04 / 0x06 for the
@@ -36,6 +37,7 @@ use crate::timeline::{Fault, GoneMode, Presence};
 
 /// Protocol limits on one request (Modbus application protocol v1.1b3, 6.3 / 6.12).
 const MAX_READ: u16 = 125;
+const MAX_READ_BITS: u16 = 2000;
 const MAX_WRITE: u16 = 123;
 /// How long to wait between attempts to take a port back after a `refuse` outage.
 const REBIND_RETRY: Duration = Duration::from_millis(50);
@@ -91,6 +93,8 @@ impl SignalState {
 pub struct DeviceImage {
     holding: Vec<Mapped>,
     input: Vec<Mapped>,
+    coil: Vec<Mapped>,
+    discrete: Vec<Mapped>,
     signals: Vec<SignalState>,
 }
 
@@ -108,11 +112,15 @@ impl DeviceImage {
             match table {
                 Table::Holding => image.holding.push(mapped),
                 Table::Input => image.input.push(mapped),
+                Table::Coil => image.coil.push(mapped),
+                Table::Discrete => image.discrete.push(mapped),
             }
             image.signals.push(SignalState::default());
         }
         image.holding.sort_by_key(|m| m.address);
         image.input.sort_by_key(|m| m.address);
+        image.coil.sort_by_key(|m| m.address);
+        image.discrete.sort_by_key(|m| m.address);
         image
     }
 
@@ -136,6 +144,8 @@ impl DeviceImage {
         match table {
             Table::Holding => &self.holding,
             Table::Input => &self.input,
+            Table::Coil => &self.coil,
+            Table::Discrete => &self.discrete,
         }
     }
 
@@ -156,7 +166,12 @@ impl DeviceImage {
         address: u16,
         quantity: u16,
     ) -> Result<Vec<u16>, ExceptionCode> {
-        if quantity == 0 || quantity > MAX_READ {
+        let max = if table.is_bits() {
+            MAX_READ_BITS
+        } else {
+            MAX_READ
+        };
+        if quantity == 0 || quantity > max {
             return Err(ExceptionCode::IllegalDataValue);
         }
         let start = u32::from(address);
@@ -342,6 +357,19 @@ impl ModbusDevice {
                 .unwrap_or_else(PoisonError::into_inner)
                 .read(Table::Input, *address, *quantity)
                 .map(Response::ReadInputRegisters),
+            // A bit is on while its word is not 0 (a fault that serves all ones sets it).
+            Request::ReadCoils(address, quantity) => self
+                .image
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .read(Table::Coil, *address, *quantity)
+                .map(|w| Response::ReadCoils(w.into_iter().map(|x| x != 0).collect())),
+            Request::ReadDiscreteInputs(address, quantity) => self
+                .image
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .read(Table::Discrete, *address, *quantity)
+                .map(|w| Response::ReadDiscreteInputs(w.into_iter().map(|x| x != 0).collect())),
             Request::WriteSingleRegister(address, word) => {
                 self.with_image(|img| img.write(*address, &[*word]))?;
                 Ok(Response::WriteSingleRegister(*address, *word))
@@ -657,11 +685,14 @@ mod tests {
             device.handle(&req(2)),
             Err(ExceptionCode::GatewayTargetDevice)
         );
-        let coils = SlaveRequest {
+        let coil_write = SlaveRequest {
             slave: 1,
-            request: Request::ReadCoils(0, 1),
+            request: Request::WriteSingleCoil(0, true),
         };
-        assert_eq!(device.handle(&coils), Err(ExceptionCode::IllegalFunction));
+        assert_eq!(
+            device.handle(&coil_write),
+            Err(ExceptionCode::IllegalFunction)
+        );
         device.set_presence(Presence::Gone(GoneMode::Silent));
         assert_eq!(device.handle(&req(1)), Ok(None));
         assert_eq!(
@@ -672,6 +703,41 @@ mod tests {
                 exceptions: 2,
                 unanswered: 1
             }
+        );
+    }
+
+    #[test]
+    fn coils_and_discrete_inputs_serve_one_while_the_signal_is_not_zero() {
+        let mut img = DeviceImage::new([
+            (Table::Discrete, 3, 1),
+            (Table::Coil, 3, 1),
+            (Table::Discrete, 4, 1),
+        ]);
+        img.update(0, &[1], Fault::None, 0);
+        img.update(1, &[0], Fault::None, 0);
+        img.update(2, &[0], Fault::AllOnes, 0);
+        let device = ModbusDevice::new("ups", 1, img);
+        let read = |request| device.handle(&SlaveRequest { slave: 1, request });
+        assert_eq!(
+            read(Request::ReadDiscreteInputs(2, 3)),
+            Ok(Some(Response::ReadDiscreteInputs(vec![false, true, true])))
+        );
+        assert_eq!(
+            read(Request::ReadCoils(3, 1)),
+            Ok(Some(Response::ReadCoils(vec![false])))
+        );
+        assert_eq!(
+            read(Request::ReadCoils(0, 2001)),
+            Err(ExceptionCode::IllegalDataValue)
+        );
+        assert_eq!(
+            read(Request::ReadCoils(0, 2000))
+                .map(|r| matches!(r, Some(Response::ReadCoils(ref b)) if b.len() == 2000)),
+            Ok(true)
+        );
+        assert_eq!(
+            read(Request::ReadCoils(100, 1)),
+            Err(ExceptionCode::IllegalDataAddress)
         );
     }
 }

@@ -14,7 +14,7 @@ pub enum RegistersError {
     UnknownType(String),
     #[error("unknown word order `{0}` (expected high_first or low_first)")]
     UnknownWordOrder(String),
-    #[error("unknown table `{0}` (expected holding or input)")]
+    #[error("unknown table `{0}` (expected holding, input, coil or discrete)")]
     UnknownTable(String),
     #[error("{data_type} takes {expected} register(s), got {got}")]
     WrongWordCount {
@@ -31,6 +31,10 @@ pub enum Table {
     Holding,
     /// Function 4 reads; read-only by protocol.
     Input,
+    /// Single bits, function 1 reads (writes to coils are not served).
+    Coil,
+    /// Single bits, function 2 reads; read-only by protocol.
+    Discrete,
 }
 
 impl Table {
@@ -38,7 +42,14 @@ impl Table {
         match self {
             Table::Holding => "holding",
             Table::Input => "input",
+            Table::Coil => "coil",
+            Table::Discrete => "discrete",
         }
+    }
+
+    /// Coils and discrete inputs: one bit per address, 0 or 1.
+    pub fn is_bits(self) -> bool {
+        matches!(self, Table::Coil | Table::Discrete)
     }
 }
 
@@ -54,6 +65,8 @@ impl FromStr for Table {
         match s {
             "holding" => Ok(Table::Holding),
             "input" => Ok(Table::Input),
+            "coil" => Ok(Table::Coil),
+            "discrete" => Ok(Table::Discrete),
             other => Err(RegistersError::UnknownTable(other.to_owned())),
         }
     }
@@ -153,7 +166,7 @@ pub struct Words {
 }
 
 impl Words {
-    fn one(w: u16) -> Self {
+    pub fn one(w: u16) -> Self {
         Words {
             words: [w, 0],
             len: 1,
@@ -371,6 +384,8 @@ mod tests {
             "low_first".parse::<WordOrder>().unwrap(),
             WordOrder::LowFirst
         );
-        assert!("coil".parse::<Table>().is_err());
+        assert_eq!("coil".parse::<Table>().unwrap(), Table::Coil);
+        assert_eq!("discrete".parse::<Table>().unwrap(), Table::Discrete);
+        assert!("coils".parse::<Table>().is_err());
     }
 }

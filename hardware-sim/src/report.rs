@@ -53,7 +53,11 @@ fn rows(scenario: &Scenario) -> Vec<[String; 9]> {
                 d.unit.to_string(),
                 r.table.to_string(),
                 address,
-                r.encoding.data_type.to_string(),
+                if r.table.is_bits() {
+                    "bit".to_owned()
+                } else {
+                    r.encoding.data_type.to_string()
+                },
                 order,
                 r.encoding.scale.to_string(),
                 r.encoding.offset.to_string(),

@@ -238,7 +238,7 @@ impl DevicePlayer {
             .iter()
             .map(|r| {
                 let s = r.timeline.sample(t);
-                (r.encoding.encode(s.value), s)
+                (r.words(s.value), s)
             })
             .collect();
         self.modbus.with_image(|img: &mut DeviceImage| {

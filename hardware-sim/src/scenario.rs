@@ -105,6 +105,18 @@ pub struct Register {
     pub timeline: Timeline,
 }
 
+impl Register {
+    /// The words this register serves for `value`: the encoding, or for a coil or
+    /// discrete input 1 while the value is not 0.
+    pub fn words(&self, value: f64) -> crate::registers::Words {
+        if self.table.is_bits() {
+            crate::registers::Words::one(u16::from(value != 0.0))
+        } else {
+            self.encoding.encode(value)
+        }
+    }
+}
+
 impl Scenario {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
         let path = path.as_ref();
@@ -202,8 +214,9 @@ struct RawRegister {
     signal: String,
     table: String,
     address: i64,
+    /// Required for holding/input; not allowed for coil/discrete (a bit is 0 or 1).
     #[serde(rename = "type")]
-    data_type: String,
+    data_type: Option<String>,
     word_order: Option<String>,
     scale: Option<f64>,
     offset: Option<f64>,
@@ -390,11 +403,37 @@ fn validate_registers(
             .parse::<Table>()
             .map_err(|e| issues.push(format!("{path}.table"), e.to_string()))
             .ok();
-        let data_type = raw
-            .data_type
-            .parse::<DataType>()
-            .map_err(|e| issues.push(format!("{path}.type"), e.to_string()))
-            .ok();
+        let data_type = if table.is_some_and(Table::is_bits) {
+            // A coil or discrete input serves 1 while the signal is not 0, else 0.
+            for (key, set) in [
+                ("type", raw.data_type.is_some()),
+                ("word_order", raw.word_order.is_some()),
+                ("scale", raw.scale.is_some()),
+                ("offset", raw.offset.is_some()),
+            ] {
+                if set {
+                    issues.push(
+                        format!("{path}.{key}"),
+                        "does not apply to coil or discrete (the bit is 1 while the signal is not 0)",
+                    );
+                }
+            }
+            Some(DataType::U16)
+        } else {
+            match raw.data_type.as_deref() {
+                None => {
+                    issues.push(
+                        format!("{path}.type"),
+                        "missing (u16, i16, u32, i32 or f32)",
+                    );
+                    None
+                }
+                Some(t) => t
+                    .parse::<DataType>()
+                    .map_err(|e| issues.push(format!("{path}.type"), e.to_string()))
+                    .ok(),
+            }
+        };
         let word_order = match raw.word_order.as_deref() {
             None => Some(WordOrder::HighFirst),
             Some(text) => text
@@ -850,7 +889,7 @@ timeline = [{ at = "0s", set = 1 }]
 
 [[devices.registers]]
 signal = "d"
-table = "coil"
+table = "bogus"
 address = 70000
 type = "u17"
 word_order = "middle"
@@ -886,7 +925,7 @@ mode = "explode"
             "devices[0].registers[1].address: input 1..=1 overlaps devices[0].registers[0] (`a`, input 0..=1)",
             "devices[0].registers[2].scale: must be a finite number other than 0",
             "devices[0].registers[2].address: u32 at 65535 needs 2 registers and runs past 65535",
-            "devices[0].registers[3].table: unknown table `coil` (expected holding or input)",
+            "devices[0].registers[3].table: unknown table `bogus` (expected holding, input, coil or discrete)",
             "devices[0].registers[3].type: unknown type `u17` (expected u16, i16, u32, i32 or f32)",
             "devices[0].registers[3].word_order: unknown word order `middle` (expected high_first or low_first)",
             "devices[0].registers[3].address: 70000 is not a register address (0..=65535)",

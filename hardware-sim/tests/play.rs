@@ -203,10 +203,10 @@ async fn unmapped_reads_are_illegal_addresses_and_partial_reads_fill_zeros() {
         ctx.read_holding_registers(8, 4).await.unwrap(),
         Ok(vec![0, 0, 5, 0])
     );
-    // No coils on this device.
+    // No coils on this device: an unmapped address, like any table.
     assert_eq!(
         ctx.read_coils(0, 1).await.unwrap(),
-        Err(ExceptionCode::IllegalFunction)
+        Err(ExceptionCode::IllegalDataAddress)
     );
 
     // Another unit id through the same port: gateway target device failed to respond.

@@ -172,6 +172,10 @@ pub enum SensorInput {
 pub enum Table {
     Holding,
     Input,
+    /// Read/write bits (function code 1); read only, like every table here.
+    Coil,
+    /// Read-only bits (function code 2), e.g. a UPS's "on battery" contact.
+    Discrete,
 }
 
 impl Table {
@@ -179,6 +183,22 @@ impl Table {
         match self {
             Table::Holding => "holding",
             Table::Input => "input",
+            Table::Coil => "coil",
+            Table::Discrete => "discrete",
+        }
+    }
+
+    /// Coils and discrete inputs hold single bits; a sensor on them reads 0 or 1.
+    pub fn is_bits(self) -> bool {
+        matches!(self, Table::Coil | Table::Discrete)
+    }
+
+    /// The most items one Modbus read of this table may return (the protocol's limit).
+    pub fn protocol_max_per_read(self) -> u16 {
+        if self.is_bits() {
+            2000
+        } else {
+            125
         }
     }
 }

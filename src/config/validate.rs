@@ -1126,24 +1126,30 @@ fn sensor(
 }
 
 fn register(c: &mut Collector, path: &str, r: &RawRegister) -> Option<RegisterSpec> {
+    const TABLES: &str = "\"holding\", \"input\", \"coil\" or \"discrete\"";
     let table = match r.table.as_deref() {
         None => {
             c.err(
                 format!("{path}.table"),
-                "missing (required): \"holding\" or \"input\"",
+                format!("missing (required): {TABLES}"),
             );
             None
         }
         Some("holding") => Some(Table::Holding),
         Some("input") => Some(Table::Input),
+        Some("coil") => Some(Table::Coil),
+        Some("discrete") => Some(Table::Discrete),
         Some(t) => {
             c.err(
                 format!("{path}.table"),
-                format!("unknown table `{t}` (\"holding\" or \"input\")"),
+                format!("unknown table `{t}` ({TABLES})"),
             );
             None
         }
     };
+    if let Some(t) = table.filter(|t| t.is_bits()) {
+        return bit_register(c, path, r, t);
+    }
     let kind = match r.kind.as_deref() {
         None => {
             c.err(
@@ -1255,6 +1261,56 @@ fn register(c: &mut Collector, path: &str, r: &RawRegister) -> Option<RegisterSp
         scale,
         offset,
         bit,
+    })
+}
+
+/// A sensor on a coil or discrete input: the value is the bit itself (0 or 1), so every
+/// key that shapes a register's value is rejected rather than silently ignored.
+fn bit_register(
+    c: &mut Collector,
+    path: &str,
+    r: &RawRegister,
+    table: Table,
+) -> Option<RegisterSpec> {
+    let what = format!(
+        "does not apply to table \"{}\" (its value is 0 or 1)",
+        table.as_str()
+    );
+    for (key, set) in [
+        ("type", r.kind.is_some()),
+        ("word_order", r.word_order.is_some()),
+        ("scale", r.scale.is_some()),
+        ("offset", r.offset.is_some()),
+        ("bit", r.bit.is_some()),
+    ] {
+        if set {
+            c.err(format!("{path}.{key}"), what.clone());
+        }
+    }
+    let address = match r.address {
+        None => {
+            c.err(format!("{path}.address"), "missing (required): 0 to 65535");
+            None
+        }
+        Some(a) if !(0..=65535).contains(&a) => {
+            c.err(
+                format!("{path}.address"),
+                format!("{a} is not a {} address (0 to 65535)", table.as_str()),
+            );
+            None
+        }
+        Some(a) => Some(a as u16),
+    };
+    Some(RegisterSpec {
+        table,
+        address: address?,
+        // Design: one bit is carried as a one-"word" u16 of 0 or 1, so decoding,
+        // plausibility and the sample path stay the same for every table.
+        kind: RegType::U16,
+        word_order: WordOrder::HighFirst,
+        scale: 1.0,
+        offset: 0.0,
+        bit: None,
     })
 }
 

@@ -240,12 +240,7 @@ async fn poll_once(
                 unreachable!("connected just above")
             };
             ctx.set_slave(Slave(cfg.unit));
-            let fut = async {
-                match read.table {
-                    Table::Holding => ctx.read_holding_registers(read.start, read.count).await,
-                    Table::Input => ctx.read_input_registers(read.start, read.count).await,
-                }
-            };
+            let fut = read_table(ctx, read.table, read.start, read.count);
             let result = tokio::time::timeout(cfg.timeout, fut).await;
             let drop_conn = match &result {
                 Ok(Ok(_)) => false,
@@ -318,6 +313,26 @@ async fn poll_once(
         }
     }
     Ok(())
+}
+
+/// One read of any table. Bits come back as words of 0 or 1, so one decode path serves
+/// every table. Read function codes only: the agent never writes to a device.
+pub async fn read_table(
+    ctx: &mut Context,
+    table: Table,
+    start: u16,
+    count: u16,
+) -> tokio_modbus::Result<Vec<u16>> {
+    fn words(bits: tokio_modbus::Result<Vec<bool>>, count: u16) -> tokio_modbus::Result<Vec<u16>> {
+        // The reply is padded to whole bytes; the padding bits are not ours.
+        bits.map(|r| r.map(|b| b.into_iter().take(count.into()).map(u16::from).collect()))
+    }
+    match table {
+        Table::Holding => ctx.read_holding_registers(start, count).await,
+        Table::Input => ctx.read_input_registers(start, count).await,
+        Table::Coil => words(ctx.read_coils(start, count).await, count),
+        Table::Discrete => words(ctx.read_discrete_inputs(start, count).await, count),
+    }
 }
 
 async fn send(tx: &mpsc::Sender<Sample>, s: Sample) {
