@@ -11,6 +11,7 @@ use crate::runbook;
 use crate::sinks::influxdb::{
     self as influx, Sink, SinkConfig, Telemetry, TelemetryTx, WallFromMono,
 };
+use crate::sinks::mqtt::{StatusConfig, StatusMsg, StatusPublisher, ZoneStatus};
 use crate::sources::{modbus, mqtt};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -34,6 +35,8 @@ pub enum AgentError {
     Api(#[from] api::ApiError),
     #[error(transparent)]
     Telemetry(#[from] influx::InfluxError),
+    #[error("telemetry.mqtt: {0}")]
+    Status(#[from] crate::sources::mqtt::MqttError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
 }
@@ -188,6 +191,11 @@ pub async fn run_until(
         None => None,
     };
     let telemetry = sink.as_ref().map(Sink::sender);
+    let status_stop = CancellationToken::new();
+    let status = match StatusConfig::from_config(&config) {
+        Some(cfg) => Some(StatusPublisher::start(cfg, status_stop.clone())?),
+        None => None,
+    };
     let wall_from_mono = WallFromMono::new(clock.wall(), clock.mono());
     let metrics = Arc::new(crate::sinks::prometheus::Metrics::new());
     let shared = Arc::new(Shared {
@@ -197,6 +205,7 @@ pub async fn run_until(
         journal: journal.clone(),
         clock: clock.clone(),
         telemetry: telemetry.clone(),
+        status: status.as_ref().map(StatusPublisher::sender),
     });
 
     // The API is bound before anything starts, so a taken port fails the start loudly.
@@ -267,8 +276,12 @@ pub async fn run_until(
         drills: 0,
         source_metrics,
         sink_stats: sink.as_ref().map(Sink::stats),
+        status_stats: status.as_ref().map(StatusPublisher::stats),
     };
     engine.resume_open_incidents(&mut detector);
+    if let Some(s) = &shared.status {
+        s.send(StatusMsg::Zones(engine.zone_statuses(&detector)));
+    }
 
     let mut ticker = tokio::time::interval(config.agent.tick_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -346,6 +359,16 @@ pub async fn run_until(
     if let Some(t) = &telemetry {
         t.event(&config.agent.name, ts, &stopped);
     }
+    if let Some(s) = &shared.status {
+        s.event(&config.agent.name, ts, &stopped);
+    }
+    if let Some(p) = status {
+        // Bounded by the publisher: last events, then `offline`, then DISCONNECT.
+        status_stop.cancel();
+        if tokio::time::timeout(SINK_STOP, p.join()).await.is_err() {
+            tracing::error!("MQTT status publisher did not stop in time");
+        }
+    }
     if let Some(sink) = sink {
         // Bounded: the sink sends for `shutdown_grace`, then spools what is left.
         sink_stop.cancel();
@@ -398,6 +421,7 @@ struct Engine {
     /// Sources' own counters, exported at scrape time.
     source_metrics: Vec<Arc<crate::sources::metrics::SourceMetrics>>,
     sink_stats: Option<Arc<influx::Stats>>,
+    status_stats: Option<Arc<crate::sinks::mqtt::StatusStats>>,
 }
 
 /// Brings a Prometheus counter up to a component's own running total.
@@ -610,6 +634,18 @@ impl Engine {
                 );
             }
         }
+        if let Some(st) = &self.status_stats {
+            use std::sync::atomic::Ordering::Relaxed;
+            catch_up(
+                &m.telemetry_dropped.with_label_values(&["mqtt_queue_full"]),
+                st.queue_full.load(Relaxed),
+            );
+            catch_up(
+                &m.telemetry_dropped
+                    .with_label_values(&["mqtt_backlog_full"]),
+                st.backlog_full.load(Relaxed),
+            );
+        }
         for (si, s) in config.sensors.iter().enumerate() {
             let zone = &config.zones[s.zone].id;
             let (state, value) = detector.sensor_state(si as u32);
@@ -645,6 +681,34 @@ impl Engine {
                 .with_label_values(&[&z.id])
                 .set(i64::from(safe));
         }
+    }
+
+    /// Every zone as the MQTT status publisher starts from: level, open incident, verdict.
+    fn zone_statuses(&self, detector: &Detector) -> Vec<ZoneStatus> {
+        let config = &self.shared.config;
+        config
+            .zones
+            .iter()
+            .enumerate()
+            .map(|(zi, z)| {
+                let incident = self.open.get(&zi).cloned();
+                let safe = incident.is_some()
+                    && self
+                        .shared
+                        .journal
+                        .load(&z.id)
+                        .ok()
+                        .flatten()
+                        .and_then(|i| i.safe_to_cut_power)
+                        .unwrap_or(false);
+                ZoneStatus {
+                    level: detector.zone_level(zi as u32).as_str(),
+                    incident,
+                    safe_to_cut_power: safe,
+                    ..ZoneStatus::new(&z.id)
+                }
+            })
+            .collect()
     }
 
     fn status(&self, detector: &Detector) -> serde_json::Value {

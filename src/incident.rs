@@ -22,6 +22,8 @@ pub struct Shared {
     pub clock: Arc<dyn Clock>,
     /// InfluxDB telemetry, when configured: every event written is also sent there.
     pub telemetry: Option<TelemetryTx>,
+    /// MQTT status, when configured: every event written is also published there.
+    pub status: Option<crate::sinks::mqtt::StatusTx>,
 }
 
 impl Shared {
@@ -38,6 +40,9 @@ impl Shared {
         }
         if let Some(t) = &self.telemetry {
             t.event(&self.config.agent.name, ts, event);
+        }
+        if let Some(s) = &self.status {
+            s.event(&self.config.agent.name, ts, event);
         }
     }
 

@@ -1,4 +1,5 @@
 //! Telemetry out: everything the agent sends elsewhere, behind bounded channels.
 
 pub mod influxdb;
+pub mod mqtt;
 pub mod prometheus;

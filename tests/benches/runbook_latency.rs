@@ -100,6 +100,7 @@ fn main() {
         journal: journal.clone(),
         clock: Arc::new(SystemClock::new()),
         telemetry: None,
+        status: None,
     });
     let mut dispatch_times = Vec::new();
     let mut buf = [0u8; 1500];

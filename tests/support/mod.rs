@@ -5,6 +5,7 @@ pub mod agent;
 pub mod haproxy;
 pub mod knot;
 pub mod mosquitto;
+pub mod prometheus;
 pub mod pymodbus;
 pub mod receiver;
 pub mod victoria;
