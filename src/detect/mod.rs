@@ -225,7 +225,7 @@ pub struct Params {
     min: f64,
     max: f64,
     rise_window: Nanos,
-    /// Fastest change (per second) the rise window is fed; see `update_conditions`.
+    /// Fastest change (per second) the rise window is fed; see `update_rise`.
     slew: f64,
 }
 
@@ -270,6 +270,15 @@ impl Params {
     fn has_rise(&self) -> bool {
         self.rise.iter().any(|r| r.is_finite())
     }
+
+    /// Values for which no threshold condition can start (`v > above[l]` and
+    /// `v < below[l]` are false for every level) and that are in range. Clamped to finite
+    /// bounds so that an infinite value never passes (it is a fault).
+    fn quiet_band(&self) -> (f64, f64) {
+        let lo = self.below.iter().fold(self.min, |a, &b| a.max(b));
+        let hi = self.above.iter().fold(self.max, |a, &b| a.min(b));
+        (lo.max(f64::MIN), hi.min(f64::MAX))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -310,6 +319,11 @@ struct SensorRt {
     /// The slew-limited value last fed to the rise window, and when.
     rise_input: f64,
     rise_input_at: Nanos,
+    /// State ok and no condition pending: a value inside `band` cannot start one, so
+    /// `observe` skips the threshold checks (see `quiet_band`).
+    quiet: bool,
+    /// `[lo, hi]`: no threshold is crossed and the value is in range; empty when unused.
+    band: (f64, f64),
 }
 
 struct ZoneRt {
@@ -329,6 +343,9 @@ pub struct Detector {
     dirty: Vec<u32>,
     /// Latest monotonic time seen (samples or ticks): zones are evaluated at this time.
     now: Nanos,
+    /// Take the quiet-band shortcut in `observe` (off only in tests that compare it with
+    /// the full evaluation).
+    fast: bool,
 }
 
 // Design: zones are evaluated lazily, once the clock moves past the time of the samples
@@ -363,7 +380,6 @@ impl Detector {
                     .has_rise()
                     .then(|| RiseWindow::new(spec.params.rise_window, spec.rise_capacity));
                 SensorRt {
-                    spec,
                     state: SensorState::Ok,
                     reason: Reason::Cleared,
                     value: f64::NAN,
@@ -377,6 +393,9 @@ impl Detector {
                     window,
                     rise_input: f64::NAN,
                     rise_input_at: 0,
+                    quiet: true,
+                    band: spec.params.quiet_band(),
+                    spec,
                 }
             })
             .collect();
@@ -387,6 +406,7 @@ impl Detector {
             out: Vec::with_capacity(64),
             dirty,
             now: start,
+            fast: true,
         }
     }
 
@@ -476,6 +496,7 @@ impl Detector {
         let Some(s) = self.sensors.get_mut(i) else {
             return;
         };
+        let fast = self.fast;
         let p = &s.spec.params;
         let fault = match sample.reading {
             Reading::Fault(f) => Some(f),
@@ -506,6 +527,7 @@ impl Detector {
                         _ => None,
                     };
                     s.state = SensorState::Fault;
+                    s.quiet = false;
                     s.reason = Reason::Fault(f);
                     self.out.push(Output::Sensor {
                         sensor: i as u32,
@@ -518,6 +540,11 @@ impl Detector {
                 s.state != before
             }
             (None, Reading::Value(v)) => {
+                // Design: the steady state of a quiet site is "ok, nothing pending, value
+                // well inside its thresholds"; then the threshold conditions cannot change
+                // and are not evaluated (the rise window still is). The property test
+                // `fast_path_matches_the_full_evaluation` checks this against the full path.
+                let quick = fast && s.quiet && v >= s.band.0 && v <= s.band.1;
                 if matches!(s.state, SensorState::Stale | SensorState::Fault) {
                     // Back from silence: old conditions and slope no longer describe it.
                     s.reset_conditions();
@@ -534,10 +561,23 @@ impl Detector {
                     && v.to_bits() != s.value.to_bits();
                 s.last_good = now;
                 s.value = v;
-                s.update_conditions(v, now);
-                let (level, reason) = s.evaluate(now);
+                if !quick {
+                    s.update_thresholds(v, now);
+                }
+                s.update_rise(v, now);
+                let rise_pending = s.rise_since != [NONE; 2];
+                let (level, reason) = if quick && !rise_pending {
+                    (Level::Ok, Reason::Cleared)
+                } else {
+                    s.evaluate(now)
+                };
                 let to = SensorState::from_level(level);
                 s.reason = reason;
+                s.quiet = if quick {
+                    to == SensorState::Ok && !rise_pending
+                } else {
+                    to == SensorState::Ok && !s.has_pending()
+                };
                 if to != before {
                     s.state = to;
                     self.out.push(Output::Sensor {
@@ -577,6 +617,7 @@ impl Detector {
                 s.silence();
                 s.last_change = NONE;
                 s.state = SensorState::Stale;
+                s.quiet = false;
                 s.reason = Reason::Stale;
                 let value = s.value.is_finite().then_some(s.value);
                 self.out.push(Output::Sensor {
@@ -597,6 +638,7 @@ impl Detector {
             let to = SensorState::from_level(level);
             if to != before {
                 s.state = to;
+                s.quiet = to == SensorState::Ok && !s.has_pending();
                 s.reason = reason;
                 let value = s.value.is_finite().then_some(s.value);
                 self.out.push(Output::Sensor {
@@ -828,7 +870,7 @@ impl SensorRt {
             .any(|&t| t != NONE)
     }
 
-    fn update_conditions(&mut self, v: f64, now: Nanos) {
+    fn update_thresholds(&mut self, v: f64, now: Nanos) {
         let p = &self.spec.params;
         let h = p.hysteresis;
         // A condition that has been counted (held for `for`) clears only `hysteresis`
@@ -859,6 +901,10 @@ impl SensorRt {
                 NONE
             };
         }
+    }
+
+    fn update_rise(&mut self, v: f64, now: Nanos) {
+        let p = &self.spec.params;
         if let Some(w) = &mut self.window {
             // Design: a least-squares slope is pulled hard by one outlier, and the pull
             // lasts as long as the outlier stays in the window, far longer than `for`. So

@@ -523,3 +523,119 @@ fn frozen_after_is_accepted_per_kind_and_per_sensor_and_bad_values_name_their_pa
         "{errs:?}"
     );
 }
+
+mod fast_path {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Sample {
+            sensor: u32,
+            dt_ms: u64,
+            reading: Reading,
+        },
+        Tick {
+            dt_ms: u64,
+        },
+        Reset {
+            zone: u32,
+        },
+    }
+
+    /// Values that sit in the quiet band, straddle every threshold and hysteresis edge,
+    /// leave the range, or are not numbers at all.
+    fn reading() -> impl Strategy<Value = Reading> {
+        prop_oneof![
+            6 => (-60.0..260.0f64).prop_map(Reading::Value),
+            3 => prop::sample::select(vec![
+                -55.0, -1.0, 0.0, 0.04, 0.165, 0.5, 1.0, 1.65, 5.0, 19.0, 20.0, 34.0, 35.0,
+                56.0, 57.0, 89.0, 90.0, 200.0, 1200.0, 1e7,
+            ])
+            .prop_map(Reading::Value),
+            1 => (0.0..2.0f64).prop_map(Reading::Value),
+            1 => prop::sample::select(vec![
+                Reading::Value(f64::NAN),
+                Reading::Value(f64::INFINITY),
+                Reading::Value(f64::NEG_INFINITY),
+                Reading::Fault(FaultKind::ModbusException),
+                Reading::Fault(FaultKind::NoData),
+            ]),
+        ]
+    }
+
+    fn step(sensors: u32, zones: u32) -> impl Strategy<Value = Step> {
+        prop_oneof![
+            12 => (0..sensors, prop::sample::select(vec![0u64, 0, 0, 100, 250, 1000, 3000, 7000]), reading())
+                .prop_map(|(sensor, dt_ms, reading)| Step::Sample { sensor, dt_ms, reading }),
+            2 => (0u64..4000).prop_map(|dt_ms| Step::Tick { dt_ms }),
+            1 => (0..zones).prop_map(|zone| Step::Reset { zone }),
+        ]
+    }
+
+    fn build(kinds: &[(Kind, bool, u64)], fast: bool) -> Detector {
+        let sensors = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, &(kind, frozen, hysteresis_tenths))| {
+                spec(i as u32 % 2, kind, |p| {
+                    if frozen {
+                        p.frozen_after = Some(Duration::from_secs(6));
+                    }
+                    p.hysteresis = hysteresis_tenths as f64 / 10.0;
+                })
+            })
+            .collect();
+        let mut d = Detector::new(sensors, vec![zone(2), zone(1)], 0);
+        d.fast = fast;
+        d
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn fast_path_matches_the_full_evaluation(
+            kinds in prop::collection::vec(
+                (prop::sample::select(Kind::ALL.to_vec()), prop::bool::weighted(0.3), 0u64..30),
+                1..6,
+            ),
+            steps in prop::collection::vec(step(6, 2), 1..400),
+        ) {
+            let mut fast = build(&kinds, true);
+            let mut full = build(&kinds, false);
+            let n = kinds.len() as u32;
+            let mut t: Nanos = 0;
+            for st in steps {
+                match st {
+                    Step::Sample { sensor, dt_ms, reading } => {
+                        t += dt_ms * MS;
+                        let s = Sample { sensor: sensor % n, at: t, reading };
+                        fast.observe(s);
+                        full.observe(s);
+                    }
+                    Step::Tick { dt_ms } => {
+                        t += dt_ms * MS;
+                        fast.tick(t);
+                        full.tick(t);
+                    }
+                    Step::Reset { zone } => {
+                        fast.reset(zone, t);
+                        full.reset(zone, t);
+                    }
+                }
+                let a: Vec<Output> = fast.drain().collect();
+                let b: Vec<Output> = full.drain().collect();
+                prop_assert_eq!(format!("{a:?}"), format!("{b:?}"));
+                for i in 0..n {
+                    prop_assert_eq!(
+                        format!("{:?}", fast.sensor_state(i)),
+                        format!("{:?}", full.sensor_state(i))
+                    );
+                    prop_assert_eq!(fast.sensor_reason(i), full.sensor_reason(i));
+                    prop_assert_eq!(fast.last_good(i), full.last_good(i));
+                }
+            }
+        }
+    }
+}
