@@ -407,6 +407,22 @@ fn a_tiny_spool_drops_the_oldest_sensor_data_first_and_keeps_every_event() {
     wait_until("the spool replayed", Duration::from_secs(30), || {
         second.stats.spool_points.load(Ordering::Relaxed) == 0
     });
+    // The last replayed batch may still be in flight when the spool reads empty: wait
+    // (bounded) until the newest data is stored before stopping the sink.
+    let newest_expected = expected(&samples[samples.len() - 1000..]);
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let arrived = sensor_series(&vm.export());
+        let all_there = newest_expected.iter().all(|(k, pts)| {
+            arrived
+                .get(k)
+                .is_some_and(|a| pts.iter().all(|p| a.contains(p)))
+        });
+        if all_there || Instant::now() > until {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
     second.shutdown(&rt);
     let got = vm.export();
     let events = got
