@@ -749,7 +749,12 @@ impl Engine {
                 })
             })
             .collect();
-        serde_json::json!({ "agent": config.agent.name, "dry_run": config.agent.dry_run, "zones": zones })
+        serde_json::json!({
+            "agent": config.agent.name,
+            "dry_run": config.agent.dry_run,
+            "event_log_writable": self.shared.log.is_writable(),
+            "zones": zones,
+        })
     }
 }
 

@@ -213,6 +213,8 @@ pub struct EventLog {
     agent: String,
     path: PathBuf,
     file: Mutex<File>,
+    /// Whether the last write reached the disk (for `/readyz`).
+    writable: std::sync::atomic::AtomicBool,
 }
 
 impl EventLog {
@@ -233,7 +235,13 @@ impl EventLog {
             agent: agent.to_string(),
             path: path.to_path_buf(),
             file: Mutex::new(file),
+            writable: std::sync::atomic::AtomicBool::new(true),
         })
+    }
+
+    /// Whether the last write reached the disk.
+    pub fn is_writable(&self) -> bool {
+        self.writable.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn path(&self) -> &Path {
@@ -249,9 +257,10 @@ impl EventLog {
             path: self.path.clone(),
             source,
         };
-        f.write_all(line.as_bytes()).map_err(err)?;
-        f.sync_data().map_err(err)?;
-        Ok(())
+        let result = f.write_all(line.as_bytes()).and_then(|()| f.sync_data());
+        self.writable
+            .store(result.is_ok(), std::sync::atomic::Ordering::Relaxed);
+        result.map_err(err)
     }
 }
 

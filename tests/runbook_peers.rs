@@ -461,6 +461,15 @@ fn status_shows_zones_sensors_and_the_incident() {
             .await
             .unwrap()
     });
+    assert_eq!(status["event_log_writable"], true);
+    let ready = rt().block_on(async {
+        reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(ready, 200);
     let zone = &status["zones"][0];
     assert_eq!(zone["id"], "b3");
     assert_eq!(zone["level"], "critical");

@@ -194,7 +194,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
     )
     .await
     {
-        Ok(_) => (StatusCode::OK, "ready\n").into_response(),
+        // Config loaded and sources started (both before the engine answers), and the
+        // event log takes writes.
+        Ok(status) if status["event_log_writable"] == true => {
+            (StatusCode::OK, "ready\n").into_response()
+        }
+        Ok(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the event log cannot be written",
+        ),
         Err(r) => r,
     }
 }
