@@ -249,39 +249,15 @@ impl<'c> Replay<'c> {
     fn event_of(&mut self, o: &Output, wall: SystemTime) -> Option<Event> {
         let c = self.config;
         Some(match o {
-            Output::Sensor {
-                sensor,
-                from,
-                to,
-                value,
-                reason,
-            } => {
-                let s = &c.sensors[*sensor as usize];
-                Event::SensorState {
-                    sensor: s.id.clone(),
-                    zone: c.zones[s.zone].id.clone(),
-                    from: from.as_str(),
-                    to: to.as_str(),
-                    value: *value,
-                    reason: reason.as_str(),
-                }
-            }
-            Output::Zone {
-                zone,
-                from,
-                to,
-                evidence,
-            } => {
-                let evidence = evidence_items(c, evidence);
-                if *to == crate::detect::ZoneLevel::Critical {
+            Output::Sensor { .. } => events::from_output(c, o)?,
+            Output::Zone { to, .. } => {
+                let event = events::from_output(c, o)?;
+                if let (crate::detect::ZoneLevel::Critical, Event::ZoneLevel { evidence, .. }) =
+                    (to, &event)
+                {
                     self.critical_evidence = Some(evidence.clone());
                 }
-                Event::ZoneLevel {
-                    zone: c.zones[*zone as usize].id.clone(),
-                    from: from.as_str(),
-                    to: to.as_str(),
-                    evidence,
-                }
+                event
             }
             Output::Critical { zone, cause } => {
                 let z = &c.zones[*zone as usize];
@@ -338,18 +314,6 @@ impl<'c> Replay<'c> {
         }
         Ok(self.report)
     }
-}
-
-fn evidence_items(c: &Config, evidence: &[crate::detect::Evidence]) -> Vec<EvidenceItem> {
-    evidence
-        .iter()
-        .map(|e| EvidenceItem {
-            sensor: c.sensors[e.sensor as usize].id.clone(),
-            state: e.state.as_str(),
-            value: e.value,
-            reason: e.reason.as_str(),
-        })
-        .collect()
 }
 
 /// Parses a timestamp: epoch milliseconds or RFC 3339. Returns ns since the epoch.
