@@ -45,6 +45,29 @@ impl Collector {
             }
         })
     }
+    /// An optional integer key that must lie in `range`; out of range is reported and
+    /// treated as absent (the caller's default applies).
+    fn int_in(
+        &mut self,
+        path: &str,
+        v: Option<i64>,
+        range: std::ops::RangeInclusive<i64>,
+        note: &str,
+    ) -> Option<i64> {
+        let n = v?;
+        if range.contains(&n) {
+            return Some(n);
+        }
+        self.err(
+            path,
+            format!(
+                "{n} is out of range ({} to {}{note})",
+                range.start(),
+                range.end()
+            ),
+        );
+        None
+    }
     fn required<'a, T>(&mut self, path: &str, v: &'a Option<T>) -> Option<&'a T> {
         if v.is_none() {
             self.err(path, "missing (required)");
@@ -179,17 +202,9 @@ pub fn validate(raw: &RawConfig) -> Validated {
                 }
             },
         };
-        let confirm = match z.confirm {
-            None => 2,
-            Some(n) if (1..=1000).contains(&n) => n as u32,
-            Some(n) => {
-                c.err(
-                    format!("{path}.confirm"),
-                    format!("{n} is out of range (1 to 1000)"),
-                );
-                2
-            }
-        };
+        let confirm = c
+            .int_in(&format!("{path}.confirm"), z.confirm, 1..=1000, "")
+            .map_or(2, |n| n as u32);
         let power_reserve = c.duration(
             &format!("{path}.power_reserve"),
             &z.power_reserve,
@@ -463,28 +478,17 @@ fn source(c: &mut Collector, path: &str, s: &RawSource) -> Option<Source> {
             if timeout.is_zero() {
                 c.err(format!("{path}.timeout"), "must be more than 0");
             }
-            let max_registers_per_read = match s.max_registers_per_read {
-                None => 125,
-                Some(n) if (1..=125).contains(&n) => n as u16,
-                Some(n) => {
-                    c.err(
-                        format!("{path}.max_registers_per_read"),
-                        format!("{n} is out of range (1 to 125, the Modbus limit)"),
-                    );
-                    125
-                }
-            };
-            let max_gap = match s.max_gap {
-                None => 0,
-                Some(n) if (0..=124).contains(&n) => n as u16,
-                Some(n) => {
-                    c.err(
-                        format!("{path}.max_gap"),
-                        format!("{n} is out of range (0 to 124)"),
-                    );
-                    0
-                }
-            };
+            let max_registers_per_read = c
+                .int_in(
+                    &format!("{path}.max_registers_per_read"),
+                    s.max_registers_per_read,
+                    1..=125,
+                    ", the Modbus limit",
+                )
+                .map_or(125, |n| n as u16);
+            let max_gap = c
+                .int_in(&format!("{path}.max_gap"), s.max_gap, 0..=124, "")
+                .map_or(0, |n| n as u16);
             link.map(|link| {
                 SourceSpec::Modbus(ModbusSource {
                     link,
@@ -1363,17 +1367,9 @@ fn step(
     if timeout.is_zero() {
         c.err(format!("{path}.timeout"), "must be more than 0");
     }
-    let retries = match s.retries {
-        None => 2,
-        Some(n) if (0..=100).contains(&n) => n as u32,
-        Some(n) => {
-            c.err(
-                format!("{path}.retries"),
-                format!("{n} is out of range (0 to 100)"),
-            );
-            2
-        }
-    };
+    let retries = c
+        .int_in(&format!("{path}.retries"), s.retries, 0..=100, "")
+        .map_or(2, |n| n as u32);
     let on_failure = match s.on_failure.as_deref() {
         None | Some("abort") => OnFailure::Abort,
         Some("continue") => OnFailure::Continue,
@@ -1789,17 +1785,14 @@ fn haproxy_step(c: &mut Collector, path: &str, s: &RawStep) -> Option<HaproxySte
             None
         }
     };
-    let wait_sessions_below = match s.wait_sessions_below {
-        None => None,
-        Some(n) if (0..=1_000_000).contains(&n) => Some(n as u32),
-        Some(n) => {
-            c.err(
-                format!("{path}.wait_sessions_below"),
-                format!("{n} is out of range (0 to 1000000)"),
-            );
-            None
-        }
-    };
+    let wait_sessions_below = c
+        .int_in(
+            &format!("{path}.wait_sessions_below"),
+            s.wait_sessions_below,
+            0..=1_000_000,
+            "",
+        )
+        .map(|n| n as u32);
     Some(HaproxyStep {
         socket: socket?,
         backend: backend?,
