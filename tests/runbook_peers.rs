@@ -183,6 +183,28 @@ fn wait_for_api(port: u16, agent: &Agent) {
     }
 }
 
+/// Runs the firebreak binary with `args` and `--config <config>`: (exit code, stdout, stderr).
+fn firebreak(args: &[&str], config: &Path) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firebreak"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Starts the agent and waits until its API answers.
+fn start_agent(config: &Path, log: &Path, port: u16) -> Agent {
+    let agent = Agent::start(config, log);
+    wait_for_api(port, &agent);
+    agent
+}
+
 fn count(events: &[serde_json::Value], pred: impl Fn(&serde_json::Value) -> bool) -> usize {
     events.iter().filter(|e| pred(e)).count()
 }
@@ -200,8 +222,7 @@ fn manual_failover_runs_every_step_type_against_real_peers_and_declares_safe() {
         COMMAND_STEP
     );
     let (config, log) = write_config(dir.path(), port, true, &steps);
-    let mut agent = Agent::start(&config, &log);
-    wait_for_api(port, &agent);
+    let mut agent = start_agent(&config, &log, port);
 
     let (status, body) = post(port, "/api/v1/zones/b3/failover", Some(TOKEN));
     assert_eq!(status, 202, "{body}");
@@ -277,8 +298,7 @@ fn killed_agent_resumes_the_runbook_without_repeating_finished_steps() {
     let (config, log) = write_config(dir.path(), port, true, &steps);
     let serial_before = p.knot.soa_serial();
 
-    let mut agent = Agent::start(&config, &log);
-    wait_for_api(port, &agent);
+    let mut agent = start_agent(&config, &log, port);
     assert_eq!(post(port, "/api/v1/zones/b3/failover", Some(TOKEN)).0, 202);
     agent.wait_for("the DNS step", Duration::from_secs(30), |e| {
         e["event"] == "step_finished" && e["type"] == "dns_update"
@@ -326,8 +346,7 @@ fn a_failed_step_means_not_safe_to_cut_power_even_with_on_failure_continue() {
         dns_step(&p, dir.path())
     );
     let (config, log) = write_config(dir.path(), port, true, &steps);
-    let mut agent = Agent::start(&config, &log);
-    wait_for_api(port, &agent);
+    let mut agent = start_agent(&config, &log, port);
     assert_eq!(post(port, "/api/v1/zones/b3/failover", Some(TOKEN)).0, 202);
     let verdict = agent.wait_for("verdict", Duration::from_secs(30), |e| {
         e["event"] == "not_safe_to_cut_power"
@@ -359,18 +378,8 @@ fn drill_checks_every_peer_and_changes_nothing() {
         COMMAND_STEP
     );
     let (config, _) = write_config(dir.path(), support::free_port(), true, &steps);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firebreak"))
-        .args(["drill", "--zone", "b3", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stdout, stderr) = firebreak(&["drill", "--zone", "b3"], &config);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert_eq!(stdout.matches("PASS").count(), 4, "{stdout}");
     assert!(stdout.contains("4 of 4 step(s) pass"), "{stdout}");
 
@@ -396,13 +405,8 @@ fn drill_fails_a_step_whose_peer_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let bad_haproxy = haproxy_step(&p).replace("b3-web-2", "no-such-server");
     let (config, _) = write_config(dir.path(), support::free_port(), true, &bad_haproxy);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firebreak"))
-        .args(["drill", "--zone", "b3", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (code, stdout, _) = firebreak(&["drill", "--zone", "b3"], &config);
+    assert_eq!(code, Some(1), "{stdout}");
     assert!(
         stdout.contains("FAIL") && stdout.contains("no-such-server"),
         "{stdout}"
@@ -415,8 +419,7 @@ fn api_actions_need_the_right_token_and_are_off_without_a_token_file() {
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
     let (config, log) = write_config(dir.path(), port, true, &http_step(&p));
-    let mut agent = Agent::start(&config, &log);
-    wait_for_api(port, &agent);
+    let mut agent = start_agent(&config, &log, port);
     assert_eq!(post(port, "/api/v1/zones/b3/failover", None).0, 401);
     assert_eq!(
         post(port, "/api/v1/zones/b3/failover", Some("wrong")).0,
@@ -435,8 +438,7 @@ fn api_actions_need_the_right_token_and_are_off_without_a_token_file() {
     let dir2 = tempfile::tempdir().unwrap();
     let port2 = support::free_port();
     let (config2, log2) = write_config(dir2.path(), port2, false, &http_step(&p));
-    let mut agent2 = Agent::start(&config2, &log2);
-    wait_for_api(port2, &agent2);
+    let mut agent2 = start_agent(&config2, &log2, port2);
     assert_eq!(post(port2, "/api/v1/zones/b3/failover", Some(TOKEN)).0, 403);
     assert_eq!(agent2.stop(), Some(0));
 }
@@ -447,8 +449,7 @@ fn status_shows_zones_sensors_and_the_incident() {
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
     let (config, log) = write_config(dir.path(), port, true, &http_step(&p));
-    let mut agent = Agent::start(&config, &log);
-    wait_for_api(port, &agent);
+    let mut agent = start_agent(&config, &log, port);
     assert_eq!(post(port, "/api/v1/zones/b3/failover", Some(TOKEN)).0, 202);
     agent.wait_for("safe", Duration::from_secs(20), |e| {
         e["event"] == "safe_to_cut_power"
@@ -518,15 +519,8 @@ fn drill_proves_the_dns_server_accepts_our_tsig_key_and_fails_on_a_wrong_one() {
         &dns_step(&p, dir.path()),
     );
     let drill = |config: &Path| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_firebreak"))
-            .args(["drill", "--zone", "b3", "--config"])
-            .arg(config)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        let (code, stdout, _) = firebreak(&["drill", "--zone", "b3"], config);
+        (code, stdout)
     };
     let (code, stdout) = drill(&config);
     assert_eq!(code, Some(0), "{stdout}");
@@ -585,8 +579,7 @@ retain = true
         1,
     );
     std::fs::write(&config, text).unwrap();
-    let mut agent = Agent::start(&config, &log);
-    wait_for_api(port, &agent);
+    let mut agent = start_agent(&config, &log, port);
     assert_eq!(post(port, "/api/v1/zones/b3/failover", Some(TOKEN)).0, 202);
     let safe = agent.wait_for("safe", Duration::from_secs(20), |e| {
         e["event"] == "safe_to_cut_power"
@@ -630,20 +623,10 @@ fn cli_failover_drill_and_reset_reach_the_running_agent() {
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
     let (config, log) = write_config(dir.path(), port, true, &http_step(&p));
-    let mut agent = Agent::start(&config, &log);
-    wait_for_api(port, &agent);
+    let mut agent = start_agent(&config, &log, port);
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_firebreak"))
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
+        let (code, stdout, stderr) = firebreak(args, &config);
+        (code, stdout + &stderr)
     };
 
     // A drill through the API: dry run, nothing sent, reported in the event log.
