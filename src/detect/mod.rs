@@ -557,8 +557,17 @@ impl Detector {
                 }
                 // Power kinds drive the zone's power rule through their value, not only
                 // their state.
-                let power_changed = matches!(s.spec.kind, Kind::OnBattery | Kind::Runtime)
-                    && v.to_bits() != s.value.to_bits();
+                // Runtime only counts while the zone is on battery (a change of the
+                // on-battery value marks the zone itself), so the jitter of an idle UPS's
+                // runtime does not re-evaluate its zone on every poll.
+                let power_changed = match s.spec.kind {
+                    Kind::OnBattery => v.to_bits() != s.value.to_bits(),
+                    Kind::Runtime => {
+                        v.to_bits() != s.value.to_bits()
+                            && self.zones[s.spec.zone as usize].on_battery_since != NONE
+                    }
+                    _ => false,
+                };
                 s.last_good = now;
                 s.value = v;
                 if !quick {

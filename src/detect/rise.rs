@@ -16,6 +16,11 @@ pub struct RiseWindow {
     mask: usize,
     head: usize,
     len: usize,
+    /// Times of the oldest and newest samples, kept here so that the common push (one in,
+    /// one out) reads the buffer only for the sample that leaves: with thousands of
+    /// sensors the buffers are not in cache, and each read is a miss.
+    first_t: Nanos,
+    last_t: Nanos,
     base: Nanos,
     n: f64,
     st: f64,
@@ -42,6 +47,8 @@ impl RiseWindow {
             mask: capacity - 1,
             head: 0,
             len: 0,
+            first_t: 0,
+            last_t: 0,
             base: 0,
             n: 0.0,
             st: 0.0,
@@ -81,14 +88,13 @@ impl RiseWindow {
         self.add_sums(t, v, -1.0);
         self.head = (self.head + 1) & self.mask;
         self.len -= 1;
+        if self.len > 0 {
+            self.first_t = self.buf[self.head].0;
+        }
     }
 
     fn rebase(&mut self) {
-        self.base = if self.len > 0 {
-            self.buf[self.head].0
-        } else {
-            0
-        };
+        self.base = if self.len > 0 { self.first_t } else { 0 };
         self.n = 0.0;
         self.st = 0.0;
         self.sv = 0.0;
@@ -104,8 +110,7 @@ impl RiseWindow {
     /// Adds a sample (times must not go backwards; an older sample is ignored).
     pub fn push(&mut self, t: Nanos, v: f64) {
         if self.len > 0 {
-            let last = self.buf[(self.head + self.len - 1) & self.mask].0;
-            if t < last {
+            if t < self.last_t {
                 return;
             }
         } else {
@@ -117,6 +122,10 @@ impl RiseWindow {
         }
         let idx = (self.head + self.len) & self.mask;
         self.buf[idx] = (t, v);
+        if self.len == 0 {
+            self.first_t = t;
+        }
+        self.last_t = t;
         self.len += 1;
         self.add_sums(t, v, 1.0);
         self.updates_since_rebase += 1;
@@ -132,7 +141,7 @@ impl RiseWindow {
 
     /// Drops samples older than the window ending at `now`.
     pub fn expire(&mut self, now: Nanos) {
-        while self.len > 0 && now.saturating_sub(self.buf[self.head].0) > self.window {
+        while self.len > 0 && now.saturating_sub(self.first_t) > self.window {
             self.pop_front();
         }
     }
@@ -142,9 +151,7 @@ impl RiseWindow {
         if self.len < 2 {
             return 0;
         }
-        let first = self.buf[self.head].0;
-        let last = self.buf[(self.head + self.len - 1) & self.mask].0;
-        last - first
+        self.last_t - self.first_t
     }
 
     pub fn len(&self) -> usize {
