@@ -573,16 +573,20 @@ mod fast_path {
         ]
     }
 
-    fn build(kinds: &[(Kind, bool, u64)], fast: bool) -> Detector {
+    fn build(kinds: &[(Kind, bool, u64, u64)], fast: bool) -> Detector {
         let sensors = kinds
             .iter()
             .enumerate()
-            .map(|(i, &(kind, frozen, hysteresis_tenths))| {
+            .map(|(i, &(kind, frozen, hysteresis_tenths, stale_s))| {
                 spec(i as u32 % 2, kind, |p| {
                     if frozen {
                         p.frozen_after = Some(Duration::from_secs(6));
                     }
                     p.hysteresis = hysteresis_tenths as f64 / 10.0;
+                    // Short stale times too, so ticks cross them often (`due` in tick).
+                    if stale_s > 0 {
+                        p.stale_after = Duration::from_secs(stale_s);
+                    }
                 })
             })
             .collect();
@@ -597,7 +601,12 @@ mod fast_path {
         #[test]
         fn fast_path_matches_the_full_evaluation(
             kinds in prop::collection::vec(
-                (prop::sample::select(Kind::ALL.to_vec()), prop::bool::weighted(0.3), 0u64..30),
+                (
+                    prop::sample::select(Kind::ALL.to_vec()),
+                    prop::bool::weighted(0.3),
+                    0u64..30,
+                    prop::sample::select(vec![0u64, 2, 5, 11]),
+                ),
                 1..6,
             ),
             steps in prop::collection::vec(step(6, 2), 1..400),
