@@ -12,10 +12,12 @@ pub type Nanos = u64;
 pub struct RiseWindow {
     window: Nanos,
     /// Ring buffer; its length is a power of two so that indices wrap with a mask.
-    buf: Vec<(Nanos, f64)>,
-    mask: usize,
-    head: usize,
-    len: usize,
+    buf: Box<[(Nanos, f64)]>,
+    // u32 indices keep the struct small (it sits in each sensor's hot state); the
+    // capacity is bounded far below 2^32 (`new`).
+    mask: u32,
+    head: u32,
+    len: u32,
     /// Times of the oldest and newest samples, kept here so that the common push (one in,
     /// one out) reads the buffer only for the sample that leaves: with thousands of
     /// sensors the buffers are not in cache, and each read is a miss.
@@ -40,11 +42,11 @@ impl RiseWindow {
     /// fall inside the window, the oldest leave early (the window shrinks a little) rather
     /// than allocating.
     pub fn new(window: Nanos, capacity: usize) -> Self {
-        let capacity = capacity.max(2).next_power_of_two();
+        let capacity = capacity.clamp(2, 1 << 24).next_power_of_two();
         RiseWindow {
             window,
-            buf: vec![(0, 0.0); capacity],
-            mask: capacity - 1,
+            buf: vec![(0, 0.0); capacity].into_boxed_slice(),
+            mask: capacity as u32 - 1,
             head: 0,
             len: 0,
             first_t: 0,
@@ -84,12 +86,12 @@ impl RiseWindow {
     }
 
     fn pop_front(&mut self) {
-        let (t, v) = self.buf[self.head];
+        let (t, v) = self.buf[self.head as usize];
         self.add_sums(t, v, -1.0);
         self.head = (self.head + 1) & self.mask;
         self.len -= 1;
         if self.len > 0 {
-            self.first_t = self.buf[self.head].0;
+            self.first_t = self.buf[self.head as usize].0;
         }
     }
 
@@ -101,7 +103,7 @@ impl RiseWindow {
         self.stt = 0.0;
         self.stv = 0.0;
         for i in 0..self.len {
-            let (t, v) = self.buf[(self.head + i) & self.mask];
+            let (t, v) = self.buf[((self.head + i) & self.mask) as usize];
             self.add_sums(t, v, 1.0);
         }
         self.updates_since_rebase = 0;
@@ -117,11 +119,11 @@ impl RiseWindow {
             self.base = t;
         }
         self.expire(t);
-        if self.len == self.buf.len() {
+        if self.len == self.mask + 1 {
             self.pop_front();
         }
         let idx = (self.head + self.len) & self.mask;
-        self.buf[idx] = (t, v);
+        self.buf[idx as usize] = (t, v);
         if self.len == 0 {
             self.first_t = t;
         }
@@ -155,7 +157,7 @@ impl RiseWindow {
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
     pub fn is_empty(&self) -> bool {

@@ -648,3 +648,21 @@ mod fast_path {
         }
     }
 }
+
+/// The layout `observe` relies on for speed (see `SensorRt`): a quiet sample touches only
+/// the first four cache lines of a sensor's state.
+#[test]
+fn a_quiet_samples_fields_fit_in_four_cache_lines() {
+    use std::mem::{align_of, offset_of, size_of};
+    assert_eq!(align_of::<SensorRt>(), 64);
+    let hot_end = offset_of!(SensorRt, spec) + offset_of!(SensorSpec, params) + 64;
+    assert_eq!(offset_of!(Params, above), 64, "hot parameters first");
+    assert!(
+        offset_of!(SensorRt, window) < offset_of!(SensorRt, spec)
+            && hot_end <= 256,
+        "hot part ends at byte {hot_end}: window at {}, {} bytes; spec at {}",
+        offset_of!(SensorRt, window),
+        size_of::<Option<RiseWindow>>(),
+        offset_of!(SensorRt, spec)
+    );
+}
