@@ -65,6 +65,31 @@ pub fn missing_secrets(config: &Config) -> Vec<Problem> {
         .collect()
 }
 
+/// Secret files that group or others may read (a warning, not an error: the operator
+/// may have a reason, but should know).
+pub fn exposed_secrets(config: &Config) -> Vec<Problem> {
+    use std::os::unix::fs::PermissionsExt;
+    config
+        .secret_files()
+        .into_iter()
+        .filter_map(|(path, file)| {
+            let mode = std::fs::metadata(&file).ok()?.permissions().mode();
+            (mode & 0o077 != 0).then(|| {
+                Problem::new(
+                    path,
+                    format!(
+                        "secret file {} is readable by group or others (mode {:o}); \
+                         run `chmod 600 {}`",
+                        file.display(),
+                        mode & 0o777,
+                        file.display()
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
 /// The short summary `check-config` prints.
 pub fn summary(path: &Path, c: &Config) -> String {
     let mut s = String::new();

@@ -27,6 +27,10 @@ pub enum Command {
         /// Path to the config file (see config/firebreak.toml for every key).
         #[arg(long, short, value_name = "PATH")]
         config: PathBuf,
+        /// Run even as root. The agent needs no privileges (run it as a `firebreak` user,
+        /// as the systemd unit does); without this flag it refuses to start as root.
+        #[arg(long)]
+        allow_root: bool,
     },
     /// Parse and validate a config, print a summary; exit 0 when valid, 64 with every
     /// problem (key path and line) when not. Missing secret files are warnings here.

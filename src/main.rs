@@ -11,6 +11,8 @@ const EX_USAGE: u8 = 64;
 const EX_DATAERR: u8 = 65;
 /// `EX_NOINPUT`: the replay input cannot be read.
 const EX_NOINPUT: u8 = 66;
+/// `EX_NOPERM`: refused to run as root.
+const EX_NOPERM: u8 = 77;
 /// `EX_SOFTWARE`: the agent failed at run time.
 const EX_SOFTWARE: u8 = 70;
 
@@ -27,7 +29,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { config: path } => match config::load(&path) {
             Ok(loaded) => {
-                let secrets = firebreak::agent::missing_secrets(&loaded.config);
+                let mut secrets = firebreak::agent::missing_secrets(&loaded.config);
+                secrets.extend(firebreak::agent::exposed_secrets(&loaded.config));
                 print!("{}", firebreak::agent::summary(&path, &loaded.config));
                 for w in loaded.warnings.iter().chain(secrets.iter()) {
                     println!("warning: {w}");
@@ -36,12 +39,31 @@ fn main() -> ExitCode {
             }
             Err(e) => report(&e),
         },
-        Command::Run { config: path } => {
+        Command::Run {
+            config: path,
+            allow_root,
+        } => {
+            let euid = nix::unistd::geteuid();
+            if euid.is_root() {
+                if !allow_root {
+                    eprintln!(
+                        "error: refusing to run as root: the agent needs no privileges. Run it \
+                         as an unprivileged user (the systemd unit uses `firebreak`), or pass \
+                         --allow-root if you really mean it"
+                    );
+                    return ExitCode::from(EX_NOPERM);
+                }
+                tracing::warn!("running as root (--allow-root)");
+            }
             let loaded = match config::load(&path) {
                 Ok(l) => l,
                 Err(e) => return report(&e),
             };
-            for w in &loaded.warnings {
+            for w in loaded
+                .warnings
+                .iter()
+                .chain(&firebreak::agent::exposed_secrets(&loaded.config))
+            {
                 tracing::warn!(problem = %w, "config warning");
             }
             let secrets = firebreak::agent::missing_secrets(&loaded.config);

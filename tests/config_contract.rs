@@ -223,6 +223,7 @@ fn check_config_exits_0_on_the_contract_and_64_on_a_broken_file() {
 fn run_refuses_to_start_when_a_secret_file_is_missing() {
     let out = firebreak(&[
         "run",
+        "--allow-root",
         "--config",
         manifest("config/firebreak.toml").to_str().unwrap(),
     ]);

@@ -6,8 +6,8 @@ mod support;
 
 use base64::Engine as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-use support::agent::Agent;
+use std::time::Duration;
+use support::agent::{post, rt, Agent};
 use support::haproxy::Haproxy;
 use support::knot::Knot;
 use support::receiver::Receiver;
@@ -142,47 +142,6 @@ budget = "90s"
     (path, state.join("events.jsonl"))
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// POSTs to the agent's API; returns (status, body).
-fn post(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
-    rt().block_on(async {
-        let mut req = reqwest::Client::new().post(format!("http://127.0.0.1:{port}{path}"));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.expect("API reachable");
-        let status = resp.status().as_u16();
-        (status, resp.text().await.unwrap_or_default())
-    })
-}
-
-fn wait_for_api(port: u16, agent: &Agent) {
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        let ok = rt().block_on(async {
-            reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
-                .await
-                .map(|r| r.status().is_success())
-                .unwrap_or(false)
-        });
-        if ok {
-            return;
-        }
-        assert!(
-            Instant::now() < until,
-            "API did not come up\n{}",
-            agent.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Runs the firebreak binary with `args` and `--config <config>`: (exit code, stdout, stderr).
 fn firebreak(args: &[&str], config: &Path) -> (Option<i32>, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_firebreak"))
@@ -201,7 +160,7 @@ fn firebreak(args: &[&str], config: &Path) -> (Option<i32>, String, String) {
 /// Starts the agent and waits until its API answers.
 fn start_agent(config: &Path, log: &Path, port: u16) -> Agent {
     let agent = Agent::start(config, log);
-    wait_for_api(port, &agent);
+    agent.wait_for_api(port);
     agent
 }
 

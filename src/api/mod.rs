@@ -4,6 +4,8 @@
 // Handlers return `Response` for errors by design (axum); boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
+pub mod limit;
+
 use crate::incident::DrillRow;
 use crate::journal::Journal;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -64,12 +66,19 @@ pub enum ApiCommand {
     RefreshMetrics { reply: oneshot::Sender<()> },
 }
 
+/// Operator actions allowed in a burst, then one per `POST_REFILL` (all callers
+/// together: the API listens on loopback or a management network, and the limit also
+/// slows down guessing the token).
+const POST_BURST: u32 = 10;
+const POST_REFILL: Duration = Duration::from_secs(2);
+
 #[derive(Clone)]
 struct AppState {
     commands: mpsc::Sender<ApiCommand>,
     metrics: Arc<crate::sinks::prometheus::Metrics>,
     token: Option<Arc<str>>,
     journal: Journal,
+    posts: Arc<std::sync::Mutex<limit::Bucket>>,
 }
 
 /// Reads the bearer token; `None` when no token file is configured (POSTs then refused).
@@ -104,6 +113,10 @@ pub async fn serve(
         metrics,
         token,
         journal,
+        posts: Arc::new(std::sync::Mutex::new(limit::Bucket::new(
+            POST_BURST,
+            POST_REFILL,
+        ))),
     };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -131,8 +144,29 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
-/// 403 when POSTs are disabled (no token file), 401 for a missing or wrong token.
+/// 429 when operator actions come too fast, 403 when POSTs are disabled (no token file),
+/// 401 for a missing or wrong token.
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let taken = state
+        .posts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take(std::time::Instant::now());
+    if let Err(wait) = taken {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        tracing::warn!(retry_after_s = secs, "operator request refused: rate limit");
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many operator requests ({POST_BURST} in a burst, then one per {} s); retry in {secs} s",
+                POST_REFILL.as_secs()
+            ),
+        );
+        if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        }
+        return Err(r);
+    }
     let Some(expected) = &state.token else {
         return Err(error(
             StatusCode::FORBIDDEN,

@@ -658,8 +658,7 @@ fn a_quiet_samples_fields_fit_in_four_cache_lines() {
     let hot_end = offset_of!(SensorRt, spec) + offset_of!(SensorSpec, params) + 64;
     assert_eq!(offset_of!(Params, above), 64, "hot parameters first");
     assert!(
-        offset_of!(SensorRt, window) < offset_of!(SensorRt, spec)
-            && hot_end <= 256,
+        offset_of!(SensorRt, window) < offset_of!(SensorRt, spec) && hot_end <= 256,
         "hot part ends at byte {hot_end}: window at {}, {} bytes; spec at {}",
         offset_of!(SensorRt, window),
         size_of::<Option<RiseWindow>>(),

@@ -241,7 +241,7 @@ fn main() {
     let stderr = std::fs::File::create(dir.path().join("agent.stderr")).unwrap();
     let agent = AgentProcess(
         Command::new(env!("CARGO_BIN_EXE_firebreak"))
-            .args(["run", "--config"])
+            .args(["run", "--allow-root", "--config"])
             .arg(&config)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

@@ -13,12 +13,18 @@ pub struct Agent {
 impl Agent {
     /// Starts `firebreak run --config <config>`; its stderr goes to a file next to the log.
     pub fn start(config: &Path, event_log: &Path) -> Agent {
+        Agent::start_with_log_level(config, event_log, "info")
+    }
+
+    /// As `start`, with `RUST_LOG` set to `level`.
+    pub fn start_with_log_level(config: &Path, event_log: &Path, level: &str) -> Agent {
         let stderr_log = config.with_extension("stderr.log");
         let stderr = std::fs::File::create(&stderr_log).expect("create stderr log");
         let child = Command::new(env!("CARGO_BIN_EXE_firebreak"))
-            .args(["run", "--config"])
+            // Tests may run as root (CI containers); the flag is harmless otherwise.
+            .args(["run", "--allow-root", "--config"])
             .arg(config)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -82,6 +88,29 @@ impl Agent {
         )
     }
 
+    /// Waits until the agent's API on `port` answers /healthz (panics after 20 s with the
+    /// agent's diagnostics).
+    pub fn wait_for_api(&self, port: u16) {
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ok = rt().block_on(async {
+                reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false)
+            });
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "API did not come up\n{}",
+                self.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Kills the agent with SIGKILL, as a crash or power loss would.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -109,6 +138,38 @@ impl Agent {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// A single-threaded runtime for blocking test code.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// POSTs to an agent's API on loopback; returns (status, body).
+pub fn post(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    let (status, _, body) = post_full(port, path, token);
+    (status, body)
+}
+
+/// POSTs to an agent's API on loopback; returns (status, headers, body).
+pub fn post_full(
+    port: u16,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    rt().block_on(async {
+        let mut req = reqwest::Client::new().post(format!("http://127.0.0.1:{port}{path}"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("API reachable");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        (status, headers, resp.text().await.unwrap_or_default())
+    })
 }
 
 impl Drop for Agent {
