@@ -219,14 +219,16 @@ fn fire_scenario_shows_critical_then_safe_to_cut_power_without_a_reload() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
-    let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
+    // The browser first: the scenario starts playing as soon as the simulator is up, and
+    // its room is quiet for its first 5 s (12 s before the heat), at real speed.
+    let driver = ChromeDriver::start(dir.path());
+    let c = rt.block_on(driver.session(&dir.path().join("profile-js"), true));
+    let sim = start_sim(&rt, "offgas-then-heat.toml", 1.0);
     let config = room_config(dir.path(), &sim, port);
     let agent = start_agent(&rt, &config, port);
-    let driver = ChromeDriver::start(dir.path());
     let url = format!("http://127.0.0.1:{port}/");
 
     rt.block_on(async {
-        let c = driver.session(&dir.path().join("profile-js"), true).await;
         c.goto(&url).await.unwrap();
         // A mark in this document: a reload or navigation would lose it.
         c.execute("window.__notReloaded = 'yes'; return true;", vec![])
@@ -326,6 +328,17 @@ fn fire_scenario_shows_critical_then_safe_to_cut_power_without_a_reload() {
             "actions need the script (and its token): hidden without it"
         );
         screenshot(&nojs, "no-javascript").await;
+        // And on a phone-sized screen.
+        c.set_window_size(412, 915).await.unwrap();
+        let overflow = c
+            .execute(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(overflow, 0, "no sideways scrolling on a phone");
+        screenshot(&c, "phone").await;
         nojs.close().await.unwrap();
         c.close().await.unwrap();
     });

@@ -244,17 +244,19 @@ fn power(out: &mut String, z: &Value) {
         let id = text(&s["id"]);
         match (s["kind"].as_str(), s["value"].as_f64()) {
             (Some("on_battery"), Some(v)) => parts.push(format!(
-                r#"<span class="{}">UPS {id}: {}</span>"#,
+                r#"<span class="{}">UPS {} ({id})</span>"#,
                 if v >= 1.0 { "pw-bad" } else { "pw-ok" },
                 if v >= 1.0 { "ON BATTERY" } else { "on mains" }
             )),
             (Some("on_battery"), None) => {
-                parts.push(format!("<span>UPS {id}: on battery unknown</span>"))
+                parts.push(format!("<span>UPS on battery: unknown ({id})</span>"))
             }
             (Some("runtime"), Some(v)) => {
-                parts.push(format!("<span>{id}: runtime {}</span>", fmt_secs(v)))
+                parts.push(format!("<span>UPS runtime {} ({id})</span>", fmt_secs(v)))
             }
-            (Some("runtime"), None) => parts.push(format!("<span>{id}: runtime unknown</span>")),
+            (Some("runtime"), None) => {
+                parts.push(format!("<span>UPS runtime unknown ({id})</span>"))
+            }
             _ => {}
         }
     }
@@ -383,10 +385,12 @@ fn sensors(out: &mut String, z: &Value) {
         let evidence = state != "ok";
         let kind = s["kind"].as_str().unwrap_or("");
         let unit = Kind::parse(kind).map(Kind::unit).unwrap_or("");
-        let value = s["value"]
-            .as_f64()
-            .map(|v| format!("{} {}", fmt_num(v), esc(unit)))
-            .unwrap_or_else(|| "no value".into());
+        let value = match (kind, s["value"].as_f64()) {
+            ("on_battery", Some(v)) if v >= 1.0 => "ON BATTERY".to_string(),
+            ("on_battery", Some(_)) => "on mains".to_string(),
+            (_, Some(v)) => format!("{} {}", fmt_num(v), esc(unit)),
+            (_, None) => "no value".into(),
+        };
         let age = s["age_ms"]
             .as_u64()
             .map(|ms| {
@@ -569,7 +573,7 @@ mod tests {
     fn ups_state_and_issue_11_fields_are_rendered_when_present_and_tolerated_when_absent() {
         let html = zones_fragment(&status(vec![zone("warning")]));
         assert!(html.contains("ON BATTERY"));
-        assert!(html.contains("runtime 10 min 00 s"));
+        assert!(html.contains("UPS runtime 10 min 00 s (ups-b3-1.runtime)"));
         assert!(!html.contains("Power loss in"));
         let mut z = zone("warning");
         z["seconds_to_power_loss"] = json!(95.0);
