@@ -270,6 +270,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 async fn status_page(State(state): State<AppState>) -> Response {
+    let now = crate::events::format_ts(std::time::SystemTime::now());
     let html = match ask(
         &state,
         |reply| ApiCommand::Status { reply },
@@ -277,8 +278,12 @@ async fn status_page(State(state): State<AppState>) -> Response {
     )
     .await
     {
-        Ok(v) => page::page(Some(&v), None),
-        Err(_) => page::page(None, Some("the agent's engine did not answer in time")),
+        Ok(v) => page::page(Some(&v), None, &now),
+        Err(_) => page::page(
+            None,
+            Some("the agent's engine did not answer in time"),
+            &now,
+        ),
     };
     (page_headers("text/html; charset=utf-8"), html).into_response()
 }

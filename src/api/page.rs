@@ -40,8 +40,10 @@ fn text(v: &Value) -> String {
     }
 }
 
-/// The whole page. `status` is `None` when the engine did not answer (`why` says so).
-pub fn page(status: Option<&Value>, why: Option<&str>) -> String {
+/// The whole page. `status` is `None` when the engine did not answer (`why` says so);
+/// `rendered_at` is the wall time (RFC 3339) the view was made, shown to readers without JS.
+pub fn page(status: Option<&Value>, why: Option<&str>, rendered_at: &str) -> String {
+    let rendered = time_of(&Value::String(rendered_at.to_string()));
     let agent = status.map(|s| text(&s["agent"])).unwrap_or_default();
     let body = match status {
         Some(s) => zones_fragment(s),
@@ -63,7 +65,7 @@ pub fn page(status: Option<&Value>, why: Option<&str>) -> String {
 <body data-poll-ms="{POLL_MS}">
 <header class="top">
 <h1>Firebreak <span class="agent">{agent}</span></h1>
-<p id="conn" class="conn conn-ok" role="status" aria-live="polite">Server-rendered view: reload the page for fresh data.</p>
+<p id="conn" class="conn conn-ok" role="status" aria-live="polite">Server-rendered at {rendered}: reload the page for fresh data.</p>
 </header>
 <section id="operator" class="operator js-only" aria-label="Operator actions">
 <form id="token-form" autocomplete="off">
@@ -475,6 +477,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const TS: &str = "2026-11-25T10:00:00.000Z";
+
     fn zone(level: &str) -> Value {
         json!({
             "id": "b3-battery-room",
@@ -499,7 +503,7 @@ mod tests {
 
     #[test]
     fn level_is_written_in_words_not_only_colour() {
-        let html = page(Some(&status(vec![zone("alarm")])), None);
+        let html = page(Some(&status(vec![zone("alarm")])), None, TS);
         assert!(html.contains(r#"data-level="alarm""#));
         assert!(html.contains(r#"<span class="level-text">ALARM</span>"#));
         assert!(html.contains("AT RISK: b3-battery-room ALARM"));
@@ -586,14 +590,17 @@ mod tests {
 
     #[test]
     fn no_status_renders_a_page_that_says_so() {
-        let html = page(None, Some("the agent is busy"));
+        let html = page(None, Some("the agent is busy"), TS);
         assert!(html.contains("NO DATA: the agent is busy"));
+        assert!(html.contains(
+            "Server-rendered at <time datetime=\"2026-11-25T10:00:00.000Z\">10:00:00 UTC</time>"
+        ));
         assert!(html.contains(r#"<script src="/assets/page.js" defer></script>"#));
     }
 
     #[test]
     fn the_page_references_only_its_own_assets() {
-        let html = page(Some(&status(vec![zone("normal")])), None);
+        let html = page(Some(&status(vec![zone("normal")])), None, TS);
         assert!(!html.contains("http://") && !html.contains("https://"));
         assert!(!CSS.contains("http") && !CSS.contains("@import"));
         assert!(!JS.contains("http://") && !JS.contains("https://"));
