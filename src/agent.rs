@@ -740,6 +740,7 @@ impl Engine {
                             "state": state.as_str(),
                             "value": value,
                             "age_ms": now.saturating_sub(detector.last_good(si as u32)) / 1_000_000,
+                            "reason": detector.sensor_reason(si as u32).as_str(),
                             "trend": self.trends.values(si),
                         })
                     })

@@ -488,6 +488,81 @@ fn operator_actions_need_the_token_and_show_their_result() {
             "a dismissed confirmation starts no failover"
         );
 
+        // Accepted: the failover runs and the page follows it to the end.
+        c.find(Locator::Css(&zone_css(" button[data-action=failover]")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.accept_alert().await.unwrap();
+        wait_page(
+            &c,
+            &agent,
+            "the failover's incident",
+            Duration::from_secs(30),
+            || async {
+                text_of(&c, "#action-result")
+                    .await
+                    .contains("started, incident")
+            },
+        )
+        .await;
+        wait_page(
+            &c,
+            &agent,
+            "the manual failover's outcome",
+            Duration::from_secs(60),
+            || async {
+                text_of(&c, &zone_css(" .safe.safe-yes"))
+                    .await
+                    .contains("SAFE TO CUT POWER")
+                    && attr_of(&c, &zone_css(""), "data-runbook-running")
+                        .await
+                        .as_deref()
+                        == Some("false")
+            },
+        )
+        .await;
+        assert!(text_of(&c, &zone_css(" .timeline"))
+            .await
+            .contains("Decision: MANUAL"));
+        screenshot(&c, "manual-failover").await;
+
+        // Reset asks first, then closes the incident.
+        c.find(Locator::Css(&zone_css(" button[data-action=reset]")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        assert!(c.get_alert_text().await.unwrap().contains("Reset zone"));
+        c.accept_alert().await.unwrap();
+        wait_page(
+            &c,
+            &agent,
+            "the reset's result",
+            Duration::from_secs(30),
+            || async { text_of(&c, "#action-result").await.contains("closed") },
+        )
+        .await;
+        wait_page(
+            &c,
+            &agent,
+            "the zone without incident",
+            Duration::from_secs(30),
+            || async {
+                text_of(&c, &zone_css(" .safe"))
+                    .await
+                    .contains("No incident")
+            },
+        )
+        .await;
+        assert!(agent
+            .events()
+            .iter()
+            .any(|e| e["event"] == "incident_reset"));
+
         // The agent goes away: the page says its data is stale.
         agent.kill9();
         wait_page(&c, &agent, "STALE", Duration::from_secs(60), || async {

@@ -169,13 +169,14 @@ fn zone_card(out: &mut String, z: &Value) {
     let level = z["level"].as_str().unwrap_or("unknown");
     let _ = write!(
         out,
-        r#"<section class="zone {cls}" data-zone="{id}" data-level="{lvl}" aria-labelledby="z-{id}">
+        r#"<section class="zone {cls}" data-zone="{id}" data-level="{lvl}" data-runbook-running="{running}" aria-labelledby="z-{id}">
 <header class="zone-head"><h2 id="z-{id}">{id}</h2><p class="level"><span class="sym" aria-hidden="true">{sym}</span> <span class="level-text">{up}</span></p></header>
 "#,
         cls = level_class(level),
         lvl = esc(level),
         sym = level_symbol(level),
         up = esc(&level.to_uppercase()),
+        running = z["runbook_running"] == true,
     );
     safety(out, z);
     power(out, z);
@@ -412,7 +413,13 @@ fn sensors(out: &mut String, z: &Value) {
         };
         let _ = writeln!(
             out,
-            r#"<tr class="sensor{ev}" data-sensor="{id}"><th scope="row">{id} <small>{kind}</small>{evtag}</th><td class="value">{value}</td><td class="state {state_cls}"><span aria-hidden="true">{sym}</span> {st}</td><td class="age">{age}</td><td class="trend">{trend}</td></tr>"#,
+            r#"<tr class="sensor{ev}" data-sensor="{id}"><th scope="row">{id} <small>{kind}</small>{evtag}</th><td class="value">{value}</td><td class="state {state_cls}"><span aria-hidden="true">{sym}</span> {st}{why}</td><td class="age">{age}</td><td class="trend">{trend}</td></tr>"#,
+            why = match s["reason"].as_str() {
+                Some(r) if evidence && !r.is_empty() && r != "cleared" => {
+                    format!(r#"<small class="reason">{}</small>"#, esc(r))
+                }
+                _ => String::new(),
+            },
             ev = if evidence { " evidence" } else { "" },
             evtag = if evidence {
                 r#" <span class="evtag">evidence</span>"#
@@ -443,7 +450,14 @@ pub fn sparkline(trend: &Value) -> String {
     let hi = known.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let (w, h) = (120.0, 28.0);
     let n = (values.len() - 1).max(1) as f64;
-    let span = if hi > lo { hi - lo } else { 1.0 };
+    // A floor on the vertical scale, so sensor noise in a quiet room stays a flat line
+    // (1 unit, or 5 % of the largest magnitude), centred on the data.
+    let floor = (0.05 * lo.abs().max(hi.abs())).max(1.0);
+    let (lo, span) = if hi - lo >= floor {
+        (lo, hi - lo)
+    } else {
+        ((lo + hi) / 2.0 - floor / 2.0, floor)
+    };
     let mut lines: Vec<String> = Vec::new();
     let mut current = String::new();
     for (i, v) in values.iter().enumerate() {
@@ -490,7 +504,7 @@ mod tests {
             "steps": null,
             "sensors": [
                 {"id": "b3.temp.row1", "kind": "temperature", "state": "ok", "value": 24.5, "age_ms": 120, "trend": [24.0, 24.2, null, 24.5]},
-                {"id": "b3.offgas.1", "kind": "offgas", "state": "critical", "value": 250.0, "age_ms": 90_000},
+                {"id": "b3.offgas.1", "kind": "offgas", "state": "critical", "reason": "above:critical_above", "value": 250.0, "age_ms": 90_000},
                 {"id": "ups-b3-1.on_battery", "kind": "on_battery", "state": "ok", "value": 1.0, "age_ms": 10},
                 {"id": "ups-b3-1.runtime", "kind": "runtime", "state": "ok", "value": 600.0, "age_ms": 10},
             ],
@@ -563,6 +577,7 @@ mod tests {
         let html = zones_fragment(&status(vec![zone("critical")]));
         assert!(html.contains(r#"<tr class="sensor evidence" data-sensor="b3.offgas.1">"#));
         assert!(html.contains("250 ppm"));
+        assert!(html.contains(r#"<small class="reason">above:critical_above</small>"#));
         assert!(html.contains("CRITICAL"));
         assert!(html.contains("1 min 30 s"));
         assert!(html.contains("24.5 C"));
@@ -605,5 +620,27 @@ mod tests {
         assert!(!CSS.contains("http") && !CSS.contains("@import"));
         assert!(!JS.contains("http://") && !JS.contains("https://"));
         assert!(html.contains("All 1 zone(s) NORMAL"));
+    }
+
+    #[test]
+    fn sparkline_keeps_noise_flat_and_shows_a_real_rise() {
+        let flat = sparkline(&json!([22.4, 22.6, 22.4]));
+        let ys: Vec<f64> = flat
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .split(' ')
+            .map(|p| p.split(',').nth(1).unwrap().parse().unwrap())
+            .collect();
+        let spread = ys.iter().cloned().fold(f64::MIN, f64::max)
+            - ys.iter().cloned().fold(f64::MAX, f64::min);
+        assert!(spread < 6.0, "0.2 C of noise stays nearly flat: {flat}");
+        let rise = sparkline(&json!([23.0, 50.0, 85.0]));
+        assert!(rise.contains(r#"points="0.0,26.0 60.0,"#), "{rise}");
+        assert!(rise.contains("120.0,2.0"), "{rise}");
+        assert!(sparkline(&json!([1.0])).is_empty(), "one point is no trend");
     }
 }
