@@ -65,7 +65,7 @@ pub fn page(status: Option<&Value>, why: Option<&str>, rendered_at: &str) -> Str
 <body data-poll-ms="{POLL_MS}">
 <header class="top">
 <h1>Firebreak <span class="agent">{agent}</span></h1>
-<p id="conn" class="conn conn-ok" role="status" aria-live="polite">Server-rendered at {rendered}: reload the page for fresh data.</p>
+<p id="conn" class="conn conn-ok">Server-rendered at {rendered}: reload the page for fresh data.</p>
 </header>
 <section id="operator" class="operator js-only" aria-label="Operator actions">
 <form id="token-form" autocomplete="off">
@@ -294,12 +294,10 @@ fn power(out: &mut String, z: &Value) {
 fn time_of(ts: &Value) -> String {
     // RFC 3339 `2026-11-25T10:00:00.000Z`: the page shows the UTC time of day.
     match ts.as_str() {
-        Some(t) if t.len() >= 19 => format!(
-            r#"<time datetime="{}">{} UTC</time>"#,
-            esc(t),
-            esc(&t[11..19])
-        ),
-        Some(t) => esc(t),
+        Some(t) => match t.get(11..19) {
+            Some(hms) => format!(r#"<time datetime="{}">{} UTC</time>"#, esc(t), esc(hms)),
+            None => esc(t),
+        },
         None => String::new(),
     }
 }
@@ -529,9 +527,9 @@ mod tests {
         z["id"] = json!("<script>alert(1)</script>");
         z["sensors"][0]["id"] = json!("a\"b'c&d");
         z["incident"] = json!("i<1>");
-        z["steps"] = json!([{"name": "<img src=x>", "status": "failed", "error": "</li><b>x"}]);
+        z["steps"] = json!([{"name": "<img src=x>", "status": "failed", "error": "</li><b>x", "finished_at": "2026-11-25T1\u{e9}:00<b>0"}]);
         let html = zones_fragment(&status(vec![z]));
-        for raw in ["<script>", "a\"b'c&d", "i<1>", "<img", "</li><b>"] {
+        for raw in ["<script>", "a\"b'c&d", "i<1>", "<img", "</li><b>", "<b>0"] {
             assert!(!html.contains(raw), "{raw} must be escaped");
         }
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
