@@ -299,6 +299,10 @@ fn fire_scenario_shows_critical_then_safe_to_cut_power_without_a_reload() {
             "the incident id is shown"
         );
         assert!(text_of(&c, "#conn").await.contains("LIVE"));
+        assert!(
+            c.title().await.unwrap().starts_with("CRITICAL"),
+            "the tab's title follows the level"
+        );
         let shot = screenshot(&c, "fire-safe-to-cut-power").await;
         assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
 

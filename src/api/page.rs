@@ -16,6 +16,9 @@ pub const JS: &str = include_str!("assets/page.js");
 /// How often the script polls, in milliseconds; also written into the page.
 pub const POLL_MS: u64 = 2000;
 
+/// Without JavaScript the page reloads itself this often (a `<meta http-equiv=refresh>`).
+pub const NOSCRIPT_REFRESH_S: u64 = 10;
+
 /// HTML-escapes text for element content and double-quoted attribute values.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -45,6 +48,7 @@ fn text(v: &Value) -> String {
 pub fn page(status: Option<&Value>, why: Option<&str>, rendered_at: &str) -> String {
     let rendered = time_of(&Value::String(rendered_at.to_string()));
     let agent = status.map(|s| text(&s["agent"])).unwrap_or_default();
+    let level = status.map(worst_level).unwrap_or("no data").to_uppercase();
     let body = match status {
         Some(s) => zones_fragment(s),
         None => format!(
@@ -58,7 +62,8 @@ pub fn page(status: Option<&Value>, why: Option<&str>, rendered_at: &str) -> Str
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Firebreak {agent}</title>
+<title>{level} · Firebreak {agent}</title>
+<noscript><meta http-equiv="refresh" content="{NOSCRIPT_REFRESH_S}"></noscript>
 <link rel="stylesheet" href="/assets/page.css">
 <script src="/assets/page.js" defer></script>
 </head>
@@ -77,7 +82,7 @@ pub fn page(status: Option<&Value>, why: Option<&str>, rendered_at: &str) -> Str
 </form>
 <div id="action-result" class="action-result" role="status" aria-live="assertive" hidden></div>
 </section>
-<noscript><p class="note">JavaScript is off: this view does not update and operator actions are unavailable. Reload for fresh data.</p></noscript>
+<noscript><p class="note">JavaScript is off: this view reloads itself every {NOSCRIPT_REFRESH_S} s (check the time above) and operator actions are unavailable.</p></noscript>
 <main id="zones">
 {body}
 </main>
@@ -117,16 +122,23 @@ fn rank(level: &str) -> u8 {
     }
 }
 
+/// The most severe zone level (`normal` without zones).
+fn worst_level(status: &Value) -> &str {
+    status["zones"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|z| z["level"].as_str().unwrap_or(""))
+        .max_by_key(|l| rank(l))
+        .unwrap_or("normal")
+}
+
 /// The part the script replaces on every poll: summary banner and one card per zone.
 pub fn zones_fragment(status: &Value) -> String {
     let empty = Vec::new();
     let zones = status["zones"].as_array().unwrap_or(&empty);
     let mut out = String::new();
-    let worst = zones
-        .iter()
-        .map(|z| z["level"].as_str().unwrap_or(""))
-        .max_by_key(|l| rank(l))
-        .unwrap_or("normal");
+    let worst = worst_level(status);
     let at_risk: Vec<String> = zones
         .iter()
         .filter(|z| rank(z["level"].as_str().unwrap_or("")) > 1)
@@ -519,6 +531,7 @@ mod tests {
         assert!(html.contains(r#"data-level="alarm""#));
         assert!(html.contains(r#"<span class="level-text">ALARM</span>"#));
         assert!(html.contains("AT RISK: b3-battery-room ALARM"));
+        assert!(html.contains("<title>ALARM · Firebreak edge-1</title>"));
     }
 
     #[test]

@@ -55,6 +55,11 @@
       })
       .then(function (html) {
         zones.innerHTML = html; // rendered and escaped by the agent
+        var summary = document.getElementById("summary");
+        if (summary) {
+          document.title = document.title.replace(/^[^·]*·/,
+            summary.getAttribute("data-level").toUpperCase() + " ·");
+        }
         lastOk = Date.now();
         lastError = "";
       })
