@@ -238,7 +238,9 @@ fn fire_scenario_shows_critical_then_safe_to_cut_power_without_a_reload() {
         assert_ne!(
             first.as_deref(),
             Some("critical"),
-            "the room starts quiet; the page must see the change happen"
+            "the page must see the change happen: it loaded after the zone was already \
+             critical (the room is quiet for the scenario's first 5 s, the heat starts at 12 s)\n{}",
+            agent.diagnostics()
         );
 
         wait_page(
