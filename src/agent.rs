@@ -302,6 +302,11 @@ pub async fn run_until(
         source_metrics,
         sink_stats: sink.as_ref().map(Sink::stats),
         status_stats: status.as_ref().map(StatusPublisher::stats),
+        trends: api::trend::Trends::new(
+            config.sensors.len(),
+            api::trend::EVERY_NS,
+            api::trend::POINTS,
+        ),
     };
     engine.resume_open_incidents(&mut detector);
     if let Some(s) = &shared.status {
@@ -328,6 +333,7 @@ pub async fn run_until(
                     }
                 }
                 detector.tick(clock.mono());
+                engine.trends.record(clock.mono(), |i| detector.sensor_state(i as u32).1);
                 engine.handle(&mut detector);
             }
             Some(cmd) = cmd_rx.recv() => {
@@ -447,6 +453,8 @@ struct Engine {
     source_metrics: Vec<Arc<crate::sources::metrics::SourceMetrics>>,
     sink_stats: Option<Arc<influx::Stats>>,
     status_stats: Option<Arc<crate::sinks::mqtt::StatusStats>>,
+    /// Short per-sensor history for the status page.
+    trends: api::trend::Trends,
 }
 
 /// Brings a Prometheus counter up to a component's own running total.
@@ -757,6 +765,8 @@ impl Engine {
                             "state": state.as_str(),
                             "value": value,
                             "age_ms": now.saturating_sub(detector.last_good(si as u32)) / 1_000_000,
+                            "reason": detector.sensor_reason(si as u32).as_str(),
+                            "trend": self.trends.values(si),
                         })
                     })
                     .collect();
@@ -769,6 +779,9 @@ impl Engine {
                     "runbook": config.runbooks[z.runbook].name,
                     "runbook_running": self.runs.get(&zi).is_some_and(|h| !h.is_finished()),
                     "safe_to_cut_power": journal.as_ref().and_then(|j| j.safe_to_cut_power).unwrap_or(false),
+                    "cause": journal.as_ref().map(|j| j.cause.clone()),
+                    "started_at": journal.as_ref().map(|j| j.started_at.clone()),
+                    "finished_at": journal.as_ref().and_then(|j| j.finished_at.clone()),
                     "steps": journal.map(|j| j.steps),
                     "sensors": sensors,
                 })

@@ -76,10 +76,12 @@ pub fn new_incident(shared: &Shared, zone: usize, cause: Cause, seq: u32) -> Inc
                 verified: false,
                 attempts: 0,
                 error: None,
+                finished_at: None,
             })
             .collect(),
         safe_to_cut_power: None,
         finished: false,
+        finished_at: None,
         reset_by: None,
     }
 }
@@ -211,6 +213,7 @@ pub async fn run(shared: Arc<Shared>, zone: usize, mut inc: Incident) {
         .with_label_values(&[&rb.name])
         .observe(started.elapsed().as_secs_f64());
     inc.finished = true;
+    inc.finished_at = Some(crate::events::format_ts(shared.clock.wall()));
     inc.safe_to_cut_power = Some(reasons.is_empty());
     shared.save(&inc);
     shared.write(&Event::RunbookFinished {
@@ -252,6 +255,7 @@ fn finish_step(
     rec.verified = report.verified;
     rec.attempts += report.attempts;
     rec.error = report.error.clone();
+    rec.finished_at = Some(crate::events::format_ts(shared.clock.wall()));
     let outcome = if report.ok { "ok" } else { "failed" };
     shared
         .metrics

@@ -45,6 +45,9 @@ pub struct StepRecord {
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Wall time (RFC 3339) the step ended, for the status page's timeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +64,9 @@ pub struct Incident {
     pub safe_to_cut_power: Option<bool>,
     #[serde(default)]
     pub finished: bool,
+    /// Wall time (RFC 3339) the runbook ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reset_by: Option<String>,
 }
@@ -214,10 +220,12 @@ mod tests {
                     verified: false,
                     attempts: 0,
                     error: None,
+                    finished_at: None,
                 })
                 .collect(),
             safe_to_cut_power: None,
             finished: false,
+            finished_at: None,
             reset_by: None,
         }
     }

@@ -5,6 +5,8 @@
 #![allow(clippy::result_large_err)]
 
 pub mod limit;
+pub mod page;
+pub mod trend;
 
 use crate::incident::DrillRow;
 use crate::journal::Journal;
@@ -119,6 +121,16 @@ pub async fn serve(
         ))),
     };
     let app = Router::new()
+        .route("/", get(status_page))
+        .route("/ui/zones", get(status_fragment))
+        .route(
+            "/assets/page.css",
+            get(|| async { asset("text/css; charset=utf-8", page::CSS) }),
+        )
+        .route(
+            "/assets/page.js",
+            get(|| async { asset("text/javascript; charset=utf-8", page::JS) }),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_page))
@@ -268,6 +280,60 @@ async fn status(State(state): State<AppState>) -> Response {
     .await
     {
         Ok(v) => Json(v).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Headers of every status-page response: only our own assets may load, nothing cached.
+fn page_headers(content_type: &'static str) -> [(axum::http::HeaderName, &'static str); 4] {
+    use axum::http::header;
+    [
+        (header::CONTENT_TYPE, content_type),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+        ),
+    ]
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (page_headers(content_type), body).into_response()
+}
+
+async fn status_page(State(state): State<AppState>) -> Response {
+    let now = crate::events::format_ts(std::time::SystemTime::now());
+    let html = match ask(
+        &state,
+        |reply| ApiCommand::Status { reply },
+        Duration::from_secs(2),
+    )
+    .await
+    {
+        Ok(v) => page::page(Some(&v), None, &now),
+        Err(_) => page::page(
+            None,
+            Some("the agent's engine did not answer in time"),
+            &now,
+        ),
+    };
+    (page_headers("text/html; charset=utf-8"), html).into_response()
+}
+
+async fn status_fragment(State(state): State<AppState>) -> Response {
+    match ask(
+        &state,
+        |reply| ApiCommand::Status { reply },
+        Duration::from_secs(2),
+    )
+    .await
+    {
+        Ok(v) => (
+            page_headers("text/html; charset=utf-8"),
+            page::zones_fragment(&v),
+        )
+            .into_response(),
         Err(r) => r,
     }
 }

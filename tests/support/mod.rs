@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod chrome;
 pub mod haproxy;
 pub mod knot;
 pub mod mosquitto;
