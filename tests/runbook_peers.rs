@@ -618,3 +618,124 @@ fn cli_failover_drill_and_reset_reach_the_running_agent() {
     assert!(out.contains("409"), "{out}");
     assert_eq!(agent.stop(), Some(0));
 }
+
+/// A step that takes a while and leaves a trace of every time it ran; declared idempotent,
+/// so one interrupted by a crash is run again (a non-idempotent one fails the runbook
+/// instead, see `incident.rs`).
+fn slow_command_step(name: &str, trace: &Path, seconds: &str) -> String {
+    format!(
+        r#"
+[[runbooks.steps]]
+name = "{name}"
+type = "command"
+argv = ["/bin/sh", "-c", "sleep $1; echo ran >> $2", "sh", "{seconds}", "{}"]
+timeout = "10s"
+idempotent = true
+"#,
+        trace.display()
+    )
+}
+
+#[test]
+fn killed_again_and_again_at_random_points_the_runbook_still_finishes_each_step_once() {
+    let p = peers(200);
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let traces: Vec<PathBuf> = (0..3)
+        .map(|i| dir.path().join(format!("trace{i}")))
+        .collect();
+    let steps = format!(
+        "{}{}{}{}{}",
+        slow_command_step("prepare", &traces[0], "0.4"),
+        dns_step(&p, dir.path()),
+        slow_command_step("quiesce", &traces[1], "0.6"),
+        http_step(&p),
+        slow_command_step("confirm", &traces[2], "0.3"),
+    );
+    let (config, log) = write_config(dir.path(), port, true, &steps);
+
+    // Kill points from a fixed seed, printed so that a failure can be replayed.
+    let seed: u64 = std::env::var("KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed);
+    println!("KILL_SEED={seed}");
+    let mut x = seed;
+    let mut next_delay = || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        Duration::from_millis(100 + (x >> 33) % 700)
+    };
+
+    let mut agent = start_agent(&config, &log, port);
+    assert_eq!(post(port, "/api/v1/zones/b3/failover", Some(TOKEN)).0, 202);
+    let mut kills = 0;
+    for _ in 0..8 {
+        std::thread::sleep(next_delay());
+        if agent
+            .events()
+            .iter()
+            .any(|e| e["event"] == "safe_to_cut_power")
+        {
+            break;
+        }
+        agent.kill9();
+        kills += 1;
+        agent = Agent::start(&config, &log);
+    }
+    let safe = agent.wait_for("safe_to_cut_power", Duration::from_secs(60), |e| {
+        e["event"] == "safe_to_cut_power"
+    });
+    assert!(
+        kills >= 3,
+        "the runbook was interrupted several times ({kills})"
+    );
+
+    let events = agent.events();
+    let names = [
+        "prepare",
+        "move app to the DR site",
+        "quiesce",
+        "tell the incident channel",
+        "confirm",
+    ];
+    for name in names {
+        assert_eq!(
+            count(&events, |e| e["event"] == "step_finished"
+                && e["step"] == name),
+            1,
+            "step {name} finished exactly once\n{}",
+            agent.diagnostics()
+        );
+    }
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["event"] == "runbook_started")
+            .all(|e| e["incident"] == safe["incident"]),
+        "one incident throughout"
+    );
+    assert!(
+        count(&events, |e| e["event"] == "runbook_started"
+            && e["resumed"] == true)
+            >= 1,
+        "the runbook was resumed"
+    );
+    // A step killed before its result was logged runs again (at least once); one whose
+    // result was logged never does. So each action ran at least once and at most once
+    // per interruption.
+    for t in &traces {
+        let runs = std::fs::read_to_string(t)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        assert!(
+            (1..=kills + 1).contains(&runs),
+            "{}: {runs} runs",
+            t.display()
+        );
+    }
+    assert_eq!(p.knot.dig("app.example.test", "A"), vec!["198.51.100.20"]);
+    assert_eq!(agent.stop(), Some(0));
+}
