@@ -5,7 +5,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Problem, SourceSpec};
 use crate::detect::{Cause, Detector, Output, Reading, Sample, SensorState};
 use crate::events::{Event, EventLog, EventLogError};
-use crate::incident::{self, Shared};
+use crate::incident::{self, Shared, Stage};
 use crate::journal::{Journal, JournalError};
 use crate::runbook;
 use crate::sinks::influxdb::{
@@ -13,6 +13,7 @@ use crate::sinks::influxdb::{
 };
 use crate::sinks::mqtt::{StatusConfig, StatusMsg, StatusPublisher, ZoneStatus};
 use crate::sources::{modbus, mqtt};
+use crate::staged::{Decision, Stager};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -206,6 +207,7 @@ pub async fn run_until(
         clock: clock.clone(),
         telemetry: telemetry.clone(),
         status: status.as_ref().map(StatusPublisher::sender),
+        power: incident::PowerBoard::new(config.zones.len()),
     });
 
     // The API is bound before anything starts, so a taken port fails the start loudly.
@@ -277,6 +279,9 @@ pub async fn run_until(
         source_metrics,
         sink_stats: sink.as_ref().map(Sink::stats),
         status_stats: status.as_ref().map(StatusPublisher::stats),
+        stager: Stager::from_config(&config),
+        prepares: HashMap::new(),
+        power_sent: vec![None; config.zones.len()],
     };
     engine.resume_open_incidents(&mut detector);
     if let Some(s) = &shared.status {
@@ -304,6 +309,7 @@ pub async fn run_until(
                 }
                 detector.tick(clock.mono());
                 engine.handle(&mut detector);
+                engine.tick(&detector);
             }
             Some(cmd) = cmd_rx.recv() => {
                 engine.command(cmd, &mut detector);
@@ -410,10 +416,20 @@ fn observe(
     });
 }
 
+/// A zone's prepare runbook in the current incident.
+struct PrepareRt {
+    incident: String,
+    runbook: String,
+    task: tokio::task::JoinHandle<bool>,
+    done: tokio::sync::watch::Receiver<bool>,
+    /// Its undo has been started (cooldown or reset).
+    undone: bool,
+}
+
 struct Engine {
     shared: Arc<Shared>,
-    /// Runbook tasks by zone index.
-    runs: HashMap<usize, tokio::task::JoinHandle<()>>,
+    /// Failover runbook tasks by zone index.
+    runs: HashMap<usize, tokio::task::JoinHandle<bool>>,
     /// Open (not reset) incident id by zone index.
     open: HashMap<usize, String>,
     seq: u32,
@@ -422,6 +438,12 @@ struct Engine {
     source_metrics: Vec<Arc<crate::sources::metrics::SourceMetrics>>,
     sink_stats: Option<Arc<influx::Stats>>,
     status_stats: Option<Arc<crate::sinks::mqtt::StatusStats>>,
+    /// Staged response: prepare at alarm, failover at critical, undo after the cooldown.
+    stager: Stager,
+    /// Prepare runbooks by zone index (kept after their undo, for the status).
+    prepares: HashMap<usize, PrepareRt>,
+    /// The expected power loss last sent to the MQTT status, by zone.
+    power_sent: Vec<Option<(f64, &'static str)>>,
 }
 
 /// Brings a Prometheus counter up to a component's own running total.
@@ -454,6 +476,8 @@ impl Engine {
                 }
             };
             detector.latch(zi as u32);
+            // The zone has failed over: no prepare or second failover in this incident.
+            let _ = self.stager.critical(zi as u32);
             self.open.insert(zi, inc.incident.clone());
             if inc.steps.len() != config.runbooks[z.runbook].steps.len()
                 || inc.runbook != config.runbooks[z.runbook].name
@@ -466,24 +490,21 @@ impl Engine {
                 continue;
             }
             tracing::warn!(zone = %z.id, incident = %inc.incident, "resuming an unfinished runbook");
-            self.write(&Event::RunbookStarted {
-                runbook: inc.runbook.clone(),
-                zone: z.id.clone(),
-                incident: inc.incident.clone(),
-                cause: cause_str(&inc.cause),
-                dry_run: inc.dry_run,
-                resumed: true,
-            });
+            incident::announce(&self.shared, &inc, Stage::Failover, true);
             let shared = self.shared.clone();
-            self.runs
-                .insert(zi, tokio::spawn(incident::run(shared, zi, inc)));
+            self.runs.insert(
+                zi,
+                tokio::spawn(incident::run_stage(shared, zi, inc, Stage::Failover)),
+            );
         }
     }
 
     fn handle(&mut self, detector: &mut Detector) {
         let outputs: Vec<Output> = detector.drain().collect();
         let config = self.shared.config.clone();
+        let now = self.shared.clock.mono();
         for o in outputs {
+            let mut staged = None;
             match &o {
                 Output::Critical { zone, cause } => {
                     if let Err(r) = self.start_runbook(*zone as usize, *cause) {
@@ -491,6 +512,7 @@ impl Engine {
                     }
                 }
                 Output::Zone { zone, from, to, .. } => {
+                    staged = self.stager.level(*zone, *to, now);
                     tracing::warn!(zone = %config.zones[*zone as usize].id, from = from.as_str(), to = to.as_str(), "zone level changed");
                     if let Some(t) = &self.shared.telemetry {
                         t.send(Telemetry::Zone {
@@ -505,21 +527,174 @@ impl Engine {
             if let Some(event) = crate::events::from_output(&config, &o) {
                 self.write(&event);
             }
+            // After the zone_level event that caused it.
+            if let Some(d) = staged {
+                self.decide(d, Cause::Fire);
+            }
+        }
+    }
+
+    /// Carries out a staged-response decision.
+    fn decide(&mut self, d: Decision, cause: Cause) -> Option<String> {
+        match d {
+            Decision::Prepare { zone } => {
+                self.start_prepare(zone as usize, cause);
+                None
+            }
+            Decision::Failover {
+                zone,
+                wait_for_prepare,
+            } => Some(self.start_failover(zone as usize, cause, wait_for_prepare)),
+            Decision::Undo { zone } => {
+                self.start_undo(zone as usize, "cooldown");
+                None
+            }
+        }
+    }
+
+    fn start_prepare(&mut self, zone: usize, cause: Cause) {
+        if self.shared.config.zones[zone].prepare_runbook.is_none() {
+            return;
+        }
+        self.seq += 1;
+        let d = incident::dispatch_stage(
+            self.shared.clone(),
+            zone,
+            cause,
+            self.seq,
+            Stage::Prepare,
+            None,
+            None,
+        );
+        tracing::warn!(zone = %self.shared.config.zones[zone].id, incident = %d.incident, "prepare runbook started");
+        let runbook = incident::stage_steps(&self.shared.config, zone, Stage::Prepare)
+            .map(|(rb, _)| rb.name.clone())
+            .unwrap_or_default();
+        self.prepares.insert(
+            zone,
+            PrepareRt {
+                incident: d.incident,
+                runbook,
+                task: d.task,
+                done: d.done,
+                undone: false,
+            },
+        );
+    }
+
+    /// Journals and announces the failover (continuing the prepare's incident, if any),
+    /// then dispatches it.
+    fn start_failover(&mut self, zone: usize, cause: Cause, wait_for_prepare: bool) -> String {
+        self.seq += 1;
+        let prep = self.prepares.get(&zone).filter(|p| !p.undone);
+        let id = prep.map(|p| p.incident.clone());
+        let wait_for = prep
+            .filter(|p| wait_for_prepare && !p.task.is_finished())
+            .map(|p| p.done.clone());
+        let d = incident::dispatch_stage(
+            self.shared.clone(),
+            zone,
+            cause,
+            self.seq,
+            Stage::Failover,
+            id,
+            wait_for,
+        );
+        self.open.insert(zone, d.incident.clone());
+        self.runs.insert(zone, d.task);
+        d.incident
+    }
+
+    /// Runs the prepare runbook's undo steps, then writes `prepare_undone`.
+    fn start_undo(&mut self, zone: usize, by: &'static str) {
+        let Some(p) = self.prepares.get_mut(&zone) else {
+            return;
+        };
+        if p.undone {
+            return;
+        }
+        p.undone = true;
+        let incident = p.incident.clone();
+        self.seq += 1;
+        let shared = self.shared.clone();
+        let zone_id = shared.config.zones[zone].id.clone();
+        tracing::warn!(zone = %zone_id, incident = %incident, by, "undoing the prepare runbook");
+        let has_steps = incident::stage_steps(&shared.config, zone, Stage::Undo)
+            .is_some_and(|(_, steps)| !steps.is_empty());
+        if !has_steps {
+            shared.write(&Event::PrepareUndone {
+                zone: zone_id,
+                incident,
+                by: by.to_string(),
+                ok: true,
+            });
+            return;
+        }
+        let d = incident::dispatch_stage(
+            shared.clone(),
+            zone,
+            Cause::Fire,
+            self.seq,
+            Stage::Undo,
+            Some(incident.clone()),
+            None,
+        );
+        tokio::spawn(async move {
+            let ok = d.task.await.unwrap_or(false);
+            shared.write(&Event::PrepareUndone {
+                zone: zone_id,
+                incident,
+                by: by.to_string(),
+                ok,
+            });
+        });
+    }
+
+    /// Every tick: the expected power loss (for runbooks, MQTT status) and prepare
+    /// cooldowns.
+    fn tick(&mut self, detector: &Detector) {
+        let config = self.shared.config.clone();
+        let now = self.shared.clock.mono();
+        for zi in 0..config.zones.len() {
+            let p = crate::staged::power_loss(&config, detector, zi, now);
+            self.shared.power.set(zi, p.map(|p| p.seconds));
+            let cur = p.map(|p| (p.seconds, p.basis.as_str()));
+            if power_changed(self.power_sent[zi], cur) {
+                self.power_sent[zi] = cur;
+                if let Some(s) = &self.shared.status {
+                    s.send(StatusMsg::Power {
+                        zone: config.zones[zi].id.clone(),
+                        seconds: cur.map(|c| c.0.round()),
+                        basis: cur.map(|c| c.1),
+                    });
+                }
+            }
+        }
+        let prepares = &self.prepares;
+        let undo = self.stager.tick(now, |z| {
+            prepares
+                .get(&(z as usize))
+                .is_some_and(|p| !p.task.is_finished())
+        });
+        for d in undo {
+            self.decide(d, Cause::Fire);
         }
     }
 
     /// Journals and announces a new incident, then dispatches its runbook.
+    /// The zone is critical (detection or by hand): its prepare runbook if it has one and
+    /// that has not run in this incident, then its failover.
     fn start_runbook(&mut self, zone: usize, cause: Cause) -> Result<String, Refusal> {
         if let Some(open) = self.open.get(&zone) {
             return Err(Refusal::Conflict(format!(
                 "zone already has an open incident {open}; reset it first"
             )));
         }
-        self.seq += 1;
-        let (id, task) = incident::dispatch(self.shared.clone(), zone, cause, self.seq);
-        self.open.insert(zone, id.clone());
-        self.runs.insert(zone, task);
-        Ok(id)
+        let mut id = None;
+        for d in self.stager.critical(zone as u32) {
+            id = self.decide(d, cause).or(id);
+        }
+        id.ok_or_else(|| Refusal::Conflict("the zone has already failed over".into()))
     }
 
     fn command(&mut self, cmd: ApiCommand, detector: &mut Detector) {
@@ -576,8 +751,11 @@ impl Engine {
             ));
         }
         let Some(id) = self.open.remove(&zone) else {
-            return Err(Refusal::Conflict("the zone has no open incident".into()));
+            return self.reset_prepare(zone, by);
         };
+        // After a failover the operator owns the way back: the prepare is not undone.
+        let _ = self.stager.reset(zone as u32);
+        self.prepares.remove(&zone);
         let zone_id = self.shared.config.zones[zone].id.clone();
         match self.shared.journal.load(&zone_id) {
             Ok(Some(mut inc)) => {
@@ -596,6 +774,27 @@ impl Engine {
             by: by.to_string(),
         });
         detector.reset(zone as u32, self.shared.clock.mono());
+        Ok(id)
+    }
+
+    /// Reset of a zone that has prepared but not failed over: its prepare is undone.
+    fn reset_prepare(&mut self, zone: usize, by: &str) -> Result<String, Refusal> {
+        let Some(p) = self.prepares.get(&zone).filter(|p| !p.undone) else {
+            return Err(Refusal::Conflict("the zone has no open incident".into()));
+        };
+        if !p.task.is_finished() {
+            return Err(Refusal::Conflict(
+                "the zone's prepare runbook is still running; reset when it has finished".into(),
+            ));
+        }
+        let id = p.incident.clone();
+        let _ = self.stager.reset(zone as u32);
+        self.start_undo(zone, "reset");
+        self.write(&Event::IncidentReset {
+            zone: self.shared.config.zones[zone].id.clone(),
+            incident: id.clone(),
+            by: by.to_string(),
+        });
         Ok(id)
     }
 
@@ -680,6 +879,16 @@ impl Engine {
             m.safe_to_cut_power
                 .with_label_values(&[&z.id])
                 .set(i64::from(safe));
+            let now = self.shared.clock.mono();
+            match crate::staged::power_loss(config, detector, zi, now) {
+                Some(p) => m
+                    .seconds_to_power_loss
+                    .with_label_values(&[&z.id])
+                    .set(p.seconds),
+                None => {
+                    let _ = m.seconds_to_power_loss.remove_label_values(&[&z.id]);
+                }
+            }
         }
     }
 
@@ -737,6 +946,15 @@ impl Engine {
                     .collect();
                 let incident = self.open.get(&zi);
                 let journal = incident.and_then(|_| self.shared.journal.load(&z.id).ok().flatten());
+                let power = crate::staged::power_loss(config, detector, zi, now);
+                let prepare = self.prepares.get(&zi).map(|p| {
+                    serde_json::json!({
+                        "incident": p.incident,
+                        "runbook": p.runbook,
+                        "running": !p.task.is_finished(),
+                        "undone": p.undone,
+                    })
+                });
                 serde_json::json!({
                     "id": z.id,
                     "level": detector.zone_level(zi as u32).as_str(),
@@ -746,6 +964,9 @@ impl Engine {
                     "safe_to_cut_power": journal.as_ref().and_then(|j| j.safe_to_cut_power).unwrap_or(false),
                     "steps": journal.map(|j| j.steps),
                     "sensors": sensors,
+                    "seconds_to_power_loss": power.map(|p| p.seconds),
+                    "power_loss_basis": power.map(|p| p.basis.as_str()),
+                    "prepare": prepare,
                 })
             })
             .collect();
@@ -758,11 +979,13 @@ impl Engine {
     }
 }
 
-fn cause_str(cause: &str) -> &'static str {
-    match cause {
-        "power" => Cause::Power.as_str(),
-        "manual" => Cause::Manual.as_str(),
-        "drill" => Cause::Drill.as_str(),
-        _ => Cause::Fire.as_str(),
+/// Whether the expected power loss moved enough to publish it again: appearing,
+/// disappearing, a new basis, or a change of 5 s or 10 %, whichever is more (a countdown
+/// does not republish a retained document every tick).
+fn power_changed(sent: Option<(f64, &'static str)>, now: Option<(f64, &'static str)>) -> bool {
+    match (sent, now) {
+        (None, None) => false,
+        (Some((a, ba)), Some((b, bb))) => ba != bb || (a - b).abs() >= (a.abs() * 0.1).max(5.0),
+        _ => true,
     }
 }

@@ -280,6 +280,7 @@ impl<'c> Replay<'c> {
                     cause: cause.as_str(),
                     dry_run: true,
                     resumed: false,
+                    stage: "failover",
                 }
             }
         })
