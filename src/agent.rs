@@ -503,6 +503,10 @@ impl Engine {
         let outputs: Vec<Output> = detector.drain().collect();
         let config = self.shared.config.clone();
         let now = self.shared.clock.mono();
+        if !outputs.is_empty() {
+            // A runbook started now reads the expected power loss before its first step.
+            self.update_power(detector);
+        }
         for o in outputs {
             let mut staged = None;
             match &o {
@@ -653,6 +657,21 @@ impl Engine {
     /// Every tick: the expected power loss (for runbooks, MQTT status) and prepare
     /// cooldowns.
     fn tick(&mut self, detector: &Detector) {
+        self.update_power(detector);
+        let now = self.shared.clock.mono();
+        let prepares = &self.prepares;
+        let undo = self.stager.tick(now, |z| {
+            prepares
+                .get(&(z as usize))
+                .is_some_and(|p| !p.task.is_finished())
+        });
+        for d in undo {
+            self.decide(d, Cause::Fire);
+        }
+    }
+
+    /// The expected power loss of every zone, for the runbooks and the MQTT status.
+    fn update_power(&mut self, detector: &Detector) {
         let config = self.shared.config.clone();
         let now = self.shared.clock.mono();
         for zi in 0..config.zones.len() {
@@ -669,15 +688,6 @@ impl Engine {
                     });
                 }
             }
-        }
-        let prepares = &self.prepares;
-        let undo = self.stager.tick(now, |z| {
-            prepares
-                .get(&(z as usize))
-                .is_some_and(|p| !p.task.is_finished())
-        });
-        for d in undo {
-            self.decide(d, Cause::Fire);
         }
     }
 
