@@ -119,9 +119,24 @@ pub fn summary(path: &Path, c: &Config) -> String {
             *kinds.entry(sensor.kind.as_str()).or_default() += 1;
         }
         let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let prepare = z
+            .prepare_runbook
+            .map(|p| {
+                format!(
+                    ", prepare {} (undone after {} at normal{})",
+                    c.runbooks[p].name,
+                    crate::config::units::format_duration(z.prepare_cooldown),
+                    if z.failover_waits_for_prepare {
+                        "; the failover waits for it"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .unwrap_or_default();
         let _ = writeln!(
             s,
-            "  {}: {} sensor(s) ({}), confirm {}, runbook {}",
+            "  {}: {} sensor(s) ({}), confirm {}, runbook {}{prepare}",
             z.id,
             c.sensors_in_zone(zi).count(),
             kinds.join(", "),
@@ -139,14 +154,32 @@ pub fn summary(path: &Path, c: &Config) -> String {
         for (i, step) in r.steps.iter().enumerate() {
             let _ = writeln!(
                 s,
-                "    {}. {}: {}",
+                "    {}. {}: {}{}",
                 i + 1,
                 step.name,
-                runbook::describe(c, step)
+                runbook::describe(c, step),
+                should_mark(step)
+            );
+        }
+        for (i, step) in r.undo_steps.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "    undo {}. {}: {}{}",
+                i + 1,
+                step.name,
+                runbook::describe(c, step),
+                should_mark(step)
             );
         }
     }
     s
+}
+
+fn should_mark(step: &crate::config::Step) -> &'static str {
+    match step.priority {
+        crate::config::Priority::Should => " [should]",
+        crate::config::Priority::Must => "",
+    }
 }
 
 /// Runs the agent until SIGINT or SIGTERM.

@@ -499,11 +499,17 @@ impl Config {
             }
         }
         for (r, rb) in self.runbooks.iter().enumerate() {
-            for (s, step) in rb.steps.iter().enumerate() {
+            let steps = rb.steps.iter().enumerate().map(|(s, st)| ("steps", s, st));
+            let undo = rb
+                .undo_steps
+                .iter()
+                .enumerate()
+                .map(|(s, st)| ("undo_steps", s, st));
+            for (list, s, step) in steps.chain(undo) {
                 if let Action::DnsUpdate(d) = &step.action {
                     if let Some(t) = &d.tsig {
                         out.push((
-                            format!("runbooks[{r}].steps[{s}].tsig_secret_file"),
+                            format!("runbooks[{r}].{list}[{s}].tsig_secret_file"),
                             t.secret_file.clone(),
                         ));
                     }
