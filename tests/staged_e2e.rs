@@ -652,3 +652,77 @@ body = '{"step":"stop"}'
     assert_eq!(agent.stop(), Some(0));
     rt.block_on(sim.shutdown());
 }
+
+#[test]
+fn operator_reset_of_a_prepared_zone_undoes_the_prepare() {
+    let _serial = serial();
+    let knot = knot();
+    let hook = Receiver::start(204);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Off-gas past alarm that stays there: only an operator ends this.
+    let path = scenario(
+        dir.path(),
+        r#"[{ at = "0s", set = 0.0 }, { at = "1s", ramp = 30.0, over = "2s" }]"#,
+        r#"[{ at = "0s", set = 23.0 }]"#,
+        r#"[{ at = "0s", set = 2 }]"#,
+        r#"[{ at = "0s", set = 900 }]"#,
+    );
+    let sim = start_scenario(&rt, &path, 1.0);
+    let api_port = support::free_port();
+    let config = room_config(
+        dir.path(),
+        &Room {
+            env: sim.addr("env-b3").unwrap(),
+            ups: sim.addr("ups-b3-1").unwrap(),
+            dns: knot.addr(),
+            hook: &hook,
+            api_port,
+            zone_extra: "",
+            failover_steps: MOVE_APP,
+        },
+    );
+    let mut agent = Agent::start(&config, &dir.path().join("state/events.jsonl"));
+    let finished = agent.wait_for("the prepare runbook's end", Duration::from_secs(60), |e| {
+        e["event"] == "runbook_finished" && e["runbook"] == "prepare-b3"
+    });
+    assert_eq!(ttl(&knot, "api.example.test"), 5, "{}", agent.diagnostics());
+
+    let (code, body) = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!(
+                "http://127.0.0.1:{api_port}/api/v1/zones/{ZONE}/reset"
+            ))
+            .bearer_auth("test-token")
+            .json(&serde_json::json!({"by": "operator-kim"}))
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().await.unwrap(),
+        )
+    });
+    assert_eq!(code, 200, "{body}\n{}", agent.diagnostics());
+    assert_eq!(body["incident"], finished["incident"]);
+
+    let undone = agent.wait_for("prepare_undone", Duration::from_secs(30), |e| {
+        e["event"] == "prepare_undone"
+    });
+    let d = agent.diagnostics();
+    assert_eq!(undone["by"], "reset", "{d}");
+    assert_eq!(undone["ok"], true, "{d}");
+    assert_eq!(undone["incident"], finished["incident"]);
+    let events = agent.events();
+    let reset = events
+        .iter()
+        .find(|e| e["event"] == "incident_reset")
+        .expect("incident_reset");
+    assert_eq!(reset["by"], "operator-kim");
+    assert_eq!(reset["incident"], finished["incident"]);
+    assert!(!events.iter().any(|e| is_started(e, "failover")), "{d}");
+    assert_eq!(ttl(&knot, "api.example.test"), 300, "{d}");
+
+    assert_eq!(agent.stop(), Some(0));
+    rt.block_on(sim.shutdown());
+}
