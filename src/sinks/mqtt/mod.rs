@@ -601,6 +601,59 @@ mod tests {
     }
 
     #[test]
+    fn a_prepare_shows_in_the_zone_document_until_the_incident_is_reset() {
+        let mut z = zones();
+        let started = Event::RunbookStarted {
+            runbook: "prep".into(),
+            zone: "b3".into(),
+            incident: "b3-1".into(),
+            cause: "fire",
+            dry_run: false,
+            resumed: false,
+            stage: "prepare",
+        };
+        assert_eq!(apply(&mut z, &started, "t1"), Some(0));
+        assert_eq!(
+            z[0].prepare,
+            Some(PrepareStatus {
+                incident: "b3-1".into(),
+                runbook: "prep".into(),
+                running: true,
+                undone: false
+            })
+        );
+        assert_eq!(z[0].incident, None, "a prepare is not a failover");
+        let finished = Event::RunbookFinished {
+            runbook: "prep".into(),
+            incident: "b3-1".into(),
+            ok: true,
+            elapsed_ms: 5,
+            zone: "b3".into(),
+        };
+        assert_eq!(apply(&mut z, &finished, "t2"), Some(0));
+        assert!(!z[0].prepare.as_ref().unwrap().running);
+        let undone = Event::PrepareUndone {
+            zone: "b3".into(),
+            incident: "b3-1".into(),
+            by: "cooldown".into(),
+            ok: true,
+        };
+        assert_eq!(apply(&mut z, &undone, "t3"), Some(0));
+        let doc = serde_json::to_value(&z[0]).unwrap();
+        assert_eq!(doc["prepare"]["undone"], true);
+        assert_eq!(doc["prepare"]["incident"], "b3-1");
+        assert!(doc["seconds_to_power_loss"].is_null());
+        assert!(doc["power_loss_basis"].is_null());
+        let reset = Event::IncidentReset {
+            zone: "b3".into(),
+            incident: "b3-1".into(),
+            by: "op".into(),
+        };
+        apply(&mut z, &reset, "t4");
+        assert_eq!(z[0].prepare, None);
+    }
+
+    #[test]
     fn drills_and_unrelated_events_leave_zones_alone() {
         let mut z = zones();
         let drill = Event::RunbookStarted {
