@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 use support::agent::Agent;
 use support::knot::Knot;
+use support::mosquitto::{Mosquitto, Options};
 use support::receiver::Receiver;
 
 /// One test at a time: each starts an agent, a simulator, Knot and a receiver, and picks
@@ -137,6 +138,8 @@ struct Room<'a> {
     api_port: u16,
     zone_extra: &'a str,
     failover_steps: &'a str,
+    /// Appended to the config (more sources, `[telemetry.mqtt]`).
+    extra: &'a str,
 }
 
 fn room_config(dir: &Path, room: &Room<'_>) -> std::path::PathBuf {
@@ -287,6 +290,8 @@ name = "evacuate-b3"
 budget = "90s"
 
 {failover_steps}
+
+{extra}
 "#,
         state = dir.join("state").display(),
         token = token_file.display(),
@@ -294,6 +299,7 @@ budget = "90s"
         env = room.env,
         ups = room.ups,
         zone_extra = room.zone_extra,
+        extra = room.extra,
         lower = dns_step("lower the api TTL", "api.example.test", "192.0.2.11", 5, ""),
         restore = dns_step(
             "restore the api TTL",
@@ -363,6 +369,7 @@ fn offgas_alarm_prepares_and_only_the_confirmed_fire_fails_over() {
             api_port,
             zone_extra: "",
             failover_steps: MOVE_APP,
+            extra: "",
         },
     );
     let mut agent = Agent::start(&config, &dir.path().join("state/events.jsonl"));
@@ -477,6 +484,7 @@ fn offgas_that_clears_prepares_then_undoes_after_the_cooldown_without_failing_ov
             // Real time, shortened by config.
             zone_extra: "prepare_cooldown = \"3s\"",
             failover_steps: MOVE_APP,
+            extra: "",
         },
     );
     let mut agent = Agent::start(&config, &dir.path().join("state/events.jsonl"));
@@ -550,6 +558,21 @@ fn ups_runtime_shorter_than_the_steps_skips_should_steps_and_must_steps_finish_i
     );
     let sim = start_scenario(&rt, &path, 1.0);
     let api_port = support::free_port();
+    let broker = Mosquitto::start(Options::default());
+    let mqtt_status = format!(
+        r#"
+[[sources]]
+name = "site-broker"
+type = "mqtt"
+url = "mqtt://127.0.0.1:{port}"
+client_id = "firebreak-staged-test"
+
+[telemetry.mqtt]
+source = "site-broker"
+prefix = "firebreak/test-b3"
+"#,
+        port = broker.port
+    );
     // 3 + 300 + 5 + 5 s of step timeouts against 120 s of battery.
     let steps = r#"[[runbooks.steps]]
 {{dns_move}}
@@ -584,6 +607,7 @@ body = '{"step":"stop"}'
             api_port,
             zone_extra: "",
             failover_steps: steps,
+            extra: &mqtt_status,
         },
     );
     let mut agent = Agent::start(&config, &dir.path().join("state/events.jsonl"));
@@ -649,8 +673,33 @@ body = '{"step":"stop"}'
         "{metrics}"
     );
 
+    // And in the zone's retained MQTT document, read with mosquitto_sub.
+    let doc = retained_zone_document(&broker);
+    assert_eq!(doc["power_loss_basis"], "ups_runtime", "{doc}");
+    assert!(doc["seconds_to_power_loss"].as_f64().is_some(), "{doc}");
+    assert_eq!(doc["prepare"]["runbook"], "prepare-b3", "{doc}");
+
     assert_eq!(agent.stop(), Some(0));
     rt.block_on(sim.shutdown());
+}
+
+/// The retained `<prefix>/zones/<zone>` document, read with `mosquitto_sub -C 1`.
+fn retained_zone_document(broker: &Mosquitto) -> serde_json::Value {
+    let sub = ["/usr/bin/mosquitto_sub", "/usr/local/bin/mosquitto_sub"]
+        .iter()
+        .find(|p| Path::new(p).is_file())
+        .unwrap_or_else(|| {
+            panic!("mosquitto_sub not found: install it with `apt-get install -y mosquitto-clients` (or run scripts/test)")
+        });
+    let out = std::process::Command::new(sub)
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+        .args(["-t", &format!("firebreak/test-b3/zones/{ZONE}")])
+        .args(["-C", "1", "-W", "10"])
+        .output()
+        .expect("run mosquitto_sub");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("zone document is not JSON ({e}): {text}"))
 }
 
 #[test]
@@ -680,6 +729,7 @@ fn operator_reset_of_a_prepared_zone_undoes_the_prepare() {
             api_port,
             zone_extra: "",
             failover_steps: MOVE_APP,
+            extra: "",
         },
     );
     let mut agent = Agent::start(&config, &dir.path().join("state/events.jsonl"));
