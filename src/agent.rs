@@ -1032,3 +1032,37 @@ fn power_changed(sent: Option<(f64, &'static str)>, now: Option<(f64, &'static s
         _ => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::power_changed;
+
+    #[test]
+    fn the_expected_power_loss_is_republished_only_when_it_moves_enough() {
+        assert!(!power_changed(None, None));
+        assert!(power_changed(None, Some((100.0, "ups_runtime"))));
+        assert!(power_changed(Some((100.0, "ups_runtime")), None));
+        assert!(power_changed(
+            Some((100.0, "ups_runtime")),
+            Some((100.0, "temperature_trend"))
+        ));
+        // A countdown: 10 % of 100 s is 10 s.
+        assert!(!power_changed(
+            Some((100.0, "ups_runtime")),
+            Some((91.0, "ups_runtime"))
+        ));
+        assert!(power_changed(
+            Some((100.0, "ups_runtime")),
+            Some((90.0, "ups_runtime"))
+        ));
+        // Near the end, at least 5 s.
+        assert!(!power_changed(
+            Some((20.0, "ups_runtime")),
+            Some((16.0, "ups_runtime"))
+        ));
+        assert!(power_changed(
+            Some((20.0, "ups_runtime")),
+            Some((15.0, "ups_runtime"))
+        ));
+    }
+}

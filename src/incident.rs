@@ -82,6 +82,9 @@ pub fn stage_steps(
 
 /// When each zone is expected to lose power: set by the engine at every tick, read by the
 /// runbooks before each step.
+// Design: the deadline is kept on tokio's clock, not the injected `Clock`, because that is
+// the clock the runbooks time their steps with (timeouts, `wait`, elapsed); tests with
+// paused tokio time then see one consistent virtual clock.
 #[derive(Debug, Default)]
 pub struct PowerBoard {
     deadlines: std::sync::Mutex<Vec<Option<tokio::time::Instant>>>,
