@@ -5,7 +5,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Problem, SourceSpec};
 use crate::detect::{Cause, Detector, Output, Reading, Sample, SensorState};
 use crate::events::{Event, EventLog, EventLogError};
-use crate::incident::{self, Shared};
+use crate::incident::{self, Shared, Stage};
 use crate::journal::{Journal, JournalError};
 use crate::runbook;
 use crate::sinks::influxdb::{
@@ -13,6 +13,10 @@ use crate::sinks::influxdb::{
 };
 use crate::sinks::mqtt::{StatusConfig, StatusMsg, StatusPublisher, ZoneStatus};
 use crate::sources::{modbus, mqtt};
+use crate::staged::Stager;
+
+mod staged;
+use staged::PrepareRt;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -143,9 +147,24 @@ pub fn summary(path: &Path, c: &Config) -> String {
             *kinds.entry(sensor.kind.as_str()).or_default() += 1;
         }
         let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let prepare = z
+            .prepare_runbook
+            .map(|p| {
+                format!(
+                    ", prepare {} (undone after {} at normal{})",
+                    c.runbooks[p].name,
+                    crate::config::units::format_duration(z.prepare_cooldown),
+                    if z.failover_waits_for_prepare {
+                        "; the failover waits for it"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .unwrap_or_default();
         let _ = writeln!(
             s,
-            "  {}: {} sensor(s) ({}), confirm {}, runbook {}",
+            "  {}: {} sensor(s) ({}), confirm {}, runbook {}{prepare}",
             z.id,
             c.sensors_in_zone(zi).count(),
             kinds.join(", "),
@@ -163,14 +182,32 @@ pub fn summary(path: &Path, c: &Config) -> String {
         for (i, step) in r.steps.iter().enumerate() {
             let _ = writeln!(
                 s,
-                "    {}. {}: {}",
+                "    {}. {}: {}{}",
                 i + 1,
                 step.name,
-                runbook::describe(c, step)
+                runbook::describe(c, step),
+                should_mark(step)
+            );
+        }
+        for (i, step) in r.undo_steps.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "    undo {}. {}: {}{}",
+                i + 1,
+                step.name,
+                runbook::describe(c, step),
+                should_mark(step)
             );
         }
     }
     s
+}
+
+fn should_mark(step: &crate::config::Step) -> &'static str {
+    match step.priority {
+        crate::config::Priority::Should => " [should]",
+        crate::config::Priority::Must => "",
+    }
 }
 
 /// Runs the agent until SIGINT or SIGTERM.
@@ -231,6 +268,7 @@ pub async fn run_until(
         clock: clock.clone(),
         telemetry: telemetry.clone(),
         status: status.as_ref().map(StatusPublisher::sender),
+        power: incident::PowerBoard::new(config.zones.len()),
     });
 
     // The API is bound before anything starts, so a taken port fails the start loudly.
@@ -307,6 +345,9 @@ pub async fn run_until(
             api::trend::EVERY_NS,
             api::trend::POINTS,
         ),
+        stager: Stager::from_config(&config),
+        prepares: HashMap::new(),
+        power_sent: vec![None; config.zones.len()],
     };
     engine.resume_open_incidents(&mut detector);
     if let Some(s) = &shared.status {
@@ -335,6 +376,7 @@ pub async fn run_until(
                 detector.tick(clock.mono());
                 engine.trends.record(clock.mono(), |i| detector.sensor_state(i as u32).1);
                 engine.handle(&mut detector);
+                engine.tick(&detector);
             }
             Some(cmd) = cmd_rx.recv() => {
                 engine.command(cmd, &mut detector);
@@ -443,8 +485,8 @@ fn observe(
 
 struct Engine {
     shared: Arc<Shared>,
-    /// Runbook tasks by zone index.
-    runs: HashMap<usize, tokio::task::JoinHandle<()>>,
+    /// Failover runbook tasks by zone index.
+    runs: HashMap<usize, tokio::task::JoinHandle<bool>>,
     /// Open (not reset) incident id by zone index.
     open: HashMap<usize, String>,
     seq: u32,
@@ -455,6 +497,12 @@ struct Engine {
     status_stats: Option<Arc<crate::sinks::mqtt::StatusStats>>,
     /// Short per-sensor history for the status page.
     trends: api::trend::Trends,
+    /// Staged response: prepare at alarm, failover at critical, undo after the cooldown.
+    stager: Stager,
+    /// Prepare runbooks by zone index (kept after their undo, for the status).
+    prepares: HashMap<usize, PrepareRt>,
+    /// The expected power loss last sent to the MQTT status, by zone.
+    power_sent: Vec<Option<(f64, &'static str)>>,
 }
 
 /// Brings a Prometheus counter up to a component's own running total.
@@ -487,6 +535,8 @@ impl Engine {
                 }
             };
             detector.latch(zi as u32);
+            // The zone has failed over: no prepare or second failover in this incident.
+            let _ = self.stager.critical(zi as u32);
             self.open.insert(zi, inc.incident.clone());
             if inc.steps.len() != config.runbooks[z.runbook].steps.len()
                 || inc.runbook != config.runbooks[z.runbook].name
@@ -499,24 +549,25 @@ impl Engine {
                 continue;
             }
             tracing::warn!(zone = %z.id, incident = %inc.incident, "resuming an unfinished runbook");
-            self.write(&Event::RunbookStarted {
-                runbook: inc.runbook.clone(),
-                zone: z.id.clone(),
-                incident: inc.incident.clone(),
-                cause: cause_str(&inc.cause),
-                dry_run: inc.dry_run,
-                resumed: true,
-            });
+            incident::announce(&self.shared, &inc, Stage::Failover, true);
             let shared = self.shared.clone();
-            self.runs
-                .insert(zi, tokio::spawn(incident::run(shared, zi, inc)));
+            self.runs.insert(
+                zi,
+                tokio::spawn(incident::run_stage(shared, zi, inc, Stage::Failover)),
+            );
         }
     }
 
     fn handle(&mut self, detector: &mut Detector) {
         let outputs: Vec<Output> = detector.drain().collect();
         let config = self.shared.config.clone();
+        let now = self.shared.clock.mono();
+        if !outputs.is_empty() {
+            // A runbook started now reads the expected power loss before its first step.
+            self.update_power(detector);
+        }
         for o in outputs {
+            let mut staged = None;
             match &o {
                 Output::Critical { zone, cause } => {
                     if let Err(r) = self.start_runbook(*zone as usize, *cause) {
@@ -524,6 +575,7 @@ impl Engine {
                     }
                 }
                 Output::Zone { zone, from, to, .. } => {
+                    staged = self.stager.level(*zone, *to, now);
                     tracing::warn!(zone = %config.zones[*zone as usize].id, from = from.as_str(), to = to.as_str(), "zone level changed");
                     if let Some(t) = &self.shared.telemetry {
                         t.send(Telemetry::Zone {
@@ -538,21 +590,26 @@ impl Engine {
             if let Some(event) = crate::events::from_output(&config, &o) {
                 self.write(&event);
             }
+            // After the zone_level event that caused it.
+            if let Some(d) = staged {
+                self.decide(d, Cause::Fire);
+            }
         }
     }
 
-    /// Journals and announces a new incident, then dispatches its runbook.
+    /// The zone is critical (detection or by hand): its prepare runbook if it has one and
+    /// that has not run in this incident, then its failover.
     fn start_runbook(&mut self, zone: usize, cause: Cause) -> Result<String, Refusal> {
         if let Some(open) = self.open.get(&zone) {
             return Err(Refusal::Conflict(format!(
                 "zone already has an open incident {open}; reset it first"
             )));
         }
-        self.seq += 1;
-        let (id, task) = incident::dispatch(self.shared.clone(), zone, cause, self.seq);
-        self.open.insert(zone, id.clone());
-        self.runs.insert(zone, task);
-        Ok(id)
+        let mut id = None;
+        for d in self.stager.critical(zone as u32) {
+            id = self.decide(d, cause).or(id);
+        }
+        id.ok_or_else(|| Refusal::Conflict("the zone has already failed over".into()))
     }
 
     fn command(&mut self, cmd: ApiCommand, detector: &mut Detector) {
@@ -609,8 +666,11 @@ impl Engine {
             ));
         }
         let Some(id) = self.open.remove(&zone) else {
-            return Err(Refusal::Conflict("the zone has no open incident".into()));
+            return self.reset_prepare(zone, by);
         };
+        // After a failover the operator owns the way back: the prepare is not undone.
+        let _ = self.stager.reset(zone as u32);
+        self.prepares.remove(&zone);
         let zone_id = self.shared.config.zones[zone].id.clone();
         match self.shared.journal.load(&zone_id) {
             Ok(Some(mut inc)) => {
@@ -713,6 +773,16 @@ impl Engine {
             m.safe_to_cut_power
                 .with_label_values(&[&z.id])
                 .set(i64::from(safe));
+            let now = self.shared.clock.mono();
+            match crate::staged::power_loss(config, detector, zi, now) {
+                Some(p) => m
+                    .seconds_to_power_loss
+                    .with_label_values(&[&z.id])
+                    .set(p.seconds),
+                None => {
+                    let _ = m.seconds_to_power_loss.remove_label_values(&[&z.id]);
+                }
+            }
         }
     }
 
@@ -772,6 +842,15 @@ impl Engine {
                     .collect();
                 let incident = self.open.get(&zi);
                 let journal = incident.and_then(|_| self.shared.journal.load(&z.id).ok().flatten());
+                let power = crate::staged::power_loss(config, detector, zi, now);
+                let prepare = self.prepares.get(&zi).map(|p| {
+                    serde_json::json!({
+                        "incident": p.incident,
+                        "runbook": p.runbook,
+                        "running": !p.task.is_finished(),
+                        "undone": p.undone,
+                    })
+                });
                 serde_json::json!({
                     "id": z.id,
                     "level": detector.zone_level(zi as u32).as_str(),
@@ -784,6 +863,9 @@ impl Engine {
                     "finished_at": journal.as_ref().and_then(|j| j.finished_at.clone()),
                     "steps": journal.map(|j| j.steps),
                     "sensors": sensors,
+                    "seconds_to_power_loss": power.map(|p| p.seconds),
+                    "power_loss_basis": power.map(|p| p.basis.as_str()),
+                    "prepare": prepare,
                 })
             })
             .collect();
@@ -793,14 +875,5 @@ impl Engine {
             "event_log_writable": self.shared.log.is_writable(),
             "zones": zones,
         })
-    }
-}
-
-fn cause_str(cause: &str) -> &'static str {
-    match cause {
-        "power" => Cause::Power.as_str(),
-        "manual" => Cause::Manual.as_str(),
-        "drill" => Cause::Drill.as_str(),
-        _ => Cause::Fire.as_str(),
     }
 }

@@ -64,6 +64,25 @@ pub enum Event {
         dry_run: bool,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         resumed: bool,
+        /// Extension (staged response): `prepare`, `failover` or `undo`.
+        stage: &'static str,
+    },
+    /// Extension: a `should` step not run because power is expected to be lost before the
+    /// remaining steps could finish.
+    StepSkipped {
+        runbook: String,
+        incident: String,
+        step: String,
+        reason: String,
+    },
+    /// Extension: the zone's prepare runbook was undone (back to normal for
+    /// `prepare_cooldown`, or an operator reset).
+    PrepareUndone {
+        zone: String,
+        incident: String,
+        /// `cooldown` or `reset`.
+        by: String,
+        ok: bool,
     },
     StepFinished {
         runbook: String,
@@ -124,6 +143,8 @@ impl Event {
             Event::ZoneLevel { .. } => "zone_level",
             Event::RunbookStarted { .. } => "runbook_started",
             Event::StepFinished { .. } => "step_finished",
+            Event::StepSkipped { .. } => "step_skipped",
+            Event::PrepareUndone { .. } => "prepare_undone",
             Event::RunbookFinished { .. } => "runbook_finished",
             Event::SafeToCutPower { .. } => "safe_to_cut_power",
             Event::RunbookOverBudget { .. } => "runbook_over_budget",

@@ -24,6 +24,98 @@ pub struct Shared {
     pub telemetry: Option<TelemetryTx>,
     /// MQTT status, when configured: every event written is also published there.
     pub status: Option<crate::sinks::mqtt::StatusTx>,
+    /// Expected power loss per zone, for skipping `should` steps.
+    pub power: PowerBoard,
+}
+
+/// Which of a zone's runbooks an incident run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The zone's `prepare_runbook`, started at alarm; never declares safe to cut power.
+    Prepare,
+    /// The zone's `runbook`, started at critical; journaled, ends in the verdict.
+    Failover,
+    /// The prepare runbook's `undo_steps`.
+    Undo,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Prepare => "prepare",
+            Stage::Failover => "failover",
+            Stage::Undo => "undo",
+        }
+    }
+
+    fn level(self) -> &'static str {
+        match self {
+            Stage::Prepare => "alarm",
+            Stage::Failover => "critical",
+            Stage::Undo => "normal",
+        }
+    }
+}
+
+/// The runbook and steps a stage runs for a zone (`None`: the zone has no prepare runbook).
+pub fn stage_steps(
+    config: &Config,
+    zone: usize,
+    stage: Stage,
+) -> Option<(&crate::config::Runbook, &[crate::config::Step])> {
+    let z = &config.zones[zone];
+    match stage {
+        Stage::Failover => {
+            let rb = &config.runbooks[z.runbook];
+            Some((rb, &rb.steps))
+        }
+        Stage::Prepare => {
+            let rb = &config.runbooks[z.prepare_runbook?];
+            Some((rb, &rb.steps))
+        }
+        Stage::Undo => {
+            let rb = &config.runbooks[z.prepare_runbook?];
+            Some((rb, &rb.undo_steps))
+        }
+    }
+}
+
+/// When each zone is expected to lose power: set by the engine at every tick, read by the
+/// runbooks before each step.
+// Design: the deadline is kept on tokio's clock, not the injected `Clock`, because that is
+// the clock the runbooks time their steps with (timeouts, `wait`, elapsed); tests with
+// paused tokio time then see one consistent virtual clock.
+#[derive(Debug, Default)]
+pub struct PowerBoard {
+    deadlines: std::sync::Mutex<Vec<Option<tokio::time::Instant>>>,
+}
+
+impl PowerBoard {
+    pub fn new(zones: usize) -> Self {
+        PowerBoard {
+            deadlines: std::sync::Mutex::new(vec![None; zones]),
+        }
+    }
+
+    /// Power is expected to be lost `seconds` from now (`None`: unknown).
+    pub fn set(&self, zone: usize, seconds: Option<f64>) {
+        let at = seconds
+            .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.clamp(0.0, 1e9)));
+        let mut d = self.deadlines.lock().unwrap_or_else(|e| e.into_inner());
+        if zone >= d.len() {
+            d.resize(zone + 1, None);
+        }
+        d[zone] = at;
+    }
+
+    /// Time left before the zone's expected power loss, if known.
+    pub fn time_left(&self, zone: usize) -> Option<Duration> {
+        let d = self.deadlines.lock().unwrap_or_else(|e| e.into_inner());
+        d.get(zone)
+            .copied()
+            .flatten()
+            .map(|at| at.saturating_duration_since(tokio::time::Instant::now()))
+    }
 }
 
 impl Shared {
@@ -53,22 +145,37 @@ impl Shared {
     }
 }
 
-/// A new incident record for a zone, every step pending.
+/// A new incident record for a zone's failover, every step pending.
 pub fn new_incident(shared: &Shared, zone: usize, cause: Cause, seq: u32) -> Incident {
+    new_stage_incident(shared, zone, cause, seq, Stage::Failover, None)
+}
+
+/// A new incident record for one stage of a zone's response, every step pending. `id`
+/// continues an incident (the failover after its prepare); `None` opens a new one.
+///
+/// # Panics
+/// When `stage` is not `Failover` and the zone has no prepare runbook.
+pub fn new_stage_incident(
+    shared: &Shared,
+    zone: usize,
+    cause: Cause,
+    seq: u32,
+    stage: Stage,
+    id: Option<String>,
+) -> Incident {
     let config = &shared.config;
     let z = &config.zones[zone];
-    let rb = &config.runbooks[z.runbook];
+    let (rb, steps) = stage_steps(config, zone, stage).expect("zone has a prepare runbook");
     let ts = crate::events::format_ts(shared.clock.wall());
     let compact: String = ts.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     Incident {
-        incident: format!("{}-{}-{}", z.id, compact, seq),
+        incident: id.unwrap_or_else(|| format!("{}-{}-{}", z.id, compact, seq)),
         zone: z.id.clone(),
         runbook: rb.name.clone(),
         cause: cause.as_str().to_string(),
         dry_run: config.agent.dry_run || rb.dry_run,
         started_at: ts,
-        steps: rb
-            .steps
+        steps: steps
             .iter()
             .map(|s| StepRecord {
                 name: s.name.clone(),
@@ -97,15 +204,80 @@ pub fn dispatch(
     let inc = new_incident(&shared, zone, cause, seq);
     let id = inc.incident.clone();
     shared.save(&inc);
+    announce(&shared, &inc, Stage::Failover, false);
+    (id, tokio::spawn(run(shared, zone, inc)))
+}
+
+/// A stage's run, as the engine keeps it.
+pub struct Dispatched {
+    pub incident: String,
+    /// Returns whether every step that ran succeeded.
+    pub task: tokio::task::JoinHandle<bool>,
+    /// Becomes `true` when the run has ended.
+    pub done: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Starts one stage of a zone's response. The failover is journaled at once (a restart
+/// resumes it even while it waits). A run that does not wait is announced before this
+/// returns, so that event order follows decision order; one that waits for `wait_for`
+/// (the prepare runbook's end) is announced when it starts. Prepare and undo runs live in
+/// memory only.
+pub fn dispatch_stage(
+    shared: Arc<Shared>,
+    zone: usize,
+    cause: Cause,
+    seq: u32,
+    stage: Stage,
+    id: Option<String>,
+    wait_for: Option<tokio::sync::watch::Receiver<bool>>,
+) -> Dispatched {
+    let inc = new_stage_incident(&shared, zone, cause, seq, stage, id);
+    let incident = inc.incident.clone();
+    if stage == Stage::Failover {
+        shared.save(&inc);
+    }
+    if wait_for.is_none() {
+        announce(&shared, &inc, stage, false);
+    }
+    let (done_tx, done) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        if let Some(mut prepared) = wait_for {
+            // An error means the prepare task is gone: nothing left to wait for.
+            let _ = prepared.wait_for(|d| *d).await;
+            announce(&shared, &inc, stage, false);
+        }
+        let ok = run_stage(shared, zone, inc, stage).await;
+        let _ = done_tx.send(true);
+        ok
+    });
+    Dispatched {
+        incident,
+        task,
+        done,
+    }
+}
+
+/// Writes `runbook_started` for a stage of an incident.
+pub fn announce(shared: &Shared, inc: &Incident, stage: Stage, resumed: bool) {
     shared.write(&Event::RunbookStarted {
         runbook: inc.runbook.clone(),
         zone: inc.zone.clone(),
-        incident: id.clone(),
-        cause: cause.as_str(),
+        incident: inc.incident.clone(),
+        cause: cause_str(&inc.cause),
         dry_run: inc.dry_run,
-        resumed: false,
+        resumed,
+        stage: stage.as_str(),
     });
-    (id, tokio::spawn(run(shared, zone, inc)))
+}
+
+/// The cause as recorded in a journal, back to its name.
+pub fn cause_str(cause: &str) -> &'static str {
+    match cause {
+        "power" => Cause::Power.as_str(),
+        "manual" => Cause::Manual.as_str(),
+        "drill" => Cause::Drill.as_str(),
+        _ => Cause::Fire.as_str(),
+    }
 }
 
 fn vars(config: &Config, inc: &Incident, level: &str) -> TemplateVars {
@@ -119,12 +291,28 @@ fn vars(config: &Config, inc: &Incident, level: &str) -> TemplateVars {
     }
 }
 
-/// Runs (or resumes) the incident's runbook to its end. `runbook_started` has been written
-/// by the caller.
-pub async fn run(shared: Arc<Shared>, zone: usize, mut inc: Incident) {
+/// Runs (or resumes) the incident's failover runbook to its end. `runbook_started` has
+/// been written by the caller.
+pub async fn run(shared: Arc<Shared>, zone: usize, inc: Incident) {
+    run_stage(shared, zone, inc, Stage::Failover).await;
+}
+
+/// Runs one stage's steps to their end; returns whether every step that ran succeeded.
+/// Before each step, a `should` step is skipped (`step_skipped`) when the zone's expected
+/// power loss comes before the remaining steps could finish. Only the failover is
+/// journaled and ends in the safe-to-cut verdict.
+pub async fn run_stage(shared: Arc<Shared>, zone: usize, mut inc: Incident, stage: Stage) -> bool {
     let config = shared.config.clone();
-    let rb = &config.runbooks[config.zones[zone].runbook];
-    let vars = vars(&config, &inc, "critical");
+    let Some((rb, steps)) = stage_steps(&config, zone, stage) else {
+        return false;
+    };
+    let journaled = stage == Stage::Failover;
+    let save = |inc: &Incident| {
+        if journaled {
+            shared.save(inc);
+        }
+    };
+    let vars = vars(&config, &inc, stage.level());
     let ctx = StepContext {
         config: &config,
         vars: &vars,
@@ -132,12 +320,12 @@ pub async fn run(shared: Arc<Shared>, zone: usize, mut inc: Incident) {
     };
     let started = tokio::time::Instant::now();
     let mut budget_warned = false;
-    for (i, step) in rb.steps.iter().enumerate() {
+    for (i, step) in steps.iter().enumerate() {
         let Some(rec) = inc.steps.get(i).cloned() else {
             break;
         };
         match rec.status {
-            StepStatus::Succeeded | StepStatus::Failed => continue,
+            StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped => continue,
             StepStatus::Started if !step.action.is_idempotent() => {
                 let err = runbook::StepError::Interrupted.to_string();
                 finish_step(
@@ -153,6 +341,7 @@ pub async fn run(shared: Arc<Shared>, zone: usize, mut inc: Incident) {
                         error: Some(err),
                         detail: None,
                     },
+                    journaled,
                 );
                 if step.on_failure == crate::config::OnFailure::Abort {
                     break;
@@ -161,11 +350,24 @@ pub async fn run(shared: Arc<Shared>, zone: usize, mut inc: Incident) {
             }
             _ => {}
         }
+        if let Some(reason) = crate::staged::skip_reason(steps, i, shared.power.time_left(zone)) {
+            tracing::warn!(runbook = %rb.name, incident = %inc.incident, step = %step.name, %reason, "should step skipped");
+            inc.steps[i].status = StepStatus::Skipped;
+            inc.steps[i].error = Some(reason.clone());
+            save(&inc);
+            shared.write(&Event::StepSkipped {
+                runbook: rb.name.clone(),
+                incident: inc.incident.clone(),
+                step: step.name.clone(),
+                reason,
+            });
+            continue;
+        }
         inc.steps[i].status = StepStatus::Started;
-        shared.save(&inc);
+        save(&inc);
         let report = runbook::run_step(step, &ctx).await;
-        finish_step(&shared, &mut inc, i, step, &report);
-        if let Some(budget) = rb.budget {
+        finish_step(&shared, &mut inc, i, step, &report, journaled);
+        if let Some(budget) = rb.budget.filter(|_| stage != Stage::Undo) {
             if !budget_warned && started.elapsed() > budget {
                 budget_warned = true;
                 tracing::warn!(runbook = %rb.name, incident = %inc.incident, budget = ?budget, "runbook has overrun its budget");
@@ -187,11 +389,17 @@ pub async fn run(shared: Arc<Shared>, zone: usize, mut inc: Incident) {
             break;
         }
     }
-    let ok = inc.steps.iter().all(|s| s.status == StepStatus::Succeeded);
+    let ok = inc
+        .steps
+        .iter()
+        .all(|s| matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped));
     let mut reasons: Vec<String> = Vec::new();
     for s in &inc.steps {
         match s.status {
+            // A skipped step is a `should` step given up on purpose (its own event says
+            // why): it does not stand in the way of cutting power.
             StepStatus::Succeeded if s.verified => {}
+            StepStatus::Skipped => {}
             StepStatus::Succeeded => reasons.push(format!(
                 "step `{}` was not verified{}",
                 s.name,
@@ -214,8 +422,10 @@ pub async fn run(shared: Arc<Shared>, zone: usize, mut inc: Incident) {
         .observe(started.elapsed().as_secs_f64());
     inc.finished = true;
     inc.finished_at = Some(crate::events::format_ts(shared.clock.wall()));
-    inc.safe_to_cut_power = Some(reasons.is_empty());
-    shared.save(&inc);
+    if journaled {
+        inc.safe_to_cut_power = Some(reasons.is_empty());
+    }
+    save(&inc);
     shared.write(&Event::RunbookFinished {
         runbook: inc.runbook.clone(),
         incident: inc.incident.clone(),
@@ -223,6 +433,10 @@ pub async fn run(shared: Arc<Shared>, zone: usize, mut inc: Incident) {
         elapsed_ms: started.elapsed().as_millis() as u64,
         zone: inc.zone.clone(),
     });
+    if !journaled {
+        // A prepare runbook never declares safe to cut power: the room is not evacuated.
+        return ok;
+    }
     if reasons.is_empty() {
         tracing::warn!(zone = %inc.zone, incident = %inc.incident, "SAFE TO CUT POWER");
         shared.write(&Event::SafeToCutPower {
@@ -237,6 +451,7 @@ pub async fn run(shared: Arc<Shared>, zone: usize, mut inc: Incident) {
             reasons,
         });
     }
+    ok
 }
 
 fn finish_step(
@@ -245,6 +460,7 @@ fn finish_step(
     i: usize,
     step: &crate::config::Step,
     report: &StepReport,
+    journaled: bool,
 ) {
     let rec = &mut inc.steps[i];
     rec.status = if report.ok {
@@ -262,7 +478,9 @@ fn finish_step(
         .runbook_steps
         .with_label_values(&[&inc.runbook, &step.name, outcome])
         .inc();
-    shared.save(inc);
+    if journaled {
+        shared.save(inc);
+    }
     shared.write(&step_event(&inc.runbook, &inc.incident, step, report));
 }
 
@@ -327,6 +545,7 @@ pub async fn drill(
             cause: Cause::Drill.as_str(),
             dry_run: true,
             resumed: false,
+            stage: Stage::Failover.as_str(),
         });
     }
     let started = tokio::time::Instant::now();

@@ -33,6 +33,8 @@ pub enum StepStatus {
     Started,
     Succeeded,
     Failed,
+    /// A `should` step not run: power was expected to be lost first (reason in `error`).
+    Skipped,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,9 +79,12 @@ impl Incident {
         if self.finished {
             return None;
         }
-        self.steps
-            .iter()
-            .position(|s| s.status != StepStatus::Succeeded && s.status != StepStatus::Failed)
+        self.steps.iter().position(|s| {
+            !matches!(
+                s.status,
+                StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped
+            )
+        })
     }
 }
 

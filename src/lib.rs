@@ -18,4 +18,5 @@ pub mod replay;
 pub mod runbook;
 pub mod sinks;
 pub mod sources;
+pub mod staged;
 pub mod systemd;

@@ -63,6 +63,17 @@ pub struct CriticalAt {
     pub evidence: Vec<EvidenceItem>,
 }
 
+/// A staged-response decision the live agent would have taken.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct StageDecision {
+    pub zone: String,
+    pub ts: String,
+    /// `prepare`, `failover` or `undo`.
+    pub stage: &'static str,
+    pub runbook: String,
+    pub incident: String,
+}
+
 /// What a replay found. Serialised as the `--json` export.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Report {
@@ -73,6 +84,9 @@ pub struct Report {
     /// Sensor ids in the input that the config does not know, with how often they came.
     pub unknown_sensors: BTreeMap<String, u64>,
     pub criticals: Vec<CriticalAt>,
+    /// Runbooks the agent would have started or undone, in order (prepare, failover, undo).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub decisions: Vec<StageDecision>,
     /// Every event, as written to the event log.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<serde_json::Value>,
@@ -103,6 +117,21 @@ impl Report {
         }
         if self.criticals.is_empty() {
             s += "no zone would have gone critical\n";
+        }
+        // Staged response: said only when a prepare is part of the story, so that rooms
+        // without one read as before.
+        if self.decisions.iter().any(|d| d.stage == "prepare") {
+            for d in &self.decisions {
+                let what = match d.stage {
+                    "prepare" => "would have started its prepare runbook",
+                    "failover" => "would have started its failover runbook",
+                    _ => "would have undone its prepare runbook",
+                };
+                s += &format!(
+                    "zone {} {what} `{}` at {} (incident {})\n",
+                    d.zone, d.runbook, d.ts, d.incident
+                );
+            }
         }
         for c in &self.criticals {
             let evidence: Vec<String> = c
@@ -149,6 +178,10 @@ pub struct Replay<'c> {
     keep_events: bool,
     /// Evidence of the `zone_level` change to critical that precedes a `Critical` output.
     critical_evidence: Option<Vec<EvidenceItem>>,
+    /// Staged response, as the agent runs it (nothing runs here: prepares count as done).
+    stager: crate::staged::Stager,
+    /// The incident of each zone's prepare, until undone.
+    prepared: Vec<Option<String>>,
     report: Report,
 }
 
@@ -172,6 +205,8 @@ impl<'c> Replay<'c> {
             incidents: 0,
             keep_events,
             critical_evidence: None,
+            stager: crate::staged::Stager::from_config(config),
+            prepared: vec![None; config.zones.len()],
             report: Report {
                 input: input.to_string(),
                 ..Report::default()
@@ -227,14 +262,22 @@ impl<'c> Replay<'c> {
     fn emit(&mut self, mono: Nanos, out: &mut dyn Write) -> std::io::Result<()> {
         // Outputs are rare (state changes only); collecting them is not the hot path.
         let outputs: Vec<Output> = self.detector.drain().collect();
-        if outputs.is_empty() {
+        // Prepares undone after their cooldown (nothing runs here, so none is running).
+        let undo = self.stager.tick(mono, |_| false);
+        if outputs.is_empty() && undo.is_empty() {
             return Ok(());
         }
         let wall = self.wall(mono);
+        let mut evs = Vec::new();
         for o in outputs {
-            let Some(event) = self.event_of(&o, wall) else {
-                continue;
-            };
+            self.events_of(&o, wall, mono, &mut evs);
+        }
+        for d in undo {
+            if let crate::staged::Decision::Undo { zone } = d {
+                self.undo(zone as usize, wall, &mut evs);
+            }
+        }
+        for event in evs {
             let line = events::render(&self.config.agent.name, wall, &event);
             out.write_all(line.as_bytes())?;
             out.write_all(b"\n")?;
@@ -245,6 +288,96 @@ impl<'c> Replay<'c> {
             }
         }
         Ok(())
+    }
+
+    /// The events of one output, and of the staged-response decisions it leads to.
+    fn events_of(&mut self, o: &Output, wall: SystemTime, mono: Nanos, evs: &mut Vec<Event>) {
+        match o {
+            Output::Zone { zone, to, .. } => {
+                if let Some(e) = self.event_of(o, wall) {
+                    evs.push(e);
+                }
+                if let Some(crate::staged::Decision::Prepare { zone }) =
+                    self.stager.level(*zone, *to, mono)
+                {
+                    evs.push(self.prepare(zone as usize, crate::detect::Cause::Fire, wall));
+                }
+            }
+            Output::Critical { zone, cause } => {
+                for d in self.stager.critical(*zone) {
+                    match d {
+                        crate::staged::Decision::Prepare { zone } => {
+                            evs.push(self.prepare(zone as usize, *cause, wall));
+                        }
+                        crate::staged::Decision::Failover { .. } => {
+                            if let Some(e) = self.event_of(o, wall) {
+                                evs.push(e);
+                            }
+                        }
+                        crate::staged::Decision::Undo { .. } => {}
+                    }
+                }
+            }
+            Output::Sensor { .. } => {
+                if let Some(e) = self.event_of(o, wall) {
+                    evs.push(e);
+                }
+            }
+        }
+    }
+
+    /// What the live agent writes when it starts a zone's prepare runbook.
+    fn prepare(&mut self, zone: usize, cause: crate::detect::Cause, wall: SystemTime) -> Event {
+        let c = self.config;
+        let z = &c.zones[zone];
+        let runbook = z
+            .prepare_runbook
+            .map(|r| c.runbooks[r].name.clone())
+            .unwrap_or_default();
+        self.incidents += 1;
+        let incident = format!("{}-replay-{}", z.id, self.incidents);
+        self.prepared[zone] = Some(incident.clone());
+        self.report.decisions.push(StageDecision {
+            zone: z.id.clone(),
+            ts: events::format_ts(wall),
+            stage: "prepare",
+            runbook: runbook.clone(),
+            incident: incident.clone(),
+        });
+        Event::RunbookStarted {
+            runbook,
+            zone: z.id.clone(),
+            incident,
+            cause: cause.as_str(),
+            dry_run: true,
+            resumed: false,
+            stage: "prepare",
+        }
+    }
+
+    /// What the live agent writes when a prepare has been undone after its cooldown.
+    fn undo(&mut self, zone: usize, wall: SystemTime, evs: &mut Vec<Event>) {
+        let c = self.config;
+        let z = &c.zones[zone];
+        let Some(incident) = self.prepared[zone].take() else {
+            return;
+        };
+        self.report.decisions.push(StageDecision {
+            zone: z.id.clone(),
+            ts: events::format_ts(wall),
+            stage: "undo",
+            runbook: z
+                .prepare_runbook
+                .map(|r| c.runbooks[r].name.clone())
+                .unwrap_or_default(),
+            incident: incident.clone(),
+        });
+        evs.push(Event::PrepareUndone {
+            zone: z.id.clone(),
+            incident,
+            by: "cooldown".into(),
+            ok: true,
+        });
     }
 
     fn event_of(&mut self, o: &Output, wall: SystemTime) -> Option<Event> {
@@ -262,7 +395,21 @@ impl<'c> Replay<'c> {
             }
             Output::Critical { zone, cause } => {
                 let z = &c.zones[*zone as usize];
-                self.incidents += 1;
+                let incident = match self.prepared[*zone as usize].take() {
+                    // The failover continues its prepare's incident, as live.
+                    Some(id) => id,
+                    None => {
+                        self.incidents += 1;
+                        format!("{}-replay-{}", z.id, self.incidents)
+                    }
+                };
+                self.report.decisions.push(StageDecision {
+                    zone: z.id.clone(),
+                    ts: events::format_ts(wall),
+                    stage: "failover",
+                    runbook: c.runbooks[z.runbook].name.clone(),
+                    incident: incident.clone(),
+                });
                 let evidence = self
                     .critical_evidence
                     .take()
@@ -277,10 +424,11 @@ impl<'c> Replay<'c> {
                 Event::RunbookStarted {
                     runbook: c.runbooks[z.runbook].name.clone(),
                     zone: z.id.clone(),
-                    incident: format!("{}-replay-{}", z.id, self.incidents),
+                    incident,
                     cause: cause.as_str(),
                     dry_run: true,
                     resumed: false,
+                    stage: "failover",
                 }
             }
         })

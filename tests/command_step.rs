@@ -22,6 +22,7 @@ fn step(argv: &[&str], timeout: Duration) -> Step {
         timeout,
         retries: 0,
         on_failure: OnFailure::Abort,
+        priority: Default::default(),
         action: Action::Command(CommandStep {
             argv: argv.iter().map(|s| s.to_string()).collect(),
             env: vec![],

@@ -283,6 +283,11 @@ pub struct Zone {
     pub stale_votes: bool,
     pub power_reserve: Duration,
     pub max_on_battery: Option<Duration>,
+    /// Staged response: runbook index started when the zone first reaches alarm.
+    pub prepare_runbook: Option<usize>,
+    /// Normal for this long without going critical undoes the prepare runbook.
+    pub prepare_cooldown: Duration,
+    pub failover_waits_for_prepare: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -291,6 +296,25 @@ pub struct Runbook {
     pub budget: Option<Duration>,
     pub dry_run: bool,
     pub steps: Vec<Step>,
+    /// Run when a prepare runbook is undone (zone back to normal, or operator reset).
+    pub undo_steps: Vec<Step>,
+}
+
+/// Whether a step may be skipped when power is expected to go before the runbook ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Priority {
+    #[default]
+    Must,
+    Should,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Must => "must",
+            Priority::Should => "should",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,7 +329,19 @@ pub struct Step {
     pub timeout: Duration,
     pub retries: u32,
     pub on_failure: OnFailure,
+    pub priority: Priority,
     pub action: Action,
+}
+
+impl Step {
+    /// How long the step is expected to take: its timeout (one attempt at worst), a
+    /// `wait` its duration. Used to decide which `should` steps to skip.
+    pub fn expected_duration(&self) -> Duration {
+        match self.action {
+            Action::Wait(d) => d,
+            _ => self.timeout,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -463,11 +499,17 @@ impl Config {
             }
         }
         for (r, rb) in self.runbooks.iter().enumerate() {
-            for (s, step) in rb.steps.iter().enumerate() {
+            let steps = rb.steps.iter().enumerate().map(|(s, st)| ("steps", s, st));
+            let undo = rb
+                .undo_steps
+                .iter()
+                .enumerate()
+                .map(|(s, st)| ("undo_steps", s, st));
+            for (list, s, step) in steps.chain(undo) {
                 if let Action::DnsUpdate(d) = &step.action {
                     if let Some(t) = &d.tsig {
                         out.push((
-                            format!("runbooks[{r}].steps[{s}].tsig_secret_file"),
+                            format!("runbooks[{r}].{list}[{s}].tsig_secret_file"),
                             t.secret_file.clone(),
                         ));
                     }

@@ -173,6 +173,13 @@ pub struct RawZone {
     pub stale_votes: Option<bool>,
     pub power_reserve: Option<String>,
     pub max_on_battery: Option<String>,
+    /// Staged response: a runbook started once per incident when the zone first reaches
+    /// alarm (or critical), before and without the failover.
+    pub prepare_runbook: Option<String>,
+    /// How long the zone must stay normal before the prepare runbook is undone. Default "10m".
+    pub prepare_cooldown: Option<String>,
+    /// The failover runbook waits for a running prepare runbook to finish. Default false.
+    pub failover_waits_for_prepare: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,6 +190,9 @@ pub struct RawRunbook {
     pub dry_run: Option<bool>,
     #[serde(default)]
     pub steps: Vec<RawStep>,
+    /// Steps that undo a prepare runbook (same step types).
+    #[serde(default)]
+    pub undo_steps: Vec<RawStep>,
 }
 
 /// One step, all step types' keys side by side; validation checks that each key set
@@ -195,6 +205,9 @@ pub struct RawStep {
     pub timeout: Option<String>,
     pub retries: Option<i64>,
     pub on_failure: Option<String>,
+    /// "must" (default) or "should": a `should` step is skipped when power is expected to
+    /// be lost before the remaining steps can finish.
+    pub priority: Option<String>,
     // dns_update
     pub server: Option<String>,
     pub zone: Option<String>,

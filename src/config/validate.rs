@@ -164,6 +164,7 @@ pub fn validate(raw: &RawConfig) -> Validated {
                 budget: rb.0,
                 dry_run: r.dry_run.unwrap_or(false),
                 steps: rb.1,
+                undo_steps: rb.2,
             });
         }
     }
@@ -211,6 +212,50 @@ pub fn validate(raw: &RawConfig) -> Validated {
             Duration::from_secs(300),
         );
         let max_on_battery = c.opt_duration(&format!("{path}.max_on_battery"), &z.max_on_battery);
+        let prepare_runbook = match z.prepare_runbook.as_deref() {
+            None => None,
+            Some(name) => match runbook_index.get(name) {
+                Some(&p) if Some(p) == runbook => {
+                    c.err(
+                        format!("{path}.prepare_runbook"),
+                        format!("`{name}` is also the zone's failover runbook: name a runbook that only prepares"),
+                    );
+                    None
+                }
+                Some(&p) => {
+                    used_runbooks.insert(p);
+                    Some(p)
+                }
+                None => {
+                    c.err(
+                        format!("{path}.prepare_runbook"),
+                        format!("unknown runbook `{name}`{}", known(runbook_index.keys())),
+                    );
+                    None
+                }
+            },
+        };
+        let prepare_cooldown = c.duration(
+            &format!("{path}.prepare_cooldown"),
+            &z.prepare_cooldown,
+            Duration::from_secs(600),
+        );
+        if z.prepare_runbook.is_none() {
+            for (key, set) in [
+                ("prepare_cooldown", z.prepare_cooldown.is_some()),
+                (
+                    "failover_waits_for_prepare",
+                    z.failover_waits_for_prepare.is_some(),
+                ),
+            ] {
+                if set {
+                    c.warn(
+                        format!("{path}.{key}"),
+                        "has no effect without prepare_runbook",
+                    );
+                }
+            }
+        }
         if let Some(r) = runbook {
             used_runbooks.insert(r);
             zone_index.insert(id.clone(), zones.len());
@@ -221,12 +266,25 @@ pub fn validate(raw: &RawConfig) -> Validated {
                 stale_votes: z.stale_votes.unwrap_or(true),
                 power_reserve,
                 max_on_battery,
+                prepare_runbook,
+                prepare_cooldown,
+                failover_waits_for_prepare: z.failover_waits_for_prepare.unwrap_or(false),
             });
         } else {
             zone_index.insert(id, usize::MAX);
         }
     }
+    let prepares: HashSet<usize> = zones.iter().filter_map(|z| z.prepare_runbook).collect();
     for (i, r) in runbooks.iter().enumerate() {
+        if !r.undo_steps.is_empty() && !prepares.contains(&i) {
+            c.warn(
+                format!("runbooks[{i}].undo_steps"),
+                format!(
+                    "runbook `{}` is no zone's prepare_runbook: its undo_steps never run",
+                    r.name
+                ),
+            );
+        }
         if !used_runbooks.contains(&i) {
             c.warn(
                 format!("runbooks[{i}]"),
@@ -1318,14 +1376,14 @@ fn bit_register(
     })
 }
 
-/// Runbook steps; returns (budget, steps).
+/// Runbook steps; returns (budget, steps, undo steps).
 fn runbook(
     c: &mut Collector,
     path: &str,
     r: &RawRunbook,
     source_index: &HashMap<String, usize>,
     sources: &[Source],
-) -> (Option<Duration>, Vec<Step>) {
+) -> (Option<Duration>, Vec<Step>, Vec<Step>) {
     let budget = c.opt_duration(&format!("{path}.budget"), &r.budget);
     if r.steps.is_empty() {
         c.err(format!("{path}.steps"), "a runbook needs at least one step");
@@ -1346,7 +1404,23 @@ fn runbook(
             steps.push(step);
         }
     }
-    (budget, steps)
+    let mut undo_names = HashSet::new();
+    let mut undo_steps = Vec::new();
+    for (i, s) in r.undo_steps.iter().enumerate() {
+        let spath = format!("{path}.undo_steps[{i}]");
+        if let Some(n) = &s.name {
+            if !undo_names.insert(n.clone()) {
+                c.err(
+                    format!("{spath}.name"),
+                    format!("duplicate step name `{n}` in this runbook's undo_steps"),
+                );
+            }
+        }
+        if let Some(step) = step(c, &spath, s, source_index, sources) {
+            undo_steps.push(step);
+        }
+    }
+    (budget, steps, undo_steps)
 }
 
 fn step(
@@ -1379,6 +1453,17 @@ fn step(
                 format!("unknown value `{o}` (\"abort\" or \"continue\")"),
             );
             OnFailure::Abort
+        }
+    };
+    let priority = match s.priority.as_deref() {
+        None | Some("must") => Priority::Must,
+        Some("should") => Priority::Should,
+        Some(o) => {
+            c.err(
+                format!("{path}.priority"),
+                format!("unknown value `{o}` (\"must\" or \"should\")"),
+            );
+            Priority::Must
         }
     };
     let kind = c.required_str(&format!("{path}.type"), &s.kind)?;
@@ -1597,6 +1682,7 @@ fn step(
         timeout,
         retries,
         on_failure,
+        priority,
         action: action?,
     })
 }

@@ -489,6 +489,13 @@ impl Detector {
         self.sensors[sensor as usize].last_good
     }
 
+    /// The sensor's rate of change per second from its rise window (least squares, once
+    /// the window spans half its length); `None` for sensors without rise detection.
+    pub fn sensor_rate(&self, sensor: u32) -> Option<f64> {
+        let s = self.sensors.get(sensor as usize)?;
+        s.window.as_ref()?.slope(s.spec.params.rise_window / 2)
+    }
+
     /// Why the sensor is in its state (`above:alarm_above`, `stale`, ...).
     pub fn sensor_reason(&self, sensor: u32) -> Reason {
         self.sensors[sensor as usize].reason

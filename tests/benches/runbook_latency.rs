@@ -94,6 +94,7 @@ fn main() {
     std::fs::create_dir_all(&config.agent.state_dir).unwrap();
     let journal = Journal::open(&config.agent.state_dir).unwrap();
     let shared = Arc::new(Shared {
+        power: firebreak::incident::PowerBoard::default(),
         config: config.clone(),
         metrics: Arc::new(firebreak::sinks::prometheus::Metrics::new()),
         log: Arc::new(EventLog::open(&config.agent.event_log, "bench").unwrap()),

@@ -96,6 +96,21 @@ pub struct ZoneStatus {
     pub safe_to_cut_power: bool,
     /// When the document last changed (RFC 3339, UTC).
     pub ts: String,
+    /// Staged response: seconds until the zone is expected to lose power, if known.
+    pub seconds_to_power_loss: Option<f64>,
+    /// `ups_runtime` or `temperature_trend` (`None` while unknown).
+    pub power_loss_basis: Option<&'static str>,
+    /// The zone's prepare runbook in this incident, if one started.
+    pub prepare: Option<PrepareStatus>,
+}
+
+/// A zone's prepare runbook, as the status documents show it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PrepareStatus {
+    pub incident: String,
+    pub runbook: String,
+    pub running: bool,
+    pub undone: bool,
 }
 
 impl ZoneStatus {
@@ -107,6 +122,9 @@ impl ZoneStatus {
             incident: None,
             safe_to_cut_power: false,
             ts: crate::events::format_ts(SystemTime::now()),
+            seconds_to_power_loss: None,
+            power_loss_basis: None,
+            prepare: None,
         }
     }
 }
@@ -118,6 +136,13 @@ pub enum StatusMsg {
     Zones(Vec<ZoneStatus>),
     /// One event and its event log line.
     Event { event: Box<Event>, line: String },
+    /// A zone's expected power loss changed (sent by the engine only on a real change,
+    /// not on every tick).
+    Power {
+        zone: String,
+        seconds: Option<f64>,
+        basis: Option<&'static str>,
+    },
 }
 
 /// Applies one event to the zone documents; returns the zone it changed. Drills (incident
@@ -136,9 +161,49 @@ pub fn apply(zones: &mut [ZoneStatus], event: &Event, ts: &str) -> Option<usize>
         Event::RunbookStarted {
             zone,
             incident,
-            cause,
+            runbook,
+            stage,
             ..
-        } if *cause != crate::detect::Cause::Drill.as_str() => {
+        } if *stage == "prepare" => {
+            let zi = find(zones, zone)?;
+            zones[zi].prepare = Some(PrepareStatus {
+                incident: incident.clone(),
+                runbook: runbook.clone(),
+                running: true,
+                undone: false,
+            });
+            zi
+        }
+        Event::RunbookFinished {
+            zone,
+            incident,
+            runbook,
+            ..
+        } => {
+            let zi = find(zones, zone)?;
+            let p = zones[zi].prepare.as_mut()?;
+            if p.incident != *incident || p.runbook != *runbook || !p.running {
+                return None;
+            }
+            p.running = false;
+            zi
+        }
+        Event::PrepareUndone { zone, incident, .. } => {
+            let zi = find(zones, zone)?;
+            let p = zones[zi].prepare.as_mut()?;
+            if p.incident != *incident {
+                return None;
+            }
+            p.undone = true;
+            zi
+        }
+        Event::RunbookStarted {
+            zone,
+            incident,
+            cause,
+            stage,
+            ..
+        } if *cause != crate::detect::Cause::Drill.as_str() && *stage == "failover" => {
             let zi = find(zones, zone)?;
             zones[zi].incident = Some(incident.clone());
             zones[zi].safe_to_cut_power = false;
@@ -159,6 +224,7 @@ pub fn apply(zones: &mut [ZoneStatus], event: &Event, ts: &str) -> Option<usize>
         Event::IncidentReset { zone, .. } => {
             let zi = find(zones, zone)?;
             zones[zi].incident = None;
+            zones[zi].prepare = None;
             zones[zi].safe_to_cut_power = false;
             zi
         }
@@ -405,6 +471,18 @@ impl Publisher {
                 }
                 self.backlog.push_back(line);
             }
+            StatusMsg::Power {
+                zone,
+                seconds,
+                basis,
+            } => {
+                if let Some(zi) = self.zones.iter().position(|z| z.zone == zone) {
+                    self.zones[zi].seconds_to_power_loss = seconds;
+                    self.zones[zi].power_loss_basis = basis;
+                    self.zones[zi].ts = crate::events::format_ts(SystemTime::now());
+                    self.dirty[zi] = true;
+                }
+            }
         }
     }
 
@@ -489,6 +567,7 @@ mod tests {
             cause: "fire",
             dry_run: false,
             resumed: false,
+            stage: "failover",
         };
         assert_eq!(apply(&mut z, &started, "t2"), Some(0));
         assert_eq!(z[0].incident.as_deref(), Some("b3-1"));
@@ -522,6 +601,59 @@ mod tests {
     }
 
     #[test]
+    fn a_prepare_shows_in_the_zone_document_until_the_incident_is_reset() {
+        let mut z = zones();
+        let started = Event::RunbookStarted {
+            runbook: "prep".into(),
+            zone: "b3".into(),
+            incident: "b3-1".into(),
+            cause: "fire",
+            dry_run: false,
+            resumed: false,
+            stage: "prepare",
+        };
+        assert_eq!(apply(&mut z, &started, "t1"), Some(0));
+        assert_eq!(
+            z[0].prepare,
+            Some(PrepareStatus {
+                incident: "b3-1".into(),
+                runbook: "prep".into(),
+                running: true,
+                undone: false
+            })
+        );
+        assert_eq!(z[0].incident, None, "a prepare is not a failover");
+        let finished = Event::RunbookFinished {
+            runbook: "prep".into(),
+            incident: "b3-1".into(),
+            ok: true,
+            elapsed_ms: 5,
+            zone: "b3".into(),
+        };
+        assert_eq!(apply(&mut z, &finished, "t2"), Some(0));
+        assert!(!z[0].prepare.as_ref().unwrap().running);
+        let undone = Event::PrepareUndone {
+            zone: "b3".into(),
+            incident: "b3-1".into(),
+            by: "cooldown".into(),
+            ok: true,
+        };
+        assert_eq!(apply(&mut z, &undone, "t3"), Some(0));
+        let doc = serde_json::to_value(&z[0]).unwrap();
+        assert_eq!(doc["prepare"]["undone"], true);
+        assert_eq!(doc["prepare"]["incident"], "b3-1");
+        assert!(doc["seconds_to_power_loss"].is_null());
+        assert!(doc["power_loss_basis"].is_null());
+        let reset = Event::IncidentReset {
+            zone: "b3".into(),
+            incident: "b3-1".into(),
+            by: "op".into(),
+        };
+        apply(&mut z, &reset, "t4");
+        assert_eq!(z[0].prepare, None);
+    }
+
+    #[test]
     fn drills_and_unrelated_events_leave_zones_alone() {
         let mut z = zones();
         let drill = Event::RunbookStarted {
@@ -531,6 +663,7 @@ mod tests {
             cause: "drill",
             dry_run: true,
             resumed: false,
+            stage: "failover",
         };
         assert_eq!(apply(&mut z, &drill, "t"), None);
         let other = Event::AgentStopped { reason: "x".into() };

@@ -29,10 +29,12 @@ pub struct Metrics {
     pub events: IntCounterVec,
     pub event_log_errors: IntCounterVec,
     pub build_info: IntGaugeVec,
+    /// Seconds until the zone is expected to lose power; absent while unknown.
+    pub seconds_to_power_loss: prometheus::GaugeVec,
 }
 
 /// The metric names this agent exports (documented; a test checks each is present).
-pub const NAMES: [&str; 17] = [
+pub const NAMES: [&str; 18] = [
     "firebreak_sensor_value",
     "firebreak_sensor_state",
     "firebreak_zone_level",
@@ -50,6 +52,7 @@ pub const NAMES: [&str; 17] = [
     "firebreak_events_total",
     "firebreak_event_log_errors_total",
     "firebreak_build_info",
+    "firebreak_zone_seconds_to_power_loss",
 ];
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -97,7 +100,18 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(spool_bytes.clone()))
             .expect("unique metric");
+        let seconds_to_power_loss = prometheus::GaugeVec::new(
+            Opts::new(
+                "firebreak_zone_seconds_to_power_loss",
+                "Seconds until the zone is expected to lose power (UPS runtime on battery, or rising temperatures projected to critical_above); absent while unknown",
+            ),
+            &["zone"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(seconds_to_power_loss.clone()))
+            .expect("unique metric");
         let m = Metrics {
+            seconds_to_power_loss,
             sensor_value,
             sensor_state: gauge_vec(
                 &r,
