@@ -6,7 +6,7 @@ use crate::config::{Config, Problem, SourceSpec};
 use crate::detect::{Cause, Detector, Output, Reading, Sample, SensorState};
 use crate::events::{Event, EventLog, EventLogError};
 use crate::incident::{self, Shared, Stage};
-use crate::journal::{Journal, JournalError};
+use crate::journal::{Journal, JournalError, StepStatus};
 use crate::runbook;
 use crate::sinks::influxdb::{
     self as influx, Sink, SinkConfig, Telemetry, TelemetryTx, WallFromMono,
@@ -600,16 +600,70 @@ impl Engine {
     /// The zone is critical (detection or by hand): its prepare runbook if it has one and
     /// that has not run in this incident, then its failover.
     fn start_runbook(&mut self, zone: usize, cause: Cause) -> Result<String, Refusal> {
-        if let Some(open) = self.open.get(&zone) {
-            return Err(Refusal::Conflict(format!(
-                "zone already has an open incident {open}; reset it first"
-            )));
+        if let Some(open) = self.open.get(&zone).cloned() {
+            return self.retry_failed(zone, &open);
         }
         let mut id = None;
         for d in self.stager.critical(zone as u32) {
             id = self.decide(d, cause).or(id);
         }
         id.ok_or_else(|| Refusal::Conflict("the zone has already failed over".into()))
+    }
+
+    /// Manual failover of a zone whose incident is open: when its failover runbook
+    /// finished without being safe to cut power (a peer was down, a step failed), the
+    /// steps that did not succeed run again in the same incident; succeeded steps are not
+    /// repeated. Anything else is a conflict.
+    fn retry_failed(&mut self, zone: usize, open: &str) -> Result<String, Refusal> {
+        let conflict = |why: String| Err(Refusal::Conflict(why));
+        if self.runs.get(&zone).is_some_and(|h| !h.is_finished()) {
+            return conflict(format!("the runbook of incident {open} is still running"));
+        }
+        let config = self.shared.config.clone();
+        let z = &config.zones[zone];
+        let mut inc = match self.shared.journal.load(&z.id) {
+            Ok(Some(inc)) if inc.incident == open => inc,
+            Ok(_) => {
+                return conflict(format!(
+                    "zone has an open incident {open} without a failover record; reset it first"
+                ))
+            }
+            Err(e) => return conflict(format!("cannot read the incident journal: {e}")),
+        };
+        if !inc.finished {
+            return conflict(format!(
+                "incident {open} has an unfinished runbook that is not running (the runbook \
+                 changed since it started?); reset it first"
+            ));
+        }
+        if inc.safe_to_cut_power == Some(true) {
+            return conflict(format!(
+                "zone already failed over in incident {open} (safe to cut power); reset it first"
+            ));
+        }
+        let retried: Vec<String> = inc
+            .steps
+            .iter_mut()
+            .filter(|s| !matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped))
+            .map(|s| {
+                s.status = StepStatus::Pending;
+                s.error = None;
+                s.finished_at = None;
+                s.name.clone()
+            })
+            .collect();
+        inc.finished = false;
+        inc.finished_at = None;
+        inc.safe_to_cut_power = None;
+        self.shared.save(&inc);
+        tracing::warn!(zone = %z.id, incident = %open, steps = ?retried, "manual failover: running the steps that did not succeed again");
+        incident::announce(&self.shared, &inc, Stage::Failover, true);
+        let shared = self.shared.clone();
+        self.runs.insert(
+            zone,
+            tokio::spawn(incident::run_stage(shared, zone, inc, Stage::Failover)),
+        );
+        Ok(open.to_string())
     }
 
     fn command(&mut self, cmd: ApiCommand, detector: &mut Detector) {

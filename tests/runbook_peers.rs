@@ -739,3 +739,83 @@ fn killed_again_and_again_at_random_points_the_runbook_still_finishes_each_step_
     assert_eq!(p.knot.dig("app.example.test", "A"), vec!["198.51.100.20"]);
     assert_eq!(agent.stop(), Some(0));
 }
+
+#[test]
+fn dns_server_down_fails_the_runbook_clearly_and_a_second_failover_completes_it_later() {
+    let mut p = peers(200);
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let trace = dir.path().join("trace");
+    // The DNS step gives up quickly (one retry, 300 ms) so the test does not wait long.
+    let dns = dns_step(&p, dir.path())
+        .replace("timeout = \"3s\"", "timeout = \"300ms\"")
+        .replace("retries = 3", "retries = 1");
+    let steps = format!(
+        "{}{}{}",
+        slow_command_step("stop batch writers", &trace, "0"),
+        dns,
+        http_step(&p)
+    );
+    let (config, log) = write_config(dir.path(), port, true, &steps);
+    let mut agent = start_agent(&config, &log, port);
+
+    p.knot.stop();
+    assert_eq!(post(port, "/api/v1/zones/b3/failover", Some(TOKEN)).0, 202);
+    let not_safe = agent.wait_for("not_safe_to_cut_power", Duration::from_secs(30), |e| {
+        e["event"] == "not_safe_to_cut_power"
+    });
+    let reasons = not_safe["reasons"].to_string();
+    assert!(
+        reasons.contains("move app to the DR site"),
+        "the reason names the DNS step: {reasons}"
+    );
+    let dns_failed = agent.wait_for("the DNS step's failure", Duration::from_secs(5), |e| {
+        e["event"] == "step_finished" && e["type"] == "dns_update"
+    });
+    assert_eq!(dns_failed["ok"], false);
+    assert!(
+        dns_failed["attempts"].as_u64().unwrap() >= 2,
+        "retried: {dns_failed}"
+    );
+    assert_eq!(
+        count(&agent.events(), |e| e["event"] == "safe_to_cut_power"),
+        0
+    );
+
+    // Once the server is back, the operator's second failover finishes the incident.
+    p.knot.restart();
+    let (status, body) = post(port, "/api/v1/zones/b3/failover", Some(TOKEN));
+    assert_eq!(status, 202, "{body}");
+    let safe = agent.wait_for("safe_to_cut_power", Duration::from_secs(30), |e| {
+        e["event"] == "safe_to_cut_power"
+    });
+    assert_eq!(safe["incident"], not_safe["incident"], "the same incident");
+    assert_eq!(p.knot.dig("app.example.test", "A"), vec!["198.51.100.20"]);
+
+    let events = agent.events();
+    assert_eq!(
+        count(&events, |e| e["event"] == "step_finished"
+            && e["step"] == "stop batch writers"),
+        1,
+        "the step that had succeeded did not run again"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&trace).unwrap().lines().count(),
+        1,
+        "its command ran once"
+    );
+    assert_eq!(
+        p.receiver.posts().len(),
+        1,
+        "the webhook ran once, in the retry"
+    );
+    assert!(
+        count(&events, |e| e["event"] == "runbook_started"
+            && e["resumed"] == true)
+            == 1,
+        "the retry is logged as a resumed runbook"
+    );
+    // Once safe, another failover is refused.
+    assert_eq!(post(port, "/api/v1/zones/b3/failover", Some(TOKEN)).0, 409);
+    assert_eq!(agent.stop(), Some(0));
+}

@@ -138,6 +138,32 @@ impl Knot {
         Err(last_err)
     }
 
+    /// Kills knotd (the server goes away; its directory and port are kept).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts knotd again on the same directory and port after `stop`.
+    pub fn restart(&mut self) {
+        let log = fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("knotd.log"))
+            .expect("knotd log");
+        let log2 = log.try_clone().expect("knotd log handle");
+        self.child = Command::new(&self.knotd)
+            .arg("-c")
+            .arg(self.dir.path().join("knot.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .spawn()
+            .expect("restart knotd");
+        if let Err(e) = self.wait_ready() {
+            panic!("knotd did not come back: {e}\n{}", self.log());
+        }
+    }
+
     /// UDP/TCP address knotd listens on.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
