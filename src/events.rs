@@ -278,7 +278,17 @@ impl EventLog {
             path: self.path.clone(),
             source,
         };
-        let result = f.write_all(line.as_bytes()).and_then(|()| f.sync_data());
+        let before = f.metadata().map(|m| m.len());
+        let mut result = f.write_all(line.as_bytes()).and_then(|()| f.sync_data());
+        if result.is_err() {
+            // A line that did not fit (disk full) must not stay torn: the next line would
+            // be glued to it and both lost to a reader.
+            if let Ok(len) = before {
+                if let Err(e) = f.set_len(len) {
+                    result = Err(e);
+                }
+            }
+        }
         self.writable
             .store(result.is_ok(), std::sync::atomic::Ordering::Relaxed);
         result.map_err(err)

@@ -140,6 +140,7 @@ impl Shared {
 
     pub fn save(&self, incident: &Incident) {
         if let Err(e) = self.journal.save(incident) {
+            self.metrics.journal_errors.inc();
             tracing::error!(error = %e, incident = %incident.incident, "INCIDENT JOURNAL WRITE FAILED: a restart could repeat or skip steps");
         }
     }

@@ -18,13 +18,19 @@ impl Agent {
 
     /// As `start`, with `RUST_LOG` set to `level`.
     pub fn start_with_log_level(config: &Path, event_log: &Path, level: &str) -> Agent {
+        Agent::start_with_env(config, event_log, &[("RUST_LOG", level)])
+    }
+
+    /// As `start`, with more environment variables (`RUST_LOG` is `info` unless given).
+    pub fn start_with_env(config: &Path, event_log: &Path, env: &[(&str, &str)]) -> Agent {
         let stderr_log = config.with_extension("stderr.log");
         let stderr = std::fs::File::create(&stderr_log).expect("create stderr log");
         let child = Command::new(env!("CARGO_BIN_EXE_firebreak"))
             // Tests may run as root (CI containers); the flag is harmless otherwise.
             .args(["run", "--allow-root", "--config"])
             .arg(config)
-            .env("RUST_LOG", level)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

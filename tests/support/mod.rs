@@ -9,6 +9,7 @@ pub mod mosquitto;
 pub mod prometheus;
 pub mod pymodbus;
 pub mod receiver;
+pub mod room;
 pub mod victoria;
 
 /// A port that was free a moment ago on 127.0.0.1.

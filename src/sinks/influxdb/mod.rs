@@ -542,8 +542,26 @@ fn spool_batch(spool: &Mutex<Spool>, stats: &Stats, b: Batch) {
     let mut spool = spool.lock().unwrap_or_else(|p| p.into_inner());
     if let Err(e) = spool.append(b.lane, b.lines, &b.body) {
         stats.dropped(DropReason::SpoolError, b.lines as u64);
-        tracing::error!(error = %e, lines = b.lines, "cannot write the telemetry spool: batch dropped");
+        log_spool_error(&e, b.lines);
     }
+}
+
+/// While the disk is full every batch fails: log the first failure, then at most one line
+/// every 30 s with the number of batches dropped meanwhile (the counter has them all).
+fn log_spool_error(e: &std::io::Error, lines: u32) {
+    static LAST: Mutex<(Option<std::time::Instant>, u64)> = Mutex::new((None, 0));
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    let now = std::time::Instant::now();
+    if last
+        .0
+        .is_some_and(|t| now.duration_since(t) < Duration::from_secs(30))
+    {
+        last.1 += 1;
+        return;
+    }
+    let since = std::mem::take(&mut last.1);
+    last.0 = Some(now);
+    tracing::error!(error = %e, lines, more_batches_dropped_since_last_report = since, "cannot write the telemetry spool: batch dropped (all counted in firebreak_telemetry_dropped_total{{reason=\"spool_error\"}})");
 }
 
 struct Down {

@@ -28,13 +28,15 @@ pub struct Metrics {
     pub telemetry_dropped: IntCounterVec,
     pub events: IntCounterVec,
     pub event_log_errors: IntCounterVec,
+    /// Failed writes of the incident journal (a restart could repeat or skip steps).
+    pub journal_errors: prometheus::IntCounter,
     pub build_info: IntGaugeVec,
     /// Seconds until the zone is expected to lose power; absent while unknown.
     pub seconds_to_power_loss: prometheus::GaugeVec,
 }
 
 /// The metric names this agent exports (documented; a test checks each is present).
-pub const NAMES: [&str; 18] = [
+pub const NAMES: [&str; 19] = [
     "firebreak_sensor_value",
     "firebreak_sensor_state",
     "firebreak_zone_level",
@@ -51,6 +53,7 @@ pub const NAMES: [&str; 18] = [
     "firebreak_telemetry_dropped_total",
     "firebreak_events_total",
     "firebreak_event_log_errors_total",
+    "firebreak_journal_errors_total",
     "firebreak_build_info",
     "firebreak_zone_seconds_to_power_loss",
 ];
@@ -204,6 +207,15 @@ impl Metrics {
                 "Failed event log writes",
                 &["event"],
             ),
+            journal_errors: {
+                let c = prometheus::IntCounter::new(
+                    "firebreak_journal_errors_total",
+                    "Failed incident journal writes",
+                )
+                .expect("valid metric");
+                r.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
             build_info: gauge_vec(
                 &r,
                 "firebreak_build_info",
