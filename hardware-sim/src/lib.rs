@@ -4,6 +4,7 @@
 //! - [`timeline`]: the value of a signal at a sim time (pure).
 //! - [`registers`]: engineering values to 16-bit registers and back (pure).
 //! - [`modbus`]: the Modbus TCP server of one device.
+//! - [`mqtt`]: MQTT devices (JSON payloads, e.g. an aspirating smoke detector).
 //! - [`runner`]: plays a scenario in real time × speed; [`play`] is the entry point for
 //!   embedding the simulator in another crate's tests.
 //! - [`report`]: the `check` summary and the register map.
@@ -11,11 +12,14 @@
 #![forbid(unsafe_code)]
 
 pub mod modbus;
+pub mod mqtt;
 pub mod registers;
 pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod timeline;
 
-pub use runner::{play, BoundDevice, PlayEvent, PlayHandle, PlayOptions, RunnerError};
+pub use runner::{
+    play, play_with, BoundDevice, PlayEvent, PlayExtras, PlayHandle, PlayOptions, RunnerError,
+};
 pub use scenario::{Scenario, ScenarioError};

@@ -126,6 +126,9 @@ async fn run_play(scenario: Scenario, opts: PlayOptions, exit_at_end: bool) -> E
             error!(error = %e, "cannot start the scenario");
             return match e {
                 hardware_sim::RunnerError::InvalidSpeed(_) => ExitCode::from(EX_USAGE),
+                hardware_sim::RunnerError::NoBroker { .. } | hardware_sim::RunnerError::Mqtt(_) => {
+                    ExitCode::from(EX_USAGE)
+                }
                 hardware_sim::RunnerError::Bind { .. } => ExitCode::FAILURE,
             };
         }

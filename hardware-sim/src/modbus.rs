@@ -83,7 +83,7 @@ impl SignalState {
         match self.fault {
             Fault::Exception => Some(ExceptionCode::ServerDeviceFailure),
             Fault::Busy => Some(ExceptionCode::ServerDeviceBusy),
-            Fault::None | Fault::AllOnes | Fault::Zeros => None,
+            Fault::None | Fault::AllOnes | Fault::Zeros | Fault::Timeout => None,
         }
     }
 }
@@ -158,6 +158,15 @@ impl DeviceImage {
             .take_while(|m| u32::from(m.address) < end)
             .count();
         &map[first..first + count]
+    }
+
+    /// Whether a read of `quantity` from `address` covers a register that answers nothing.
+    pub fn is_silent(&self, table: Table, address: u16, quantity: u16) -> bool {
+        let start = u32::from(address);
+        let end = start + u32::from(quantity);
+        self.overlapping(table, start, end)
+            .iter()
+            .any(|m| self.signals[m.signal].fault == Fault::Timeout)
     }
 
     pub fn read(
@@ -332,12 +341,33 @@ impl ModbusDevice {
             trace!(device = %self.name, "request ignored: device gone");
             return Ok(None);
         }
+        if self.read_is_silent(req) {
+            self.counters.unanswered.fetch_add(1, Ordering::Relaxed);
+            trace!(device = %self.name, "request ignored: register dropout");
+            return Ok(None);
+        }
         let result = self.answer(req);
         if let Err(code) = &result {
             self.counters.exceptions.fetch_add(1, Ordering::Relaxed);
             trace!(device = %self.name, request = ?req.request, exception = %code, "exception");
         }
         result.map(Some)
+    }
+
+    fn read_is_silent(&self, req: &SlaveRequest<'_>) -> bool {
+        let (table, address, quantity) = match &req.request {
+            Request::ReadHoldingRegisters(a, q) => (Table::Holding, *a, *q),
+            Request::ReadInputRegisters(a, q) => (Table::Input, *a, *q),
+            Request::ReadCoils(a, q) => (Table::Coil, *a, *q),
+            Request::ReadDiscreteInputs(a, q) => (Table::Discrete, *a, *q),
+            _ => return false,
+        };
+        req.slave == self.unit
+            && self
+                .image
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_silent(table, address, quantity)
     }
 
     fn answer(&self, req: &SlaveRequest<'_>) -> Result<Response, ExceptionCode> {

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
@@ -13,8 +13,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{info, warn};
 
 use crate::modbus::{self, DeviceImage, DeviceStats, ModbusDevice, ModbusError};
-use crate::scenario::{Device, Scenario};
-use crate::timeline::{GoneMode, Presence, SegmentKind};
+use crate::mqtt::{self, MqttError, Publisher};
+use crate::scenario::{Device, MqttDevice, Protocol, Scenario};
+use crate::timeline::{DeviceTimeline, GoneMode, Presence, SegmentKind, Timeline};
 
 /// Wall time between two recomputations of every register.
 pub const TICK: Duration = Duration::from_millis(20);
@@ -34,6 +35,18 @@ pub enum RunnerError {
         #[source]
         source: ModbusError,
     },
+    #[error("device {device} publishes over MQTT but no broker was given (--mqtt mqtt://HOST:PORT)")]
+    NoBroker { device: String },
+    #[error(transparent)]
+    Mqtt(#[from] MqttError),
+}
+
+/// Options beyond [`PlayOptions`], kept apart so that existing callers of [`play`] and
+/// struct literals of `PlayOptions` stay as they are.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlayExtras {
+    /// `mqtt://HOST[:PORT]` for the scenario's MQTT devices; required if it has any.
+    pub mqtt_broker: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -62,6 +75,12 @@ pub enum PlayEvent {
         protocol: &'static str,
         addr: SocketAddr,
         unit: u8,
+    },
+    /// An MQTT device publishes to `topic` on `broker` (one per MQTT device, before `ready`).
+    Publishing {
+        device: String,
+        topic: String,
+        broker: String,
     },
     Ready,
     /// A register's timeline segment started at sim time `t_ms`.
@@ -122,10 +141,21 @@ pub struct PlayHandle {
     finished: watch::Receiver<bool>,
     shutdown: watch::Sender<bool>,
     clock: Arc<SimClock>,
+    started_wall: SystemTime,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl PlayHandle {
+    /// Wall-clock time of sim time 0 (to line an agent's event log up with the scenario).
+    pub fn started_wall(&self) -> SystemTime {
+        self.started_wall
+    }
+
+    /// Sim seconds per wall second.
+    pub fn speed(&self) -> f64 {
+        self.clock.speed
+    }
+
     /// Every device with the address it actually listens on, in scenario order.
     pub fn devices(&self) -> &[BoundDevice] {
         &self.devices
@@ -281,12 +311,106 @@ impl DevicePlayer {
     }
 }
 
+/// Reports segments of `timeline` started since `reported`; returns the new count.
+fn report_segments(
+    device: &str,
+    signal: &str,
+    timeline: &Timeline,
+    reported: usize,
+    t: Duration,
+    out: &mut Vec<PlayEvent>,
+) -> usize {
+    let started = timeline.started_at(t);
+    for seg in &timeline.segments()[reported.min(started)..started] {
+        out.push(PlayEvent::Segment {
+            t_ms: millis(seg.at),
+            device: device.to_string(),
+            signal: signal.to_string(),
+            what: seg.kind.name(),
+            fault: match seg.kind {
+                SegmentKind::Fault(f) => Some(f.as_str()),
+                _ => None,
+            },
+        });
+    }
+    started
+}
+
+/// Reports device presence events started since `reported`; returns the new count.
+fn report_presence(
+    device: &str,
+    events: &DeviceTimeline,
+    reported: usize,
+    t: Duration,
+    out: &mut Vec<PlayEvent>,
+) -> usize {
+    let started = events.started_at(t);
+    for ev in &events.events()[reported.min(started)..started] {
+        let (what, mode) = match ev.presence {
+            Presence::Present => ("back", None),
+            Presence::Gone(GoneMode::Silent) => ("gone", Some("silent")),
+            Presence::Gone(GoneMode::Refuse) => ("gone", Some("refuse")),
+        };
+        info!(device, t_ms = millis(ev.at), what, mode, "device presence changes");
+        out.push(PlayEvent::Device {
+            t_ms: millis(ev.at),
+            device: device.to_string(),
+            what,
+            mode,
+        });
+    }
+    started
+}
+
+/// Publishes one MQTT device's payload on its period.
+struct MqttPlayer {
+    name: String,
+    spec: MqttDevice,
+    events: DeviceTimeline,
+    publisher: Publisher,
+    next: Duration,
+    reported: Vec<usize>,
+    events_reported: usize,
+}
+
+impl MqttPlayer {
+    fn apply(&mut self, t: Duration, out: &mut Vec<PlayEvent>) {
+        for (i, f) in self.spec.fields.iter().enumerate() {
+            self.reported[i] =
+                report_segments(&self.name, &f.signal, &f.timeline, self.reported[i], t, out);
+        }
+        self.events_reported =
+            report_presence(&self.name, &self.events, self.events_reported, t, out);
+        if t < self.next {
+            return;
+        }
+        // At high speed several periods may pass in one tick: publish once, the latest.
+        self.next = mqtt::next_publish(t, self.spec.every);
+        if self.events.presence_at(t) != Presence::Present {
+            return;
+        }
+        if let Some(payload) = mqtt::payload(&self.spec, t) {
+            self.publisher.publish(&payload);
+        }
+    }
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Binds every device, sets the values at sim time 0, starts serving and starts the clock.
+/// A scenario with MQTT devices needs [`play_with`] and a broker.
 pub async fn play(scenario: Scenario, opts: PlayOptions) -> Result<PlayHandle, RunnerError> {
+    play_with(scenario, opts, PlayExtras::default()).await
+}
+
+/// [`play`] with MQTT devices publishing to `extras.mqtt_broker`.
+pub async fn play_with(
+    scenario: Scenario,
+    opts: PlayOptions,
+    extras: PlayExtras,
+) -> Result<PlayHandle, RunnerError> {
     if !(opts.speed.is_finite() && opts.speed > 0.0 && opts.speed <= MAX_SPEED) {
         return Err(RunnerError::InvalidSpeed(opts.speed));
     }
@@ -302,7 +426,49 @@ pub async fn play(scenario: Scenario, opts: PlayOptions) -> Result<PlayHandle, R
     let mut bound = Vec::new();
     let mut listeners = Vec::new();
     let mut players = Vec::new();
-    for device in scenario.devices {
+    let mut mqtt_players = Vec::new();
+    let mut publishing = Vec::new();
+    let mut tasks = Vec::new();
+    let mqtt_devices: Vec<&Device> = scenario
+        .devices
+        .iter()
+        .filter(|d| d.protocol == Protocol::Mqtt)
+        .collect();
+    let broker = match (&extras.mqtt_broker, mqtt_devices.first()) {
+        (_, None) => None,
+        (Some(url), Some(_)) => Some((url.clone(), mqtt::parse_broker(url)?)),
+        (None, Some(d)) => {
+            return Err(RunnerError::NoBroker {
+                device: d.name.clone(),
+            })
+        }
+    };
+    for mut device in scenario.devices {
+        if let (Some(spec), Some((url, (host, port)))) = (device.mqtt.take(), &broker) {
+            let (publisher, task) = Publisher::start(
+                &device.name,
+                &spec.topic,
+                host,
+                *port,
+                shutdown_rx.clone(),
+            );
+            tasks.push(task);
+            publishing.push(PlayEvent::Publishing {
+                device: device.name.clone(),
+                topic: spec.topic.clone(),
+                broker: url.clone(),
+            });
+            mqtt_players.push(MqttPlayer {
+                name: device.name,
+                reported: vec![0; spec.fields.len()],
+                spec,
+                events: device.events,
+                publisher,
+                next: Duration::ZERO,
+                events_reported: 0,
+            });
+            continue;
+        }
         let mut addr = device.listen;
         if let Some(host) = opts.host {
             addr.set_ip(host);
@@ -335,8 +501,10 @@ pub async fn play(scenario: Scenario, opts: PlayOptions) -> Result<PlayHandle, R
     for p in &mut players {
         p.apply(Duration::ZERO, &mut initial);
     }
+    for p in &mut mqtt_players {
+        p.apply(Duration::ZERO, &mut initial);
+    }
     let modbus_devices: Vec<_> = listeners.iter().map(|(_, d)| Arc::clone(d)).collect();
-    let mut tasks = Vec::new();
     for (listener, device) in listeners {
         tasks.push(tokio::spawn(modbus::serve(
             listener,
@@ -353,6 +521,9 @@ pub async fn play(scenario: Scenario, opts: PlayOptions) -> Result<PlayHandle, R
             unit: d.unit,
         });
     }
+    for e in publishing {
+        sink.send(e);
+    }
     sink.send(PlayEvent::Ready);
     for e in initial {
         sink.send(e);
@@ -363,9 +534,11 @@ pub async fn play(scenario: Scenario, opts: PlayOptions) -> Result<PlayHandle, R
         speed: opts.speed,
         duration,
     });
+    let started_wall = SystemTime::now();
     let dropped_events = Arc::clone(&sink.dropped);
     tasks.push(tokio::spawn(run_clock(
         players,
+        mqtt_players,
         Arc::clone(&clock),
         sink,
         finished_tx,
@@ -380,12 +553,14 @@ pub async fn play(scenario: Scenario, opts: PlayOptions) -> Result<PlayHandle, R
         finished: finished_rx,
         shutdown: shutdown_tx,
         clock,
+        started_wall,
         tasks,
     })
 }
 
 async fn run_clock(
     mut players: Vec<DevicePlayer>,
+    mut mqtt_players: Vec<MqttPlayer>,
     clock: Arc<SimClock>,
     sink: EventSink,
     finished: watch::Sender<bool>,
@@ -401,6 +576,9 @@ async fn run_clock(
         }
         let t = clock.now();
         for p in &mut players {
+            p.apply(t, &mut out);
+        }
+        for p in &mut mqtt_players {
             p.apply(t, &mut out);
         }
         for e in out.drain(..) {

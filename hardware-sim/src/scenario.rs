@@ -71,19 +71,112 @@ pub struct Scenario {
     /// After this the last values are held and the runner reports `finished`.
     pub duration: Duration,
     pub devices: Vec<Device>,
+    /// What should happen, to score an agent against (`[truth]`); `None` if not given.
+    pub truth: Option<Truth>,
+}
+
+/// What kind of incident a scenario plays, for people and for the library test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncidentKind {
+    /// A room fire (off-gas, heat, smoke): fail over before the power is cut.
+    Fire,
+    /// A power problem (utility loss, UPS running down): fail over before the batteries end.
+    Power,
+    /// Something an agent must ride out without failing over.
+    Nuisance,
+    /// Nothing happens.
+    Normal,
+}
+
+impl IncidentKind {
+    pub const NAMES: &'static str = "fire, power, nuisance, normal";
+
+    pub fn parse(s: &str) -> Option<IncidentKind> {
+        match s {
+            "fire" => Some(IncidentKind::Fire),
+            "power" => Some(IncidentKind::Power),
+            "nuisance" => Some(IncidentKind::Nuisance),
+            "normal" => Some(IncidentKind::Normal),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentKind::Fire => "fire",
+            IncidentKind::Power => "power",
+            IncidentKind::Nuisance => "nuisance",
+            IncidentKind::Normal => "normal",
+        }
+    }
+}
+
+/// Ground truth of a scenario, in sim time from its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Truth {
+    pub kind: IncidentKind,
+    /// Whether a correct agent fails over in this scenario.
+    pub failover_expected: bool,
+    /// When the fire service (or the batteries) cut the power.
+    pub power_cut_at: Option<Duration>,
+    /// The latest acceptable time for a verified failover (defaults to `power_cut_at`).
+    pub failover_by: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     ModbusTcp,
+    Mqtt,
 }
 
 impl Protocol {
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::ModbusTcp => "modbus-tcp",
+            Protocol::Mqtt => "mqtt",
         }
     }
+}
+
+/// What an MQTT device publishes: one JSON object per period on one topic.
+#[derive(Debug, Clone)]
+pub struct MqttDevice {
+    pub topic: String,
+    /// Sim time between two publishes.
+    pub every: Duration,
+    pub model: Option<MqttModel>,
+    pub fields: Vec<Field>,
+}
+
+/// Extra fields a device model derives from its signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttModel {
+    /// Aspirating smoke detector: `alarm_level` from the `obscuration` field with the
+    /// factory thresholds of one common model (alert 0.04, action1 0.165, action2 0.33,
+    /// fire1 0.825, fire2 1.65 %obs/m).
+    Asd,
+}
+
+/// One key of an MQTT device's JSON payload.
+#[derive(Debug, Clone)]
+pub struct Field {
+    pub signal: String,
+    pub timeline: Timeline,
+}
+
+/// Alarm level of an aspirating smoke detector at `obscuration` %obs/m.
+pub fn asd_level(obscuration: f64) -> &'static str {
+    const LEVELS: [(f64, &str); 5] = [
+        (1.65, "fire2"),
+        (0.825, "fire1"),
+        (0.33, "action2"),
+        (0.165, "action1"),
+        (0.04, "alert"),
+    ];
+    LEVELS
+        .iter()
+        .find(|(threshold, _)| obscuration >= *threshold)
+        .map_or("normal", |(_, name)| name)
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +187,8 @@ pub struct Device {
     pub unit: u8,
     pub registers: Vec<Register>,
     pub events: DeviceTimeline,
+    /// Set for `protocol = "mqtt"` (then `registers` is empty).
+    pub mqtt: Option<MqttDevice>,
 }
 
 #[derive(Debug, Clone)]
@@ -133,7 +228,10 @@ impl Scenario {
     }
 
     pub fn signal_count(&self) -> usize {
-        self.devices.iter().map(|d| d.registers.len()).sum()
+        self.devices
+            .iter()
+            .map(|d| d.registers.len() + d.mqtt.as_ref().map_or(0, |m| m.fields.len()))
+            .sum()
     }
 }
 
@@ -184,6 +282,16 @@ struct RawFile {
     scenario: RawHeader,
     #[serde(default)]
     devices: Vec<RawDevice>,
+    truth: Option<RawTruth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTruth {
+    kind: String,
+    failover_expected: bool,
+    power_cut_at: Option<String>,
+    failover_by: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,6 +314,23 @@ struct RawDevice {
     registers: Vec<RawRegister>,
     #[serde(default)]
     events: Vec<RawEvent>,
+    /// MQTT only: where the JSON payload goes.
+    topic: Option<String>,
+    /// MQTT only: sim time between publishes (default 1s).
+    every: Option<String>,
+    /// MQTT only: a device model that derives fields (`asd`).
+    model: Option<String>,
+    /// MQTT only: the payload's keys.
+    #[serde(default)]
+    fields: Vec<RawField>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawField {
+    signal: String,
+    #[serde(default)]
+    timeline: Vec<RawSegment>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -240,6 +365,9 @@ struct RawSegment {
     seed: Option<u64>,
     every: Option<String>,
     fault: Option<String>,
+    freeze: Option<String>,
+    dropout: Option<String>,
+    silence: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -290,7 +418,7 @@ fn validate(raw: RawFile) -> Result<Scenario, Vec<Issue>> {
     let mut names = HashSet::new();
     let mut listens: Vec<(SocketAddr, usize)> = Vec::new();
     let mut devices = Vec::new();
-    for (d, raw_dev) in raw.devices.into_iter().enumerate() {
+    for (d, mut raw_dev) in raw.devices.into_iter().enumerate() {
         let path = format!("devices[{d}]");
         if raw_dev.name.trim().is_empty() {
             issues.push(format!("{path}.name"), "must not be empty");
@@ -302,13 +430,53 @@ fn validate(raw: RawFile) -> Result<Scenario, Vec<Issue>> {
         }
         let protocol = match raw_dev.protocol.as_deref().unwrap_or("modbus-tcp") {
             "modbus-tcp" => Some(Protocol::ModbusTcp),
+            "mqtt" => Some(Protocol::Mqtt),
             other => {
                 issues.push(
                     format!("{path}.protocol"),
-                    format!("unknown protocol `{other}` (expected modbus-tcp)"),
+                    format!("unknown protocol `{other}` (expected modbus-tcp or mqtt)"),
                 );
                 None
             }
+        };
+        let is_mqtt = protocol == Some(Protocol::Mqtt);
+        let mqtt = if is_mqtt {
+            for (key, set) in [
+                ("listen", raw_dev.listen.is_some()),
+                ("unit", raw_dev.unit.is_some()),
+                ("registers", !raw_dev.registers.is_empty()),
+            ] {
+                if set {
+                    issues.push(
+                        format!("{path}.{key}"),
+                        "does not apply to an mqtt device (it publishes `fields` to `topic`)",
+                    );
+                }
+            }
+            validate_mqtt(
+                &path,
+                raw_dev.topic.take(),
+                raw_dev.every.take(),
+                raw_dev.model.take(),
+                std::mem::take(&mut raw_dev.fields),
+                duration,
+                &mut issues,
+            )
+        } else {
+            for (key, set) in [
+                ("topic", raw_dev.topic.is_some()),
+                ("every", raw_dev.every.is_some()),
+                ("model", raw_dev.model.is_some()),
+                ("fields", !raw_dev.fields.is_empty()),
+            ] {
+                if set {
+                    issues.push(
+                        format!("{path}.{key}"),
+                        "only applies to an mqtt device (protocol = \"mqtt\")",
+                    );
+                }
+            }
+            None
         };
         let listen_text = raw_dev.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
         let listen = match listen_text.parse::<SocketAddr>() {
@@ -342,7 +510,7 @@ fn validate(raw: RawFile) -> Result<Scenario, Vec<Issue>> {
             );
             None
         };
-        if raw_dev.registers.is_empty() {
+        if raw_dev.registers.is_empty() && !is_mqtt {
             issues.push(
                 format!("{path}.registers"),
                 "a device needs at least one register",
@@ -355,16 +523,22 @@ fn validate(raw: RawFile) -> Result<Scenario, Vec<Issue>> {
         if let (Some(protocol), Some(listen), Some(unit), Some(registers), Some(events)) =
             (protocol, listen, unit, registers, events)
         {
-            devices.push(Device {
-                name: raw_dev.name,
-                protocol,
-                listen,
-                unit,
-                registers,
-                events,
-            });
+            if is_mqtt == mqtt.is_some() {
+                devices.push(Device {
+                    name: raw_dev.name,
+                    protocol,
+                    listen,
+                    unit,
+                    registers,
+                    events,
+                    mqtt,
+                });
+            }
         }
     }
+    let truth = raw
+        .truth
+        .and_then(|t| validate_truth(t, duration, &mut issues));
 
     match duration {
         Some(duration) if issues.0.is_empty() => Ok(Scenario {
@@ -372,8 +546,170 @@ fn validate(raw: RawFile) -> Result<Scenario, Vec<Issue>> {
             description: raw.scenario.description,
             duration,
             devices,
+            truth,
         }),
         _ => Err(issues.0),
+    }
+}
+
+fn validate_truth(
+    raw: RawTruth,
+    duration: Option<Duration>,
+    issues: &mut Issues,
+) -> Option<Truth> {
+    let before = issues.0.len();
+    let kind = IncidentKind::parse(&raw.kind);
+    if kind.is_none() {
+        issues.push(
+            "truth.kind",
+            format!(
+                "unknown kind `{}` (expected {})",
+                raw.kind,
+                IncidentKind::NAMES
+            ),
+        );
+    }
+    let mut at = |key: &str, text: &Option<String>| {
+        let d = text
+            .as_deref()
+            .and_then(|t| issues.duration(format!("truth.{key}"), t))?;
+        if let Some(duration) = duration {
+            if d > duration {
+                issues.push(
+                    format!("truth.{key}"),
+                    format!(
+                        "{} is after the end of the scenario ({})",
+                        format_duration(d),
+                        format_duration(duration)
+                    ),
+                );
+            }
+        }
+        Some(d)
+    };
+    let power_cut_at = at("power_cut_at", &raw.power_cut_at);
+    let failover_by = at("failover_by", &raw.failover_by);
+    if raw.failover_expected {
+        if failover_by.is_none() && power_cut_at.is_none() && raw.failover_by.is_none() {
+            issues.push(
+                "truth.failover_by",
+                "a scenario that expects a failover needs `failover_by` or `power_cut_at`",
+            );
+        }
+    } else if raw.failover_by.is_some() {
+        issues.push(
+            "truth.failover_by",
+            "only goes with `failover_expected = true`",
+        );
+    }
+    if let (Some(by), Some(cut)) = (failover_by, power_cut_at) {
+        if by > cut {
+            issues.push(
+                "truth.failover_by",
+                format!(
+                    "{} is after power_cut_at ({}): a failover must be verified while there is power",
+                    format_duration(by),
+                    format_duration(cut)
+                ),
+            );
+        }
+    }
+    match kind {
+        Some(kind) if issues.0.len() == before => Some(Truth {
+            kind,
+            failover_expected: raw.failover_expected,
+            power_cut_at,
+            failover_by: failover_by.or(if raw.failover_expected {
+                power_cut_at
+            } else {
+                None
+            }),
+        }),
+        _ => None,
+    }
+}
+
+fn validate_mqtt(
+    path: &str,
+    topic: Option<String>,
+    every: Option<String>,
+    model: Option<String>,
+    fields: Vec<RawField>,
+    duration: Option<Duration>,
+    issues: &mut Issues,
+) -> Option<MqttDevice> {
+    let before = issues.0.len();
+    let topic = match topic {
+        Some(t) if !t.is_empty() && !t.contains(['+', '#']) => Some(t),
+        Some(t) => {
+            issues.push(
+                format!("{path}.topic"),
+                format!("`{t}` is not a topic to publish to (not empty, no wildcards)"),
+            );
+            None
+        }
+        None => {
+            issues.push(format!("{path}.topic"), "an mqtt device needs a `topic`");
+            None
+        }
+    };
+    let every = match every {
+        None => Some(DEFAULT_NOISE_EVERY),
+        Some(text) => issues.duration(format!("{path}.every"), &text),
+    };
+    if every == Some(Duration::ZERO) {
+        issues.push(format!("{path}.every"), "must be greater than 0");
+    }
+    let model = match model.as_deref() {
+        None => None,
+        Some("asd") => Some(MqttModel::Asd),
+        Some(other) => {
+            issues.push(
+                format!("{path}.model"),
+                format!("unknown model `{other}` (expected asd)"),
+            );
+            None
+        }
+    };
+    if fields.is_empty() {
+        issues.push(
+            format!("{path}.fields"),
+            "an mqtt device needs at least one field",
+        );
+    }
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for (f, raw) in fields.into_iter().enumerate() {
+        let fpath = format!("{path}.fields[{f}]");
+        if raw.signal.trim().is_empty() {
+            issues.push(format!("{fpath}.signal"), "must not be empty");
+        } else if !names.insert(raw.signal.clone()) {
+            issues.push(
+                format!("{fpath}.signal"),
+                format!("field `{}` is used twice on this device", raw.signal),
+            );
+        }
+        if let Some(timeline) = validate_timeline(&fpath, raw.timeline, duration, issues) {
+            out.push(Field {
+                signal: raw.signal,
+                timeline,
+            });
+        }
+    }
+    if model == Some(MqttModel::Asd) && !names.contains("obscuration") {
+        issues.push(
+            format!("{path}.model"),
+            "model `asd` derives alarm_level from a field named `obscuration`, which is missing",
+        );
+    }
+    match (topic, every) {
+        (Some(topic), Some(every)) if issues.0.len() == before => Some(MqttDevice {
+            topic,
+            every,
+            model,
+            fields: out,
+        }),
+        _ => None,
     }
 }
 
@@ -579,6 +915,9 @@ fn parse_segment(
         ("spike", raw.spike.is_some()),
         ("noise", raw.noise.is_some()),
         ("fault", raw.fault.is_some()),
+        ("freeze", raw.freeze.is_some()),
+        ("dropout", raw.dropout.is_some()),
+        ("silence", raw.silence.is_some()),
     ]
     .into_iter()
     .filter_map(|(name, present)| present.then_some(name))
@@ -605,7 +944,7 @@ fn parse_segment(
         [] => {
             issues.push(
                 path,
-                "says nothing: expected one of set, ramp, exponential, spike, noise, fault",
+                "says nothing: expected one of set, ramp, exponential, spike, noise, fault, freeze, dropout, silence",
             );
             None
         }
@@ -641,6 +980,17 @@ fn parse_segment(
                     value: raw.spike.unwrap_or_default(),
                     hold,
                 }),
+                "freeze" => raw
+                    .freeze
+                    .as_deref()
+                    .and_then(|t| issues.duration(format!("{path}.freeze"), t))
+                    .map(|hold| SegmentKind::Freeze { hold }),
+                "dropout" | "silence" => raw
+                    .dropout
+                    .as_deref()
+                    .or(raw.silence.as_deref())
+                    .and_then(|t| issues.duration(format!("{path}.{kind}"), t))
+                    .map(|hold| SegmentKind::Dropout { hold }),
                 "noise" => {
                     let every = match &raw.every {
                         None => Some(DEFAULT_NOISE_EVERY),
@@ -919,7 +1269,7 @@ mode = "explode"
         let expected = [
             "scenario.name: must not be empty",
             "scenario.duration: `1 minute` has an unknown unit ` minute` (use ms, s, m or h)",
-            "devices[0].protocol: unknown protocol `modbus-rtu` (expected modbus-tcp)",
+            "devices[0].protocol: unknown protocol `modbus-rtu` (expected modbus-tcp or mqtt)",
             "devices[0].listen: `localhost` is not an IP:port address like \"127.0.0.1:0\"",
             "devices[0].unit: 0 is not a unit id (1..=255)",
             "devices[0].registers[1].address: input 1..=1 overlaps devices[0].registers[0] (`a`, input 0..=1)",
