@@ -15,6 +15,7 @@ pub mod modbus;
 pub mod mqtt;
 pub mod registers;
 pub mod report;
+pub mod score;
 pub mod runner;
 pub mod scenario;
 pub mod timeline;

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use hardware_sim::report::{self, MapFormat};
-use hardware_sim::{play, PlayEvent, PlayOptions, Scenario};
+use hardware_sim::score;
+use hardware_sim::{play_with, PlayEvent, PlayExtras, PlayOptions, Scenario};
 use tracing::{error, info};
 
 /// sysexits EX_USAGE: the scenario (the configuration) is wrong.
@@ -35,6 +36,31 @@ enum Command {
         /// Exit 0 after `finished` instead of serving the last values until SIGINT/SIGTERM.
         #[arg(long)]
         exit_at_end: bool,
+        /// Broker for the scenario's MQTT devices (mqtt://HOST[:PORT]).
+        #[arg(long, value_name = "URL")]
+        mqtt: Option<String>,
+    },
+    /// Score an agent's event log against the scenario's [truth]; exit 1 if it missed.
+    Score {
+        #[arg(long, value_name = "FILE")]
+        scenario: PathBuf,
+        /// The agent's event log (JSON lines, see the agent's events contract).
+        #[arg(long, value_name = "FILE")]
+        events: PathBuf,
+        /// The speed the scenario was played at (sim seconds per wall second).
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Wall-clock time of sim time 0 (RFC 3339); default: the first event's `ts`.
+        #[arg(long, value_name = "TS")]
+        t0: Option<String>,
+        /// Print JSON (for CI) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the scenarios of a directory (default: the shipped library).
+    Scenarios {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// Validate a scenario and print a summary (exit 0), or every problem (exit 64).
     Check {
@@ -85,11 +111,32 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Score {
+            scenario,
+            events,
+            speed,
+            t0,
+            json,
+        } => run_score(&scenario, &events, speed, t0.as_deref(), json),
+        Command::Scenarios { dir } => {
+            let dir = dir.unwrap_or_else(default_library);
+            match report::library(&dir) {
+                Ok(rows) => {
+                    print!("{rows}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", dir.display());
+                    ExitCode::from(EX_USAGE)
+                }
+            }
+        }
         Command::Play {
             scenario,
             speed,
             host,
             exit_at_end,
+            mqtt,
         } => {
             let s = match load(&scenario) {
                 Ok(s) => s,
@@ -102,7 +149,13 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(run_play(s, PlayOptions { speed, host }, exit_at_end))
+            let extras = PlayExtras { mqtt_broker: mqtt };
+            runtime.block_on(run_play(
+                s,
+                PlayOptions { speed, host },
+                extras,
+                exit_at_end,
+            ))
         }
     }
 }
@@ -119,8 +172,61 @@ fn load(path: &Path) -> Result<Scenario, ExitCode> {
     })
 }
 
-async fn run_play(scenario: Scenario, opts: PlayOptions, exit_at_end: bool) -> ExitCode {
-    let mut handle = match play(scenario, opts).await {
+/// The shipped library next to the crate, or `./scenarios`.
+fn default_library() -> PathBuf {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    if shipped.is_dir() {
+        shipped
+    } else {
+        PathBuf::from("scenarios")
+    }
+}
+
+fn run_score(
+    scenario: &Path,
+    events: &Path,
+    speed: f64,
+    t0: Option<&str>,
+    json: bool,
+) -> ExitCode {
+    let s = match load(scenario) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let result = std::fs::read_to_string(events)
+        .map_err(|e| format!("{}: {e}", events.display()))
+        .and_then(|text| score::parse_events(&text).map_err(|e| e.to_string()))
+        .and_then(|evs| {
+            let t0 = t0.map(score::parse_ts).transpose()?;
+            score::score(&s.name, s.truth.as_ref(), &evs, t0, speed).map_err(|e| e.to_string())
+        });
+    match result {
+        Ok(sc) => {
+            if json {
+                println!("{}", serde_json::to_string(&sc).unwrap_or_default());
+            } else {
+                print!("{}", score::table(std::slice::from_ref(&sc)));
+            }
+            if sc.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(EX_USAGE)
+        }
+    }
+}
+
+async fn run_play(
+    scenario: Scenario,
+    opts: PlayOptions,
+    extras: PlayExtras,
+    exit_at_end: bool,
+) -> ExitCode {
+    let mut handle = match play_with(scenario, opts, extras).await {
         Ok(h) => h,
         Err(e) => {
             error!(error = %e, "cannot start the scenario");
