@@ -38,8 +38,82 @@ fn every_shipped_scenario_passes_check() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(stdout.contains(": ok"), "{stdout}");
-        assert!(stdout.contains("2 device(s), 6 signal(s)"), "{stdout}");
+        let scenario = Scenario::from_file(&file).unwrap();
+        assert!(
+            scenario.truth.is_some(),
+            "{}: every library scenario says what should happen ([truth])",
+            file.display()
+        );
     }
+}
+
+#[test]
+fn scenarios_lists_the_library_with_its_ground_truth() {
+    let out = Command::new(BIN).arg("scenarios").output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for file in shipped_scenarios() {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(stdout.contains(&name), "{name} missing from\n{stdout}");
+    }
+    let runaway = stdout
+        .lines()
+        .find(|l| l.starts_with("li-ion-runaway.toml"))
+        .expect("li-ion-runaway listed");
+    assert!(runaway.contains("fire") && runaway.contains("expected") && runaway.contains("14m"));
+    let spikes = stdout
+        .lines()
+        .find(|l| l.starts_with("nuisance-spikes.toml"))
+        .expect("nuisance-spikes listed");
+    assert!(spikes.contains("forbidden"), "{spikes}");
+}
+
+fn write_events(name: &str, lines: &[&str]) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("firebreak-sim-{}-{name}.jsonl", std::process::id()));
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path
+}
+
+fn score(scenario: &str, events: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(["score", "--scenario"])
+        .arg(shipped(scenario))
+        .arg("--events")
+        .arg(events)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn score_passes_a_failover_before_the_power_cut_and_fails_a_missing_one() {
+    let started = r#"{"ts":"2026-11-25T10:00:00.000Z","event":"agent_started","agent":"a"}"#;
+    let alarm = r#"{"ts":"2026-11-25T10:00:45.000Z","event":"zone_level","agent":"a","zone":"b3-battery-room","from":"warning","to":"critical"}"#;
+    let runbook = r#"{"ts":"2026-11-25T10:00:45.100Z","event":"runbook_started","agent":"a","runbook":"evacuate-b3","zone":"b3-battery-room","incident":"i1","cause":"fire","dry_run":false}"#;
+    let safe = r#"{"ts":"2026-11-25T10:00:46.000Z","event":"safe_to_cut_power","agent":"a","zone":"b3-battery-room","incident":"i1"}"#;
+
+    // Played at speed 10: verified 46 wall seconds in = 460 sim seconds, cut at 840.
+    let good = write_events("good", &[started, alarm, runbook, safe]);
+    let out = score("li-ion-runaway.toml", &good, &["--speed", "10", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["failover_verified_ms"], 460_000);
+    assert_eq!(json["lead_ms"], 380_000);
+    assert_eq!(json["passed"], true);
+
+    let missing = write_events("missing", &[started, alarm]);
+    let out = score("li-ion-runaway.toml", &missing, &["--speed", "10"]);
+    assert_eq!(out.status.code(), Some(1));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("FAIL: no verified failover"), "{table}");
+
+    // The same log in a nuisance scenario is a false failover.
+    let out = score("nuisance-spikes.toml", &good, &["--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["false_failovers"], 1);
+    let _ = std::fs::remove_file(good);
+    let _ = std::fs::remove_file(missing);
 }
 
 #[test]
