@@ -149,7 +149,10 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let extras = PlayExtras { mqtt_broker: mqtt };
+            let extras = PlayExtras {
+                mqtt_broker: mqtt,
+                start_paused: false,
+            };
             runtime.block_on(run_play(
                 s,
                 PlayOptions { speed, host },

@@ -47,6 +47,9 @@ pub enum RunnerError {
 pub struct PlayExtras {
     /// `mqtt://HOST[:PORT]` for the scenario's MQTT devices; required if it has any.
     pub mqtt_broker: Option<String>,
+    /// Serve the values of sim time 0 until [`PlayHandle::start`] (so that a client can
+    /// connect before anything happens).
+    pub start_paused: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -115,15 +118,23 @@ pub struct BoundDevice {
 
 #[derive(Debug)]
 struct SimClock {
-    start: Instant,
+    /// Unset while paused at sim time 0.
+    start: std::sync::OnceLock<(Instant, SystemTime)>,
     speed: f64,
     duration: Duration,
 }
 
 impl SimClock {
+    fn start(&self) {
+        let _ = self.start.set((Instant::now(), SystemTime::now()));
+    }
+
     /// Sim time now, capped at the scenario's duration.
     fn now(&self) -> Duration {
-        let secs = self.start.elapsed().as_secs_f64() * self.speed;
+        let Some((start, _)) = self.start.get() else {
+            return Duration::ZERO;
+        };
+        let secs = start.elapsed().as_secs_f64() * self.speed;
         Duration::try_from_secs_f64(secs)
             .unwrap_or(Duration::MAX)
             .min(self.duration)
@@ -141,14 +152,19 @@ pub struct PlayHandle {
     finished: watch::Receiver<bool>,
     shutdown: watch::Sender<bool>,
     clock: Arc<SimClock>,
-    started_wall: SystemTime,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl PlayHandle {
-    /// Wall-clock time of sim time 0 (to line an agent's event log up with the scenario).
-    pub fn started_wall(&self) -> SystemTime {
-        self.started_wall
+    /// Starts the clock of a scenario played with `start_paused` (no effect otherwise).
+    pub fn start(&self) {
+        self.clock.start();
+    }
+
+    /// Wall-clock time of sim time 0 (to line an agent's event log up with the scenario);
+    /// `None` while paused.
+    pub fn started_wall(&self) -> Option<SystemTime> {
+        self.clock.start.get().map(|(_, wall)| *wall)
     }
 
     /// Sim seconds per wall second.
@@ -530,11 +546,13 @@ pub async fn play_with(
     }
 
     let clock = Arc::new(SimClock {
-        start: Instant::now(),
+        start: std::sync::OnceLock::new(),
         speed: opts.speed,
         duration,
     });
-    let started_wall = SystemTime::now();
+    if !extras.start_paused {
+        clock.start();
+    }
     let dropped_events = Arc::clone(&sink.dropped);
     tasks.push(tokio::spawn(run_clock(
         players,
@@ -553,7 +571,6 @@ pub async fn play_with(
         finished: finished_rx,
         shutdown: shutdown_tx,
         clock,
-        started_wall,
         tasks,
     })
 }
