@@ -7,7 +7,8 @@
 //! it would see in real time, the agent's config (hardware-sim/scenarios/agent/firebreak.toml,
 //! written in sim time) is rescaled: poll intervals, `for`, `rise_window`, `stale_after`,
 //! `max_on_battery` are divided by the speed and the per-minute `rise_*` thresholds are
-//! multiplied by it. The scenarios run concurrently, each with its own agent.
+//! multiplied by it (`stale_after` too, but not below 1 s of wall time). The scenarios run
+//! concurrently, each with its own agent and its own MQTT topic prefix on one broker.
 
 mod support;
 
@@ -22,6 +23,8 @@ use toml_edit::{value, DocumentMut, Item, Table};
 
 /// Wall seconds a scenario should take at most (the speed follows from its duration).
 const WALL_TARGET_SECS: f64 = 90.0;
+/// Shortest wall-clock `stale_after` given to the agent.
+const STALE_FLOOR: Duration = Duration::from_secs(1);
 /// Slowest speed used: short scenarios still run a little faster than real time.
 const MIN_SPEED: f64 = 2.0;
 
@@ -97,6 +100,12 @@ fn agent_config(
         }
     }
     let sensors = doc["sensors"].as_array_of_tables_mut().unwrap();
+    for s in sensors.iter_mut() {
+        if let Some(topic) = s.get("topic").and_then(Item::as_str) {
+            let topic = format!("{}/{topic}", scenario.name);
+            s["topic"] = value(topic);
+        }
+    }
     sensors.retain(|s| {
         let source = s["source"].as_str().unwrap();
         if s.contains_key("topic") {
@@ -105,7 +114,7 @@ fn agent_config(
             !dropped.iter().any(|d| d == source)
         }
     });
-    let kinds: Vec<String> = sensors
+    let kinds: std::collections::BTreeSet<String> = sensors
         .iter()
         .map(|s| s["kind"].as_str().unwrap().to_string())
         .collect();
@@ -123,9 +132,12 @@ fn agent_config(
         if !t.contains_key("stale_after") {
             t["stale_after"] = value("5s");
         }
-        for key in ["for", "rise_window", "stale_after"] {
+        for key in ["for", "rise_window"] {
             scale_duration(t, key, speed, Duration::from_millis(1));
         }
+        // Staleness is not what a rate-of-rise detector sees; a floor keeps a busy CI
+        // machine's scheduling hiccups from looking like dead sensors.
+        scale_duration(t, "stale_after", speed, STALE_FLOOR);
         for key in ["rise_warn", "rise_alarm"] {
             if let Some(v) = t.get(key).and_then(Item::as_float) {
                 t[key] = value(v * speed);
@@ -143,7 +155,14 @@ fn agent_config(
 
 /// Plays one scenario against its own agent and scores the event log.
 fn run_one(file: &Path, broker_port: u16) -> (Score, String) {
-    let scenario = Scenario::from_file(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let mut scenario =
+        Scenario::from_file(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    // The scenarios share one broker: each publishes under its own prefix.
+    for d in &mut scenario.devices {
+        if let Some(m) = &mut d.mqtt {
+            m.topic = format!("{}/{}", scenario.name, m.topic);
+        }
+    }
     let speed = speed_for(&scenario);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
