@@ -92,7 +92,10 @@ impl Publisher {
         port: u16,
         mut shutdown: watch::Receiver<bool>,
     ) -> (Publisher, JoinHandle<()>) {
-        let id = format!("firebreak-sim-{device}-{}", std::process::id());
+        // Unique per client: a broker disconnects the older of two clients with one id.
+        static CLIENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = CLIENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("firebreak-sim-{}-{n}-{device}", std::process::id());
         let mut opts = MqttOptions::new(id, host, port);
         opts.set_keep_alive(Duration::from_secs(30));
         let (client, mut eventloop) = AsyncClient::new(opts, QUEUE);
