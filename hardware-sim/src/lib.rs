@@ -15,9 +15,9 @@ pub mod modbus;
 pub mod mqtt;
 pub mod registers;
 pub mod report;
-pub mod score;
 pub mod runner;
 pub mod scenario;
+pub mod score;
 pub mod timeline;
 
 pub use runner::{

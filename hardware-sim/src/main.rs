@@ -185,13 +185,7 @@ fn default_library() -> PathBuf {
     }
 }
 
-fn run_score(
-    scenario: &Path,
-    events: &Path,
-    speed: f64,
-    t0: Option<&str>,
-    json: bool,
-) -> ExitCode {
+fn run_score(scenario: &Path, events: &Path, speed: f64, t0: Option<&str>, json: bool) -> ExitCode {
     let s = match load(scenario) {
         Ok(s) => s,
         Err(code) => return code,

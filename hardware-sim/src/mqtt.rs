@@ -58,7 +58,10 @@ pub fn payload(device: &MqttDevice, t: Duration) -> Option<Value> {
         obj.insert(f.signal.clone(), Value::from(v));
     }
     if device.model == Some(MqttModel::Asd) {
-        let obscuration = obj.get("obscuration").and_then(Value::as_f64).unwrap_or(0.0);
+        let obscuration = obj
+            .get("obscuration")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
         obj.insert("alarm_level".into(), Value::from(asd_level(obscuration)));
     }
     Some(Value::Object(obj))

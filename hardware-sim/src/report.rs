@@ -158,6 +158,56 @@ pub fn summary(scenario: &Scenario) -> String {
     out
 }
 
+/// What `scenarios` prints: one row per `*.toml` file of `dir` (sorted by file name) with
+/// its ground truth; a file that does not validate is listed with its first problem.
+pub fn library(dir: &std::path::Path) -> std::io::Result<String> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<28} {:<9} {:<9} {:>8} {:>8}  description",
+        "file", "kind", "failover", "cut_at", "duration"
+    );
+    for f in files {
+        let file = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match Scenario::from_file(&f) {
+            Ok(s) => {
+                let (kind, failover, cut) = match &s.truth {
+                    Some(t) => (
+                        t.kind.as_str(),
+                        if t.failover_expected {
+                            "expected"
+                        } else {
+                            "forbidden"
+                        },
+                        t.power_cut_at.map_or("-".to_string(), format_duration),
+                    ),
+                    None => ("-", "-", "-".to_string()),
+                };
+                let _ = writeln!(
+                    out,
+                    "{file:<28} {kind:<9} {failover:<9} {cut:>8} {:>8}  {}",
+                    format_duration(s.duration),
+                    s.description
+                );
+            }
+            Err(e) => {
+                let first = e.lines().into_iter().next().unwrap_or_default();
+                let _ = writeln!(out, "{file:<28} INVALID: {first}");
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,54 +270,4 @@ gone = true
             "ups (modbus-tcp 127.0.0.1:0, unit 1): runtime, status, battery_temp; gone at 1m"
         ));
     }
-}
-
-/// What `scenarios` prints: one row per `*.toml` file of `dir` (sorted by file name) with
-/// its ground truth; a file that does not validate is listed with its first problem.
-pub fn library(dir: &std::path::Path) -> std::io::Result<String> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<28} {:<9} {:<9} {:>8} {:>8}  description",
-        "file", "kind", "failover", "cut_at", "duration"
-    );
-    for f in files {
-        let file = f
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        match Scenario::from_file(&f) {
-            Ok(s) => {
-                let (kind, failover, cut) = match &s.truth {
-                    Some(t) => (
-                        t.kind.as_str(),
-                        if t.failover_expected {
-                            "expected"
-                        } else {
-                            "forbidden"
-                        },
-                        t.power_cut_at.map_or("-".to_string(), format_duration),
-                    ),
-                    None => ("-", "-", "-".to_string()),
-                };
-                let _ = writeln!(
-                    out,
-                    "{file:<28} {kind:<9} {failover:<9} {cut:>8} {:>8}  {}",
-                    format_duration(s.duration),
-                    s.description
-                );
-            }
-            Err(e) => {
-                let first = e.lines().into_iter().next().unwrap_or_default();
-                let _ = writeln!(out, "{file:<28} INVALID: {first}");
-            }
-        }
-    }
-    Ok(out)
 }

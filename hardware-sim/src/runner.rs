@@ -35,7 +35,9 @@ pub enum RunnerError {
         #[source]
         source: ModbusError,
     },
-    #[error("device {device} publishes over MQTT but no broker was given (--mqtt mqtt://HOST:PORT)")]
+    #[error(
+        "device {device} publishes over MQTT but no broker was given (--mqtt mqtt://HOST:PORT)"
+    )]
     NoBroker { device: String },
     #[error(transparent)]
     Mqtt(#[from] MqttError),
@@ -367,7 +369,13 @@ fn report_presence(
             Presence::Gone(GoneMode::Silent) => ("gone", Some("silent")),
             Presence::Gone(GoneMode::Refuse) => ("gone", Some("refuse")),
         };
-        info!(device, t_ms = millis(ev.at), what, mode, "device presence changes");
+        info!(
+            device,
+            t_ms = millis(ev.at),
+            what,
+            mode,
+            "device presence changes"
+        );
         out.push(PlayEvent::Device {
             t_ms: millis(ev.at),
             device: device.to_string(),
@@ -461,13 +469,8 @@ pub async fn play_with(
     };
     for mut device in scenario.devices {
         if let (Some(spec), Some((url, (host, port)))) = (device.mqtt.take(), &broker) {
-            let (publisher, task) = Publisher::start(
-                &device.name,
-                &spec.topic,
-                host,
-                *port,
-                shutdown_rx.clone(),
-            );
+            let (publisher, task) =
+                Publisher::start(&device.name, &spec.topic, host, *port, shutdown_rx.clone());
             tasks.push(task);
             publishing.push(PlayEvent::Publishing {
                 device: device.name.clone(),

@@ -567,11 +567,7 @@ fn validate(raw: RawFile) -> Result<Scenario, Vec<Issue>> {
     }
 }
 
-fn validate_truth(
-    raw: RawTruth,
-    duration: Option<Duration>,
-    issues: &mut Issues,
-) -> Option<Truth> {
+fn validate_truth(raw: RawTruth, duration: Option<Duration>, issues: &mut Issues) -> Option<Truth> {
     let before = issues.0.len();
     let kind = IncidentKind::parse(&raw.kind);
     if kind.is_none() {

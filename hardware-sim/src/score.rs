@@ -206,7 +206,10 @@ pub fn table(scores: &[Score]) -> String {
             secs(s.detection_ms),
             secs(s.failover_started_ms),
             secs(s.failover_verified_ms),
-            secs(s.power_cut_at_ms.map(|v| i64::try_from(v).unwrap_or(i64::MAX))),
+            secs(
+                s.power_cut_at_ms
+                    .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+            ),
             secs(s.lead_ms),
             s.false_failovers,
             if s.passed {

@@ -69,7 +69,8 @@ fn scenarios_lists_the_library_with_its_ground_truth() {
 }
 
 fn write_events(name: &str, lines: &[&str]) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("firebreak-sim-{}-{name}.jsonl", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("firebreak-sim-{}-{name}.jsonl", std::process::id()));
     std::fs::write(&path, lines.join("\n")).unwrap();
     path
 }
@@ -95,7 +96,11 @@ fn score_passes_a_failover_before_the_power_cut_and_fails_a_missing_one() {
     // Played at speed 10: verified 46 wall seconds in = 460 sim seconds, cut at 840.
     let good = write_events("good", &[started, alarm, runbook, safe]);
     let out = score("li-ion-runaway.toml", &good, &["--speed", "10", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["failover_verified_ms"], 460_000);
     assert_eq!(json["lead_ms"], 380_000);
