@@ -39,6 +39,15 @@ enum Command {
         /// Broker for the scenario's MQTT devices (mqtt://HOST[:PORT]).
         #[arg(long, value_name = "URL")]
         mqtt: Option<String>,
+        /// XORed into every noise seed: same scenario + same seed = same values.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Serve this many copies of every Modbus device (load tests).
+        #[arg(long, default_value_t = 1)]
+        devices: usize,
+        /// With --devices: the Modbus devices listen on consecutive ports from this one.
+        #[arg(long)]
+        base_port: Option<u16>,
     },
     /// Score an agent's event log against the scenario's [truth]; exit 1 if it missed.
     Score {
@@ -137,10 +146,20 @@ fn main() -> ExitCode {
             host,
             exit_at_end,
             mqtt,
+            seed,
+            devices,
+            base_port,
         } => {
             let s = match load(&scenario) {
-                Ok(s) => s,
+                Ok(s) => s.reseeded(seed),
                 Err(code) => return code,
+            };
+            let s = match s.replicated(devices, base_port) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(EX_USAGE);
+                }
             };
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,

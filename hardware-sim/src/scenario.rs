@@ -227,12 +227,83 @@ impl Scenario {
         validate(raw).map_err(ScenarioError::Invalid)
     }
 
+    /// Every noise seed XORed with `seed` (`--seed`); 0 changes nothing.
+    pub fn reseeded(mut self, seed: u64) -> Scenario {
+        for d in &mut self.devices {
+            for r in &mut d.registers {
+                r.timeline = std::mem::replace(&mut r.timeline, empty_timeline()).reseeded(seed);
+            }
+            if let Some(m) = &mut d.mqtt {
+                for f in &mut m.fields {
+                    f.timeline =
+                        std::mem::replace(&mut f.timeline, empty_timeline()).reseeded(seed);
+                }
+            }
+        }
+        self
+    }
+
+    /// `copies` of every Modbus device for load tests (`--devices`): the first keeps its
+    /// name, the others are `NAME-2`, `NAME-3`, ... With `base_port`, the Modbus devices of
+    /// the result listen on consecutive ports from it, in order; without it every
+    /// device must listen on port 0 (ephemeral). MQTT devices are not copied.
+    pub fn replicated(mut self, copies: usize, base_port: Option<u16>) -> Result<Scenario, String> {
+        if copies == 0 {
+            return Err("--devices must be at least 1".into());
+        }
+        let mut out = Vec::new();
+        for d in std::mem::take(&mut self.devices) {
+            if d.mqtt.is_some() {
+                out.push(d);
+                continue;
+            }
+            for k in 1..=copies {
+                let mut copy = d.clone();
+                if k > 1 {
+                    copy.name = format!("{}-{k}", d.name);
+                }
+                out.push(copy);
+            }
+        }
+        let mut port = base_port.map(u32::from);
+        for d in out.iter_mut().filter(|d| d.mqtt.is_none()) {
+            match &mut port {
+                Some(p) => {
+                    let this = u16::try_from(*p).map_err(|_| {
+                        format!("the port range from {base_port:?} runs past 65535")
+                    })?;
+                    d.listen.set_port(this);
+                    *p += 1;
+                }
+                None if copies > 1 && d.listen.port() != 0 => {
+                    return Err(format!(
+                        "device {} listens on fixed port {}: give a base port for the copies",
+                        d.name,
+                        d.listen.port()
+                    ))
+                }
+                None => {}
+            }
+        }
+        self.devices = out;
+        Ok(self)
+    }
+
     pub fn signal_count(&self) -> usize {
         self.devices
             .iter()
             .map(|d| d.registers.len() + d.mqtt.as_ref().map_or(0, |m| m.fields.len()))
             .sum()
     }
+}
+
+fn empty_timeline() -> Timeline {
+    // A valid one-segment timeline used only as a placeholder while another is rebuilt.
+    Timeline::new(vec![Segment::new(
+        Duration::ZERO,
+        SegmentKind::Set { value: 0.0 },
+    )])
+    .expect("a set at 0s is a valid timeline")
 }
 
 /// Parses "250ms", "5s", "1.5s", "2m", "1h", compounds such as "2m30s" (largest unit
@@ -1387,5 +1458,40 @@ timeline = [{ at = "0s", set = 1 }]
                 "devices: a scenario needs at least one device"
             ]
         );
+    }
+
+    #[test]
+    fn a_seed_changes_the_noise_and_seed_zero_changes_nothing() {
+        let text = r#"
+[scenario]
+name = "n"
+duration = "60s"
+[[devices]]
+name = "d"
+[[devices.registers]]
+signal = "s"
+table = "holding"
+address = 0
+type = "u16"
+timeline = [{ at = "0s", set = 100 }, { at = "0s", noise = 10, seed = 7 }]
+"#;
+        let base = Scenario::from_toml_str(text).unwrap();
+        let at = Duration::from_secs(3);
+        let v = |s: &Scenario| s.devices[0].registers[0].timeline.value_at(at);
+        assert_eq!(v(&base.clone().reseeded(0)), v(&base));
+        assert_eq!(v(&base.clone().reseeded(42)), v(&base.clone().reseeded(42)));
+        assert_ne!(v(&base.clone().reseeded(42)), v(&base));
+    }
+
+    #[test]
+    fn replicas_get_names_and_consecutive_ports() {
+        let s = Scenario::from_toml_str(GOOD).unwrap();
+        let r = s.clone().replicated(3, Some(15000)).unwrap();
+        let names: Vec<_> = r.devices.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["env-b3", "env-b3-2", "env-b3-3"]);
+        let ports: Vec<_> = r.devices.iter().map(|d| d.listen.port()).collect();
+        assert_eq!(ports, [15000, 15001, 15002]);
+        assert!(s.clone().replicated(0, None).is_err());
+        assert_eq!(s.replicated(2, None).unwrap().devices.len(), 2);
     }
 }

@@ -324,6 +324,17 @@ impl Timeline {
         &self.segments
     }
 
+    /// The same timeline with every noise seed XORed with `seed`: a run is a pure function
+    /// of the scenario and the seed, and seed 0 leaves the file's seeds as they are.
+    pub fn reseeded(mut self, seed: u64) -> Timeline {
+        for s in &mut self.segments {
+            if let SegmentKind::Noise { seed: own, .. } = &mut s.kind {
+                *own ^= seed;
+            }
+        }
+        self
+    }
+
     /// The value before spikes and noise.
     pub fn base_value_at(&self, t: Duration) -> f64 {
         let i = self.values.partition_point(|v| v.at <= t);

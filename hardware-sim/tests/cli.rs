@@ -281,3 +281,63 @@ fn play_prints_listening_ready_segments_finished_and_exits_at_end() {
         && l["signal"] == "temp.row1"
         && l["what"] == "spike"));
 }
+
+/// Runs `play --exit-at-end` with `args` and returns its stdout lines, parsed.
+fn play_to_end(args: &[&str]) -> Vec<serde_json::Value> {
+    let mut child = Command::new(BIN)
+        .args(["play", "--exit-at-end"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("play --exit-at-end did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}
+
+#[test]
+fn devices_serves_that_many_copies_of_every_modbus_device() {
+    let lines = play_to_end(&[
+        "--speed",
+        "1000",
+        "--devices",
+        "50",
+        "--scenario",
+        shipped("normal-day.toml").to_str().unwrap(),
+    ]);
+    let listening: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["event"] == "listening").collect();
+    assert_eq!(listening.len(), 100, "2 devices x 50");
+    let ports: std::collections::HashSet<&str> = listening
+        .iter()
+        .map(|l| l["addr"].as_str().unwrap())
+        .collect();
+    assert_eq!(ports.len(), 100, "each copy on its own port");
+    assert!(listening.iter().any(|l| l["device"] == "ups-b3-1-50"));
+}
+
+#[test]
+fn a_scenario_with_mqtt_devices_needs_a_broker() {
+    let out = Command::new(BIN)
+        .args(["play", "--exit-at-end", "--scenario"])
+        .arg(shipped("encoding.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
