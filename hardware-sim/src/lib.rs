@@ -7,10 +7,12 @@
 //! - [`mqtt`]: MQTT devices (JSON payloads, e.g. an aspirating smoke detector).
 //! - [`runner`]: plays a scenario in real time × speed; [`play`] is the entry point for
 //!   embedding the simulator in another crate's tests.
+//! - [`control`]: the HTTP control API (start, pause, set a value, inject a fault).
 //! - [`report`]: the `check` summary and the register map.
 
 #![forbid(unsafe_code)]
 
+pub mod control;
 pub mod modbus;
 pub mod mqtt;
 pub mod registers;
@@ -21,6 +23,7 @@ pub mod score;
 pub mod timeline;
 
 pub use runner::{
-    play, play_with, BoundDevice, PlayEvent, PlayExtras, PlayHandle, PlayOptions, RunnerError,
+    play, play_with, BoundDevice, Control, ControlError, ControlStatus, PlayEvent, PlayExtras,
+    PlayHandle, PlayOptions, RunnerError,
 };
 pub use scenario::{Scenario, ScenarioError};

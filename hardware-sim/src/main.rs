@@ -48,6 +48,12 @@ enum Command {
         /// With --devices: the Modbus devices listen on consecutive ports from this one.
         #[arg(long)]
         base_port: Option<u16>,
+        /// Serve the HTTP control API here (start, pause, set a value, inject a fault).
+        #[arg(long, value_name = "IP:PORT")]
+        control: Option<std::net::SocketAddr>,
+        /// Hold sim time 0 until POST /api/start (needs --control).
+        #[arg(long, requires = "control")]
+        paused: bool,
     },
     /// Score an agent's event log against the scenario's [truth]; exit 1 if it missed.
     Score {
@@ -149,6 +155,8 @@ fn main() -> ExitCode {
             seed,
             devices,
             base_port,
+            control,
+            paused,
         } => {
             let s = match load(&scenario) {
                 Ok(s) => s.reseeded(seed),
@@ -170,12 +178,13 @@ fn main() -> ExitCode {
             };
             let extras = PlayExtras {
                 mqtt_broker: mqtt,
-                start_paused: false,
+                start_paused: paused,
             };
             runtime.block_on(run_play(
                 s,
                 PlayOptions { speed, host },
                 extras,
+                control,
                 exit_at_end,
             ))
         }
@@ -240,6 +249,7 @@ async fn run_play(
     scenario: Scenario,
     opts: PlayOptions,
     extras: PlayExtras,
+    control: Option<std::net::SocketAddr>,
     exit_at_end: bool,
 ) -> ExitCode {
     let mut handle = match play_with(scenario, opts, extras).await {
@@ -257,6 +267,22 @@ async fn run_play(
     };
     let Some(mut events) = handle.take_events() else {
         return ExitCode::FAILURE;
+    };
+    let _control_task = match control {
+        None => None,
+        Some(addr) => match hardware_sim::control::serve(addr, handle.control()).await {
+            Ok((local, task)) => {
+                let line = serde_json::json!({"event": "control", "addr": local.to_string()});
+                if let Err(e) = print_json(&line) {
+                    error!(error = %e, "stdout closed");
+                }
+                Some(AbortOnDrop(task))
+            }
+            Err(e) => {
+                error!(error = %e, "cannot serve the control API");
+                return ExitCode::FAILURE;
+            }
+        },
     };
     let stop = stop_signal();
     tokio::pin!(stop);
@@ -280,6 +306,22 @@ async fn run_play(
     }
     handle.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// Stops a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn print_json(value: &serde_json::Value) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    out.write_all(b"\n")?;
+    out.flush()
 }
 
 fn print_line(event: &PlayEvent) -> std::io::Result<()> {

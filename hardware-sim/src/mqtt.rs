@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
+use crate::runner::Override;
 use crate::scenario::{asd_level, MqttDevice, MqttModel};
 use crate::timeline::Fault;
 
@@ -49,12 +50,22 @@ pub fn parse_broker(url: &str) -> Result<(String, u16), MqttError> {
 /// The payload of `device` at sim time `t`, or `None` when it is silent (a dropout or
 /// `timeout` fault on any field).
 pub fn payload(device: &MqttDevice, t: Duration) -> Option<Value> {
+    payload_with(device, t, &|_| Override::default())
+}
+
+/// [`payload`] with values and faults set from outside winning over the timelines.
+pub fn payload_with(
+    device: &MqttDevice,
+    t: Duration,
+    over: &dyn Fn(&str) -> Override,
+) -> Option<Value> {
     let mut obj = Map::new();
     for f in &device.fields {
-        if f.timeline.fault_at(t) == Fault::Timeout {
+        let o = over(&f.signal);
+        if o.fault.unwrap_or_else(|| f.timeline.fault_at(t)) == Fault::Timeout {
             return None;
         }
-        let v = round(f.timeline.value_at(t));
+        let v = round(o.value.unwrap_or_else(|| f.timeline.value_at(t)));
         obj.insert(f.signal.clone(), Value::from(v));
     }
     if device.model == Some(MqttModel::Asd) {

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use crate::modbus::{self, DeviceImage, DeviceStats, ModbusDevice, ModbusError};
 use crate::mqtt::{self, MqttError, Publisher};
 use crate::scenario::{Device, MqttDevice, Protocol, Scenario};
-use crate::timeline::{DeviceTimeline, GoneMode, Presence, SegmentKind, Timeline};
+use crate::timeline::{DeviceTimeline, Fault, GoneMode, Presence, SegmentKind, Timeline};
 
 /// Wall time between two recomputations of every register.
 pub const TICK: Duration = Duration::from_millis(20);
@@ -118,25 +118,62 @@ pub struct BoundDevice {
     pub unit: u8,
 }
 
+#[derive(Debug, Default)]
+struct ClockState {
+    /// Running since this instant; `None` while paused (or not started yet).
+    since: Option<Instant>,
+    /// Wall time played before the last pause.
+    banked: Duration,
+    /// Wall-clock time of the first start.
+    started_wall: Option<SystemTime>,
+}
+
 #[derive(Debug)]
 struct SimClock {
-    /// Unset while paused at sim time 0.
-    start: std::sync::OnceLock<(Instant, SystemTime)>,
+    state: std::sync::Mutex<ClockState>,
     speed: f64,
     duration: Duration,
 }
 
 impl SimClock {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ClockState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts or resumes the clock.
     fn start(&self) {
-        let _ = self.start.set((Instant::now(), SystemTime::now()));
+        let mut s = self.lock();
+        if s.since.is_none() {
+            s.since = Some(Instant::now());
+            s.started_wall.get_or_insert_with(SystemTime::now);
+        }
+    }
+
+    /// Stops the clock; sim time holds until the next start.
+    fn pause(&self) {
+        let mut s = self.lock();
+        if let Some(since) = s.since.take() {
+            s.banked += since.elapsed();
+        }
+    }
+
+    fn is_paused(&self) -> bool {
+        self.lock().since.is_none()
+    }
+
+    fn started_wall(&self) -> Option<SystemTime> {
+        self.lock().started_wall
     }
 
     /// Sim time now, capped at the scenario's duration.
     fn now(&self) -> Duration {
-        let Some((start, _)) = self.start.get() else {
-            return Duration::ZERO;
+        let wall = {
+            let s = self.lock();
+            s.banked + s.since.map_or(Duration::ZERO, |t| t.elapsed())
         };
-        let secs = start.elapsed().as_secs_f64() * self.speed;
+        let secs = wall.as_secs_f64() * self.speed;
         Duration::try_from_secs_f64(secs)
             .unwrap_or(Duration::MAX)
             .min(self.duration)
@@ -154,10 +191,16 @@ pub struct PlayHandle {
     finished: watch::Receiver<bool>,
     shutdown: watch::Sender<bool>,
     clock: Arc<SimClock>,
+    control: Control,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl PlayHandle {
+    /// A handle to start, pause, set values and inject faults (see [`Control`]).
+    pub fn control(&self) -> Control {
+        self.control.clone()
+    }
+
     /// Starts the clock of a scenario played with `start_paused` (no effect otherwise).
     pub fn start(&self) {
         self.clock.start();
@@ -166,7 +209,7 @@ impl PlayHandle {
     /// Wall-clock time of sim time 0 (to line an agent's event log up with the scenario);
     /// `None` while paused.
     pub fn started_wall(&self) -> Option<SystemTime> {
-        self.clock.start.get().map(|(_, wall)| *wall)
+        self.clock.started_wall()
     }
 
     /// Sim seconds per wall second.
@@ -259,9 +302,134 @@ impl EventSink {
     }
 }
 
+/// Values and faults set from outside (the control API), per (device, signal); they win
+/// over the timeline until cleared.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    map: std::sync::Mutex<std::collections::HashMap<(String, String), Override>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Override {
+    pub value: Option<f64>,
+    pub fault: Option<Fault>,
+}
+
+impl Overrides {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), Override>> {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn get(&self, device: &str, signal: &str) -> Override {
+        self.lock()
+            .get(&(device.to_string(), signal.to_string()))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    fn update(&self, device: &str, signal: &str, f: impl FnOnce(&mut Override)) {
+        let mut map = self.lock();
+        let key = (device.to_string(), signal.to_string());
+        let entry = map.entry(key.clone()).or_default();
+        f(entry);
+        if *entry == Override::default() {
+            map.remove(&key);
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ControlError {
+    #[error("no signal `{signal}` on device `{device}`")]
+    UnknownSignal { device: String, signal: String },
+    #[error("value must be a finite number")]
+    NotFinite,
+}
+
+/// Controls a running scenario from outside (tests, the HTTP control API): start, pause,
+/// set a value, inject a fault. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Control {
+    clock: Arc<SimClock>,
+    overrides: Arc<Overrides>,
+    signals: Arc<Vec<(String, String)>>,
+    finished: watch::Receiver<bool>,
+}
+
+/// What the control API reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ControlStatus {
+    pub sim_ms: u64,
+    pub paused: bool,
+    pub speed: f64,
+    pub finished: bool,
+}
+
+impl Control {
+    pub fn start(&self) {
+        self.clock.start();
+    }
+
+    pub fn pause(&self) {
+        self.clock.pause();
+    }
+
+    pub fn status(&self) -> ControlStatus {
+        ControlStatus {
+            sim_ms: millis(self.clock.now()),
+            paused: self.clock.is_paused(),
+            speed: self.clock.speed,
+            finished: *self.finished.borrow(),
+        }
+    }
+
+    fn check(&self, device: &str, signal: &str) -> Result<(), ControlError> {
+        if self.signals.iter().any(|(d, s)| d == device && s == signal) {
+            Ok(())
+        } else {
+            Err(ControlError::UnknownSignal {
+                device: device.to_string(),
+                signal: signal.to_string(),
+            })
+        }
+    }
+
+    /// Holds `signal` at `value` (engineering units); `None` gives it back to the timeline.
+    pub fn set_value(
+        &self,
+        device: &str,
+        signal: &str,
+        value: Option<f64>,
+    ) -> Result<(), ControlError> {
+        self.check(device, signal)?;
+        if value.is_some_and(|v| !v.is_finite()) {
+            return Err(ControlError::NotFinite);
+        }
+        self.overrides.update(device, signal, |o| o.value = value);
+        Ok(())
+    }
+
+    /// Answers reads of `signal` with `fault`; `None` gives it back to the timeline.
+    pub fn set_fault(
+        &self,
+        device: &str,
+        signal: &str,
+        fault: Option<Fault>,
+    ) -> Result<(), ControlError> {
+        self.check(device, signal)?;
+        self.overrides.update(device, signal, |o| o.fault = fault);
+        Ok(())
+    }
+}
+
 /// Applies one device's timelines to its image.
 struct DevicePlayer {
     spec: Device,
+    overrides: Arc<Overrides>,
     modbus: Arc<ModbusDevice>,
     /// Per register: segments already reported.
     reported: Vec<usize>,
@@ -269,10 +437,11 @@ struct DevicePlayer {
 }
 
 impl DevicePlayer {
-    fn new(spec: Device, modbus: Arc<ModbusDevice>) -> Self {
+    fn new(spec: Device, modbus: Arc<ModbusDevice>, overrides: Arc<Overrides>) -> Self {
         let reported = vec![0; spec.registers.len()];
         DevicePlayer {
             spec,
+            overrides,
             modbus,
             reported,
             events_reported: 0,
@@ -285,7 +454,10 @@ impl DevicePlayer {
             .registers
             .iter()
             .map(|r| {
-                let s = r.timeline.sample(t);
+                let mut s = r.timeline.sample(t);
+                let o = self.overrides.get(&self.spec.name, &r.signal);
+                s.value = o.value.unwrap_or(s.value);
+                s.fault = o.fault.unwrap_or(s.fault);
                 (r.words(s.value), s)
             })
             .collect();
@@ -389,6 +561,7 @@ fn report_presence(
 /// Publishes one MQTT device's payload on its period.
 struct MqttPlayer {
     name: String,
+    overrides: Arc<Overrides>,
     spec: MqttDevice,
     events: DeviceTimeline,
     publisher: Publisher,
@@ -413,7 +586,8 @@ impl MqttPlayer {
         if self.events.presence_at(t) != Presence::Present {
             return;
         }
-        if let Some(payload) = mqtt::payload(&self.spec, t) {
+        let over = |signal: &str| self.overrides.get(&self.name, signal);
+        if let Some(payload) = mqtt::payload_with(&self.spec, t, &over) {
             self.publisher.publish(&payload);
         }
     }
@@ -453,6 +627,19 @@ pub async fn play_with(
     let mut mqtt_players = Vec::new();
     let mut publishing = Vec::new();
     let mut tasks = Vec::new();
+    let overrides = Arc::new(Overrides::default());
+    let signals: Vec<(String, String)> = scenario
+        .devices
+        .iter()
+        .flat_map(|d| {
+            let regs = d.registers.iter().map(|r| r.signal.clone());
+            let fields = d
+                .mqtt
+                .iter()
+                .flat_map(|m| m.fields.iter().map(|f| f.signal.clone()));
+            regs.chain(fields).map(|s| (d.name.clone(), s))
+        })
+        .collect();
     let mqtt_devices: Vec<&Device> = scenario
         .devices
         .iter()
@@ -478,6 +665,7 @@ pub async fn play_with(
                 broker: url.clone(),
             });
             mqtt_players.push(MqttPlayer {
+                overrides: Arc::clone(&overrides),
                 name: device.name,
                 reported: vec![0; spec.fields.len()],
                 spec,
@@ -512,7 +700,7 @@ pub async fn play_with(
             unit: device.unit,
         });
         listeners.push((listener, Arc::clone(&modbus)));
-        players.push(DevicePlayer::new(device, modbus));
+        players.push(DevicePlayer::new(device, modbus, Arc::clone(&overrides)));
     }
 
     // Values for sim time 0 are in place before the first client can be served.
@@ -549,7 +737,7 @@ pub async fn play_with(
     }
 
     let clock = Arc::new(SimClock {
-        start: std::sync::OnceLock::new(),
+        state: std::sync::Mutex::new(ClockState::default()),
         speed: opts.speed,
         duration,
     });
@@ -571,8 +759,14 @@ pub async fn play_with(
         modbus: modbus_devices,
         events: Some(rx),
         dropped_events,
-        finished: finished_rx,
+        finished: finished_rx.clone(),
         shutdown: shutdown_tx,
+        control: Control {
+            clock: Arc::clone(&clock),
+            overrides,
+            signals: Arc::new(signals),
+            finished: finished_rx.clone(),
+        },
         clock,
         tasks,
     })
