@@ -4,6 +4,7 @@
 //! - [`timeline`]: the value of a signal at a sim time (pure).
 //! - [`registers`]: engineering values to 16-bit registers and back (pure).
 //! - [`modbus`]: the Modbus TCP server of one device.
+//! - [`broker`]: the embedded MQTT broker (rumqttd) for runs without one.
 //! - [`mqtt`]: MQTT devices (JSON payloads, e.g. an aspirating smoke detector).
 //! - [`runner`]: plays a scenario in real time × speed; [`play`] is the entry point for
 //!   embedding the simulator in another crate's tests.
@@ -12,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod broker;
 pub mod control;
 pub mod modbus;
 pub mod mqtt;

@@ -36,7 +36,8 @@ enum Command {
         /// Exit 0 after `finished` instead of serving the last values until SIGINT/SIGTERM.
         #[arg(long)]
         exit_at_end: bool,
-        /// Broker for the scenario's MQTT devices (mqtt://HOST[:PORT]).
+        /// Broker for the scenario's MQTT devices (mqtt://HOST[:PORT]); without it a
+        /// scenario with MQTT devices starts an embedded broker (rumqttd).
         #[arg(long, value_name = "URL")]
         mqtt: Option<String>,
         /// XORed into every noise seed: same scenario + same seed = same values.
@@ -175,6 +176,25 @@ fn main() -> ExitCode {
                     error!(error = %e, "cannot start the async runtime");
                     return ExitCode::FAILURE;
                 }
+            };
+            let has_mqtt = s.devices.iter().any(|d| d.mqtt.is_some());
+            let mqtt = match mqtt {
+                Some(url) => Some(url),
+                None if has_mqtt => {
+                    let host = host.unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+                    match hardware_sim::broker::start(host) {
+                        Ok(url) => {
+                            let line = serde_json::json!({"event": "broker", "url": url});
+                            let _ = print_json(&line);
+                            Some(url)
+                        }
+                        Err(e) => {
+                            error!(error = %e, "cannot start the embedded MQTT broker");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+                None => None,
             };
             let extras = PlayExtras {
                 mqtt_broker: mqtt,

@@ -333,11 +333,35 @@ fn devices_serves_that_many_copies_of_every_modbus_device() {
 }
 
 #[test]
-fn a_scenario_with_mqtt_devices_needs_a_broker() {
-    let out = Command::new(BIN)
-        .args(["play", "--exit-at-end", "--scenario"])
+fn without_a_broker_url_an_embedded_broker_carries_the_mqtt_devices() {
+    use std::io::BufRead as _;
+    let mut child = Command::new(BIN)
+        .args(["play", "--scenario"])
         .arg(shipped("encoding.toml"))
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
         .unwrap();
-    assert_eq!(out.status.code(), Some(64));
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let broker = lines
+        .by_ref()
+        .map(|l| serde_json::from_str::<serde_json::Value>(&l.unwrap()).unwrap())
+        .find(|l| l["event"] == "broker")
+        .expect("a broker line");
+    let url = broker["url"].as_str().unwrap();
+    let port = url.rsplit(':').next().unwrap();
+    // mosquitto_sub, a client we did not write, gets the detector's JSON from it.
+    let sub = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", port, "-t", "dc1/b3/asd1/state"])
+        .args(["-C", "1", "-W", "30"])
+        .output()
+        .expect("mosquitto_sub not found: apt-get install -y mosquitto-clients");
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = String::from_utf8_lossy(&sub.stdout);
+    let payload: serde_json::Value =
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    assert_eq!(payload["alarm_level"], "normal");
+    assert_eq!(payload["obscuration"], 0.0);
 }
