@@ -325,8 +325,12 @@ impl Overrides {
     }
 
     pub fn get(&self, device: &str, signal: &str) -> Override {
-        self.lock()
-            .get(&(device.to_string(), signal.to_string()))
+        let map = self.lock();
+        if map.is_empty() {
+            // The usual case: no allocation for the key on every tick of every register.
+            return Override::default();
+        }
+        map.get(&(device.to_string(), signal.to_string()))
             .copied()
             .unwrap_or_default()
     }
@@ -466,37 +470,23 @@ impl DevicePlayer {
                 img.update(i, words.as_slice(), s.fault, s.started);
             }
         });
-        for (i, (reg, (_, s))) in self.spec.registers.iter().zip(&samples).enumerate() {
-            for seg in &reg.timeline.segments()[self.reported[i]..s.started] {
-                out.push(PlayEvent::Segment {
-                    t_ms: millis(seg.at),
-                    device: self.spec.name.clone(),
-                    signal: reg.signal.clone(),
-                    what: seg.kind.name(),
-                    fault: match seg.kind {
-                        SegmentKind::Fault(f) => Some(f.as_str()),
-                        _ => None,
-                    },
-                });
-            }
-            self.reported[i] = s.started;
+        for (i, reg) in self.spec.registers.iter().enumerate() {
+            self.reported[i] = report_segments(
+                &self.spec.name,
+                &reg.signal,
+                &reg.timeline,
+                self.reported[i],
+                t,
+                out,
+            );
         }
-        let started = self.spec.events.started_at(t);
-        for ev in &self.spec.events.events()[self.events_reported..started] {
-            let (what, mode) = match ev.presence {
-                Presence::Present => ("back", None),
-                Presence::Gone(GoneMode::Silent) => ("gone", Some("silent")),
-                Presence::Gone(GoneMode::Refuse) => ("gone", Some("refuse")),
-            };
-            info!(device = %self.spec.name, t_ms = millis(ev.at), what, mode, "device presence changes");
-            out.push(PlayEvent::Device {
-                t_ms: millis(ev.at),
-                device: self.spec.name.clone(),
-                what,
-                mode,
-            });
-        }
-        self.events_reported = started;
+        self.events_reported = report_presence(
+            &self.spec.name,
+            &self.spec.events,
+            self.events_reported,
+            t,
+            out,
+        );
         self.modbus.set_presence(self.spec.events.presence_at(t));
     }
 }
