@@ -281,7 +281,8 @@ async fn run_play(
                 hardware_sim::RunnerError::NoBroker { .. } | hardware_sim::RunnerError::Mqtt(_) => {
                     ExitCode::from(EX_USAGE)
                 }
-                hardware_sim::RunnerError::Bind { .. } => ExitCode::FAILURE,
+                hardware_sim::RunnerError::Bind { .. }
+                | hardware_sim::RunnerError::Serial { .. } => ExitCode::FAILURE,
             };
         }
     };

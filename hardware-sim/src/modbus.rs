@@ -280,9 +280,23 @@ pub struct ModbusDevice {
     image: RwLock<DeviceImage>,
     link: watch::Sender<Link>,
     counters: Counters,
+    /// On a serial bus a request for another unit is not for us: say nothing.
+    on_bus: bool,
 }
 
 impl ModbusDevice {
+    /// A device on a Modbus RTU line: requests for other unit ids get no answer.
+    pub fn new_on_bus(name: impl Into<String>, unit: u8, image: DeviceImage) -> Arc<Self> {
+        Arc::new(ModbusDevice {
+            name: name.into(),
+            unit,
+            image: RwLock::new(image),
+            link: watch::Sender::new(Link::default()),
+            counters: Counters::default(),
+            on_bus: true,
+        })
+    }
+
     pub fn new(name: impl Into<String>, unit: u8, image: DeviceImage) -> Arc<Self> {
         Arc::new(ModbusDevice {
             name: name.into(),
@@ -290,6 +304,7 @@ impl ModbusDevice {
             image: RwLock::new(image),
             link: watch::Sender::new(Link::default()),
             counters: Counters::default(),
+            on_bus: false,
         })
     }
 
@@ -339,6 +354,10 @@ impl ModbusDevice {
         if matches!(self.presence(), Presence::Gone(_)) {
             self.counters.unanswered.fetch_add(1, Ordering::Relaxed);
             trace!(device = %self.name, "request ignored: device gone");
+            return Ok(None);
+        }
+        if self.on_bus && req.slave != self.unit {
+            trace!(device = %self.name, unit = req.slave, "request for another unit on the bus");
             return Ok(None);
         }
         if self.read_is_silent(req) {

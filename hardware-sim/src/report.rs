@@ -128,12 +128,15 @@ pub fn summary(scenario: &Scenario) -> String {
             );
         } else {
             let signals: Vec<&str> = d.registers.iter().map(|r| r.signal.as_str()).collect();
+            let at = match &d.serial {
+                Some((path, baud)) => format!("{} at {baud} baud", path.display()),
+                None => d.listen.to_string(),
+            };
             let _ = write!(
                 out,
-                "  {} ({} {}, unit {}): {}",
+                "  {} ({} {at}, unit {}): {}",
                 d.name,
                 d.protocol.as_str(),
-                d.listen,
                 d.unit,
                 signals.join(", ")
             );

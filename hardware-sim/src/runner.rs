@@ -35,6 +35,13 @@ pub enum RunnerError {
         #[source]
         source: ModbusError,
     },
+    #[error("device {device}: cannot open serial device {path}: {source}")]
+    Serial {
+        device: String,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(
         "device {device} publishes over MQTT but no broker was given (--mqtt mqtt://HOST:PORT)"
     )]
@@ -79,6 +86,12 @@ pub enum PlayEvent {
         device: String,
         protocol: &'static str,
         addr: SocketAddr,
+        unit: u8,
+    },
+    /// A Modbus RTU device serves on the serial device `path` (before `ready`).
+    Serial {
+        device: String,
+        path: String,
         unit: u8,
     },
     /// An MQTT device publishes to `topic` on `broker` (one per MQTT device, before `ready`).
@@ -615,6 +628,7 @@ pub async fn play_with(
     let mut listeners = Vec::new();
     let mut players = Vec::new();
     let mut mqtt_players = Vec::new();
+    let mut rtu_devices = Vec::new();
     let mut publishing = Vec::new();
     let mut tasks = Vec::new();
     let overrides = Arc::new(Overrides::default());
@@ -666,6 +680,41 @@ pub async fn play_with(
             });
             continue;
         }
+        if let Some((path, baud)) = device.serial.clone() {
+            let server = tokio_modbus::server::rtu::Server::new_from_path(&path, baud).map_err(
+                |source| RunnerError::Serial {
+                    device: device.name.clone(),
+                    path: path.clone(),
+                    source,
+                },
+            )?;
+            let image = DeviceImage::new(
+                device
+                    .registers
+                    .iter()
+                    .map(|r| (r.table, r.address, r.encoding.width())),
+            );
+            let modbus = ModbusDevice::new_on_bus(device.name.clone(), device.unit, image);
+            let service = modbus::DeviceService(Arc::clone(&modbus));
+            let mut stop = shutdown_rx.clone();
+            let name = device.name.clone();
+            tasks.push(tokio::spawn(async move {
+                let abort = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = server.serve_until(service, abort).await {
+                    warn!(device = %name, error = %e, "serial line closed");
+                }
+            }));
+            publishing.push(PlayEvent::Serial {
+                device: device.name.clone(),
+                path: path.display().to_string(),
+                unit: device.unit,
+            });
+            rtu_devices.push(Arc::clone(&modbus));
+            players.push(DevicePlayer::new(device, modbus, Arc::clone(&overrides)));
+            continue;
+        }
         let mut addr = device.listen;
         if let Some(host) = opts.host {
             addr.set_ip(host);
@@ -701,7 +750,8 @@ pub async fn play_with(
     for p in &mut mqtt_players {
         p.apply(Duration::ZERO, &mut initial);
     }
-    let modbus_devices: Vec<_> = listeners.iter().map(|(_, d)| Arc::clone(d)).collect();
+    let mut modbus_devices: Vec<_> = listeners.iter().map(|(_, d)| Arc::clone(d)).collect();
+    modbus_devices.extend(rtu_devices);
     for (listener, device) in listeners {
         tasks.push(tokio::spawn(modbus::serve(
             listener,

@@ -126,6 +126,8 @@ pub struct Truth {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     ModbusTcp,
+    /// Modbus RTU on a serial device (`serial`, `baud`): one unit per line.
+    ModbusRtu,
     Mqtt,
 }
 
@@ -133,6 +135,7 @@ impl Protocol {
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::ModbusTcp => "modbus-tcp",
+            Protocol::ModbusRtu => "modbus-rtu",
             Protocol::Mqtt => "mqtt",
         }
     }
@@ -189,6 +192,8 @@ pub struct Device {
     pub events: DeviceTimeline,
     /// Set for `protocol = "mqtt"` (then `registers` is empty).
     pub mqtt: Option<MqttDevice>,
+    /// Set for `protocol = "modbus-rtu"`: the serial device and its baud rate.
+    pub serial: Option<(PathBuf, u32)>,
 }
 
 #[derive(Debug, Clone)]
@@ -253,7 +258,7 @@ impl Scenario {
         }
         let mut out = Vec::new();
         for d in std::mem::take(&mut self.devices) {
-            if d.mqtt.is_some() {
+            if d.protocol != Protocol::ModbusTcp {
                 out.push(d);
                 continue;
             }
@@ -266,7 +271,7 @@ impl Scenario {
             }
         }
         let mut port = base_port.map(u32::from);
-        for d in out.iter_mut().filter(|d| d.mqtt.is_none()) {
+        for d in out.iter_mut().filter(|d| d.protocol == Protocol::ModbusTcp) {
             match &mut port {
                 Some(p) => {
                     let this = u16::try_from(*p).map_err(|_| {
@@ -409,6 +414,10 @@ struct RawDevice {
     /// MQTT only: the payload's keys.
     #[serde(default)]
     fields: Vec<RawField>,
+    /// Modbus RTU only: the serial device (e.g. one end of a socat pty pair).
+    serial: Option<String>,
+    /// Modbus RTU only: baud rate (default 19200).
+    baud: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -516,14 +525,55 @@ fn validate(raw: RawFile) -> Result<Scenario, Vec<Issue>> {
         }
         let protocol = match raw_dev.protocol.as_deref().unwrap_or("modbus-tcp") {
             "modbus-tcp" => Some(Protocol::ModbusTcp),
+            "modbus-rtu" => Some(Protocol::ModbusRtu),
             "mqtt" => Some(Protocol::Mqtt),
             other => {
                 issues.push(
                     format!("{path}.protocol"),
-                    format!("unknown protocol `{other}` (expected modbus-tcp or mqtt)"),
+                    format!("unknown protocol `{other}` (expected modbus-tcp, modbus-rtu or mqtt)"),
                 );
                 None
             }
+        };
+        let serial = if protocol == Some(Protocol::ModbusRtu) {
+            if raw_dev.listen.is_some() {
+                issues.push(
+                    format!("{path}.listen"),
+                    "does not apply to a modbus-rtu device (it serves `serial`)",
+                );
+            }
+            match raw_dev.serial.take() {
+                Some(p) if p.starts_with('/') => {
+                    Some((PathBuf::from(p), raw_dev.baud.unwrap_or(19_200)))
+                }
+                Some(p) => {
+                    issues.push(
+                        format!("{path}.serial"),
+                        format!("`{p}` is not an absolute path to a serial device"),
+                    );
+                    None
+                }
+                None => {
+                    issues.push(
+                        format!("{path}.serial"),
+                        "a modbus-rtu device needs `serial`",
+                    );
+                    None
+                }
+            }
+        } else {
+            for (key, set) in [
+                ("serial", raw_dev.serial.is_some()),
+                ("baud", raw_dev.baud.is_some()),
+            ] {
+                if set {
+                    issues.push(
+                        format!("{path}.{key}"),
+                        "only applies to a modbus-rtu device",
+                    );
+                }
+            }
+            None
         };
         let is_mqtt = protocol == Some(Protocol::Mqtt);
         let mqtt = if is_mqtt {
@@ -609,7 +659,7 @@ fn validate(raw: RawFile) -> Result<Scenario, Vec<Issue>> {
         if let (Some(protocol), Some(listen), Some(unit), Some(registers), Some(events)) =
             (protocol, listen, unit, registers, events)
         {
-            if is_mqtt == mqtt.is_some() {
+            if is_mqtt == mqtt.is_some() && (protocol == Protocol::ModbusRtu) == serial.is_some() {
                 devices.push(Device {
                     name: raw_dev.name,
                     protocol,
@@ -618,6 +668,7 @@ fn validate(raw: RawFile) -> Result<Scenario, Vec<Issue>> {
                     registers,
                     events,
                     mqtt,
+                    serial,
                 });
             }
         }
@@ -1297,7 +1348,7 @@ duration = "1 minute"
 
 [[devices]]
 name = "env"
-protocol = "modbus-rtu"
+protocol = "modbus-ascii"
 listen = "localhost"
 unit = 0
 
@@ -1355,7 +1406,7 @@ mode = "explode"
         let expected = [
             "scenario.name: must not be empty",
             "scenario.duration: `1 minute` has an unknown unit ` minute` (use ms, s, m or h)",
-            "devices[0].protocol: unknown protocol `modbus-rtu` (expected modbus-tcp or mqtt)",
+            "devices[0].protocol: unknown protocol `modbus-ascii` (expected modbus-tcp, modbus-rtu or mqtt)",
             "devices[0].listen: `localhost` is not an IP:port address like \"127.0.0.1:0\"",
             "devices[0].unit: 0 is not a unit id (1..=255)",
             "devices[0].registers[1].address: input 1..=1 overlaps devices[0].registers[0] (`a`, input 0..=1)",
