@@ -19,6 +19,7 @@ pub mod modbus;
 pub mod mqtt;
 pub mod registers;
 pub mod report;
+pub mod room;
 pub mod runner;
 pub mod scenario;
 pub mod score;

@@ -374,6 +374,26 @@ struct RawFile {
     #[serde(default)]
     devices: Vec<RawDevice>,
     truth: Option<RawTruth>,
+    room: Option<RawRoom>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoom {
+    ambient: f64,
+    #[serde(default)]
+    battery_heat: f64,
+    hvac_fails_at: Option<String>,
+    hvac_drift: Option<f64>,
+    offgas_at: Option<String>,
+    offgas_rate: Option<f64>,
+    venting_at: Option<String>,
+    runaway_at: Option<String>,
+    charging_stops_at: Option<String>,
+    runaway_air_rise: Option<f64>,
+    #[serde(default)]
+    ups_in_room: Vec<String>,
+    ups_lost_after: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -444,7 +464,7 @@ struct RawRegister {
     timeline: Vec<RawSegment>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSegment {
     at: String,
@@ -463,6 +483,8 @@ struct RawSegment {
     freeze: Option<String>,
     dropout: Option<String>,
     silence: Option<String>,
+    /// Follow the room model (`[room]`) in this role: air, cell, offgas, smoke, h2.
+    room: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -497,7 +519,7 @@ impl Issues {
     }
 }
 
-fn validate(raw: RawFile) -> Result<Scenario, Vec<Issue>> {
+fn validate(mut raw: RawFile) -> Result<Scenario, Vec<Issue>> {
     let mut issues = Issues::default();
     if raw.scenario.name.trim().is_empty() {
         issues.push("scenario.name", "must not be empty");
@@ -508,6 +530,10 @@ fn validate(raw: RawFile) -> Result<Scenario, Vec<Issue>> {
     }
     if raw.devices.is_empty() {
         issues.push("devices", "a scenario needs at least one device");
+    }
+    let room = raw.room.take().and_then(|r| validate_room(r, &mut issues));
+    if let Some(duration) = duration {
+        expand_room(&mut raw.devices, room.as_ref(), duration, &mut issues);
     }
 
     let mut names = HashSet::new();
@@ -686,6 +712,170 @@ fn validate(raw: RawFile) -> Result<Scenario, Vec<Issue>> {
             truth,
         }),
         _ => Err(issues.0),
+    }
+}
+
+fn validate_room(raw: RawRoom, issues: &mut Issues) -> Option<crate::room::Room> {
+    let before = issues.0.len();
+    let mut at = |key: &str, text: &Option<String>| {
+        text.as_deref()
+            .and_then(|t| issues.duration(format!("room.{key}"), t))
+    };
+    let hvac_fails_at = at("hvac_fails_at", &raw.hvac_fails_at);
+    let offgas_at = at("offgas_at", &raw.offgas_at);
+    let venting_at = at("venting_at", &raw.venting_at);
+    let runaway_at = at("runaway_at", &raw.runaway_at);
+    let charging_stops_at = at("charging_stops_at", &raw.charging_stops_at);
+    let ups_lost_after = at("ups_lost_after", &raw.ups_lost_after);
+    for (key, v) in [
+        ("ambient", Some(raw.ambient)),
+        ("battery_heat", Some(raw.battery_heat)),
+        ("hvac_drift", raw.hvac_drift),
+        ("offgas_rate", raw.offgas_rate),
+        ("runaway_air_rise", raw.runaway_air_rise),
+    ] {
+        if v.is_some_and(|v| !v.is_finite()) {
+            issues.push(format!("room.{key}"), "must be a finite number");
+        }
+    }
+    if let (Some(o), Some(v)) = (offgas_at, venting_at) {
+        if v < o {
+            issues.push(
+                "room.venting_at",
+                "comes after offgas_at (off-gas -> venting -> runaway)",
+            );
+        }
+    }
+    if let (Some(v), Some(r)) = (venting_at.or(offgas_at), runaway_at) {
+        if r < v {
+            issues.push(
+                "room.runaway_at",
+                "comes after off-gas and venting (off-gas -> venting -> runaway)",
+            );
+        }
+    }
+    (issues.0.len() == before).then(|| crate::room::Room {
+        ambient: raw.ambient,
+        battery_heat: raw.battery_heat,
+        hvac_fails_at,
+        hvac_drift: raw.hvac_drift.unwrap_or(0.3),
+        offgas_at,
+        offgas_rate: raw.offgas_rate.unwrap_or(30.0),
+        venting_at,
+        runaway_at,
+        charging_stops_at,
+        runaway_air_rise: raw.runaway_air_rise.unwrap_or(13.0),
+        ups_in_room: raw.ups_in_room,
+        ups_lost_after: ups_lost_after.unwrap_or(Duration::from_secs(180)),
+    })
+}
+
+/// Replaces every `{ at = "0s", room = ROLE }` entry with the room model's segments for
+/// that role, merged in time order with the entry's other (non-value) segments, and adds
+/// `gone` events to the UPS units in the room.
+fn expand_room(
+    devices: &mut [RawDevice],
+    room: Option<&crate::room::Room>,
+    duration: Duration,
+    issues: &mut Issues,
+) {
+    let ms = |d: Duration| format!("{}ms", d.as_millis());
+    let expand = |path: &str, timeline: &mut Vec<RawSegment>, issues: &mut Issues| {
+        let Some(i) = timeline.iter().position(|s| s.room.is_some()) else {
+            return;
+        };
+        let role_text = timeline[i].room.clone().unwrap_or_default();
+        let entry = format!("{path}.timeline[{i}]");
+        let Some(room) = room else {
+            issues.push(format!("{entry}.room"), "needs a [room] section");
+            return;
+        };
+        let Some(role) = crate::room::Role::parse(&role_text) else {
+            issues.push(
+                format!("{entry}.room"),
+                format!(
+                    "unknown role `{role_text}` (expected {})",
+                    crate::room::Role::NAMES
+                ),
+            );
+            return;
+        };
+        if parse_duration(&timeline[i].at) != Ok(Duration::ZERO) {
+            issues.push(format!("{entry}.at"), "a `room` entry starts at 0s");
+            return;
+        }
+        if timeline.iter().filter(|s| s.room.is_some()).count() > 1
+            || timeline
+                .iter()
+                .any(|s| s.set.is_some() || s.ramp.is_some() || s.exponential.is_some())
+        {
+            issues.push(
+                format!("{path}.timeline"),
+                "a timeline that follows the room takes no other room, set, ramp or exponential entry",
+            );
+            return;
+        }
+        let points = room.breakpoints(role, duration);
+        let mut generated = vec![RawSegment {
+            at: "0s".into(),
+            set: Some(points[0].1),
+            ..RawSegment::default()
+        }];
+        for pair in points.windows(2) {
+            // The first ramp starts 1 ms in: a `set` holds the instant 0.
+            let from = pair[0].0.max(Duration::from_millis(1));
+            generated.push(RawSegment {
+                at: ms(from),
+                ramp: Some(pair[1].1),
+                over: Some(ms(pair[1].0 - from)),
+                ..RawSegment::default()
+            });
+        }
+        timeline.remove(i);
+        // Generated first at equal times, then the file's own entries in their order.
+        let mut all: Vec<(Duration, usize, RawSegment)> = generated
+            .into_iter()
+            .chain(timeline.drain(..))
+            .enumerate()
+            .map(|(k, s)| (parse_duration(&s.at).unwrap_or(Duration::ZERO), k, s))
+            .collect();
+        all.sort_by_key(|(at, k, _)| (*at, *k));
+        *timeline = all.into_iter().map(|(_, _, s)| s).collect();
+    };
+    for (d, dev) in devices.iter_mut().enumerate() {
+        for (r, reg) in dev.registers.iter_mut().enumerate() {
+            expand(
+                &format!("devices[{d}].registers[{r}]"),
+                &mut reg.timeline,
+                issues,
+            );
+        }
+        for (f, field) in dev.fields.iter_mut().enumerate() {
+            expand(
+                &format!("devices[{d}].fields[{f}]"),
+                &mut field.timeline,
+                issues,
+            );
+        }
+    }
+    let Some(room) = room else { return };
+    for (i, name) in room.ups_in_room.iter().enumerate() {
+        let Some(dev) = devices.iter_mut().find(|d| &d.name == name) else {
+            issues.push(
+                format!("room.ups_in_room[{i}]"),
+                format!("no device named `{name}`"),
+            );
+            continue;
+        };
+        if let Some(at) = room.ups_lost_at().filter(|at| *at <= duration) {
+            dev.events.push(RawEvent {
+                at: ms(at),
+                gone: true,
+                mode: None,
+            });
+            dev.events
+                .sort_by_key(|e| parse_duration(&e.at).unwrap_or(Duration::ZERO));
+        }
     }
 }
 
@@ -1544,5 +1734,86 @@ timeline = [{ at = "0s", set = 100 }, { at = "0s", noise = 10, seed = 7 }]
         assert_eq!(ports, [15000, 15001, 15002]);
         assert!(s.clone().replicated(0, None).is_err());
         assert_eq!(s.replicated(2, None).unwrap().devices.len(), 2);
+    }
+
+    const ROOMY: &str = r#"
+[scenario]
+name = "room"
+duration = "10m"
+
+[room]
+ambient = 23.0
+offgas_at = "1m"
+runaway_at = "5m"
+ups_in_room = ["ups"]
+ups_lost_after = "1m"
+
+[[devices]]
+name = "env"
+[[devices.registers]]
+signal = "air"
+table = "input"
+address = 0
+type = "i16"
+scale = 0.1
+timeline = [{ at = "0s", room = "air" }, { at = "0s", noise = 0.1, seed = 3 }, { at = "2m", spike = 90.0, for = "1s" }]
+
+[[devices]]
+name = "ups"
+[[devices.registers]]
+signal = "cell"
+table = "holding"
+address = 0
+type = "i16"
+timeline = [{ at = "0s", room = "cell" }]
+"#;
+
+    #[test]
+    fn room_entries_follow_the_model_and_the_ups_in_the_room_is_lost() {
+        let s = Scenario::from_toml_str(ROOMY).unwrap();
+        let air = &s.devices[0].registers[0].timeline;
+        // Spikes and noise still lay over the model's values.
+        assert_eq!(air.value_at(Duration::from_secs(120)), 90.0);
+        let at_six = air.base_value_at(Duration::from_secs(360));
+        assert!((at_six - (23.0 + 13.0)).abs() < 0.01, "{at_six}");
+        let cell = &s.devices[1].registers[0].timeline;
+        assert_eq!(cell.value_at(Duration::from_secs(60)), 25.0);
+        assert!(cell.value_at(Duration::from_secs(400)) > 150.0);
+        let gone = s.devices[1].events.events();
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].at, Duration::from_secs(360));
+    }
+
+    #[test]
+    fn room_entries_are_checked() {
+        let start = ROOMY.find("[room]").unwrap();
+        let end = ROOMY.find("[[devices]]").unwrap();
+        let no_room = format!("{}{}", &ROOMY[..start], &ROOMY[end..]);
+        let err = Scenario::from_toml_str(&no_room).unwrap_err().to_string();
+        assert!(
+            err.contains("devices[0].registers[0].timeline[0].room: needs a [room] section"),
+            "{err}"
+        );
+        let bad_role = ROOMY.replace(r#"room = "cell""#, r#"room = "lava""#);
+        let err = Scenario::from_toml_str(&bad_role).unwrap_err().to_string();
+        assert!(
+            err.contains("devices[1].registers[0].timeline[0].room: unknown role `lava`"),
+            "{err}"
+        );
+        let mixed = ROOMY.replace(
+            r#"[{ at = "0s", room = "cell" }]"#,
+            r#"[{ at = "0s", room = "cell" }, { at = "1m", set = 1 }]"#,
+        );
+        let err = Scenario::from_toml_str(&mixed).unwrap_err().to_string();
+        assert!(
+            err.contains("takes no other room, set, ramp or exponential"),
+            "{err}"
+        );
+        let stranger = ROOMY.replace(r#"ups_in_room = ["ups"]"#, r#"ups_in_room = ["nobody"]"#);
+        let err = Scenario::from_toml_str(&stranger).unwrap_err().to_string();
+        assert!(
+            err.contains("room.ups_in_room[0]: no device named `nobody`"),
+            "{err}"
+        );
     }
 }
