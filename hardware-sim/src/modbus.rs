@@ -83,7 +83,7 @@ impl SignalState {
         match self.fault {
             Fault::Exception => Some(ExceptionCode::ServerDeviceFailure),
             Fault::Busy => Some(ExceptionCode::ServerDeviceBusy),
-            Fault::None | Fault::AllOnes | Fault::Zeros => None,
+            Fault::None | Fault::AllOnes | Fault::Zeros | Fault::Timeout => None,
         }
     }
 }
@@ -158,6 +158,15 @@ impl DeviceImage {
             .take_while(|m| u32::from(m.address) < end)
             .count();
         &map[first..first + count]
+    }
+
+    /// Whether a read of `quantity` from `address` covers a register that answers nothing.
+    pub fn is_silent(&self, table: Table, address: u16, quantity: u16) -> bool {
+        let start = u32::from(address);
+        let end = start + u32::from(quantity);
+        self.overlapping(table, start, end)
+            .iter()
+            .any(|m| self.signals[m.signal].fault == Fault::Timeout)
     }
 
     pub fn read(
@@ -271,9 +280,23 @@ pub struct ModbusDevice {
     image: RwLock<DeviceImage>,
     link: watch::Sender<Link>,
     counters: Counters,
+    /// On a serial bus a request for another unit is not for us: say nothing.
+    on_bus: bool,
 }
 
 impl ModbusDevice {
+    /// A device on a Modbus RTU line: requests for other unit ids get no answer.
+    pub fn new_on_bus(name: impl Into<String>, unit: u8, image: DeviceImage) -> Arc<Self> {
+        Arc::new(ModbusDevice {
+            name: name.into(),
+            unit,
+            image: RwLock::new(image),
+            link: watch::Sender::new(Link::default()),
+            counters: Counters::default(),
+            on_bus: true,
+        })
+    }
+
     pub fn new(name: impl Into<String>, unit: u8, image: DeviceImage) -> Arc<Self> {
         Arc::new(ModbusDevice {
             name: name.into(),
@@ -281,6 +304,7 @@ impl ModbusDevice {
             image: RwLock::new(image),
             link: watch::Sender::new(Link::default()),
             counters: Counters::default(),
+            on_bus: false,
         })
     }
 
@@ -332,12 +356,37 @@ impl ModbusDevice {
             trace!(device = %self.name, "request ignored: device gone");
             return Ok(None);
         }
+        if self.on_bus && req.slave != self.unit {
+            trace!(device = %self.name, unit = req.slave, "request for another unit on the bus");
+            return Ok(None);
+        }
+        if self.read_is_silent(req) {
+            self.counters.unanswered.fetch_add(1, Ordering::Relaxed);
+            trace!(device = %self.name, "request ignored: register dropout");
+            return Ok(None);
+        }
         let result = self.answer(req);
         if let Err(code) = &result {
             self.counters.exceptions.fetch_add(1, Ordering::Relaxed);
             trace!(device = %self.name, request = ?req.request, exception = %code, "exception");
         }
         result.map(Some)
+    }
+
+    fn read_is_silent(&self, req: &SlaveRequest<'_>) -> bool {
+        let (table, address, quantity) = match &req.request {
+            Request::ReadHoldingRegisters(a, q) => (Table::Holding, *a, *q),
+            Request::ReadInputRegisters(a, q) => (Table::Input, *a, *q),
+            Request::ReadCoils(a, q) => (Table::Coil, *a, *q),
+            Request::ReadDiscreteInputs(a, q) => (Table::Discrete, *a, *q),
+            _ => return false,
+        };
+        req.slave == self.unit
+            && self
+                .image
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_silent(table, address, quantity)
     }
 
     fn answer(&self, req: &SlaveRequest<'_>) -> Result<Response, ExceptionCode> {

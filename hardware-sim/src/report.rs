@@ -116,16 +116,31 @@ pub fn summary(scenario: &Scenario) -> String {
         scenario.signal_count()
     );
     for d in &scenario.devices {
-        let signals: Vec<&str> = d.registers.iter().map(|r| r.signal.as_str()).collect();
-        let _ = write!(
-            out,
-            "  {} ({} {}, unit {}): {}",
-            d.name,
-            d.protocol.as_str(),
-            d.listen,
-            d.unit,
-            signals.join(", ")
-        );
+        if let Some(m) = &d.mqtt {
+            let fields: Vec<&str> = m.fields.iter().map(|f| f.signal.as_str()).collect();
+            let _ = write!(
+                out,
+                "  {} (mqtt {}, every {}): {}",
+                d.name,
+                m.topic,
+                format_duration(m.every),
+                fields.join(", ")
+            );
+        } else {
+            let signals: Vec<&str> = d.registers.iter().map(|r| r.signal.as_str()).collect();
+            let at = match &d.serial {
+                Some((path, baud)) => format!("{} at {baud} baud", path.display()),
+                None => d.listen.to_string(),
+            };
+            let _ = write!(
+                out,
+                "  {} ({} {at}, unit {}): {}",
+                d.name,
+                d.protocol.as_str(),
+                d.unit,
+                signals.join(", ")
+            );
+        }
         if !d.events.events().is_empty() {
             let events: Vec<String> = d
                 .events
@@ -144,6 +159,56 @@ pub fn summary(scenario: &Scenario) -> String {
         out.push('\n');
     }
     out
+}
+
+/// What `scenarios` prints: one row per `*.toml` file of `dir` (sorted by file name) with
+/// its ground truth; a file that does not validate is listed with its first problem.
+pub fn library(dir: &std::path::Path) -> std::io::Result<String> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<28} {:<9} {:<9} {:>8} {:>8}  description",
+        "file", "kind", "failover", "cut_at", "duration"
+    );
+    for f in files {
+        let file = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match Scenario::from_file(&f) {
+            Ok(s) => {
+                let (kind, failover, cut) = match &s.truth {
+                    Some(t) => (
+                        t.kind.as_str(),
+                        if t.failover_expected {
+                            "expected"
+                        } else {
+                            "forbidden"
+                        },
+                        t.power_cut_at.map_or("-".to_string(), format_duration),
+                    ),
+                    None => ("-", "-", "-".to_string()),
+                };
+                let _ = writeln!(
+                    out,
+                    "{file:<28} {kind:<9} {failover:<9} {cut:>8} {:>8}  {}",
+                    format_duration(s.duration),
+                    s.description
+                );
+            }
+            Err(e) => {
+                let first = e.lines().into_iter().next().unwrap_or_default();
+                let _ = writeln!(out, "{file:<28} INVALID: {first}");
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
@@ -13,8 +13,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{info, warn};
 
 use crate::modbus::{self, DeviceImage, DeviceStats, ModbusDevice, ModbusError};
-use crate::scenario::{Device, Scenario};
-use crate::timeline::{GoneMode, Presence, SegmentKind};
+use crate::mqtt::{self, MqttError, Publisher};
+use crate::scenario::{Device, MqttDevice, Protocol, Scenario};
+use crate::timeline::{DeviceTimeline, Fault, GoneMode, Presence, SegmentKind, Timeline};
 
 /// Wall time between two recomputations of every register.
 pub const TICK: Duration = Duration::from_millis(20);
@@ -34,6 +35,30 @@ pub enum RunnerError {
         #[source]
         source: ModbusError,
     },
+    #[error("device {device}: cannot open serial device {path}: {source}")]
+    Serial {
+        device: String,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "device {device} publishes over MQTT but no broker was given (--mqtt mqtt://HOST:PORT)"
+    )]
+    NoBroker { device: String },
+    #[error(transparent)]
+    Mqtt(#[from] MqttError),
+}
+
+/// Options beyond [`PlayOptions`], kept apart so that existing callers of [`play`] and
+/// struct literals of `PlayOptions` stay as they are.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlayExtras {
+    /// `mqtt://HOST[:PORT]` for the scenario's MQTT devices; required if it has any.
+    pub mqtt_broker: Option<String>,
+    /// Serve the values of sim time 0 until [`PlayHandle::start`] (so that a client can
+    /// connect before anything happens).
+    pub start_paused: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -62,6 +87,18 @@ pub enum PlayEvent {
         protocol: &'static str,
         addr: SocketAddr,
         unit: u8,
+    },
+    /// A Modbus RTU device serves on the serial device `path` (before `ready`).
+    Serial {
+        device: String,
+        path: String,
+        unit: u8,
+    },
+    /// An MQTT device publishes to `topic` on `broker` (one per MQTT device, before `ready`).
+    Publishing {
+        device: String,
+        topic: String,
+        broker: String,
     },
     Ready,
     /// A register's timeline segment started at sim time `t_ms`.
@@ -94,17 +131,62 @@ pub struct BoundDevice {
     pub unit: u8,
 }
 
+#[derive(Debug, Default)]
+struct ClockState {
+    /// Running since this instant; `None` while paused (or not started yet).
+    since: Option<Instant>,
+    /// Wall time played before the last pause.
+    banked: Duration,
+    /// Wall-clock time of the first start.
+    started_wall: Option<SystemTime>,
+}
+
 #[derive(Debug)]
 struct SimClock {
-    start: Instant,
+    state: std::sync::Mutex<ClockState>,
     speed: f64,
     duration: Duration,
 }
 
 impl SimClock {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ClockState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts or resumes the clock.
+    fn start(&self) {
+        let mut s = self.lock();
+        if s.since.is_none() {
+            s.since = Some(Instant::now());
+            s.started_wall.get_or_insert_with(SystemTime::now);
+        }
+    }
+
+    /// Stops the clock; sim time holds until the next start.
+    fn pause(&self) {
+        let mut s = self.lock();
+        if let Some(since) = s.since.take() {
+            s.banked += since.elapsed();
+        }
+    }
+
+    fn is_paused(&self) -> bool {
+        self.lock().since.is_none()
+    }
+
+    fn started_wall(&self) -> Option<SystemTime> {
+        self.lock().started_wall
+    }
+
     /// Sim time now, capped at the scenario's duration.
     fn now(&self) -> Duration {
-        let secs = self.start.elapsed().as_secs_f64() * self.speed;
+        let wall = {
+            let s = self.lock();
+            s.banked + s.since.map_or(Duration::ZERO, |t| t.elapsed())
+        };
+        let secs = wall.as_secs_f64() * self.speed;
         Duration::try_from_secs_f64(secs)
             .unwrap_or(Duration::MAX)
             .min(self.duration)
@@ -122,10 +204,32 @@ pub struct PlayHandle {
     finished: watch::Receiver<bool>,
     shutdown: watch::Sender<bool>,
     clock: Arc<SimClock>,
+    control: Control,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl PlayHandle {
+    /// A handle to start, pause, set values and inject faults (see [`Control`]).
+    pub fn control(&self) -> Control {
+        self.control.clone()
+    }
+
+    /// Starts the clock of a scenario played with `start_paused` (no effect otherwise).
+    pub fn start(&self) {
+        self.clock.start();
+    }
+
+    /// Wall-clock time of sim time 0 (to line an agent's event log up with the scenario);
+    /// `None` while paused.
+    pub fn started_wall(&self) -> Option<SystemTime> {
+        self.clock.started_wall()
+    }
+
+    /// Sim seconds per wall second.
+    pub fn speed(&self) -> f64 {
+        self.clock.speed
+    }
+
     /// Every device with the address it actually listens on, in scenario order.
     pub fn devices(&self) -> &[BoundDevice] {
         &self.devices
@@ -211,9 +315,138 @@ impl EventSink {
     }
 }
 
+/// Values and faults set from outside (the control API), per (device, signal); they win
+/// over the timeline until cleared.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    map: std::sync::Mutex<std::collections::HashMap<(String, String), Override>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Override {
+    pub value: Option<f64>,
+    pub fault: Option<Fault>,
+}
+
+impl Overrides {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), Override>> {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn get(&self, device: &str, signal: &str) -> Override {
+        let map = self.lock();
+        if map.is_empty() {
+            // The usual case: no allocation for the key on every tick of every register.
+            return Override::default();
+        }
+        map.get(&(device.to_string(), signal.to_string()))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    fn update(&self, device: &str, signal: &str, f: impl FnOnce(&mut Override)) {
+        let mut map = self.lock();
+        let key = (device.to_string(), signal.to_string());
+        let entry = map.entry(key.clone()).or_default();
+        f(entry);
+        if *entry == Override::default() {
+            map.remove(&key);
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ControlError {
+    #[error("no signal `{signal}` on device `{device}`")]
+    UnknownSignal { device: String, signal: String },
+    #[error("value must be a finite number")]
+    NotFinite,
+}
+
+/// Controls a running scenario from outside (tests, the HTTP control API): start, pause,
+/// set a value, inject a fault. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Control {
+    clock: Arc<SimClock>,
+    overrides: Arc<Overrides>,
+    signals: Arc<Vec<(String, String)>>,
+    finished: watch::Receiver<bool>,
+}
+
+/// What the control API reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ControlStatus {
+    pub sim_ms: u64,
+    pub paused: bool,
+    pub speed: f64,
+    pub finished: bool,
+}
+
+impl Control {
+    pub fn start(&self) {
+        self.clock.start();
+    }
+
+    pub fn pause(&self) {
+        self.clock.pause();
+    }
+
+    pub fn status(&self) -> ControlStatus {
+        ControlStatus {
+            sim_ms: millis(self.clock.now()),
+            paused: self.clock.is_paused(),
+            speed: self.clock.speed,
+            finished: *self.finished.borrow(),
+        }
+    }
+
+    fn check(&self, device: &str, signal: &str) -> Result<(), ControlError> {
+        if self.signals.iter().any(|(d, s)| d == device && s == signal) {
+            Ok(())
+        } else {
+            Err(ControlError::UnknownSignal {
+                device: device.to_string(),
+                signal: signal.to_string(),
+            })
+        }
+    }
+
+    /// Holds `signal` at `value` (engineering units); `None` gives it back to the timeline.
+    pub fn set_value(
+        &self,
+        device: &str,
+        signal: &str,
+        value: Option<f64>,
+    ) -> Result<(), ControlError> {
+        self.check(device, signal)?;
+        if value.is_some_and(|v| !v.is_finite()) {
+            return Err(ControlError::NotFinite);
+        }
+        self.overrides.update(device, signal, |o| o.value = value);
+        Ok(())
+    }
+
+    /// Answers reads of `signal` with `fault`; `None` gives it back to the timeline.
+    pub fn set_fault(
+        &self,
+        device: &str,
+        signal: &str,
+        fault: Option<Fault>,
+    ) -> Result<(), ControlError> {
+        self.check(device, signal)?;
+        self.overrides.update(device, signal, |o| o.fault = fault);
+        Ok(())
+    }
+}
+
 /// Applies one device's timelines to its image.
 struct DevicePlayer {
     spec: Device,
+    overrides: Arc<Overrides>,
     modbus: Arc<ModbusDevice>,
     /// Per register: segments already reported.
     reported: Vec<usize>,
@@ -221,10 +454,11 @@ struct DevicePlayer {
 }
 
 impl DevicePlayer {
-    fn new(spec: Device, modbus: Arc<ModbusDevice>) -> Self {
+    fn new(spec: Device, modbus: Arc<ModbusDevice>, overrides: Arc<Overrides>) -> Self {
         let reported = vec![0; spec.registers.len()];
         DevicePlayer {
             spec,
+            overrides,
             modbus,
             reported,
             events_reported: 0,
@@ -237,7 +471,10 @@ impl DevicePlayer {
             .registers
             .iter()
             .map(|r| {
-                let s = r.timeline.sample(t);
+                let mut s = r.timeline.sample(t);
+                let o = self.overrides.get(&self.spec.name, &r.signal);
+                s.value = o.value.unwrap_or(s.value);
+                s.fault = o.fault.unwrap_or(s.fault);
                 (r.words(s.value), s)
             })
             .collect();
@@ -246,38 +483,116 @@ impl DevicePlayer {
                 img.update(i, words.as_slice(), s.fault, s.started);
             }
         });
-        for (i, (reg, (_, s))) in self.spec.registers.iter().zip(&samples).enumerate() {
-            for seg in &reg.timeline.segments()[self.reported[i]..s.started] {
-                out.push(PlayEvent::Segment {
-                    t_ms: millis(seg.at),
-                    device: self.spec.name.clone(),
-                    signal: reg.signal.clone(),
-                    what: seg.kind.name(),
-                    fault: match seg.kind {
-                        SegmentKind::Fault(f) => Some(f.as_str()),
-                        _ => None,
-                    },
-                });
-            }
-            self.reported[i] = s.started;
+        for (i, reg) in self.spec.registers.iter().enumerate() {
+            self.reported[i] = report_segments(
+                &self.spec.name,
+                &reg.signal,
+                &reg.timeline,
+                self.reported[i],
+                t,
+                out,
+            );
         }
-        let started = self.spec.events.started_at(t);
-        for ev in &self.spec.events.events()[self.events_reported..started] {
-            let (what, mode) = match ev.presence {
-                Presence::Present => ("back", None),
-                Presence::Gone(GoneMode::Silent) => ("gone", Some("silent")),
-                Presence::Gone(GoneMode::Refuse) => ("gone", Some("refuse")),
-            };
-            info!(device = %self.spec.name, t_ms = millis(ev.at), what, mode, "device presence changes");
-            out.push(PlayEvent::Device {
-                t_ms: millis(ev.at),
-                device: self.spec.name.clone(),
-                what,
-                mode,
-            });
-        }
-        self.events_reported = started;
+        self.events_reported = report_presence(
+            &self.spec.name,
+            &self.spec.events,
+            self.events_reported,
+            t,
+            out,
+        );
         self.modbus.set_presence(self.spec.events.presence_at(t));
+    }
+}
+
+/// Reports segments of `timeline` started since `reported`; returns the new count.
+fn report_segments(
+    device: &str,
+    signal: &str,
+    timeline: &Timeline,
+    reported: usize,
+    t: Duration,
+    out: &mut Vec<PlayEvent>,
+) -> usize {
+    let started = timeline.started_at(t);
+    for seg in &timeline.segments()[reported.min(started)..started] {
+        out.push(PlayEvent::Segment {
+            t_ms: millis(seg.at),
+            device: device.to_string(),
+            signal: signal.to_string(),
+            what: seg.kind.name(),
+            fault: match seg.kind {
+                SegmentKind::Fault(f) => Some(f.as_str()),
+                _ => None,
+            },
+        });
+    }
+    started
+}
+
+/// Reports device presence events started since `reported`; returns the new count.
+fn report_presence(
+    device: &str,
+    events: &DeviceTimeline,
+    reported: usize,
+    t: Duration,
+    out: &mut Vec<PlayEvent>,
+) -> usize {
+    let started = events.started_at(t);
+    for ev in &events.events()[reported.min(started)..started] {
+        let (what, mode) = match ev.presence {
+            Presence::Present => ("back", None),
+            Presence::Gone(GoneMode::Silent) => ("gone", Some("silent")),
+            Presence::Gone(GoneMode::Refuse) => ("gone", Some("refuse")),
+        };
+        info!(
+            device,
+            t_ms = millis(ev.at),
+            what,
+            mode,
+            "device presence changes"
+        );
+        out.push(PlayEvent::Device {
+            t_ms: millis(ev.at),
+            device: device.to_string(),
+            what,
+            mode,
+        });
+    }
+    started
+}
+
+/// Publishes one MQTT device's payload on its period.
+struct MqttPlayer {
+    name: String,
+    overrides: Arc<Overrides>,
+    spec: MqttDevice,
+    events: DeviceTimeline,
+    publisher: Publisher,
+    next: Duration,
+    reported: Vec<usize>,
+    events_reported: usize,
+}
+
+impl MqttPlayer {
+    fn apply(&mut self, t: Duration, out: &mut Vec<PlayEvent>) {
+        for (i, f) in self.spec.fields.iter().enumerate() {
+            self.reported[i] =
+                report_segments(&self.name, &f.signal, &f.timeline, self.reported[i], t, out);
+        }
+        self.events_reported =
+            report_presence(&self.name, &self.events, self.events_reported, t, out);
+        if t < self.next {
+            return;
+        }
+        // At high speed several periods may pass in one tick: publish once, the latest.
+        self.next = mqtt::next_publish(t, self.spec.every);
+        if self.events.presence_at(t) != Presence::Present {
+            return;
+        }
+        let over = |signal: &str| self.overrides.get(&self.name, signal);
+        if let Some(payload) = mqtt::payload_with(&self.spec, t, &over) {
+            self.publisher.publish(&payload);
+        }
     }
 }
 
@@ -286,7 +601,17 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// Binds every device, sets the values at sim time 0, starts serving and starts the clock.
+/// A scenario with MQTT devices needs [`play_with`] and a broker.
 pub async fn play(scenario: Scenario, opts: PlayOptions) -> Result<PlayHandle, RunnerError> {
+    play_with(scenario, opts, PlayExtras::default()).await
+}
+
+/// [`play`] with MQTT devices publishing to `extras.mqtt_broker`.
+pub async fn play_with(
+    scenario: Scenario,
+    opts: PlayOptions,
+    extras: PlayExtras,
+) -> Result<PlayHandle, RunnerError> {
     if !(opts.speed.is_finite() && opts.speed > 0.0 && opts.speed <= MAX_SPEED) {
         return Err(RunnerError::InvalidSpeed(opts.speed));
     }
@@ -302,7 +627,94 @@ pub async fn play(scenario: Scenario, opts: PlayOptions) -> Result<PlayHandle, R
     let mut bound = Vec::new();
     let mut listeners = Vec::new();
     let mut players = Vec::new();
-    for device in scenario.devices {
+    let mut mqtt_players = Vec::new();
+    let mut rtu_devices = Vec::new();
+    let mut publishing = Vec::new();
+    let mut tasks = Vec::new();
+    let overrides = Arc::new(Overrides::default());
+    let signals: Vec<(String, String)> = scenario
+        .devices
+        .iter()
+        .flat_map(|d| {
+            let regs = d.registers.iter().map(|r| r.signal.clone());
+            let fields = d
+                .mqtt
+                .iter()
+                .flat_map(|m| m.fields.iter().map(|f| f.signal.clone()));
+            regs.chain(fields).map(|s| (d.name.clone(), s))
+        })
+        .collect();
+    let mqtt_devices: Vec<&Device> = scenario
+        .devices
+        .iter()
+        .filter(|d| d.protocol == Protocol::Mqtt)
+        .collect();
+    let broker = match (&extras.mqtt_broker, mqtt_devices.first()) {
+        (_, None) => None,
+        (Some(url), Some(_)) => Some((url.clone(), mqtt::parse_broker(url)?)),
+        (None, Some(d)) => {
+            return Err(RunnerError::NoBroker {
+                device: d.name.clone(),
+            })
+        }
+    };
+    for mut device in scenario.devices {
+        if let (Some(spec), Some((url, (host, port)))) = (device.mqtt.take(), &broker) {
+            let (publisher, task) =
+                Publisher::start(&device.name, &spec.topic, host, *port, shutdown_rx.clone());
+            tasks.push(task);
+            publishing.push(PlayEvent::Publishing {
+                device: device.name.clone(),
+                topic: spec.topic.clone(),
+                broker: url.clone(),
+            });
+            mqtt_players.push(MqttPlayer {
+                overrides: Arc::clone(&overrides),
+                name: device.name,
+                reported: vec![0; spec.fields.len()],
+                spec,
+                events: device.events,
+                publisher,
+                next: Duration::ZERO,
+                events_reported: 0,
+            });
+            continue;
+        }
+        if let Some((path, baud)) = device.serial.clone() {
+            let server = tokio_modbus::server::rtu::Server::new_from_path(&path, baud).map_err(
+                |source| RunnerError::Serial {
+                    device: device.name.clone(),
+                    path: path.clone(),
+                    source,
+                },
+            )?;
+            let image = DeviceImage::new(
+                device
+                    .registers
+                    .iter()
+                    .map(|r| (r.table, r.address, r.encoding.width())),
+            );
+            let modbus = ModbusDevice::new_on_bus(device.name.clone(), device.unit, image);
+            let service = modbus::DeviceService(Arc::clone(&modbus));
+            let mut stop = shutdown_rx.clone();
+            let name = device.name.clone();
+            tasks.push(tokio::spawn(async move {
+                let abort = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = server.serve_until(service, abort).await {
+                    warn!(device = %name, error = %e, "serial line closed");
+                }
+            }));
+            publishing.push(PlayEvent::Serial {
+                device: device.name.clone(),
+                path: path.display().to_string(),
+                unit: device.unit,
+            });
+            rtu_devices.push(Arc::clone(&modbus));
+            players.push(DevicePlayer::new(device, modbus, Arc::clone(&overrides)));
+            continue;
+        }
         let mut addr = device.listen;
         if let Some(host) = opts.host {
             addr.set_ip(host);
@@ -327,7 +739,7 @@ pub async fn play(scenario: Scenario, opts: PlayOptions) -> Result<PlayHandle, R
             unit: device.unit,
         });
         listeners.push((listener, Arc::clone(&modbus)));
-        players.push(DevicePlayer::new(device, modbus));
+        players.push(DevicePlayer::new(device, modbus, Arc::clone(&overrides)));
     }
 
     // Values for sim time 0 are in place before the first client can be served.
@@ -335,8 +747,11 @@ pub async fn play(scenario: Scenario, opts: PlayOptions) -> Result<PlayHandle, R
     for p in &mut players {
         p.apply(Duration::ZERO, &mut initial);
     }
-    let modbus_devices: Vec<_> = listeners.iter().map(|(_, d)| Arc::clone(d)).collect();
-    let mut tasks = Vec::new();
+    for p in &mut mqtt_players {
+        p.apply(Duration::ZERO, &mut initial);
+    }
+    let mut modbus_devices: Vec<_> = listeners.iter().map(|(_, d)| Arc::clone(d)).collect();
+    modbus_devices.extend(rtu_devices);
     for (listener, device) in listeners {
         tasks.push(tokio::spawn(modbus::serve(
             listener,
@@ -353,19 +768,26 @@ pub async fn play(scenario: Scenario, opts: PlayOptions) -> Result<PlayHandle, R
             unit: d.unit,
         });
     }
+    for e in publishing {
+        sink.send(e);
+    }
     sink.send(PlayEvent::Ready);
     for e in initial {
         sink.send(e);
     }
 
     let clock = Arc::new(SimClock {
-        start: Instant::now(),
+        state: std::sync::Mutex::new(ClockState::default()),
         speed: opts.speed,
         duration,
     });
+    if !extras.start_paused {
+        clock.start();
+    }
     let dropped_events = Arc::clone(&sink.dropped);
     tasks.push(tokio::spawn(run_clock(
         players,
+        mqtt_players,
         Arc::clone(&clock),
         sink,
         finished_tx,
@@ -377,8 +799,14 @@ pub async fn play(scenario: Scenario, opts: PlayOptions) -> Result<PlayHandle, R
         modbus: modbus_devices,
         events: Some(rx),
         dropped_events,
-        finished: finished_rx,
+        finished: finished_rx.clone(),
         shutdown: shutdown_tx,
+        control: Control {
+            clock: Arc::clone(&clock),
+            overrides,
+            signals: Arc::new(signals),
+            finished: finished_rx.clone(),
+        },
         clock,
         tasks,
     })
@@ -386,6 +814,7 @@ pub async fn play(scenario: Scenario, opts: PlayOptions) -> Result<PlayHandle, R
 
 async fn run_clock(
     mut players: Vec<DevicePlayer>,
+    mut mqtt_players: Vec<MqttPlayer>,
     clock: Arc<SimClock>,
     sink: EventSink,
     finished: watch::Sender<bool>,
@@ -401,6 +830,9 @@ async fn run_clock(
         }
         let t = clock.now();
         for p in &mut players {
+            p.apply(t, &mut out);
+        }
+        for p in &mut mqtt_players {
             p.apply(t, &mut out);
         }
         for e in out.drain(..) {

@@ -71,19 +71,115 @@ pub struct Scenario {
     /// After this the last values are held and the runner reports `finished`.
     pub duration: Duration,
     pub devices: Vec<Device>,
+    /// What should happen, to score an agent against (`[truth]`); `None` if not given.
+    pub truth: Option<Truth>,
+}
+
+/// What kind of incident a scenario plays, for people and for the library test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncidentKind {
+    /// A room fire (off-gas, heat, smoke): fail over before the power is cut.
+    Fire,
+    /// A power problem (utility loss, UPS running down): fail over before the batteries end.
+    Power,
+    /// Something an agent must ride out without failing over.
+    Nuisance,
+    /// Nothing happens.
+    Normal,
+}
+
+impl IncidentKind {
+    pub const NAMES: &'static str = "fire, power, nuisance, normal";
+
+    pub fn parse(s: &str) -> Option<IncidentKind> {
+        match s {
+            "fire" => Some(IncidentKind::Fire),
+            "power" => Some(IncidentKind::Power),
+            "nuisance" => Some(IncidentKind::Nuisance),
+            "normal" => Some(IncidentKind::Normal),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentKind::Fire => "fire",
+            IncidentKind::Power => "power",
+            IncidentKind::Nuisance => "nuisance",
+            IncidentKind::Normal => "normal",
+        }
+    }
+}
+
+/// Ground truth of a scenario, in sim time from its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Truth {
+    pub kind: IncidentKind,
+    /// Whether a correct agent fails over in this scenario.
+    pub failover_expected: bool,
+    /// When the fire service (or the batteries) cut the power.
+    pub power_cut_at: Option<Duration>,
+    /// The latest acceptable time for a verified failover (defaults to `power_cut_at`).
+    pub failover_by: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     ModbusTcp,
+    /// Modbus RTU on a serial device (`serial`, `baud`): one unit per line.
+    ModbusRtu,
+    Mqtt,
 }
 
 impl Protocol {
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::ModbusTcp => "modbus-tcp",
+            Protocol::ModbusRtu => "modbus-rtu",
+            Protocol::Mqtt => "mqtt",
         }
     }
+}
+
+/// What an MQTT device publishes: one JSON object per period on one topic.
+#[derive(Debug, Clone)]
+pub struct MqttDevice {
+    pub topic: String,
+    /// Sim time between two publishes.
+    pub every: Duration,
+    pub model: Option<MqttModel>,
+    pub fields: Vec<Field>,
+}
+
+/// Extra fields a device model derives from its signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttModel {
+    /// Aspirating smoke detector: `alarm_level` from the `obscuration` field with the
+    /// factory thresholds of one common model (alert 0.04, action1 0.165, action2 0.33,
+    /// fire1 0.825, fire2 1.65 %obs/m).
+    Asd,
+}
+
+/// One key of an MQTT device's JSON payload.
+#[derive(Debug, Clone)]
+pub struct Field {
+    pub signal: String,
+    pub timeline: Timeline,
+}
+
+/// Alarm level of an aspirating smoke detector at `obscuration` %obs/m.
+pub fn asd_level(obscuration: f64) -> &'static str {
+    const LEVELS: [(f64, &str); 5] = [
+        (1.65, "fire2"),
+        (0.825, "fire1"),
+        (0.33, "action2"),
+        (0.165, "action1"),
+        (0.04, "alert"),
+    ];
+    LEVELS
+        .iter()
+        .find(|(threshold, _)| obscuration >= *threshold)
+        .map_or("normal", |(_, name)| name)
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +190,10 @@ pub struct Device {
     pub unit: u8,
     pub registers: Vec<Register>,
     pub events: DeviceTimeline,
+    /// Set for `protocol = "mqtt"` (then `registers` is empty).
+    pub mqtt: Option<MqttDevice>,
+    /// Set for `protocol = "modbus-rtu"`: the serial device and its baud rate.
+    pub serial: Option<(PathBuf, u32)>,
 }
 
 #[derive(Debug, Clone)]
@@ -132,35 +232,124 @@ impl Scenario {
         validate(raw).map_err(ScenarioError::Invalid)
     }
 
+    /// Every noise seed XORed with `seed` (`--seed`); 0 changes nothing.
+    pub fn reseeded(mut self, seed: u64) -> Scenario {
+        for d in &mut self.devices {
+            for r in &mut d.registers {
+                r.timeline = std::mem::replace(&mut r.timeline, empty_timeline()).reseeded(seed);
+            }
+            if let Some(m) = &mut d.mqtt {
+                for f in &mut m.fields {
+                    f.timeline =
+                        std::mem::replace(&mut f.timeline, empty_timeline()).reseeded(seed);
+                }
+            }
+        }
+        self
+    }
+
+    /// `copies` of every Modbus device for load tests (`--devices`): the first keeps its
+    /// name, the others are `NAME-2`, `NAME-3`, ... With `base_port`, the Modbus devices of
+    /// the result listen on consecutive ports from it, in order; without it every
+    /// device must listen on port 0 (ephemeral). MQTT devices are not copied.
+    pub fn replicated(mut self, copies: usize, base_port: Option<u16>) -> Result<Scenario, String> {
+        if copies == 0 {
+            return Err("--devices must be at least 1".into());
+        }
+        let mut out = Vec::new();
+        for d in std::mem::take(&mut self.devices) {
+            if d.protocol != Protocol::ModbusTcp {
+                out.push(d);
+                continue;
+            }
+            for k in 1..=copies {
+                let mut copy = d.clone();
+                if k > 1 {
+                    copy.name = format!("{}-{k}", d.name);
+                }
+                out.push(copy);
+            }
+        }
+        let mut port = base_port.map(u32::from);
+        for d in out.iter_mut().filter(|d| d.protocol == Protocol::ModbusTcp) {
+            match &mut port {
+                Some(p) => {
+                    let this = u16::try_from(*p).map_err(|_| {
+                        format!("the port range from {base_port:?} runs past 65535")
+                    })?;
+                    d.listen.set_port(this);
+                    *p += 1;
+                }
+                None if copies > 1 && d.listen.port() != 0 => {
+                    return Err(format!(
+                        "device {} listens on fixed port {}: give a base port for the copies",
+                        d.name,
+                        d.listen.port()
+                    ))
+                }
+                None => {}
+            }
+        }
+        self.devices = out;
+        Ok(self)
+    }
+
     pub fn signal_count(&self) -> usize {
-        self.devices.iter().map(|d| d.registers.len()).sum()
+        self.devices
+            .iter()
+            .map(|d| d.registers.len() + d.mqtt.as_ref().map_or(0, |m| m.fields.len()))
+            .sum()
     }
 }
 
-/// Parses "250ms", "5s", "1.5s", "2m", "1h" (and a bare "0").
+fn empty_timeline() -> Timeline {
+    // A valid one-segment timeline used only as a placeholder while another is rebuilt.
+    Timeline::new(vec![Segment::new(
+        Duration::ZERO,
+        SegmentKind::Set { value: 0.0 },
+    )])
+    .expect("a set at 0s is a valid timeline")
+}
+
+/// Parses "250ms", "5s", "1.5s", "2m", "1h", compounds such as "2m30s" (largest unit
+/// first), and a bare "0".
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text == "0" {
         return Ok(Duration::ZERO);
     }
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("`{text}` has no unit (use ms, s, m or h)"))?;
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like \"250ms\", \"5s\" or \"2m\""))?;
-    let secs = match unit {
-        "ms" => number / 1000.0,
-        "s" => number,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => {
-            return Err(format!(
-                "`{text}` has an unknown unit `{unit}` (use ms, s, m or h)"
-            ))
+    let bad = || format!("`{text}` is not a duration like \"250ms\", \"5s\", \"2m\" or \"2m30s\"");
+    let mut rest = text;
+    let mut secs = 0.0;
+    let mut last_rank = usize::MAX;
+    while !rest.is_empty() {
+        let split = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("`{text}` has no unit (use ms, s, m or h)"))?;
+        let (number, after) = rest.split_at(split);
+        let number: f64 = number.parse().map_err(|_| bad())?;
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, tail) = after.split_at(unit_len);
+        let (factor, rank) = match unit {
+            "ms" => (0.001, 0),
+            "s" => (1.0, 1),
+            "m" => (60.0, 2),
+            "h" => (3600.0, 3),
+            _ => {
+                return Err(format!(
+                    "`{text}` has an unknown unit `{unit}` (use ms, s, m or h)"
+                ))
+            }
+        };
+        if rank >= last_rank {
+            return Err(bad());
         }
-    };
+        last_rank = rank;
+        secs += number * factor;
+        rest = tail;
+    }
     Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is out of range"))
 }
 
@@ -184,6 +373,36 @@ struct RawFile {
     scenario: RawHeader,
     #[serde(default)]
     devices: Vec<RawDevice>,
+    truth: Option<RawTruth>,
+    room: Option<RawRoom>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoom {
+    ambient: f64,
+    #[serde(default)]
+    battery_heat: f64,
+    hvac_fails_at: Option<String>,
+    hvac_drift: Option<f64>,
+    offgas_at: Option<String>,
+    offgas_rate: Option<f64>,
+    venting_at: Option<String>,
+    runaway_at: Option<String>,
+    charging_stops_at: Option<String>,
+    runaway_air_rise: Option<f64>,
+    #[serde(default)]
+    ups_in_room: Vec<String>,
+    ups_lost_after: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTruth {
+    kind: String,
+    failover_expected: bool,
+    power_cut_at: Option<String>,
+    failover_by: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,6 +425,27 @@ struct RawDevice {
     registers: Vec<RawRegister>,
     #[serde(default)]
     events: Vec<RawEvent>,
+    /// MQTT only: where the JSON payload goes.
+    topic: Option<String>,
+    /// MQTT only: sim time between publishes (default 1s).
+    every: Option<String>,
+    /// MQTT only: a device model that derives fields (`asd`).
+    model: Option<String>,
+    /// MQTT only: the payload's keys.
+    #[serde(default)]
+    fields: Vec<RawField>,
+    /// Modbus RTU only: the serial device (e.g. one end of a socat pty pair).
+    serial: Option<String>,
+    /// Modbus RTU only: baud rate (default 19200).
+    baud: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawField {
+    signal: String,
+    #[serde(default)]
+    timeline: Vec<RawSegment>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,7 +464,7 @@ struct RawRegister {
     timeline: Vec<RawSegment>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSegment {
     at: String,
@@ -240,6 +480,11 @@ struct RawSegment {
     seed: Option<u64>,
     every: Option<String>,
     fault: Option<String>,
+    freeze: Option<String>,
+    dropout: Option<String>,
+    silence: Option<String>,
+    /// Follow the room model (`[room]`) in this role: air, cell, offgas, smoke, h2.
+    room: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -274,7 +519,7 @@ impl Issues {
     }
 }
 
-fn validate(raw: RawFile) -> Result<Scenario, Vec<Issue>> {
+fn validate(mut raw: RawFile) -> Result<Scenario, Vec<Issue>> {
     let mut issues = Issues::default();
     if raw.scenario.name.trim().is_empty() {
         issues.push("scenario.name", "must not be empty");
@@ -286,11 +531,15 @@ fn validate(raw: RawFile) -> Result<Scenario, Vec<Issue>> {
     if raw.devices.is_empty() {
         issues.push("devices", "a scenario needs at least one device");
     }
+    let room = raw.room.take().and_then(|r| validate_room(r, &mut issues));
+    if let Some(duration) = duration {
+        expand_room(&mut raw.devices, room.as_ref(), duration, &mut issues);
+    }
 
     let mut names = HashSet::new();
     let mut listens: Vec<(SocketAddr, usize)> = Vec::new();
     let mut devices = Vec::new();
-    for (d, raw_dev) in raw.devices.into_iter().enumerate() {
+    for (d, mut raw_dev) in raw.devices.into_iter().enumerate() {
         let path = format!("devices[{d}]");
         if raw_dev.name.trim().is_empty() {
             issues.push(format!("{path}.name"), "must not be empty");
@@ -302,13 +551,94 @@ fn validate(raw: RawFile) -> Result<Scenario, Vec<Issue>> {
         }
         let protocol = match raw_dev.protocol.as_deref().unwrap_or("modbus-tcp") {
             "modbus-tcp" => Some(Protocol::ModbusTcp),
+            "modbus-rtu" => Some(Protocol::ModbusRtu),
+            "mqtt" => Some(Protocol::Mqtt),
             other => {
                 issues.push(
                     format!("{path}.protocol"),
-                    format!("unknown protocol `{other}` (expected modbus-tcp)"),
+                    format!("unknown protocol `{other}` (expected modbus-tcp, modbus-rtu or mqtt)"),
                 );
                 None
             }
+        };
+        let serial = if protocol == Some(Protocol::ModbusRtu) {
+            if raw_dev.listen.is_some() {
+                issues.push(
+                    format!("{path}.listen"),
+                    "does not apply to a modbus-rtu device (it serves `serial`)",
+                );
+            }
+            match raw_dev.serial.take() {
+                Some(p) if p.starts_with('/') => {
+                    Some((PathBuf::from(p), raw_dev.baud.unwrap_or(19_200)))
+                }
+                Some(p) => {
+                    issues.push(
+                        format!("{path}.serial"),
+                        format!("`{p}` is not an absolute path to a serial device"),
+                    );
+                    None
+                }
+                None => {
+                    issues.push(
+                        format!("{path}.serial"),
+                        "a modbus-rtu device needs `serial`",
+                    );
+                    None
+                }
+            }
+        } else {
+            for (key, set) in [
+                ("serial", raw_dev.serial.is_some()),
+                ("baud", raw_dev.baud.is_some()),
+            ] {
+                if set {
+                    issues.push(
+                        format!("{path}.{key}"),
+                        "only applies to a modbus-rtu device",
+                    );
+                }
+            }
+            None
+        };
+        let is_mqtt = protocol == Some(Protocol::Mqtt);
+        let mqtt = if is_mqtt {
+            for (key, set) in [
+                ("listen", raw_dev.listen.is_some()),
+                ("unit", raw_dev.unit.is_some()),
+                ("registers", !raw_dev.registers.is_empty()),
+            ] {
+                if set {
+                    issues.push(
+                        format!("{path}.{key}"),
+                        "does not apply to an mqtt device (it publishes `fields` to `topic`)",
+                    );
+                }
+            }
+            validate_mqtt(
+                &path,
+                raw_dev.topic.take(),
+                raw_dev.every.take(),
+                raw_dev.model.take(),
+                std::mem::take(&mut raw_dev.fields),
+                duration,
+                &mut issues,
+            )
+        } else {
+            for (key, set) in [
+                ("topic", raw_dev.topic.is_some()),
+                ("every", raw_dev.every.is_some()),
+                ("model", raw_dev.model.is_some()),
+                ("fields", !raw_dev.fields.is_empty()),
+            ] {
+                if set {
+                    issues.push(
+                        format!("{path}.{key}"),
+                        "only applies to an mqtt device (protocol = \"mqtt\")",
+                    );
+                }
+            }
+            None
         };
         let listen_text = raw_dev.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
         let listen = match listen_text.parse::<SocketAddr>() {
@@ -342,7 +672,7 @@ fn validate(raw: RawFile) -> Result<Scenario, Vec<Issue>> {
             );
             None
         };
-        if raw_dev.registers.is_empty() {
+        if raw_dev.registers.is_empty() && !is_mqtt {
             issues.push(
                 format!("{path}.registers"),
                 "a device needs at least one register",
@@ -355,16 +685,23 @@ fn validate(raw: RawFile) -> Result<Scenario, Vec<Issue>> {
         if let (Some(protocol), Some(listen), Some(unit), Some(registers), Some(events)) =
             (protocol, listen, unit, registers, events)
         {
-            devices.push(Device {
-                name: raw_dev.name,
-                protocol,
-                listen,
-                unit,
-                registers,
-                events,
-            });
+            if is_mqtt == mqtt.is_some() && (protocol == Protocol::ModbusRtu) == serial.is_some() {
+                devices.push(Device {
+                    name: raw_dev.name,
+                    protocol,
+                    listen,
+                    unit,
+                    registers,
+                    events,
+                    mqtt,
+                    serial,
+                });
+            }
         }
     }
+    let truth = raw
+        .truth
+        .and_then(|t| validate_truth(t, duration, &mut issues));
 
     match duration {
         Some(duration) if issues.0.is_empty() => Ok(Scenario {
@@ -372,8 +709,330 @@ fn validate(raw: RawFile) -> Result<Scenario, Vec<Issue>> {
             description: raw.scenario.description,
             duration,
             devices,
+            truth,
         }),
         _ => Err(issues.0),
+    }
+}
+
+fn validate_room(raw: RawRoom, issues: &mut Issues) -> Option<crate::room::Room> {
+    let before = issues.0.len();
+    let mut at = |key: &str, text: &Option<String>| {
+        text.as_deref()
+            .and_then(|t| issues.duration(format!("room.{key}"), t))
+    };
+    let hvac_fails_at = at("hvac_fails_at", &raw.hvac_fails_at);
+    let offgas_at = at("offgas_at", &raw.offgas_at);
+    let venting_at = at("venting_at", &raw.venting_at);
+    let runaway_at = at("runaway_at", &raw.runaway_at);
+    let charging_stops_at = at("charging_stops_at", &raw.charging_stops_at);
+    let ups_lost_after = at("ups_lost_after", &raw.ups_lost_after);
+    for (key, v) in [
+        ("ambient", Some(raw.ambient)),
+        ("battery_heat", Some(raw.battery_heat)),
+        ("hvac_drift", raw.hvac_drift),
+        ("offgas_rate", raw.offgas_rate),
+        ("runaway_air_rise", raw.runaway_air_rise),
+    ] {
+        if v.is_some_and(|v| !v.is_finite()) {
+            issues.push(format!("room.{key}"), "must be a finite number");
+        }
+    }
+    if let (Some(o), Some(v)) = (offgas_at, venting_at) {
+        if v < o {
+            issues.push(
+                "room.venting_at",
+                "comes after offgas_at (off-gas -> venting -> runaway)",
+            );
+        }
+    }
+    if let (Some(v), Some(r)) = (venting_at.or(offgas_at), runaway_at) {
+        if r < v {
+            issues.push(
+                "room.runaway_at",
+                "comes after off-gas and venting (off-gas -> venting -> runaway)",
+            );
+        }
+    }
+    (issues.0.len() == before).then(|| crate::room::Room {
+        ambient: raw.ambient,
+        battery_heat: raw.battery_heat,
+        hvac_fails_at,
+        hvac_drift: raw.hvac_drift.unwrap_or(0.3),
+        offgas_at,
+        offgas_rate: raw.offgas_rate.unwrap_or(30.0),
+        venting_at,
+        runaway_at,
+        charging_stops_at,
+        runaway_air_rise: raw.runaway_air_rise.unwrap_or(13.0),
+        ups_in_room: raw.ups_in_room,
+        ups_lost_after: ups_lost_after.unwrap_or(Duration::from_secs(180)),
+    })
+}
+
+/// Replaces every `{ at = "0s", room = ROLE }` entry with the room model's segments for
+/// that role, merged in time order with the entry's other (non-value) segments, and adds
+/// `gone` events to the UPS units in the room.
+fn expand_room(
+    devices: &mut [RawDevice],
+    room: Option<&crate::room::Room>,
+    duration: Duration,
+    issues: &mut Issues,
+) {
+    let ms = |d: Duration| format!("{}ms", d.as_millis());
+    let expand = |path: &str, timeline: &mut Vec<RawSegment>, issues: &mut Issues| {
+        let Some(i) = timeline.iter().position(|s| s.room.is_some()) else {
+            return;
+        };
+        let role_text = timeline[i].room.clone().unwrap_or_default();
+        let entry = format!("{path}.timeline[{i}]");
+        let Some(room) = room else {
+            issues.push(format!("{entry}.room"), "needs a [room] section");
+            return;
+        };
+        let Some(role) = crate::room::Role::parse(&role_text) else {
+            issues.push(
+                format!("{entry}.room"),
+                format!(
+                    "unknown role `{role_text}` (expected {})",
+                    crate::room::Role::NAMES
+                ),
+            );
+            return;
+        };
+        if parse_duration(&timeline[i].at) != Ok(Duration::ZERO) {
+            issues.push(format!("{entry}.at"), "a `room` entry starts at 0s");
+            return;
+        }
+        if timeline.iter().filter(|s| s.room.is_some()).count() > 1
+            || timeline
+                .iter()
+                .any(|s| s.set.is_some() || s.ramp.is_some() || s.exponential.is_some())
+        {
+            issues.push(
+                format!("{path}.timeline"),
+                "a timeline that follows the room takes no other room, set, ramp or exponential entry",
+            );
+            return;
+        }
+        let points = room.breakpoints(role, duration);
+        let mut generated = vec![RawSegment {
+            at: "0s".into(),
+            set: Some(points[0].1),
+            ..RawSegment::default()
+        }];
+        for pair in points.windows(2) {
+            // The first ramp starts 1 ms in: a `set` holds the instant 0.
+            let from = pair[0].0.max(Duration::from_millis(1));
+            generated.push(RawSegment {
+                at: ms(from),
+                ramp: Some(pair[1].1),
+                over: Some(ms(pair[1].0 - from)),
+                ..RawSegment::default()
+            });
+        }
+        timeline.remove(i);
+        // Generated first at equal times, then the file's own entries in their order.
+        let mut all: Vec<(Duration, usize, RawSegment)> = generated
+            .into_iter()
+            .chain(timeline.drain(..))
+            .enumerate()
+            .map(|(k, s)| (parse_duration(&s.at).unwrap_or(Duration::ZERO), k, s))
+            .collect();
+        all.sort_by_key(|(at, k, _)| (*at, *k));
+        *timeline = all.into_iter().map(|(_, _, s)| s).collect();
+    };
+    for (d, dev) in devices.iter_mut().enumerate() {
+        for (r, reg) in dev.registers.iter_mut().enumerate() {
+            expand(
+                &format!("devices[{d}].registers[{r}]"),
+                &mut reg.timeline,
+                issues,
+            );
+        }
+        for (f, field) in dev.fields.iter_mut().enumerate() {
+            expand(
+                &format!("devices[{d}].fields[{f}]"),
+                &mut field.timeline,
+                issues,
+            );
+        }
+    }
+    let Some(room) = room else { return };
+    for (i, name) in room.ups_in_room.iter().enumerate() {
+        let Some(dev) = devices.iter_mut().find(|d| &d.name == name) else {
+            issues.push(
+                format!("room.ups_in_room[{i}]"),
+                format!("no device named `{name}`"),
+            );
+            continue;
+        };
+        if let Some(at) = room.ups_lost_at().filter(|at| *at <= duration) {
+            dev.events.push(RawEvent {
+                at: ms(at),
+                gone: true,
+                mode: None,
+            });
+            dev.events
+                .sort_by_key(|e| parse_duration(&e.at).unwrap_or(Duration::ZERO));
+        }
+    }
+}
+
+fn validate_truth(raw: RawTruth, duration: Option<Duration>, issues: &mut Issues) -> Option<Truth> {
+    let before = issues.0.len();
+    let kind = IncidentKind::parse(&raw.kind);
+    if kind.is_none() {
+        issues.push(
+            "truth.kind",
+            format!(
+                "unknown kind `{}` (expected {})",
+                raw.kind,
+                IncidentKind::NAMES
+            ),
+        );
+    }
+    let mut at = |key: &str, text: &Option<String>| {
+        let d = text
+            .as_deref()
+            .and_then(|t| issues.duration(format!("truth.{key}"), t))?;
+        if let Some(duration) = duration {
+            if d > duration {
+                issues.push(
+                    format!("truth.{key}"),
+                    format!(
+                        "{} is after the end of the scenario ({})",
+                        format_duration(d),
+                        format_duration(duration)
+                    ),
+                );
+            }
+        }
+        Some(d)
+    };
+    let power_cut_at = at("power_cut_at", &raw.power_cut_at);
+    let failover_by = at("failover_by", &raw.failover_by);
+    if raw.failover_expected {
+        if failover_by.is_none() && power_cut_at.is_none() && raw.failover_by.is_none() {
+            issues.push(
+                "truth.failover_by",
+                "a scenario that expects a failover needs `failover_by` or `power_cut_at`",
+            );
+        }
+    } else if raw.failover_by.is_some() {
+        issues.push(
+            "truth.failover_by",
+            "only goes with `failover_expected = true`",
+        );
+    }
+    if let (Some(by), Some(cut)) = (failover_by, power_cut_at) {
+        if by > cut {
+            issues.push(
+                "truth.failover_by",
+                format!(
+                    "{} is after power_cut_at ({}): a failover must be verified while there is power",
+                    format_duration(by),
+                    format_duration(cut)
+                ),
+            );
+        }
+    }
+    match kind {
+        Some(kind) if issues.0.len() == before => Some(Truth {
+            kind,
+            failover_expected: raw.failover_expected,
+            power_cut_at,
+            failover_by: failover_by.or(if raw.failover_expected {
+                power_cut_at
+            } else {
+                None
+            }),
+        }),
+        _ => None,
+    }
+}
+
+fn validate_mqtt(
+    path: &str,
+    topic: Option<String>,
+    every: Option<String>,
+    model: Option<String>,
+    fields: Vec<RawField>,
+    duration: Option<Duration>,
+    issues: &mut Issues,
+) -> Option<MqttDevice> {
+    let before = issues.0.len();
+    let topic = match topic {
+        Some(t) if !t.is_empty() && !t.contains(['+', '#']) => Some(t),
+        Some(t) => {
+            issues.push(
+                format!("{path}.topic"),
+                format!("`{t}` is not a topic to publish to (not empty, no wildcards)"),
+            );
+            None
+        }
+        None => {
+            issues.push(format!("{path}.topic"), "an mqtt device needs a `topic`");
+            None
+        }
+    };
+    let every = match every {
+        None => Some(DEFAULT_NOISE_EVERY),
+        Some(text) => issues.duration(format!("{path}.every"), &text),
+    };
+    if every == Some(Duration::ZERO) {
+        issues.push(format!("{path}.every"), "must be greater than 0");
+    }
+    let model = match model.as_deref() {
+        None => None,
+        Some("asd") => Some(MqttModel::Asd),
+        Some(other) => {
+            issues.push(
+                format!("{path}.model"),
+                format!("unknown model `{other}` (expected asd)"),
+            );
+            None
+        }
+    };
+    if fields.is_empty() {
+        issues.push(
+            format!("{path}.fields"),
+            "an mqtt device needs at least one field",
+        );
+    }
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for (f, raw) in fields.into_iter().enumerate() {
+        let fpath = format!("{path}.fields[{f}]");
+        if raw.signal.trim().is_empty() {
+            issues.push(format!("{fpath}.signal"), "must not be empty");
+        } else if !names.insert(raw.signal.clone()) {
+            issues.push(
+                format!("{fpath}.signal"),
+                format!("field `{}` is used twice on this device", raw.signal),
+            );
+        }
+        if let Some(timeline) = validate_timeline(&fpath, raw.timeline, duration, issues) {
+            out.push(Field {
+                signal: raw.signal,
+                timeline,
+            });
+        }
+    }
+    if model == Some(MqttModel::Asd) && !names.contains("obscuration") {
+        issues.push(
+            format!("{path}.model"),
+            "model `asd` derives alarm_level from a field named `obscuration`, which is missing",
+        );
+    }
+    match (topic, every) {
+        (Some(topic), Some(every)) if issues.0.len() == before => Some(MqttDevice {
+            topic,
+            every,
+            model,
+            fields: out,
+        }),
+        _ => None,
     }
 }
 
@@ -579,6 +1238,9 @@ fn parse_segment(
         ("spike", raw.spike.is_some()),
         ("noise", raw.noise.is_some()),
         ("fault", raw.fault.is_some()),
+        ("freeze", raw.freeze.is_some()),
+        ("dropout", raw.dropout.is_some()),
+        ("silence", raw.silence.is_some()),
     ]
     .into_iter()
     .filter_map(|(name, present)| present.then_some(name))
@@ -605,7 +1267,7 @@ fn parse_segment(
         [] => {
             issues.push(
                 path,
-                "says nothing: expected one of set, ramp, exponential, spike, noise, fault",
+                "says nothing: expected one of set, ramp, exponential, spike, noise, fault, freeze, dropout, silence",
             );
             None
         }
@@ -641,6 +1303,17 @@ fn parse_segment(
                     value: raw.spike.unwrap_or_default(),
                     hold,
                 }),
+                "freeze" => raw
+                    .freeze
+                    .as_deref()
+                    .and_then(|t| issues.duration(format!("{path}.freeze"), t))
+                    .map(|hold| SegmentKind::Freeze { hold }),
+                "dropout" | "silence" => raw
+                    .dropout
+                    .as_deref()
+                    .or(raw.silence.as_deref())
+                    .and_then(|t| issues.duration(format!("{path}.{kind}"), t))
+                    .map(|hold| SegmentKind::Dropout { hold }),
                 "noise" => {
                     let every = match &raw.every {
                         None => Some(DEFAULT_NOISE_EVERY),
@@ -792,6 +1465,10 @@ gone = false
         assert!(parse_duration("5d").is_err());
         assert!(parse_duration("-5s").is_err());
         assert!(parse_duration("s").is_err());
+        assert_eq!(parse_duration("2m30s"), Ok(Duration::from_secs(150)));
+        assert_eq!(parse_duration("1h0m5s"), Ok(Duration::from_secs(3605)));
+        assert!(parse_duration("30s2m").is_err(), "largest unit first");
+        assert!(parse_duration("2m2m").is_err());
         assert_eq!(format_duration(Duration::from_millis(300)), "300ms");
         assert_eq!(format_duration(Duration::from_secs(45)), "45s");
         assert_eq!(format_duration(Duration::from_secs(120)), "2m");
@@ -861,7 +1538,7 @@ duration = "1 minute"
 
 [[devices]]
 name = "env"
-protocol = "modbus-rtu"
+protocol = "modbus-ascii"
 listen = "localhost"
 unit = 0
 
@@ -919,7 +1596,7 @@ mode = "explode"
         let expected = [
             "scenario.name: must not be empty",
             "scenario.duration: `1 minute` has an unknown unit ` minute` (use ms, s, m or h)",
-            "devices[0].protocol: unknown protocol `modbus-rtu` (expected modbus-tcp)",
+            "devices[0].protocol: unknown protocol `modbus-ascii` (expected modbus-tcp, modbus-rtu or mqtt)",
             "devices[0].listen: `localhost` is not an IP:port address like \"127.0.0.1:0\"",
             "devices[0].unit: 0 is not a unit id (1..=255)",
             "devices[0].registers[1].address: input 1..=1 overlaps devices[0].registers[0] (`a`, input 0..=1)",
@@ -931,8 +1608,8 @@ mode = "explode"
             "devices[0].registers[3].address: 70000 is not a register address (0..=65535)",
             "devices[0].registers[3].timeline[1].over: `ramp` needs `over`",
             "devices[0].registers[3].timeline[3]: has more than one kind (set, spike): write one entry per kind",
-            "devices[0].registers[3].timeline[4]: says nothing: expected one of set, ramp, exponential, spike, noise, fault",
-            "devices[0].registers[3].timeline[5].fault: unknown fault `smoke` (expected none, exception, busy, ffff, zeros)",
+            "devices[0].registers[3].timeline[4]: says nothing: expected one of set, ramp, exponential, spike, noise, fault, freeze, dropout, silence",
+            "devices[0].registers[3].timeline[5].fault: unknown fault `smoke` (expected none, exception, busy, ffff, zeros, timeout)",
             "devices[0].registers[3].timeline[6].tau: `tau` only goes with `exponential`",
             "devices[0].registers[4].signal: signal `a` is used twice on this device",
             "devices[0].registers[4].timeline[0]: must start with a `set` at 0s so that every instant has a value",
@@ -1021,6 +1698,122 @@ timeline = [{ at = "0s", set = 1 }]
                 "scenario.duration: must be greater than 0",
                 "devices: a scenario needs at least one device"
             ]
+        );
+    }
+
+    #[test]
+    fn a_seed_changes_the_noise_and_seed_zero_changes_nothing() {
+        let text = r#"
+[scenario]
+name = "n"
+duration = "60s"
+[[devices]]
+name = "d"
+[[devices.registers]]
+signal = "s"
+table = "holding"
+address = 0
+type = "u16"
+timeline = [{ at = "0s", set = 100 }, { at = "0s", noise = 10, seed = 7 }]
+"#;
+        let base = Scenario::from_toml_str(text).unwrap();
+        let at = Duration::from_secs(3);
+        let v = |s: &Scenario| s.devices[0].registers[0].timeline.value_at(at);
+        assert_eq!(v(&base.clone().reseeded(0)), v(&base));
+        assert_eq!(v(&base.clone().reseeded(42)), v(&base.clone().reseeded(42)));
+        assert_ne!(v(&base.clone().reseeded(42)), v(&base));
+    }
+
+    #[test]
+    fn replicas_get_names_and_consecutive_ports() {
+        let s = Scenario::from_toml_str(GOOD).unwrap();
+        let r = s.clone().replicated(3, Some(15000)).unwrap();
+        let names: Vec<_> = r.devices.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["env-b3", "env-b3-2", "env-b3-3"]);
+        let ports: Vec<_> = r.devices.iter().map(|d| d.listen.port()).collect();
+        assert_eq!(ports, [15000, 15001, 15002]);
+        assert!(s.clone().replicated(0, None).is_err());
+        assert_eq!(s.replicated(2, None).unwrap().devices.len(), 2);
+    }
+
+    const ROOMY: &str = r#"
+[scenario]
+name = "room"
+duration = "10m"
+
+[room]
+ambient = 23.0
+offgas_at = "1m"
+runaway_at = "5m"
+ups_in_room = ["ups"]
+ups_lost_after = "1m"
+
+[[devices]]
+name = "env"
+[[devices.registers]]
+signal = "air"
+table = "input"
+address = 0
+type = "i16"
+scale = 0.1
+timeline = [{ at = "0s", room = "air" }, { at = "0s", noise = 0.1, seed = 3 }, { at = "2m", spike = 90.0, for = "1s" }]
+
+[[devices]]
+name = "ups"
+[[devices.registers]]
+signal = "cell"
+table = "holding"
+address = 0
+type = "i16"
+timeline = [{ at = "0s", room = "cell" }]
+"#;
+
+    #[test]
+    fn room_entries_follow_the_model_and_the_ups_in_the_room_is_lost() {
+        let s = Scenario::from_toml_str(ROOMY).unwrap();
+        let air = &s.devices[0].registers[0].timeline;
+        // Spikes and noise still lay over the model's values.
+        assert_eq!(air.value_at(Duration::from_secs(120)), 90.0);
+        let at_six = air.base_value_at(Duration::from_secs(360));
+        assert!((at_six - (23.0 + 13.0)).abs() < 0.01, "{at_six}");
+        let cell = &s.devices[1].registers[0].timeline;
+        assert_eq!(cell.value_at(Duration::from_secs(60)), 25.0);
+        assert!(cell.value_at(Duration::from_secs(400)) > 150.0);
+        let gone = s.devices[1].events.events();
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].at, Duration::from_secs(360));
+    }
+
+    #[test]
+    fn room_entries_are_checked() {
+        let start = ROOMY.find("[room]").unwrap();
+        let end = ROOMY.find("[[devices]]").unwrap();
+        let no_room = format!("{}{}", &ROOMY[..start], &ROOMY[end..]);
+        let err = Scenario::from_toml_str(&no_room).unwrap_err().to_string();
+        assert!(
+            err.contains("devices[0].registers[0].timeline[0].room: needs a [room] section"),
+            "{err}"
+        );
+        let bad_role = ROOMY.replace(r#"room = "cell""#, r#"room = "lava""#);
+        let err = Scenario::from_toml_str(&bad_role).unwrap_err().to_string();
+        assert!(
+            err.contains("devices[1].registers[0].timeline[0].room: unknown role `lava`"),
+            "{err}"
+        );
+        let mixed = ROOMY.replace(
+            r#"[{ at = "0s", room = "cell" }]"#,
+            r#"[{ at = "0s", room = "cell" }, { at = "1m", set = 1 }]"#,
+        );
+        let err = Scenario::from_toml_str(&mixed).unwrap_err().to_string();
+        assert!(
+            err.contains("takes no other room, set, ramp or exponential"),
+            "{err}"
+        );
+        let stranger = ROOMY.replace(r#"ups_in_room = ["ups"]"#, r#"ups_in_room = ["nobody"]"#);
+        let err = Scenario::from_toml_str(&stranger).unwrap_err().to_string();
+        assert!(
+            err.contains("room.ups_in_room[0]: no device named `nobody`"),
+            "{err}"
         );
     }
 }

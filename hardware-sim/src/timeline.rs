@@ -83,10 +83,13 @@ pub enum Fault {
     AllOnes,
     /// Every word of the register reads 0x0000 (the other classic "no data" value).
     Zeros,
+    /// Reads covering the register get no answer at all (the client times out); an MQTT
+    /// device does not publish.
+    Timeout,
 }
 
 impl Fault {
-    pub const NAMES: &'static str = "none, exception, busy, ffff, zeros";
+    pub const NAMES: &'static str = "none, exception, busy, ffff, zeros, timeout";
 
     pub fn parse(s: &str) -> Option<Fault> {
         match s {
@@ -95,6 +98,7 @@ impl Fault {
             "busy" => Some(Fault::Busy),
             "ffff" => Some(Fault::AllOnes),
             "zeros" => Some(Fault::Zeros),
+            "timeout" => Some(Fault::Timeout),
             _ => None,
         }
     }
@@ -106,6 +110,7 @@ impl Fault {
             Fault::Busy => "busy",
             Fault::AllOnes => "ffff",
             Fault::Zeros => "zeros",
+            Fault::Timeout => "timeout",
         }
     }
 }
@@ -129,6 +134,11 @@ pub enum SegmentKind {
     },
     /// Change how reads of this register are answered.
     Fault(Fault),
+    /// Hold the value read at the start (noise included) for `hold`: a stuck sensor.
+    Freeze { hold: Duration },
+    /// No answer at all for `hold` (Modbus: the client times out; MQTT: no publish), then
+    /// whatever the fault track says. `silence` in scenario files is the MQTT spelling.
+    Dropout { hold: Duration },
 }
 
 impl SegmentKind {
@@ -141,6 +151,8 @@ impl SegmentKind {
             SegmentKind::Spike { .. } => "spike",
             SegmentKind::Noise { .. } => "noise",
             SegmentKind::Fault(_) => "fault",
+            SegmentKind::Freeze { .. } => "freeze",
+            SegmentKind::Dropout { .. } => "dropout",
         }
     }
 
@@ -152,6 +164,8 @@ impl SegmentKind {
             SegmentKind::Spike { .. } => "spike",
             SegmentKind::Noise { .. } => "noise",
             SegmentKind::Fault(_) => "fault",
+            SegmentKind::Freeze { .. } => "freeze",
+            SegmentKind::Dropout { .. } => "dropout",
         }
     }
 }
@@ -238,6 +252,8 @@ pub fn check(segments: &[Segment]) -> Vec<TimelineError> {
                 }
                 positive(every, "every", &mut errors);
             }
+            SegmentKind::Freeze { hold } => positive(hold, "freeze", &mut errors),
+            SegmentKind::Dropout { hold } => positive(hold, "dropout", &mut errors),
             SegmentKind::Fault(_) => {}
         }
     }
@@ -308,6 +324,17 @@ impl Timeline {
         &self.segments
     }
 
+    /// The same timeline with every noise seed XORed with `seed`: a run is a pure function
+    /// of the scenario and the seed, and seed 0 leaves the file's seeds as they are.
+    pub fn reseeded(mut self, seed: u64) -> Timeline {
+        for s in &mut self.segments {
+            if let SegmentKind::Noise { seed: own, .. } = &mut s.kind {
+                *own ^= seed;
+            }
+        }
+        self
+    }
+
     /// The value before spikes and noise.
     pub fn base_value_at(&self, t: Duration) -> f64 {
         let i = self.values.partition_point(|v| v.at <= t);
@@ -317,6 +344,16 @@ impl Timeline {
 
     /// The engineering value at `t`.
     pub fn value_at(&self, t: Duration) -> f64 {
+        let started = &self.segments[..self.started_at(t)];
+        let frozen = started.iter().rev().find_map(|s| match s.kind {
+            SegmentKind::Freeze { hold } if t < s.at + hold => Some(s.at),
+            _ => None,
+        });
+        self.live_value_at(frozen.unwrap_or(t))
+    }
+
+    /// The value at `t` as if no freeze were active.
+    fn live_value_at(&self, t: Duration) -> f64 {
         let started = &self.segments[..self.started_at(t)];
         let spike = started.iter().rev().find_map(|s| match s.kind {
             SegmentKind::Spike { value, hold } if t < s.at + hold => Some(value),
@@ -341,7 +378,15 @@ impl Timeline {
 
     /// How reads are answered at `t`.
     pub fn fault_at(&self, t: Duration) -> Fault {
-        self.segments[..self.started_at(t)]
+        let started = &self.segments[..self.started_at(t)];
+        let dropout = started.iter().any(|s| match s.kind {
+            SegmentKind::Dropout { hold } => t < s.at + hold,
+            _ => false,
+        });
+        if dropout {
+            return Fault::Timeout;
+        }
+        started
             .iter()
             .rev()
             .find_map(|s| match s.kind {
@@ -762,5 +807,38 @@ mod tests {
             },
         ])
         .is_err());
+    }
+
+    #[test]
+    fn freeze_holds_the_value_seen_at_its_start_while_the_room_moves_on() {
+        let tl = Timeline::new(vec![
+            set(0.0, 20.0),
+            seg(
+                0.001,
+                SegmentKind::Ramp {
+                    target: 30.0,
+                    over: s(10.0),
+                },
+            ),
+            seg(5.001, SegmentKind::Freeze { hold: s(3.0) }),
+        ])
+        .unwrap();
+        assert!(close(tl.value_at(s(5.001)), 25.0));
+        assert!(close(tl.value_at(s(7.9)), 25.0));
+        assert!(close(tl.value_at(s(8.001)), 28.0));
+    }
+
+    #[test]
+    fn dropout_answers_nothing_for_its_span_then_the_fault_track_shows_again() {
+        let tl = Timeline::new(vec![
+            set(0.0, 1.0),
+            seg(2.0, SegmentKind::Fault(Fault::AllOnes)),
+            seg(4.0, SegmentKind::Dropout { hold: s(1.0) }),
+        ])
+        .unwrap();
+        assert_eq!(tl.fault_at(s(3.0)), Fault::AllOnes);
+        assert_eq!(tl.fault_at(s(4.5)), Fault::Timeout);
+        assert_eq!(tl.fault_at(s(5.0)), Fault::AllOnes);
+        assert_eq!(tl.value_at(s(4.5)), 1.0);
     }
 }
