@@ -281,7 +281,12 @@ fn spawn_sources(
             .metrics
             .attach_poll_histogram(metrics.poll_duration.with_label_values(&[&device.name]));
         source_metrics.push(device.metrics.clone());
-        tasks.push(modbus::spawn(device, clock.clone(), tx.clone(), stop.clone()));
+        tasks.push(modbus::spawn(
+            device,
+            clock.clone(),
+            tx.clone(),
+            stop.clone(),
+        ));
     }
     for sub in mqtt::subscribers(config) {
         source_metrics.push(sub.metrics.clone());

@@ -23,9 +23,8 @@ use std::sync::Arc;
 /// their sensor and zone names are fixed at start).
 pub(super) fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut out = Vec::new();
-    let differs = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| {
-        format!("{a:?}") != format!("{b:?}")
-    };
+    let differs =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
     if old.agent.name != new.agent.name {
         out.push("agent.name");
     }
@@ -127,7 +126,10 @@ impl Engine {
         }
         for (zi, z) in old.zones.iter().enumerate() {
             let running = self.runs.get(&zi).is_some_and(|h| !h.is_finished())
-                || self.prepares.get(&zi).is_some_and(|p| !p.task.is_finished());
+                || self
+                    .prepares
+                    .get(&zi)
+                    .is_some_and(|p| !p.task.is_finished());
             if running {
                 return Some(format!(
                     "a runbook is running in zone {}; the config does not change under a \
@@ -150,7 +152,8 @@ impl Engine {
                     z.id
                 ));
             };
-            let same = |a: &config::Runbook, b: &config::Runbook| format!("{a:?}") == format!("{b:?}");
+            let same =
+                |a: &config::Runbook, b: &config::Runbook| format!("{a:?}") == format!("{b:?}");
             let failover_same = same(&old.runbooks[z.runbook], &new.runbooks[nz.runbook]);
             let prepare_same = match (z.prepare_runbook, nz.prepare_runbook) {
                 (None, None) => true,
