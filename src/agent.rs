@@ -299,8 +299,9 @@ fn spawn_sources(
     }
 }
 
-/// How long the old sources may take to stop when a reload replaces them.
-const SOURCES_STOP: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long the old sources may take to stop when a reload replaces them (well within
+/// the systemd watchdog, pinged just before).
+const SOURCES_STOP: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Runs the agent until `shutdown` is cancelled; each message on `reload` reloads the
 /// config file at `config_path` (see `agent/reload.rs`).
@@ -450,11 +451,17 @@ pub async fn run_until_reloadable(
                 let new = Arc::new(new);
                 // The old sources stop (bounded) before the new ones connect: a Modbus
                 // device may accept one client only.
+                if watchdog_every.is_some() {
+                    notifier.watchdog();
+                    last_watchdog = clock.mono();
+                }
                 sources_stop.cancel();
-                for t in tasks.drain(..) {
-                    if tokio::time::timeout(SOURCES_STOP, t).await.is_err() {
-                        tracing::error!("a source did not stop in time on reload");
-                    }
+                let old: Vec<_> = tasks.drain(..).collect();
+                let aborts: Vec<_> = old.iter().map(|t| t.abort_handle()).collect();
+                let all = async { for t in old { let _ = t.await; } };
+                if tokio::time::timeout(SOURCES_STOP, all).await.is_err() {
+                    tracing::error!("sources did not stop in time on reload; aborted");
+                    aborts.iter().for_each(tokio::task::AbortHandle::abort);
                 }
                 sources_stop = shutdown.child_token();
                 let started = spawn_sources(&new, &clock, &metrics, &sources_stop);

@@ -262,3 +262,85 @@ impl Engine {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const BASE: &str = r#"
+[agent]
+name = "t"
+state_dir = "/tmp/firebreak-reload-unit"
+dry_run = true
+
+[api]
+listen = "127.0.0.1:9410"
+
+[[sources]]
+name = "broker"
+type = "mqtt"
+url = "mqtt://127.0.0.1:1883"
+
+[[sensors]]
+id = "a.temp"
+zone = "a"
+kind = "temperature"
+source = "broker"
+topic = "a/temp"
+warn_above = 40.0
+
+[[zones]]
+id = "a"
+runbook = "r"
+
+[[runbooks]]
+name = "r"
+[[runbooks.steps]]
+name = "w"
+type = "wait"
+duration = "1s"
+"#;
+
+    fn cfg(text: &str) -> Config {
+        config::load_str(text, "test", HashMap::new())
+            .unwrap_or_else(|e| panic!("{:?}", e.errors))
+            .config
+    }
+
+    #[test]
+    fn thresholds_dry_run_and_runbooks_change_live() {
+        let old = cfg(BASE);
+        let new = cfg(&BASE
+            .replace("dry_run = true", "dry_run = false")
+            .replace("warn_above = 40.0", "warn_above = 30.0")
+            .replace("duration = \"1s\"", "duration = \"2s\""));
+        assert!(restart_only_changes(&old, &new).is_empty());
+        assert_eq!(
+            live_changes(&old, &new),
+            vec!["agent.dry_run", "sensors", "runbooks"]
+        );
+        assert!(live_changes(&old, &old).is_empty());
+    }
+
+    #[test]
+    fn the_api_the_event_log_and_the_name_need_a_restart() {
+        let old = cfg(BASE);
+        let new = cfg(&BASE
+            .replace("127.0.0.1:9410", "127.0.0.1:9411")
+            .replace("name = \"t\"", "name = \"u\""));
+        assert_eq!(restart_only_changes(&old, &new), vec!["agent.name", "api"]);
+    }
+
+    #[test]
+    fn with_telemetry_the_sensor_names_need_a_restart_too() {
+        let with_status = format!("{BASE}\n[telemetry.mqtt]\nsource = \"broker\"\n");
+        let old = cfg(&with_status);
+        let renamed = cfg(&with_status.replace("a.temp", "a.temp1"));
+        let changes = restart_only_changes(&old, &renamed);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert!(changes[0].starts_with("sensors/zones ids"), "{changes:?}");
+        // Without a sink, renaming a sensor is a live change.
+        assert!(restart_only_changes(&cfg(BASE), &cfg(&BASE.replace("a.temp", "a.t1"))).is_empty());
+    }
+}
