@@ -456,7 +456,7 @@ pub async fn run_until_reloadable(
                     last_watchdog = clock.mono();
                 }
                 sources_stop.cancel();
-                let old: Vec<_> = tasks.drain(..).collect();
+                let old = std::mem::take(&mut tasks);
                 let aborts: Vec<_> = old.iter().map(|t| t.abort_handle()).collect();
                 let all = async { for t in old { let _ = t.await; } };
                 if tokio::time::timeout(SOURCES_STOP, all).await.is_err() {
