@@ -233,6 +233,12 @@ impl Engine {
             crate::api::trend::POINTS,
         );
         self.power_sent = vec![None; new.zones.len()];
+        // Counters of a source that stays (same name) keep counting up from where they were.
+        for sm in &source_metrics {
+            if let Some(old) = self.source_metrics.iter().find(|o| o.source == sm.source) {
+                sm.carry_over(&old.snapshot());
+            }
+        }
         self.source_metrics = source_metrics;
         // Sensors and zones that are gone must not linger in the scrape.
         let m = &self.shared.metrics;
@@ -242,6 +248,7 @@ impl Engine {
         m.safe_to_cut_power.reset();
         m.incident_active.reset();
         m.seconds_to_power_loss.reset();
+        m.source_up.reset();
         *detector = fresh;
     }
 
