@@ -299,10 +299,6 @@ fn spawn_sources(
     }
 }
 
-/// How long the old sources may take to stop when a reload replaces them (well within
-/// the systemd watchdog, pinged just before).
-const SOURCES_STOP: std::time::Duration = std::time::Duration::from_secs(3);
-
 /// Runs the agent until `shutdown` is cancelled; each message on `reload` reloads the
 /// config file at `config_path` (see `agent/reload.rs`).
 pub async fn run_until_reloadable(
@@ -456,13 +452,7 @@ pub async fn run_until_reloadable(
                     last_watchdog = clock.mono();
                 }
                 sources_stop.cancel();
-                let old = std::mem::take(&mut tasks);
-                let aborts: Vec<_> = old.iter().map(|t| t.abort_handle()).collect();
-                let all = async { for t in old { let _ = t.await; } };
-                if tokio::time::timeout(SOURCES_STOP, all).await.is_err() {
-                    tracing::error!("sources did not stop in time on reload; aborted");
-                    aborts.iter().for_each(tokio::task::AbortHandle::abort);
-                }
+                reload::stop_sources(std::mem::take(&mut tasks)).await;
                 sources_stop = shutdown.child_token();
                 let started = spawn_sources(&new, &clock, &metrics, &sources_stop);
                 (rx, tasks) = (started.rx, started.tasks);

@@ -96,6 +96,24 @@ pub(super) fn live_changes(old: &Config, new: &Config) -> Vec<String> {
     out.into_iter().map(String::from).collect()
 }
 
+/// How long the old sources may take to stop when a reload replaces them (well within
+/// the systemd watchdog, pinged just before).
+const SOURCES_STOP: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Waits (bounded) for the old sources, already cancelled, to end; aborts stragglers.
+pub(super) async fn stop_sources(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+    let all = async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    };
+    if tokio::time::timeout(SOURCES_STOP, all).await.is_err() {
+        tracing::error!("sources did not stop in time on reload; aborted");
+        aborts.iter().for_each(tokio::task::AbortHandle::abort);
+    }
+}
+
 /// Loads and validates the file as `firebreak run` would (secret files included).
 pub(super) fn load(path: &Path) -> Result<Config, String> {
     let loaded = config::load(path).map_err(|e| {
