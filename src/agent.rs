@@ -435,12 +435,12 @@ pub async fn run_until_reloadable(
                 let new = match reload::load(&config_path) {
                     Ok(new) => new,
                     Err(why) => {
-                        engine.reload_failed(&config_path, why);
+                        engine.reload_failed(&config_path, why, &notifier);
                         continue;
                     }
                 };
                 if let Some(why) = engine.reload_refusal(&new) {
-                    engine.reload_failed(&config_path, why);
+                    engine.reload_failed(&config_path, why, &notifier);
                     continue;
                 }
                 let changed = reload::live_changes(&config, &new);
@@ -463,7 +463,7 @@ pub async fn run_until_reloadable(
                 }
                 engine.apply_reload(new.clone(), &mut detector, started.metrics);
                 config = new;
-                engine.reloaded(&config_path, changed);
+                engine.reloaded(&config_path, changed, &notifier);
                 engine.handle(&mut detector);
             }
             first = rx.recv(), if !sources_done => {

@@ -14,6 +14,7 @@ use crate::detect::Detector;
 use crate::events::Event;
 use crate::incident::{PowerBoard, Shared};
 use crate::staged::{Phase, Stager};
+use crate::systemd::Notifier;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -270,15 +271,17 @@ impl Engine {
         *detector = fresh;
     }
 
-    pub(super) fn reload_failed(&self, path: &Path, reason: String) {
+    pub(super) fn reload_failed(&self, path: &Path, reason: String, notifier: &Notifier) {
         tracing::error!(config = %path.display(), %reason, "config reload rejected; the running config is unchanged");
+        notifier.status("watching; the last config reload was rejected (see the log)");
         self.write(&Event::ConfigReloadFailed {
             config: path.display().to_string(),
             reason,
         });
     }
 
-    pub(super) fn reloaded(&self, path: &Path, changed: Vec<String>) {
+    pub(super) fn reloaded(&self, path: &Path, changed: Vec<String>, notifier: &Notifier) {
+        notifier.status("watching; config reloaded");
         tracing::warn!(config = %path.display(), changed = ?changed, dry_run = self.shared.config.agent.dry_run, "config reloaded; open incidents kept");
         self.write(&Event::ConfigReloaded {
             config: path.display().to_string(),
