@@ -429,3 +429,103 @@ fn the_config_does_not_change_under_a_running_runbook() {
     assert_eq!(count(&agent, "runbook_finished"), 0);
     assert_eq!(agent.stop(), Some(0), "{}", agent.diagnostics());
 }
+
+#[test]
+fn a_modbus_source_is_reconnected_by_a_reload_with_its_new_settings() {
+    // pymodbus serves a fixed 45.0 C (i16 tenths in holding register 0).
+    let server = support::pymodbus::PyModbus::tcp(serde_json::json!([{ "id": 1, "registers": [
+        {"address": 0, "type": "int16", "value": 450, "word_order": "big"},
+    ]}]));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let api_port = support::free_port();
+    let path = dir.path().join("firebreak.toml");
+    let write = |poll: &str, warn: f64| {
+        let text = format!(
+            r#"
+[agent]
+name = "reload-modbus"
+state_dir = "{state}"
+
+[api]
+listen = "127.0.0.1:{api_port}"
+
+[[sources]]
+name = "env"
+type = "modbus"
+url = "tcp://127.0.0.1:{port}"
+unit = 1
+poll_interval = "{poll}"
+timeout = "1s"
+
+[[sensors]]
+id = "t"
+zone = "z"
+kind = "temperature"
+source = "env"
+register = {{ table = "holding", address = 0, type = "i16", scale = 0.1 }}
+for = "0s"
+warn_above = {warn}
+alarm_above = 60.0
+critical_above = 90.0
+
+[[zones]]
+id = "z"
+runbook = "r"
+
+[[runbooks]]
+name = "r"
+[[runbooks.steps]]
+name = "w"
+type = "wait"
+duration = "1s"
+"#,
+            state = state.display(),
+            port = server.port.unwrap(),
+        );
+        std::fs::write(&path, text).unwrap();
+    };
+    write("250ms", 40.0);
+    let mut agent = Agent::start(&path, &state.join("events.jsonl"));
+    agent.wait_for("warn at 45 over Modbus", DEADLINE, sensor_to("t", "warn"));
+    agent.wait_for_api(api_port);
+
+    // warn_above 50: the rebuilt detection reads 45 again, from a new connection, as ok.
+    write("300ms", 50.0);
+    let reloaded = sighup_until(&mut agent, "config_reloaded", 1);
+    let changed = reloaded["changed"].as_array().unwrap();
+    assert!(
+        changed.contains(&"sources".into()) && changed.contains(&"sensors".into()),
+        "{reloaded}"
+    );
+    let until = Instant::now() + DEADLINE;
+    loop {
+        let s = status(api_port);
+        let t = &zone(&s, "z").unwrap()["sensors"][0];
+        if t["value"] == 45.0 && t["state"] == "ok" {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "45 is ok under warn_above 50: {s}\n{}",
+            agent.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // And back under 40: the reconnected source's reading warns again.
+    write("250ms", 40.0);
+    let seen = agent.events().len();
+    sighup_until(&mut agent, "config_reloaded", 2);
+    let until = Instant::now() + DEADLINE;
+    while !agent.events().iter().skip(seen).any(sensor_to("t", "warn")) {
+        assert!(
+            Instant::now() < until,
+            "no warn after the second reload\n{}",
+            agent.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(count(&agent, "config_reload_failed"), 0);
+    assert_eq!(agent.stop(), Some(0), "{}", agent.diagnostics());
+}
