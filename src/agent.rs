@@ -15,6 +15,7 @@ use crate::sinks::mqtt::{StatusConfig, StatusMsg, StatusPublisher, ZoneStatus};
 use crate::sources::{modbus, mqtt};
 use crate::staged::Stager;
 
+mod reload;
 mod staged;
 use staged::PrepareRt;
 use std::collections::{BTreeMap, HashMap};
@@ -210,24 +211,40 @@ fn should_mark(step: &crate::config::Step) -> &'static str {
     }
 }
 
-/// Runs the agent until SIGINT or SIGTERM.
+/// Runs the agent until SIGINT or SIGTERM; SIGHUP reloads the config file.
 pub async fn run(config: Config, config_path: PathBuf) -> Result<(), AgentError> {
     let shutdown = CancellationToken::new();
+    // Capacity 1: SIGHUPs that arrive while one is pending are one reload.
+    let (reload_tx, reload_rx) = mpsc::channel::<()>(1);
     let signals = {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).map_err(AgentError::Signals)?;
         let mut int = signal(SignalKind::interrupt()).map_err(AgentError::Signals)?;
+        let mut hup = signal(SignalKind::hangup()).map_err(AgentError::Signals)?;
         let token = shutdown.clone();
         tokio::spawn(async move {
-            let which = tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
+            let which = loop {
+                tokio::select! {
+                    _ = term.recv() => break "SIGTERM",
+                    _ = int.recv() => break "SIGINT",
+                    _ = hup.recv() => {
+                        tracing::info!(signal = "SIGHUP", "reloading the config");
+                        let _ = reload_tx.try_send(());
+                    }
+                }
             };
             tracing::info!(signal = which, "shutting down");
             token.cancel();
         })
     };
-    let result = run_until(config, config_path, Arc::new(SystemClock::new()), shutdown).await;
+    let result = run_until_reloadable(
+        config,
+        config_path,
+        Arc::new(SystemClock::new()),
+        shutdown,
+        reload_rx,
+    )
+    .await;
     signals.abort();
     result
 }
@@ -239,7 +256,59 @@ pub async fn run_until(
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
-    let config = Arc::new(config);
+    let (_never, reload) = mpsc::channel(1);
+    run_until_reloadable(config, config_path, clock, shutdown, reload).await
+}
+
+/// The sources of a config, running: their samples, tasks and counters.
+struct Sources {
+    rx: mpsc::Receiver<Sample>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    metrics: Vec<Arc<crate::sources::metrics::SourceMetrics>>,
+}
+
+fn spawn_sources(
+    config: &Config,
+    clock: &Arc<dyn Clock>,
+    metrics: &crate::sinks::prometheus::Metrics,
+    stop: &CancellationToken,
+) -> Sources {
+    let (tx, rx) = mpsc::channel::<Sample>(SAMPLE_QUEUE);
+    let mut tasks = Vec::new();
+    let mut source_metrics = Vec::new();
+    for device in modbus::devices(config) {
+        device
+            .metrics
+            .attach_poll_histogram(metrics.poll_duration.with_label_values(&[&device.name]));
+        source_metrics.push(device.metrics.clone());
+        tasks.push(modbus::spawn(
+            device,
+            clock.clone(),
+            tx.clone(),
+            stop.clone(),
+        ));
+    }
+    for sub in mqtt::subscribers(config) {
+        source_metrics.push(sub.metrics.clone());
+        tasks.push(mqtt::spawn(sub, clock.clone(), tx.clone(), stop.clone()));
+    }
+    Sources {
+        rx,
+        tasks,
+        metrics: source_metrics,
+    }
+}
+
+/// Runs the agent until `shutdown` is cancelled; each message on `reload` reloads the
+/// config file at `config_path` (see `agent/reload.rs`).
+pub async fn run_until_reloadable(
+    config: Config,
+    config_path: PathBuf,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+    mut reload: mpsc::Receiver<()>,
+) -> Result<(), AgentError> {
+    let mut config = Arc::new(config);
     std::fs::create_dir_all(&config.agent.state_dir).map_err(|source| AgentError::StateDir {
         path: config.agent.state_dir.clone(),
         source,
@@ -303,32 +372,12 @@ pub async fn run_until(
     let watchdog_every = notifier.watchdog_interval().map(|d| d.as_nanos() as u64);
     let mut last_watchdog = 0u64;
 
-    let (tx, mut rx) = mpsc::channel::<Sample>(SAMPLE_QUEUE);
-    let sources_stop = shutdown.child_token();
-    let mut tasks = Vec::new();
-    let mut source_metrics = Vec::new();
-    for device in modbus::devices(&config) {
-        device
-            .metrics
-            .attach_poll_histogram(metrics.poll_duration.with_label_values(&[&device.name]));
-        source_metrics.push(device.metrics.clone());
-        tasks.push(modbus::spawn(
-            device,
-            clock.clone(),
-            tx.clone(),
-            sources_stop.clone(),
-        ));
-    }
-    for sub in mqtt::subscribers(&config) {
-        source_metrics.push(sub.metrics.clone());
-        tasks.push(mqtt::spawn(
-            sub,
-            clock.clone(),
-            tx.clone(),
-            sources_stop.clone(),
-        ));
-    }
-    drop(tx);
+    let mut sources_stop = shutdown.child_token();
+    let Sources {
+        mut rx,
+        mut tasks,
+        metrics: source_metrics,
+    } = spawn_sources(&config, &clock, &metrics, &sources_stop);
 
     let mut detector = Detector::from_config(&config, clock.mono());
     let mut engine = Engine {
@@ -380,6 +429,41 @@ pub async fn run_until(
             }
             Some(cmd) = cmd_rx.recv() => {
                 engine.command(cmd, &mut detector);
+                engine.handle(&mut detector);
+            }
+            Some(()) = reload.recv() => {
+                let new = match reload::load(&config_path) {
+                    Ok(new) => new,
+                    Err(why) => {
+                        engine.reload_failed(&config_path, why, &notifier);
+                        continue;
+                    }
+                };
+                if let Some(why) = engine.reload_refusal(&new) {
+                    engine.reload_failed(&config_path, why, &notifier);
+                    continue;
+                }
+                let changed = reload::live_changes(&config, &new);
+                let new = Arc::new(new);
+                // The old sources stop (bounded) before the new ones connect: a Modbus
+                // device may accept one client only.
+                if watchdog_every.is_some() {
+                    notifier.watchdog();
+                    last_watchdog = clock.mono();
+                }
+                sources_stop.cancel();
+                reload::stop_sources(std::mem::take(&mut tasks)).await;
+                sources_stop = shutdown.child_token();
+                let started = spawn_sources(&new, &clock, &metrics, &sources_stop);
+                (rx, tasks) = (started.rx, started.tasks);
+                sources_done = false;
+                if new.agent.tick_interval != config.agent.tick_interval {
+                    ticker = tokio::time::interval(new.agent.tick_interval);
+                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                }
+                engine.apply_reload(new.clone(), &mut detector, started.metrics);
+                config = new;
+                engine.reloaded(&config_path, changed, &notifier);
                 engine.handle(&mut detector);
             }
             first = rx.recv(), if !sources_done => {

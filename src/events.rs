@@ -132,6 +132,21 @@ pub enum Event {
         incident: String,
         by: String,
     },
+    /// Extension: SIGHUP reloaded the config file; `changed` names the sections that
+    /// differ (`agent.dry_run`, `agent.tick_interval`, `sources`, `sensors`, `zones`,
+    /// `runbooks`), empty when the file did not change.
+    ConfigReloaded {
+        config: String,
+        changed: Vec<String>,
+        dry_run: bool,
+    },
+    /// Extension: SIGHUP found the config file invalid, or changing keys that need a
+    /// restart, or it would disturb a running runbook; nothing was applied and the
+    /// running config stays.
+    ConfigReloadFailed {
+        config: String,
+        reason: String,
+    },
 }
 
 impl Event {
@@ -150,6 +165,8 @@ impl Event {
             Event::RunbookOverBudget { .. } => "runbook_over_budget",
             Event::NotSafeToCutPower { .. } => "not_safe_to_cut_power",
             Event::IncidentReset { .. } => "incident_reset",
+            Event::ConfigReloaded { .. } => "config_reloaded",
+            Event::ConfigReloadFailed { .. } => "config_reload_failed",
         }
     }
 }

@@ -67,6 +67,17 @@ impl Stager {
         }
     }
 
+    /// A config reload carries a zone's prepare (started, not yet undone) over to the new
+    /// stager; its cooldown starts again from `now` (later, never earlier).
+    pub fn carry_prepared(&mut self, zone: u32, now: Nanos) {
+        if let Some(z) = self.zones.get_mut(zone as usize) {
+            if z.has_prepare && z.phase == Phase::Idle {
+                z.phase = Phase::Prepared;
+                z.normal_since = Some(now);
+            }
+        }
+    }
+
     pub fn phase(&self, zone: u32) -> Phase {
         self.zones
             .get(zone as usize)

@@ -95,6 +95,16 @@ impl SourceMetrics {
         self.connected.store(up, Ordering::Relaxed);
     }
 
+    /// Adds the counts of an earlier instance of the same source (a config reload replaced
+    /// it), so exported counters keep counting up.
+    pub fn carry_over(&self, earlier: &Snapshot) {
+        self.samples_in
+            .fetch_add(earlier.samples_in, Ordering::Relaxed);
+        for k in ErrorKind::ALL {
+            self.errors[k as usize].fetch_add(earlier.errors_of(k), Ordering::Relaxed);
+        }
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             samples_in: self.samples_in.load(Ordering::Relaxed),
@@ -123,5 +133,18 @@ mod tests {
         assert_eq!(s.errors_of(ErrorKind::BadValue), 1);
         assert_eq!(s.errors_of(ErrorKind::Connect), 0);
         assert!(s.connected);
+    }
+
+    #[test]
+    fn a_replaced_source_carries_its_counts_over() {
+        let old = SourceMetrics::new("s");
+        old.sample();
+        old.error(ErrorKind::Transport);
+        let new = SourceMetrics::new("s");
+        new.sample();
+        new.carry_over(&old.snapshot());
+        let s = new.snapshot();
+        assert_eq!(s.samples_in, 2);
+        assert_eq!(s.errors_of(ErrorKind::Transport), 1);
     }
 }

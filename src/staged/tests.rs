@@ -412,3 +412,25 @@ fn should_steps_are_skipped_only_when_the_remaining_steps_do_not_fit_before_powe
     assert!(skip_reason(&steps, 2, Some(Duration::from_secs(15))).is_some());
     assert_eq!(skip_reason(&steps, 2, Some(Duration::from_secs(20))), None);
 }
+
+#[test]
+fn a_prepare_carried_over_by_a_reload_is_undone_a_full_cooldown_later_and_not_prepared_again() {
+    let mut st = Stager::from_config(&staged_config());
+    st.carry_prepared(0, 100 * S);
+    assert_eq!(st.phase(0), Phase::Prepared);
+    assert_eq!(
+        st.level(0, ZoneLevel::Alarm, 101 * S),
+        None,
+        "no second prepare"
+    );
+    st.level(0, ZoneLevel::Normal, 102 * S);
+    assert!(st.tick(102 * S + 599 * S, |_| false).is_empty());
+    assert_eq!(
+        st.tick(102 * S + 600 * S, |_| false),
+        vec![Decision::Undo { zone: 0 }]
+    );
+    // Without a prepare runbook there is nothing to carry.
+    let mut plain = Stager::from_config(&load("", PREPARE_STEPS).unwrap());
+    plain.carry_prepared(0, 0);
+    assert_eq!(plain.phase(0), Phase::Idle);
+}

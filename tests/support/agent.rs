@@ -117,6 +117,17 @@ impl Agent {
         }
     }
 
+    /// Sends a signal (`HUP`, `TERM`, ...) to the running agent, as `kill -SIG` would.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("agent running").id();
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{sig} {pid} failed");
+    }
+
     /// Kills the agent with SIGKILL, as a crash or power loss would.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
