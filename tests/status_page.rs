@@ -29,75 +29,7 @@ event_log = "{state}/events.jsonl"
 listen = "127.0.0.1:{api_port}"
 token_file = "{token}"
 
-[[sources]]
-name = "env-b3"
-type = "modbus"
-url = "tcp://{env}"
-unit = 1
-poll_interval = "100ms"
-timeout = "500ms"
-
-[[sources]]
-name = "ups-b3-1"
-type = "modbus"
-url = "tcp://{ups}"
-unit = 1
-poll_interval = "250ms"
-timeout = "500ms"
-
-[[sensors]]
-id = "b3.temp.row1"
-zone = "{ZONE}"
-kind = "temperature"
-source = "env-b3"
-register = {{ table = "input", address = 0, type = "i16", scale = 0.1 }}
-
-[[sensors]]
-id = "b3.temp.row2"
-zone = "{ZONE}"
-kind = "temperature"
-source = "env-b3"
-register = {{ table = "input", address = 1, type = "i16", scale = 0.1 }}
-
-[[sensors]]
-id = "b3.offgas.1"
-zone = "{ZONE}"
-kind = "offgas"
-source = "env-b3"
-register = {{ table = "holding", address = 10, type = "u16" }}
-
-[[sensors]]
-id = "ups-b3-1.on_battery"
-zone = "{ZONE}"
-kind = "on_battery"
-source = "ups-b3-1"
-register = {{ table = "holding", address = 0, type = "u32", bit = 2 }}
-
-[[sensors]]
-id = "ups-b3-1.runtime"
-zone = "{ZONE}"
-kind = "runtime"
-source = "ups-b3-1"
-register = {{ table = "holding", address = 128, type = "u32", word_order = "high_first" }}
-
-[detect.temperature]
-warn_above = 35.0
-alarm_above = 57.0
-critical_above = 90.0
-rise_warn = 2.0
-rise_alarm = 8.3
-rise_window = "10s"
-for = "1s"
-hysteresis = 1.0
-stale_after = "5s"
-
-[detect.offgas]
-warn_above = 5.0
-alarm_above = 20.0
-critical_above = 200.0
-for = "1s"
-hysteresis = 2.0
-stale_after = "5s"
+{sensors}
 
 [[zones]]
 id = "{ZONE}"
@@ -126,8 +58,8 @@ timeout = "5s"
 "#,
         state = dir.join("state").display(),
         token = token_file.display(),
-        env = sim.addr("env-b3").unwrap(),
-        ups = sim.addr("ups-b3-1").unwrap(),
+        sensors =
+            support::room::room_sensors(sim.addr("env-b3").unwrap(), sim.addr("ups-b3-1").unwrap()),
     );
     let path = dir.join("firebreak.toml");
     std::fs::write(&path, text).unwrap();

@@ -43,6 +43,50 @@ dry_run = false
 [api]
 listen = "127.0.0.1:{api_port}"
 
+{sensors}
+
+[[zones]]
+id = "b3-battery-room"
+runbook = "evacuate-b3"
+confirm = 2
+stale_votes = true
+power_reserve = "5m"
+
+[[runbooks]]
+name = "evacuate-b3"
+budget = "90s"
+
+[[runbooks.steps]]
+name = "move app.example.test to the DR site"
+type = "dns_update"
+server = "{dns}"
+zone = "example.test"
+record = "app.example.test"
+rtype = "A"
+ttl = 30
+values = ["198.51.100.20"]
+tsig_key = "firebreak"
+tsig_algorithm = "hmac-sha256"
+tsig_secret_file = "{secret}"
+timeout = "3s"
+retries = 3
+{extra}
+"#,
+        state = dir.join("state").display(),
+        secret = secret_file.display(),
+        sensors = room_sensors(env, ups),
+    );
+    let path = dir.join("firebreak.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The room's devices as the simulator's `env-b3` (environment module) and `ups-b3-1`
+/// (UPS) serve them: `[[sources]]`, `[[sensors]]` in zone `b3-battery-room`, and the
+/// `[detect.*]` settings the end-to-end tests use (short windows and holds).
+pub fn room_sensors(env: SocketAddr, ups: SocketAddr) -> String {
+    format!(
+        r#"
 [[sources]]
 name = "env-b3"
 type = "modbus"
@@ -113,39 +157,8 @@ for = "1s"
 hysteresis = 2.0
 stale_after = "5s"
 
-[[zones]]
-id = "b3-battery-room"
-runbook = "evacuate-b3"
-confirm = 2
-stale_votes = true
-power_reserve = "5m"
-
-[[runbooks]]
-name = "evacuate-b3"
-budget = "90s"
-
-[[runbooks.steps]]
-name = "move app.example.test to the DR site"
-type = "dns_update"
-server = "{dns}"
-zone = "example.test"
-record = "app.example.test"
-rtype = "A"
-ttl = 30
-values = ["198.51.100.20"]
-tsig_key = "firebreak"
-tsig_algorithm = "hmac-sha256"
-tsig_secret_file = "{secret}"
-timeout = "3s"
-retries = 3
-{extra}
-"#,
-        state = dir.join("state").display(),
-        secret = secret_file.display(),
-    );
-    let path = dir.join("firebreak.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+"#
+    )
 }
 
 /// `room_config_with` and nothing extra.
