@@ -1791,6 +1791,18 @@ fn dns_step(c: &mut Collector, path: &str, s: &RawStep) -> Option<DnsStep> {
         }),
         timeout: Duration::from_secs(1),
     };
+    // A bad value is reported at its own key, the rest (names, zone) at `record`.
+    let bad_values: Vec<(usize, dns::DnsError)> = values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| dns::validate_value(rtype, v).err().map(|e| (i, e)))
+        .collect();
+    if !bad_values.is_empty() {
+        for (i, e) in bad_values {
+            c.err(format!("{path}.values[{i}]"), e.to_string());
+        }
+        return None;
+    }
     if let Err(e) = dns::validate(&spec) {
         c.err(format!("{path}.record"), e.to_string());
         return None;

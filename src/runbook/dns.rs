@@ -715,6 +715,11 @@ fn name_text(name: &Name) -> String {
 }
 
 /// Parse one value for `kind` into record data.
+/// Checks one record value for `kind` (what `validate` does for each of `spec.values`).
+pub fn validate_value(kind: RecordKind, value: &str) -> Result<(), DnsError> {
+    parse_value(kind, value).map(|_| ())
+}
+
 fn parse_value(kind: RecordKind, value: &str) -> Result<RData, DnsError> {
     match kind {
         RecordKind::A => value
