@@ -12,18 +12,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use support::agent::{rt, start_sim, Agent};
+use support::agent::{get, start_sim, Agent};
 use support::room::{knot, room_config_with};
-
-fn get(port: u16, path: &str) -> (u16, String) {
-    rt().block_on(async {
-        let r = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
-            .await
-            .expect("API reachable");
-        let status = r.status().as_u16();
-        (status, r.text().await.unwrap_or_default())
-    })
-}
 
 /// The value of a metric line `name{labels} value` (summed over matching lines).
 fn metric(text: &str, name_and_labels: &str) -> f64 {

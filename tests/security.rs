@@ -7,7 +7,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use support::agent::{post, post_full, Agent};
+use support::agent::{get, post, post_full, Agent};
 
 fn firebreak(args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_firebreak"))
@@ -89,21 +89,6 @@ fn contract_config(dir: &Path, secrets: &Secrets) -> (PathBuf, PathBuf, u16) {
     (path, state.join("events.jsonl"), api_port)
 }
 
-fn get(port: u16, path: &str) -> String {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            reqwest::get(format!("http://127.0.0.1:{port}{path}"))
-                .await
-                .expect("API reachable")
-                .text()
-                .await
-                .unwrap_or_default()
-        })
-}
-
 /// Everything under `dir`, read as text (event log, journal, spool, stderr log).
 fn all_text_under(dir: &Path) -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
@@ -163,11 +148,11 @@ fn secrets_never_appear_in_logs_state_or_api_answers() {
         401
     );
     let mut answers = vec![
-        ("/metrics".to_string(), get(port, "/metrics")),
-        ("/api/v1/status".to_string(), get(port, "/api/v1/status")),
+        ("/metrics".to_string(), get(port, "/metrics").1),
+        ("/api/v1/status".to_string(), get(port, "/api/v1/status").1),
         (
             "/api/v1/incidents".to_string(),
-            get(port, "/api/v1/incidents"),
+            get(port, "/api/v1/incidents").1,
         ),
     ];
     assert_eq!(agent.stop(), Some(0));

@@ -165,6 +165,17 @@ pub fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// GETs from an agent's API on loopback; returns (status, body).
+pub fn get(port: u16, path: &str) -> (u16, String) {
+    rt().block_on(async {
+        let r = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+            .await
+            .expect("API reachable");
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap_or_default())
+    })
+}
+
 /// POSTs to an agent's API on loopback; returns (status, body).
 pub fn post(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
     let (status, _, body) = post_full(port, path, token);
