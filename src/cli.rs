@@ -9,9 +9,10 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "firebreak", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
-    /// Log filter (also RUST_LOG), e.g. "info", "firebreak=debug".
-    #[arg(long, global = true, default_value = "info")]
-    pub log: String,
+    /// Log filter (also RUST_LOG), e.g. "info", "firebreak=debug" [default: info; for
+    /// `demo`, errors only, so that the log does not cover the demo's own view].
+    #[arg(long, global = true)]
+    pub log: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -90,12 +91,27 @@ pub enum Command {
         #[arg(long, value_name = "OUT")]
         json: Option<PathBuf>,
     },
-    /// Play a fire scenario on a simulated room and watch the agent fail it over, with no
-    /// setup and no external services.
+    /// Play a scenario of the simulator's library (by default the Pangyo-like fire) on a
+    /// simulated room and watch the agent fail it over: simulator, embedded MQTT broker and
+    /// agent in this one process, no setup, no external services. Ends with a report
+    /// picture (SVG, PNG) and the event log. Exit status 0 when the scenario's expectation
+    /// is met (fail over before the power cut, or not at all), 1 when not.
+    #[command(after_help = DEMO_HELP)]
     Demo {
-        /// Speed-up of the simulated scenario.
-        #[arg(long, default_value_t = 4.0)]
-        speed: f64,
+        /// The library scenario to play (`firebreak-sim scenarios` describes them).
+        #[arg(long, value_name = "NAME", default_value = crate::demo::DEFAULT_SCENARIO)]
+        scenario: String,
+        /// Speed-up of the scenario (default: the whole scenario in about a minute).
+        #[arg(long)]
+        speed: Option<f64>,
+        /// Plain lines for CI logs instead of the live terminal view (the default when
+        /// stdout is not a terminal).
+        #[arg(long)]
+        no_tui: bool,
+        /// Directory for report.svg, report.png and events.jsonl
+        /// [default: firebreak-demo/<scenario>].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Commissioning: read a device or watch a topic and print every plausible decoding,
     /// before writing the config. Read-only.
@@ -156,3 +172,10 @@ pub enum ProbeCommand {
         duration: Option<String>,
     },
 }
+
+const DEMO_HELP: &str =
+    "Scenarios: dropout, encoding, frozen-sensor, hvac-failure, li-ion-runaway, \
+normal-day, normal-day-full, nuisance-spike, nuisance-spikes, offgas-clears, offgas-then-heat, \
+pangyo-replay, room-charge-stopped, room-runaway, utility-loss.\n\
+Steps the demo has no system for (pager, DNS, load balancer) are configured `dry_run = true` \
+in config/demo.toml: they say what they would do and are left out of the safe-to-cut verdict.";

@@ -112,6 +112,10 @@ pub enum Event {
     SafeToCutPower {
         zone: String,
         incident: String,
+        /// Extension: steps configured `dry_run = true`, rehearsed and left out of the
+        /// verdict (omitted when there are none).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        dry_run_steps: Vec<String>,
     },
     /// Extension: the runbook is still running past its `budget`.
     RunbookOverBudget {
@@ -326,6 +330,7 @@ mod tests {
             &Event::SafeToCutPower {
                 zone: "b3".into(),
                 incident: "b3-1".into(),
+                dry_run_steps: Vec::new(),
             },
         );
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();

@@ -395,7 +395,17 @@ pub async fn run_stage(shared: Arc<Shared>, zone: usize, mut inc: Incident, stag
         .iter()
         .all(|s| matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped));
     let mut reasons: Vec<String> = Vec::new();
-    for s in &inc.steps {
+    let mut dry_run_steps: Vec<String> = Vec::new();
+    for (i, s) in inc.steps.iter().enumerate() {
+        // A step configured `dry_run = true` is a rehearsal the operator asked for: it is
+        // left out of the verdict and named in the `safe_to_cut_power` event instead.
+        if s.status == StepStatus::Succeeded
+            && !inc.dry_run
+            && steps.get(i).is_some_and(|c| c.dry_run)
+        {
+            dry_run_steps.push(s.name.clone());
+            continue;
+        }
         match s.status {
             // A skipped step is a `should` step given up on purpose (its own event says
             // why): it does not stand in the way of cutting power.
@@ -440,9 +450,13 @@ pub async fn run_stage(shared: Arc<Shared>, zone: usize, mut inc: Incident, stag
     }
     if reasons.is_empty() {
         tracing::warn!(zone = %inc.zone, incident = %inc.incident, "SAFE TO CUT POWER");
+        if !dry_run_steps.is_empty() {
+            tracing::warn!(zone = %inc.zone, steps = ?dry_run_steps, "steps configured as dry run were only rehearsed and are not part of the verdict");
+        }
         shared.write(&Event::SafeToCutPower {
             zone: inc.zone.clone(),
             incident: inc.incident.clone(),
+            dry_run_steps,
         });
     } else {
         tracing::error!(zone = %inc.zone, incident = %inc.incident, ?reasons, "NOT safe to cut power");

@@ -18,7 +18,15 @@ const EX_SOFTWARE: u8 = 70;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
+    let default = match cli.command {
+        Command::Demo { .. } => "error,rumqttd=off",
+        _ => "info",
+    };
+    let filter = cli
+        .log
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| default.to_string());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()),
@@ -139,8 +147,19 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Demo { speed } => match firebreak::demo::run(speed) {
-            Ok(()) => ExitCode::SUCCESS,
+        Command::Demo {
+            scenario,
+            speed,
+            no_tui,
+            out,
+        } => match firebreak::demo::run(firebreak::demo::DemoOptions {
+            out: out.unwrap_or_else(|| firebreak::demo::default_out(&scenario)),
+            scenario,
+            speed,
+            no_tui,
+        }) {
+            Ok(r) if r.passed => ExitCode::SUCCESS,
+            Ok(_) => ExitCode::FAILURE,
             Err(e) => {
                 eprintln!("error: {e:#}");
                 ExitCode::from(EX_SOFTWARE)

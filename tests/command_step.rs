@@ -23,6 +23,7 @@ fn step(argv: &[&str], timeout: Duration) -> Step {
         retries: 0,
         on_failure: OnFailure::Abort,
         priority: Default::default(),
+        dry_run: false,
         action: Action::Command(CommandStep {
             argv: argv.iter().map(|s| s.to_string()).collect(),
             env: vec![],

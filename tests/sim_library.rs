@@ -4,10 +4,10 @@
 //! no nuisance or normal scenario fails over at all.
 //!
 //! Scenarios are played faster than real time. So that a rate-of-rise detector sees what
-//! it would see in real time, the agent's config (hardware-sim/scenarios/agent/firebreak.toml,
-//! written in sim time) is rescaled: poll intervals, `for`, `rise_window`, `stale_after`,
+//! it would see in real time, the agent's config (config/demo.toml, written in sim time) is
+//! rescaled by `firebreak::demo::fit`: poll intervals, `for`, `rise_window`, `stale_after`,
 //! `max_on_battery` are divided by the speed and the per-minute `rise_*` thresholds are
-//! multiplied by it (`stale_after` too, but not below 2 s of wall time). The scenarios run
+//! multiplied by it (`stale_after` not below 2 s of wall time). The scenarios run
 //! concurrently, each with its own agent and its own MQTT topic prefix on one broker.
 
 mod support;
@@ -15,11 +15,11 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use firebreak::demo::fit::Fit;
 use hardware_sim::score::{self, Score};
 use hardware_sim::{PlayExtras, PlayOptions, Scenario};
 use support::agent::Agent;
 use support::mosquitto::{Mosquitto, Options};
-use toml_edit::{value, DocumentMut, Item, Table};
 
 /// Wall seconds a scenario should take at most (the speed follows from its duration).
 const WALL_TARGET_SECS: f64 = 90.0;
@@ -46,21 +46,7 @@ fn speed_for(scenario: &Scenario) -> f64 {
     (scenario.duration.as_secs_f64() / WALL_TARGET_SECS).max(MIN_SPEED)
 }
 
-fn ms(d: Duration) -> String {
-    format!("{}ms", d.as_millis().max(1))
-}
-
-/// Divides the duration at `table[key]` (if present) by `speed`, not below `floor`.
-fn scale_duration(table: &mut Table, key: &str, speed: f64, floor: Duration) {
-    if let Some(text) = table.get(key).and_then(Item::as_str) {
-        let d = hardware_sim::scenario::parse_duration(text)
-            .unwrap_or_else(|e| panic!("agent config `{key}`: {e}"));
-        table[key] = value(ms(d.div_f64(speed).max(floor)));
-    }
-}
-
-/// The shared agent config for one scenario: its devices' addresses, the broker, a
-/// temp state dir and every time constant rescaled for `speed`.
+/// The demo's agent config fitted to one scenario's run (see `firebreak::demo::fit`).
 fn agent_config(
     scenario: &Scenario,
     sim: &hardware_sim::PlayHandle,
@@ -68,89 +54,29 @@ fn agent_config(
     speed: f64,
     dir: &Path,
 ) -> PathBuf {
-    let text = std::fs::read_to_string(library_dir().join("agent/firebreak.toml")).unwrap();
-    let mut doc: DocumentMut = text.parse().expect("agent config is TOML");
-    let state = dir.join("state");
-    doc["agent"]["state_dir"] = value(state.display().to_string());
-    doc["agent"]["event_log"] = value(state.join("events.jsonl").display().to_string());
-    doc["agent"]["tick_interval"] = value("20ms");
-    // Port 0: the test does not use the API, and 15 agents picking "free" ports race.
-    doc["api"]["listen"] = value("127.0.0.1:0");
-
-    let has_mqtt = scenario.devices.iter().any(|d| d.mqtt.is_some());
-    let sources = doc["sources"].as_array_of_tables_mut().unwrap();
-    let mut dropped = Vec::new();
-    sources.retain(|s| {
-        let name = s["name"].as_str().unwrap().to_string();
-        let keep = s["type"].as_str() == Some("mqtt") || sim.addr(&name).is_some();
-        if !keep {
-            dropped.push(name);
-        }
-        keep
-    });
-    for s in sources.iter_mut() {
-        let name = s["name"].as_str().unwrap().to_string();
-        if s["type"].as_str() == Some("mqtt") {
-            s["url"] = value(format!("mqtt://127.0.0.1:{broker_port}"));
-            s["client_id"] = value(format!("firebreak-{}", scenario.name));
-        } else {
-            s["url"] = value(format!("tcp://{}", sim.addr(&name).unwrap()));
-            scale_duration(s, "poll_interval", speed, Duration::from_millis(20));
-            // Not a detection constant: only how long a dead device takes to notice.
-            scale_duration(s, "timeout", speed, Duration::from_millis(300));
-        }
-    }
-    let sensors = doc["sensors"].as_array_of_tables_mut().unwrap();
-    for s in sensors.iter_mut() {
-        if let Some(topic) = s.get("topic").and_then(Item::as_str) {
-            let topic = format!("{}/{topic}", scenario.name);
-            s["topic"] = value(topic);
-        }
-    }
-    sensors.retain(|s| {
-        let source = s["source"].as_str().unwrap();
-        if s.contains_key("topic") {
-            has_mqtt
-        } else {
-            !dropped.iter().any(|d| d == source)
-        }
-    });
-    let kinds: std::collections::BTreeSet<String> = sensors
-        .iter()
-        .map(|s| s["kind"].as_str().unwrap().to_string())
-        .collect();
-
-    let detect = doc["detect"].as_table_mut().unwrap();
-    for kind in kinds {
-        if !detect.contains_key(&kind) {
-            detect.insert(&kind, Item::Table(Table::new()));
-        }
-        let t = detect[&kind].as_table_mut().unwrap();
-        // The agent's built-in defaults, written out so that they get rescaled too.
-        if !t.contains_key("for") {
-            t["for"] = value("2s");
-        }
-        if !t.contains_key("stale_after") {
-            t["stale_after"] = value("5s");
-        }
-        for key in ["for", "rise_window"] {
-            scale_duration(t, key, speed, Duration::from_millis(1));
-        }
-        // Staleness is not what a rate-of-rise detector sees; a floor keeps a busy CI
-        // machine's scheduling hiccups from looking like dead sensors.
-        scale_duration(t, "stale_after", speed, STALE_FLOOR);
-        for key in ["rise_warn", "rise_alarm"] {
-            if let Some(v) = t.get(key).and_then(Item::as_float) {
-                t[key] = value(v * speed);
-            }
-        }
-    }
-    for zone in doc["zones"].as_array_of_tables_mut().unwrap().iter_mut() {
-        scale_duration(zone, "max_on_battery", speed, Duration::from_millis(1));
-    }
-
+    let text = firebreak::demo::fit::fit(
+        firebreak::demo::DEMO_CONFIG,
+        &Fit {
+            devices: sim
+                .devices()
+                .iter()
+                .map(|d| (d.name.clone(), d.addr))
+                .collect(),
+            broker: Some(("127.0.0.1".into(), broker_port)),
+            mqtt_devices: scenario.devices.iter().any(|d| d.mqtt.is_some()),
+            topic_prefix: Some(scenario.name.clone()),
+            client_id: format!("firebreak-{}", scenario.name),
+            speed,
+            stale_floor: STALE_FLOOR,
+            state_dir: dir.join("state"),
+            // Port 0: the test does not use the API, and 15 agents picking "free" ports race.
+            api_listen: Some("127.0.0.1:0".parse().unwrap()),
+            tick_interval: Duration::from_millis(20),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
     let path = dir.join("firebreak.toml");
-    std::fs::write(&path, doc.to_string()).unwrap();
+    std::fs::write(&path, text).unwrap();
     path
 }
 

@@ -15,6 +15,7 @@
 
 pub mod broker;
 pub mod control;
+pub mod library;
 pub mod modbus;
 pub mod mqtt;
 pub mod registers;

@@ -330,6 +330,9 @@ pub struct Step {
     pub retries: u32,
     pub on_failure: OnFailure,
     pub priority: Priority,
+    /// Extension: the step is only rehearsed, even when the runbook runs for real; it does
+    /// not count for or against the safe-to-cut verdict.
+    pub dry_run: bool,
     pub action: Action,
 }
 

@@ -208,6 +208,9 @@ pub struct RawStep {
     /// "must" (default) or "should": a `should` step is skipped when power is expected to
     /// be lost before the remaining steps can finish.
     pub priority: Option<String>,
+    /// Extension: rehearse this step only ("dry run: would ..."); it is left out of the
+    /// safe-to-cut verdict and listed in the `safe_to_cut_power` event's `dry_run_steps`.
+    pub dry_run: Option<bool>,
     // dns_update
     pub server: Option<String>,
     pub zone: Option<String>,

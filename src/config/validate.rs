@@ -1683,6 +1683,7 @@ fn step(
         retries,
         on_failure,
         priority,
+        dry_run: s.dry_run.unwrap_or(false),
         action: action?,
     })
 }

@@ -100,6 +100,18 @@ pub struct StepContext<'a> {
 
 /// Runs one attempt of a step (its own timeout is applied by the caller).
 pub async fn execute(step: &Step, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
+    if step.dry_run && !ctx.dry_run {
+        // A step configured `dry_run = true` stands for a system that is not there (yet):
+        // it contacts nothing, says what it would do, and stays out of the verdict. A
+        // drill (`[agent]` or runbook `dry_run`) instead checks every system it can reach.
+        return Ok(StepOutcome {
+            verified: false,
+            detail: format!(
+                "dry run (step configured dry_run, nothing contacted): would {}",
+                rehearse(step, ctx.vars)
+            ),
+        });
+    }
     let dry_run = ctx.dry_run;
     match &step.action {
         Action::DnsUpdate(d) => dns_update::run(d, step.timeout, dry_run).await,
@@ -131,6 +143,42 @@ pub async fn execute(step: &Step, ctx: &StepContext<'_>) -> Result<StepOutcome, 
                 "the step's source is not an MQTT source".into(),
             )),
         },
+    }
+}
+
+/// What a step would do, in words, for a step that only rehearses.
+fn rehearse(step: &Step, vars: &TemplateVars) -> String {
+    match &step.action {
+        Action::DnsUpdate(d) => format!(
+            "replace {} {} in {} with [{}] (TTL {}) at {}",
+            d.record,
+            d.rtype.as_str(),
+            d.zone,
+            d.values.join(", "),
+            d.ttl,
+            d.server
+        ),
+        Action::Haproxy(h) => format!(
+            "set {}/{} to {} through {}",
+            h.backend,
+            h.servers.join(","),
+            h.state.as_str(),
+            match &h.socket {
+                crate::config::HaproxySocket::Tcp(a) => a.clone(),
+                crate::config::HaproxySocket::Unix(p) => p.display().to_string(),
+            }
+        ),
+        Action::Http(h) => format!("{} {}", h.method, vars.render(&h.url)),
+        Action::Command(c) => format!(
+            "run {}",
+            c.argv
+                .iter()
+                .map(|a| vars.render(a))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        Action::MqttPublish(m) => format!("publish to `{}`", vars.render(&m.topic)),
+        Action::Wait(d) => format!("wait {}", crate::config::units::format_duration(*d)),
     }
 }
 

@@ -209,7 +209,7 @@ pub fn apply(zones: &mut [ZoneStatus], event: &Event, ts: &str) -> Option<usize>
             zones[zi].safe_to_cut_power = false;
             zi
         }
-        Event::SafeToCutPower { zone, incident } => {
+        Event::SafeToCutPower { zone, incident, .. } => {
             let zi = find(zones, zone)?;
             zones[zi].incident = Some(incident.clone());
             zones[zi].safe_to_cut_power = true;
@@ -575,6 +575,7 @@ mod tests {
         let safe = Event::SafeToCutPower {
             zone: "b3".into(),
             incident: "b3-1".into(),
+            dry_run_steps: Vec::new(),
         };
         assert_eq!(apply(&mut z, &safe, "t3"), Some(0));
         let doc = serde_json::to_value(&z[0]).unwrap();
