@@ -272,3 +272,76 @@ pub fn describe(config: &Config, step: &Step) -> String {
         Action::Wait(d) => format!("wait {}", crate::config::units::format_duration(*d)),
     }
 }
+
+#[cfg(test)]
+mod dry_run_step_tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[agent]
+name = "t"
+state_dir = "/tmp/firebreak-unit"
+
+[[sources]]
+name = "env"
+type = "modbus"
+url = "tcp://127.0.0.1:1502"
+unit = 1
+
+[[sensors]]
+id = "t1"
+zone = "z"
+kind = "temperature"
+source = "env"
+register = { table = "input", address = 0, type = "i16" }
+
+[[zones]]
+id = "z"
+runbook = "r"
+
+[[runbooks]]
+name = "r"
+
+[[runbooks.steps]]
+name = "move dns"
+type = "dns_update"
+server = "127.0.0.1:9"
+zone = "example.test"
+record = "app.example.test"
+rtype = "A"
+ttl = 30
+values = ["198.51.100.20"]
+timeout = "1s"
+dry_run = true
+"#;
+
+    #[tokio::test]
+    async fn a_step_configured_dry_run_contacts_nothing_and_says_what_it_would_do() {
+        let config = crate::config::load_str(CONFIG, "unit", Default::default())
+            .expect("valid")
+            .config;
+        let step = &config.runbooks[0].steps[0];
+        assert!(step.dry_run);
+        let vars = TemplateVars {
+            zone: "z".into(),
+            incident: "z-1".into(),
+            level: "critical".into(),
+            cause: "fire".into(),
+            agent: "t".into(),
+            runbook: "r".into(),
+        };
+        let ctx = StepContext {
+            config: &config,
+            vars: &vars,
+            dry_run: false,
+        };
+        // Nothing listens on port 9: any contact would fail the step.
+        let out = execute(step, &ctx).await.expect("a rehearsal cannot fail");
+        assert!(!out.verified);
+        assert_eq!(
+            out.detail,
+            "dry run (step configured dry_run, nothing contacted): would replace \
+             app.example.test A in example.test with [198.51.100.20] (TTL 30) at 127.0.0.1:9"
+        );
+    }
+}
