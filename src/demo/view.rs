@@ -409,8 +409,15 @@ impl View {
                         "skipped" => "↷",
                         _ => "·",
                     };
-                    let mut line =
-                        format!("    {mark} {:<40} {}", truncate(&st.name, 40), st.status);
+                    let rehearsal = self
+                        .rehearsed
+                        .iter()
+                        .any(|r| r.starts_with(&format!("`{}`", st.name)));
+                    let status = match st.status.as_str() {
+                        "succeeded" if rehearsal => "rehearsed only (dry run)",
+                        other => other,
+                    };
+                    let mut line = format!("    {mark} {:<40} {status}", truncate(&st.name, 40));
                     if !st.detail.is_empty() {
                         let _ = write!(line, ": {}", st.detail);
                     }
@@ -621,6 +628,7 @@ mod tests {
     #[test]
     fn status_snapshots_build_each_sensors_series_and_the_runbook_steps() {
         let mut v = view();
+        v.rehearsed = vec!["`move dns` (dns_update step)".into()];
         for (t, temp) in [(0.0, 23.0), (5.0, 24.0), (10.0, 30.0)] {
             v.apply_status(
                 &json!({"zones": [{"id": "b3", "level": "normal", "runbook": "evacuate",
@@ -642,6 +650,7 @@ mod tests {
         let frame = v.render(100);
         assert!(frame.contains("30.0 °C"), "{frame}");
         assert!(frame.contains("✓ move dns"), "{frame}");
+        assert!(frame.contains("rehearsed only (dry run)"), "{frame}");
         assert!(frame.contains("dry run: would update"), "{frame}");
         assert!(frame.contains("▶ flag"), "{frame}");
         assert!(frame.contains("? stale"), "{frame}");
