@@ -329,6 +329,7 @@ pub async fn run_until_reloadable(
     };
     let wall_from_mono = WallFromMono::new(clock.wall(), clock.mono());
     let metrics = Arc::new(crate::sinks::prometheus::Metrics::new());
+    metrics.declare_runbooks(&config);
     let shared = Arc::new(Shared {
         config: config.clone(),
         metrics: metrics.clone(),

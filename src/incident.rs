@@ -122,12 +122,15 @@ impl Shared {
     pub fn write(&self, event: &Event) {
         self.metrics.events.with_label_values(&[event.name()]).inc();
         let ts = self.clock.wall();
+        // Looked up either way, so that the error counter of every event written is
+        // exported (at 0) and a dashboard shows "0 errors", not "no data".
+        let errors = self
+            .metrics
+            .event_log_errors
+            .with_label_values(&[event.name()]);
         if let Err(e) = self.log.write(ts, event) {
             // Failover goes on; the operator must hear about it.
-            self.metrics
-                .event_log_errors
-                .with_label_values(&[event.name()])
-                .inc();
+            errors.inc();
             tracing::error!(error = %e, event = event.name(), "EVENT LOG WRITE FAILED");
         }
         if let Some(t) = &self.telemetry {

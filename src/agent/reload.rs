@@ -268,6 +268,7 @@ impl Engine {
         m.incident_active.reset();
         m.seconds_to_power_loss.reset();
         m.source_up.reset();
+        m.declare_runbooks(&self.shared.config);
         *detector = fresh;
     }
 

@@ -84,6 +84,20 @@ fn histogram_vec(
 }
 
 impl Metrics {
+    /// Exports every step of `config`'s runbooks at 0 for each outcome, so that a
+    /// dashboard's `increase(firebreak_runbook_steps_total[..])` sees the first run ever
+    /// (Prometheus cannot see the increase of a series that appears already counted).
+    pub fn declare_runbooks(&self, config: &crate::config::Config) {
+        for rb in &config.runbooks {
+            for step in rb.steps.iter().chain(&rb.undo_steps) {
+                for outcome in ["ok", "failed"] {
+                    self.runbook_steps
+                        .with_label_values(&[&rb.name, &step.name, outcome]);
+                }
+            }
+        }
+    }
+
     pub fn new() -> Self {
         let r = Registry::new();
         let sensor_value = prometheus::GaugeVec::new(
