@@ -117,6 +117,14 @@ def room_overview_prometheus():
            prom('firebreak_sensor_state{zone=~"$zone",state!="ok"} == 1', instant=True)],
           w=24, h=8, unit="none",
           extra={"transformations": [{"id": "merge", "options": {}}]})
+    b.add("timeseries", "Expected power loss in (UPS runtime on battery, or rising temperatures)",
+          [prom('firebreak_zone_seconds_to_power_loss{zone=~"$zone"}', "{{zone}}")],
+          w=24, h=7, unit="s",
+          # Less time is worse: red below 5 min, orange below 10.
+          extra={"defaults": {"thresholds": {"mode": "absolute", "steps": [
+              {"color": "red", "value": None}, {"color": "orange", "value": 300},
+              {"color": "green", "value": 600}]},
+              "custom": {"thresholdsStyle": {"mode": "line"}}}})
     b.write("firebreak-room-overview.json")
 
 def agent_health():
