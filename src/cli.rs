@@ -179,3 +179,17 @@ normal-day, normal-day-full, nuisance-spike, nuisance-spikes, offgas-clears, off
 pangyo-replay, room-charge-stopped, room-runaway, utility-loss.\n\
 Steps the demo has no system for (pager, DNS, load balancer) are configured `dry_run = true` \
 in config/demo.toml: they say what they would do and are left out of the safe-to-cut verdict.";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_demo_help_names_every_library_scenario() {
+        for name in hardware_sim::library::names() {
+            assert!(
+                super::DEMO_HELP.contains(&format!(" {name},"))
+                    || super::DEMO_HELP.contains(&format!(" {name}.")),
+                "add `{name}` to DEMO_HELP"
+            );
+        }
+    }
+}
