@@ -40,7 +40,7 @@ fn the_demo_plays_the_pangyo_fire_fails_over_before_the_power_cut_and_writes_a_r
         "scenario `pangyo-replay`",
         "ZONE b3-battery-room is now ■ CRITICAL: ",
         "RUNBOOK evacuate-b3 started (fire",
-        "step `move app.example.test to site B`: ✓ ok dry run (step configured dry_run, nothing contacted): would replace app.example.test A",
+        "step `move app.example.test to site B`: ✓ ok dry run (step configured dry_run, nothing contacted): would run dns_update app.example.test A -> 198.51.100.20",
         "step `raise the failover flag for other sites`: ✓ ok published to dc1/failover/b3",
         "*** SAFE TO CUT POWER in b3-battery-room at ",
         "before the scenario cuts the power (at 18:00) ***",

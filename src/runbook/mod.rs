@@ -107,8 +107,8 @@ pub async fn execute(step: &Step, ctx: &StepContext<'_>) -> Result<StepOutcome, 
         return Ok(StepOutcome {
             verified: false,
             detail: format!(
-                "dry run (step configured dry_run, nothing contacted): would {}",
-                rehearse(step, ctx.vars)
+                "dry run (step configured dry_run, nothing contacted): would run {}",
+                ctx.vars.render(&describe(ctx.config, step))
             ),
         });
     }
@@ -143,42 +143,6 @@ pub async fn execute(step: &Step, ctx: &StepContext<'_>) -> Result<StepOutcome, 
                 "the step's source is not an MQTT source".into(),
             )),
         },
-    }
-}
-
-/// What a step would do, in words, for a step that only rehearses.
-fn rehearse(step: &Step, vars: &TemplateVars) -> String {
-    match &step.action {
-        Action::DnsUpdate(d) => format!(
-            "replace {} {} in {} with [{}] (TTL {}) at {}",
-            d.record,
-            d.rtype.as_str(),
-            d.zone,
-            d.values.join(", "),
-            d.ttl,
-            d.server
-        ),
-        Action::Haproxy(h) => format!(
-            "set {}/{} to {} through {}",
-            h.backend,
-            h.servers.join(","),
-            h.state.as_str(),
-            match &h.socket {
-                crate::config::HaproxySocket::Tcp(a) => a.clone(),
-                crate::config::HaproxySocket::Unix(p) => p.display().to_string(),
-            }
-        ),
-        Action::Http(h) => format!("{} {}", h.method, vars.render(&h.url)),
-        Action::Command(c) => format!(
-            "run {}",
-            c.argv
-                .iter()
-                .map(|a| vars.render(a))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-        Action::MqttPublish(m) => format!("publish to `{}`", vars.render(&m.topic)),
-        Action::Wait(d) => format!("wait {}", crate::config::units::format_duration(*d)),
     }
 }
 
@@ -241,7 +205,7 @@ pub fn aborts(step: &Step, report: &StepReport) -> bool {
     !report.ok && step.on_failure == OnFailure::Abort
 }
 
-/// Summary line per step, for `check-config`.
+/// Summary line per step, for `check-config` and steps configured `dry_run`.
 pub fn describe(config: &Config, step: &Step) -> String {
     match &step.action {
         Action::DnsUpdate(d) => format!(
@@ -340,8 +304,8 @@ dry_run = true
         assert!(!out.verified);
         assert_eq!(
             out.detail,
-            "dry run (step configured dry_run, nothing contacted): would replace \
-             app.example.test A in example.test with [198.51.100.20] (TTL 30) at 127.0.0.1:9"
+            "dry run (step configured dry_run, nothing contacted): would run \
+             dns_update app.example.test A -> 198.51.100.20 @ 127.0.0.1:9 (unsigned)"
         );
     }
 }
