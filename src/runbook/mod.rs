@@ -96,6 +96,9 @@ pub struct StepContext<'a> {
     pub config: &'a Config,
     pub vars: &'a TemplateVars,
     pub dry_run: bool,
+    /// `[cluster]`: the zone leader's fencing revision, carried by the steps that can
+    /// (HTTP header, DNS prerequisite); `None` for an agent running alone.
+    pub fence: Option<i64>,
 }
 
 /// Runs one attempt of a step (its own timeout is applied by the caller).
@@ -121,7 +124,9 @@ pub async fn execute(step: &Step, ctx: &StepContext<'_>) -> Result<StepOutcome, 
                 ),
             })
         }
-        Action::Http(h) => http::run(h, &step.name, ctx.vars, step.timeout, dry_run).await,
+        Action::Http(h) => {
+            http::run_fenced(h, &step.name, ctx.vars, step.timeout, dry_run, ctx.fence).await
+        }
         Action::Command(c) => command::run(c, ctx.vars, dry_run).await,
         Action::MqttPublish(m) => match &ctx.config.sources[m.source].spec {
             SourceSpec::Mqtt(src) => {
