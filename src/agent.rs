@@ -1024,7 +1024,8 @@ impl Engine {
                 serde_json::json!({
                     "id": z.id,
                     "level": detector.zone_level(zi as u32).as_str(),
-                    "incident": incident,
+                    // The journal's id: under `[cluster]` the incident a peer opened.
+                    "incident": journal.as_ref().map(|j| j.incident.clone()).or(incident.cloned()),
                     "runbook": config.runbooks[z.runbook].name,
                     "runbook_running": self.runs.get(&zi).is_some_and(|h| !h.is_finished()),
                     "safe_to_cut_power": journal.as_ref().and_then(|j| j.safe_to_cut_power).unwrap_or(false),

@@ -1,0 +1,401 @@
+//! Redundant agents (`[cluster]`) with a real etcd: two real `firebreak` binaries watch
+//! the same simulated room; a fire runs the zone's runbook once, a killed leader is
+//! replaced without repeating a step, and a lost etcd follows `on_cluster_loss`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use support::agent::{get, start_sim, Agent};
+use support::etcd::Etcd;
+use support::receiver::Receiver;
+use support::room::{knot, room_config_with};
+
+const ZONE: &str = "b3-battery-room";
+
+struct Node {
+    agent: Agent,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+/// Writes a room config for node `name` (its own state dir and API port) with the room's
+/// DNS step, `steps` after it, and `[cluster]` pointing at `etcd`; starts the agent.
+fn start_node(
+    name: &str,
+    sim: &hardware_sim::PlayHandle,
+    dns: std::net::SocketAddr,
+    etcd: &str,
+    steps: &str,
+    policy: &str,
+) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let extra = format!(
+        r#"{steps}
+[cluster]
+etcd = ["{etcd}"]
+node = "{name}"
+lease_ttl = "2s"
+namespace = "/firebreak-test"
+on_cluster_loss = "{policy}"
+"#
+    );
+    let config: PathBuf = room_config_with(
+        dir.path(),
+        sim.addr("env-b3").unwrap(),
+        sim.addr("ups-b3-1").unwrap(),
+        dns,
+        port,
+        &extra,
+    );
+    let agent = Agent::start(&config, &dir.path().join("state/events.jsonl"));
+    agent.wait_for_api(port);
+    Node {
+        agent,
+        port,
+        _dir: dir,
+    }
+}
+
+fn http_step(name: &str, url: &str) -> String {
+    format!(
+        r#"
+[[runbooks.steps]]
+name = "{name}"
+type = "http"
+method = "POST"
+url = "{url}"
+body = '{{"incident":"{{{{incident}}}}"}}'
+expect_status = [200]
+retries = 0
+"#
+    )
+}
+
+fn count(events: &[serde_json::Value], pred: impl Fn(&serde_json::Value) -> bool) -> usize {
+    events.iter().filter(|e| pred(e)).count()
+}
+
+/// Waits until one of the agents writes an event matching `pred`; returns its index.
+fn first_to(
+    nodes: &mut [&mut Node],
+    what: &str,
+    deadline: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> usize {
+    let until = Instant::now() + deadline;
+    loop {
+        for (i, n) in nodes.iter().enumerate() {
+            if n.agent.events().iter().any(&pred) {
+                return i;
+            }
+        }
+        if Instant::now() > until {
+            let logs: Vec<String> = nodes.iter().map(|n| n.agent.diagnostics()).collect();
+            panic!(
+                "timed out after {deadline:?} waiting for {what}\n{}",
+                logs.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn status(port: u16) -> serde_json::Value {
+    let (code, body) = get(port, "/api/v1/status");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn posts_to(receiver: &Receiver, path: &str) -> usize {
+    receiver.posts().iter().filter(|p| p.path == path).count()
+}
+
+fn all_events(nodes: &[&Node]) -> Vec<serde_json::Value> {
+    nodes.iter().flat_map(|n| n.agent.events()).collect()
+}
+
+#[test]
+fn two_agents_one_fire_run_the_runbook_exactly_once() {
+    let etcd = Etcd::start();
+    let knot = knot();
+    let receiver = Receiver::start(200);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
+    let steps = http_step("tell the incident channel", &receiver.url("/incident"));
+    let serial_before = knot.soa_serial();
+    let mut a = start_node("a", &sim, knot.addr(), &etcd.url(), &steps, "act");
+    let mut b = start_node("b", &sim, knot.addr(), &etcd.url(), &steps, "act");
+
+    let leader = first_to(
+        &mut [&mut a, &mut b],
+        "safe_to_cut_power",
+        Duration::from_secs(120),
+        |e| e["event"] == "safe_to_cut_power",
+    );
+    let (lead, other) = if leader == 0 {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    // The other agent has seen the finished incident and stood down.
+    other
+        .agent
+        .wait_for("the follower's cluster_role done", Duration::from_secs(30), |e| {
+            e["event"] == "cluster_role" && e["role"] == "done"
+        });
+
+    let events = all_events(&[lead, other]);
+    let diag = || format!("{}\n{}", lead.agent.diagnostics(), other.agent.diagnostics());
+    assert_eq!(
+        count(&events, |e| e["event"] == "runbook_started"),
+        1,
+        "one runbook run across both agents\n{}",
+        diag()
+    );
+    assert_eq!(
+        count(&events, |e| e["event"] == "step_finished" && e["type"] == "dns_update"),
+        1,
+        "{}",
+        diag()
+    );
+    assert_eq!(posts_to(&receiver, "/incident"), 1, "the receiver counts one");
+    assert_eq!(
+        knot.soa_serial(),
+        serial_before + 1,
+        "one DNS UPDATE reached Knot"
+    );
+    assert_eq!(
+        knot.dig("app.example.test", "A"),
+        vec!["198.51.100.20".to_string()]
+    );
+    assert_eq!(
+        count(&lead.agent.events(), |e| e["event"] == "cluster_role"
+            && e["role"] == "leader"),
+        1
+    );
+    assert_eq!(
+        count(&other.agent.events(), |e| e["event"] == "cluster_role"
+            && e["role"] == "leader"),
+        0,
+        "the follower never led\n{}",
+        diag()
+    );
+
+    // The leader's fencing revision went out with the webhook.
+    let fence = receiver.posts()[0]
+        .header("Firebreak-Fence")
+        .expect("Firebreak-Fence header")
+        .parse::<i64>()
+        .expect("a revision");
+    assert!(fence > 0);
+
+    // Status: role and peers.
+    for n in [&*lead, &*other] {
+        let s = status(n.port);
+        let cluster = &s["cluster"];
+        assert_eq!(cluster["reachable"], true, "{s}");
+        assert_eq!(cluster["zones"][ZONE]["role"], "done", "{s}");
+        let peers: Vec<&str> = cluster["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p.as_str())
+            .collect();
+        assert!(
+            peers.contains(&"a") && peers.contains(&"b"),
+            "both agents are listed as peers: {s}"
+        );
+    }
+    let (_, metrics) = get(lead.port, "/metrics");
+    assert!(
+        metrics.contains("firebreak_cluster_leader{role=\"done\",zone=\"b3-battery-room\"} 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("firebreak_cluster_peers 2"), "{metrics}");
+
+    assert_eq!(a.agent.stop(), Some(0));
+    assert_eq!(b.agent.stop(), Some(0));
+    rt.block_on(sim.shutdown());
+    drop(etcd);
+}
+
+#[test]
+fn killed_leader_is_replaced_and_no_step_runs_twice() {
+    let etcd = Etcd::start();
+    let knot = knot();
+    let receiver = Receiver::start(200);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
+    let steps = format!(
+        "{}\n[[runbooks.steps]]\nname = \"hold the line\"\ntype = \"wait\"\nduration = \"10s\"\n{}",
+        http_step("first call", &receiver.url("/first")),
+        http_step("last call", &receiver.url("/last")),
+    );
+    let serial_before = knot.soa_serial();
+    let mut a = start_node("a", &sim, knot.addr(), &etcd.url(), &steps, "act");
+    let mut b = start_node("b", &sim, knot.addr(), &etcd.url(), &steps, "act");
+
+    let leader = first_to(
+        &mut [&mut a, &mut b],
+        "the first webhook step",
+        Duration::from_secs(120),
+        |e| e["event"] == "step_finished" && e["step"] == "first call",
+    );
+    let (lead, other) = if leader == 0 {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    let started = lead
+        .agent
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "runbook_started")
+        .unwrap();
+    lead.agent.kill9(); // during the wait step
+
+    let resumed = other
+        .agent
+        .wait_for("the takeover", Duration::from_secs(60), |e| {
+            e["event"] == "runbook_started"
+        });
+    let safe = other
+        .agent
+        .wait_for("safe_to_cut_power", Duration::from_secs(60), |e| {
+            e["event"] == "safe_to_cut_power"
+        });
+    assert_eq!(resumed["resumed"], true, "{}", other.agent.diagnostics());
+    assert_eq!(
+        resumed["incident"], started["incident"],
+        "the successor finishes the same incident"
+    );
+    assert_eq!(safe["incident"], started["incident"]);
+
+    let events = all_events(&[lead, other]);
+    assert_eq!(
+        count(&events, |e| e["event"] == "step_finished" && e["type"] == "dns_update"),
+        1,
+        "the DNS step ran once"
+    );
+    assert_eq!(knot.soa_serial(), serial_before + 1, "one DNS UPDATE");
+    assert_eq!(posts_to(&receiver, "/first"), 1, "first webhook once");
+    assert_eq!(posts_to(&receiver, "/last"), 1, "last webhook once");
+    let fences: Vec<i64> = receiver
+        .posts()
+        .iter()
+        .map(|p| p.header("Firebreak-Fence").unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        fences[1] > fences[0],
+        "the successor's fencing revision is newer: {fences:?}"
+    );
+    assert_eq!(
+        count(&other.agent.events(), |e| e["event"] == "cluster_role"
+            && e["role"] == "leader"),
+        1
+    );
+
+    assert_eq!(other.agent.stop(), Some(0));
+    rt.block_on(sim.shutdown());
+    drop(etcd);
+}
+
+#[test]
+fn lost_etcd_acts_alone_under_act_and_holds_under_hold_until_it_is_back() {
+    let mut etcd = Etcd::start();
+    let knot = knot();
+    let receiver = Receiver::start(200);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let steps = http_step("tell the incident channel", &receiver.url("/incident"));
+    etcd.stop();
+    let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
+    let mut act = start_node("act", &sim, knot.addr(), &etcd.url(), &steps, "act");
+    let mut hold = start_node("hold", &sim, knot.addr(), &etcd.url(), &steps, "hold");
+
+    let lost = act
+        .agent
+        .wait_for("cluster_lost (act)", Duration::from_secs(120), |e| {
+            e["event"] == "cluster_lost"
+        });
+    assert_eq!(lost["policy"], "act");
+    assert_eq!(lost["zone"], ZONE);
+    act.agent
+        .wait_for("safe_to_cut_power", Duration::from_secs(60), |e| {
+            e["event"] == "safe_to_cut_power"
+        });
+
+    let lost = hold
+        .agent
+        .wait_for("cluster_lost (hold)", Duration::from_secs(60), |e| {
+            e["event"] == "cluster_lost"
+        });
+    assert_eq!(lost["policy"], "hold");
+    let s = status(hold.port);
+    assert_eq!(s["cluster"]["zones"][ZONE]["role"], "holding", "{s}");
+    assert_eq!(s["cluster"]["reachable"], false, "{s}");
+    assert_eq!(
+        count(&hold.agent.events(), |e| e["event"] == "runbook_started"),
+        0,
+        "hold runs nothing while etcd is away\n{}",
+        hold.agent.diagnostics()
+    );
+    assert_eq!(posts_to(&receiver, "/incident"), 1, "only the act agent ran");
+    let (_, metrics) = get(hold.port, "/metrics");
+    assert!(
+        metrics.contains("firebreak_cluster_lost_total{policy=\"hold\"} 1"),
+        "{metrics}"
+    );
+
+    // etcd back: the holding agent leads and runs the runbook (the act agent's solo run
+    // never reached etcd, which is what `act` trades for not waiting).
+    etcd.restart();
+    hold.agent
+        .wait_for("safe_to_cut_power after etcd", Duration::from_secs(60), |e| {
+            e["event"] == "safe_to_cut_power"
+        });
+    assert_eq!(posts_to(&receiver, "/incident"), 2);
+
+    assert_eq!(act.agent.stop(), Some(0));
+    assert_eq!(hold.agent.stop(), Some(0));
+    rt.block_on(sim.shutdown());
+}
+
+#[test]
+fn cluster_config_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path: &Path = &dir.path().join("bad.toml");
+    std::fs::write(
+        path,
+        r#"
+[agent]
+name = "x"
+state_dir = "/tmp/x"
+
+[cluster]
+etcd = ["ftp://127.0.0.1:2379"]
+lease_ttl = "500ms"
+on_cluster_loss = "panic"
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firebreak"))
+        .args(["check-config", "--config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let stderr = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    for key in [
+        "cluster.etcd[0]",
+        "cluster.lease_ttl",
+        "cluster.on_cluster_loss",
+    ] {
+        assert!(stderr.contains(key), "{key} in\n{stderr}");
+    }
+}

@@ -1,0 +1,166 @@
+//! A real single-node etcd on 127.0.0.1 (ephemeral client and peer ports, temp data dir)
+//! for the `[cluster]` tests. Missing binary: the test fails naming the package.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const NOT_FOUND: &str =
+    "etcd not found: install it with `apt-get install etcd-server` (Debian's etcd 3.4)";
+const START_ATTEMPTS: usize = 3;
+const READY_DEADLINE: Duration = Duration::from_secs(30);
+
+pub struct Etcd {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    client_port: u16,
+    peer_port: u16,
+    binary: PathBuf,
+}
+
+fn find_etcd() -> Option<PathBuf> {
+    ["/usr/bin/etcd", "/usr/local/bin/etcd"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+impl Etcd {
+    /// Starts etcd and waits until it answers `/health`; panics with its log otherwise.
+    pub fn start() -> Etcd {
+        let binary = find_etcd().unwrap_or_else(|| panic!("{NOT_FOUND}"));
+        let mut last = String::new();
+        for attempt in 1..=START_ATTEMPTS {
+            let mut etcd = Etcd {
+                child: None,
+                client_port: super::free_port(),
+                peer_port: super::free_port(),
+                dir: tempfile::Builder::new()
+                    .prefix("etcd-test-")
+                    .tempdir()
+                    .expect("temp dir for etcd"),
+                binary: binary.clone(),
+            };
+            etcd.spawn();
+            match etcd.wait_ready() {
+                Ok(()) => return etcd,
+                Err(e) => {
+                    last = format!(
+                        "etcd (attempt {attempt}) did not come up: {e}\n--- etcd log ---\n{}",
+                        etcd.log()
+                    );
+                }
+            }
+        }
+        panic!("{last}");
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("etcd log");
+        let log2 = log.try_clone().expect("etcd log handle");
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let child = Command::new(&self.binary)
+            .arg("--name")
+            .arg("test")
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .arg("--listen-client-urls")
+            .arg(&client)
+            .arg("--advertise-client-urls")
+            .arg(&client)
+            .arg("--listen-peer-urls")
+            .arg(&peer)
+            .arg("--initial-advertise-peer-urls")
+            .arg(&peer)
+            .arg("--initial-cluster")
+            .arg(format!("test={peer}"))
+            .arg("--listen-metrics-urls")
+            .arg(format!("http://127.0.0.1:{}", super::free_port()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.binary.display()));
+        self.child = Some(child);
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + READY_DEADLINE;
+        loop {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    return Err(format!("etcd exited: {status}"));
+                }
+            }
+            if self.healthy() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not healthy after {READY_DEADLINE:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn healthy(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.client_port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let req = format!(
+            "GET /health HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            self.client_port
+        );
+        if s.write_all(req.as_bytes()).is_err() {
+            return false;
+        }
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body.contains("\"health\":\"true\"")
+    }
+
+    /// The client URL for `[cluster] etcd`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("etcd.log")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Kills etcd (its data and ports are kept for `restart`).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts etcd again on the same data dir and ports after `stop`.
+    pub fn restart(&mut self) {
+        self.spawn();
+        if let Err(e) = self.wait_ready() {
+            panic!("etcd did not come back: {e}\n{}", self.log());
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
