@@ -335,9 +335,8 @@ pub async fn run_until_reloadable(
     let cluster = match &config.cluster {
         Some(c) => {
             let zones = config.zones.iter().map(|z| z.id.clone()).collect();
-            let cluster = Arc::new(
-                crate::cluster::Cluster::connect(c, zones, metrics.registry()).await?,
-            );
+            let cluster =
+                Arc::new(crate::cluster::Cluster::connect(c, zones, metrics.registry()).await?);
             cluster.spawn_presence(cluster_stop.clone());
             tracing::info!(node = %c.node, etcd = ?c.etcd, on_cluster_loss = c.on_cluster_loss.as_str(), "cluster mode: zones are coordinated through etcd");
             Some(cluster)

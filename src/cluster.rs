@@ -27,8 +27,7 @@ use crate::events::Event;
 use crate::incident::{self, Dispatched, Shared, Stage};
 use crate::journal::{Incident, StepStatus};
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp,
-    TxnOpResponse,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -321,7 +320,10 @@ impl Cluster {
             !std::mem::replace(&mut st[zone].lost_reported, true)
         };
         if first {
-            self.metrics.lost.with_label_values(&[policy.as_str()]).inc();
+            self.metrics
+                .lost
+                .with_label_values(&[policy.as_str()])
+                .inc();
             tracing::error!(zone = %self.zones[zone], node = %self.cfg.node, policy = policy.as_str(), error = %error, "etcd unreachable: applying on_cluster_loss");
             shared.write(&Event::ClusterLost {
                 zone: self.zones[zone].clone(),
@@ -513,7 +515,10 @@ impl Cluster {
 
     /// Registers this agent under `<namespace>/nodes/` (with a lease) and keeps the list
     /// of peers and etcd's reachability current, until `stop`.
-    pub fn spawn_presence(self: &Arc<Self>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_presence(
+        self: &Arc<Self>,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
             let every = me.cfg.lease_ttl / 3;
@@ -737,7 +742,12 @@ pub async fn run_failover(
             cluster.resign(zone).await;
             return false;
         }
-        cluster.set_role(&shared, zone, Role::Leader, Some(cluster.node().to_string()));
+        cluster.set_role(
+            &shared,
+            zone,
+            Role::Leader,
+            Some(cluster.node().to_string()),
+        );
         shared.save(&inc);
         let resumed = inc.steps.iter().any(|s| s.status != StepStatus::Pending);
         incident::announce(&shared, &inc, Stage::Failover, resumed);

@@ -140,14 +140,20 @@ fn two_agents_one_fire_run_the_runbook_exactly_once() {
         (&mut b, &mut a)
     };
     // The other agent has seen the finished incident and stood down.
-    other
-        .agent
-        .wait_for("the follower's cluster_role done", Duration::from_secs(30), |e| {
-            e["event"] == "cluster_role" && e["role"] == "done"
-        });
+    other.agent.wait_for(
+        "the follower's cluster_role done",
+        Duration::from_secs(30),
+        |e| e["event"] == "cluster_role" && e["role"] == "done",
+    );
 
     let events = all_events(&[lead, other]);
-    let diag = || format!("{}\n{}", lead.agent.diagnostics(), other.agent.diagnostics());
+    let diag = || {
+        format!(
+            "{}\n{}",
+            lead.agent.diagnostics(),
+            other.agent.diagnostics()
+        )
+    };
     assert_eq!(
         count(&events, |e| e["event"] == "runbook_started"),
         1,
@@ -155,12 +161,17 @@ fn two_agents_one_fire_run_the_runbook_exactly_once() {
         diag()
     );
     assert_eq!(
-        count(&events, |e| e["event"] == "step_finished" && e["type"] == "dns_update"),
+        count(&events, |e| e["event"] == "step_finished"
+            && e["type"] == "dns_update"),
         1,
         "{}",
         diag()
     );
-    assert_eq!(posts_to(&receiver, "/incident"), 1, "the receiver counts one");
+    assert_eq!(
+        posts_to(&receiver, "/incident"),
+        1,
+        "the receiver counts one"
+    );
     assert_eq!(
         knot.soa_serial(),
         serial_before + 1,
@@ -275,7 +286,8 @@ fn killed_leader_is_replaced_and_no_step_runs_twice() {
 
     let events = all_events(&[lead, other]);
     assert_eq!(
-        count(&events, |e| e["event"] == "step_finished" && e["type"] == "dns_update"),
+        count(&events, |e| e["event"] == "step_finished"
+            && e["type"] == "dns_update"),
         1,
         "the DNS step ran once"
     );
@@ -341,7 +353,11 @@ fn lost_etcd_acts_alone_under_act_and_holds_under_hold_until_it_is_back() {
         "hold runs nothing while etcd is away\n{}",
         hold.agent.diagnostics()
     );
-    assert_eq!(posts_to(&receiver, "/incident"), 1, "only the act agent ran");
+    assert_eq!(
+        posts_to(&receiver, "/incident"),
+        1,
+        "only the act agent ran"
+    );
     let (_, metrics) = get(hold.port, "/metrics");
     assert!(
         metrics.contains("firebreak_cluster_lost_total{policy=\"hold\"} 1"),
@@ -351,10 +367,11 @@ fn lost_etcd_acts_alone_under_act_and_holds_under_hold_until_it_is_back() {
     // etcd back: the holding agent leads and runs the runbook (the act agent's solo run
     // never reached etcd, which is what `act` trades for not waiting).
     etcd.restart();
-    hold.agent
-        .wait_for("safe_to_cut_power after etcd", Duration::from_secs(60), |e| {
-            e["event"] == "safe_to_cut_power"
-        });
+    hold.agent.wait_for(
+        "safe_to_cut_power after etcd",
+        Duration::from_secs(60),
+        |e| e["event"] == "safe_to_cut_power",
+    );
     assert_eq!(posts_to(&receiver, "/incident"), 2);
 
     assert_eq!(act.agent.stop(), Some(0));

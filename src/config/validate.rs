@@ -365,7 +365,10 @@ pub fn validate(raw: &RawConfig) -> Validated {
         &agent,
     );
 
-    let cluster = raw.cluster.as_ref().and_then(|r| cluster(&mut c, r, &agent));
+    let cluster = raw
+        .cluster
+        .as_ref()
+        .and_then(|r| cluster(&mut c, r, &agent));
 
     let config = if c.errors.is_empty() {
         Some(Config {
@@ -521,10 +524,7 @@ fn cluster(c: &mut Collector, r: &RawCluster, agent: &Agent) -> Option<Cluster> 
             OnClusterLoss::Act
         }
     };
-    let namespace = r
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "/firebreak".into());
+    let namespace = r.namespace.clone().unwrap_or_else(|| "/firebreak".into());
     if namespace.is_empty() || namespace.ends_with('/') {
         c.err(
             format!("{p}.namespace"),
