@@ -416,3 +416,21 @@ on_cluster_loss = "panic"
         assert!(stderr.contains(key), "{key} in\n{stderr}");
     }
 }
+
+#[test]
+fn the_cluster_example_is_the_contract_plus_a_valid_cluster_section() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let text = std::fs::read_to_string(dir.join("cluster.toml")).unwrap();
+    let contract = std::fs::read_to_string(dir.join("firebreak.toml")).unwrap();
+    assert!(text.contains(&contract), "the contract is kept verbatim");
+    let loaded = firebreak::config::load_str(&text, "config/cluster.toml", Default::default())
+        .unwrap_or_else(|e| panic!("{:#?}", e.errors));
+    let c = loaded.config.cluster.expect("[cluster]");
+    assert_eq!(c.etcd.len(), 3);
+    assert_eq!(c.node, "pangyo-b3-room");
+    assert_eq!(c.lease_ttl, Duration::from_secs(5));
+    assert_eq!(c.on_cluster_loss, firebreak::config::OnClusterLoss::Act);
+    let alone = firebreak::config::load_str(&contract, "firebreak.toml", Default::default())
+        .unwrap_or_else(|e| panic!("{:#?}", e.errors));
+    assert!(alone.config.cluster.is_none(), "no [cluster]: runs alone");
+}
