@@ -434,3 +434,101 @@ fn the_cluster_example_is_the_contract_plus_a_valid_cluster_section() {
         .unwrap_or_else(|e| panic!("{:#?}", e.errors));
     assert!(alone.config.cluster.is_none(), "no [cluster]: runs alone");
 }
+
+/// The room's DNS step against `knot`, moving the record to `value`.
+fn dns_step(knot: &support::knot::Knot, dir: &Path, value: &str) -> firebreak::config::DnsStep {
+    let secret = dir.join("tsig.secret");
+    std::fs::write(&secret, support::room::secret_b64()).unwrap();
+    firebreak::config::DnsStep {
+        server: knot.addr(),
+        zone: "example.test".into(),
+        record: "app.example.test".into(),
+        rtype: firebreak::runbook::dns::RecordKind::A,
+        ttl: 30,
+        values: vec![value.into()],
+        prerequisite: None,
+        tsig: Some(firebreak::config::TsigRef {
+            key: "firebreak".into(),
+            algorithm: firebreak::runbook::dns::TsigAlgorithm::HmacSha256,
+            secret_file: secret,
+        }),
+        verify_servers: vec![],
+    }
+}
+
+#[test]
+fn a_deposed_leaders_dns_update_is_refused_by_the_fencing_record() {
+    use firebreak::runbook::dns;
+    use firebreak::runbook::dns_update::run_fenced;
+    let knot = knot();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let timeout = Duration::from_secs(3);
+
+    // The current leader (revision 20) moves the record; the fence now says 20.
+    rt.block_on(run_fenced(
+        &dns_step(&knot, dir.path(), "198.51.100.20"),
+        timeout,
+        false,
+        Some(20),
+    ))
+    .expect("the leader's update");
+    assert_eq!(
+        knot.dig("_firebreak-fence.app.example.test", "TXT"),
+        vec!["\"20\"".to_string()]
+    );
+    let serial = knot.soa_serial();
+
+    // A deposed leader (revision 7) wakes up with an older decision: refused, unchanged.
+    let err = rt
+        .block_on(run_fenced(
+            &dns_step(&knot, dir.path(), "192.0.2.99"),
+            timeout,
+            false,
+            Some(7),
+        ))
+        .expect_err("a deposed leader is fenced off");
+    assert!(err.to_string().contains("fencing revision 20"), "{err}");
+    assert_eq!(knot.dig("app.example.test", "A"), vec!["198.51.100.20"]);
+    assert_eq!(knot.soa_serial(), serial, "nothing reached the zone");
+
+    // The race the read cannot see: the deposed leader read the fence before the new
+    // leader wrote it. The server's prerequisite refuses the stale compare-and-swap.
+    let spec =
+        firebreak::runbook::dns_update::spec(&dns_step(&knot, dir.path(), "192.0.2.99"), timeout)
+            .unwrap();
+    let stale = dns::Fence {
+        name: dns::fence_name("app.example.test"),
+        current: Some("7".into()),
+        new: "7".into(),
+    };
+    let refused = rt.block_on(dns::send_update_fenced(&spec, None, Some(&stale)));
+    assert!(
+        matches!(refused, Err(dns::DnsError::PrerequisiteFailed { .. })),
+        "{refused:?}"
+    );
+    let absent = dns::Fence {
+        current: None,
+        ..stale
+    };
+    let refused = rt.block_on(dns::send_update_fenced(&spec, None, Some(&absent)));
+    assert!(
+        matches!(refused, Err(dns::DnsError::PrerequisiteFailed { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(knot.dig("app.example.test", "A"), vec!["198.51.100.20"]);
+
+    // A newer leader (revision 31) goes through and takes the fence.
+    rt.block_on(run_fenced(
+        &dns_step(&knot, dir.path(), "198.51.100.31"),
+        timeout,
+        false,
+        Some(31),
+    ))
+    .expect("a newer leader's update");
+    assert_eq!(knot.dig("app.example.test", "A"), vec!["198.51.100.31"]);
+    assert_eq!(
+        knot.dig("_firebreak-fence.app.example.test", "TXT"),
+        vec!["\"31\"".to_string()]
+    );
+}

@@ -31,6 +31,9 @@ pub enum StepError {
     HttpStatus { status: u16, detail: String },
     #[error("MQTT: {0}")]
     Mqtt(String),
+    /// `[cluster]`: a newer leader's fencing revision is in place; this one is deposed.
+    #[error("fenced: {0}")]
+    Fenced(String),
     #[error("step interrupted by an agent restart and not idempotent: not run again")]
     Interrupted,
     #[error("timed out after {0:?}")]
@@ -56,7 +59,10 @@ impl StepError {
             // A command's failure is its own business; running it again is for `retries`
             // only when the operator said it is idempotent.
             StepError::Command(_) => true,
-            StepError::Secret { .. } | StepError::Unsupported(_) | StepError::Interrupted => false,
+            StepError::Secret { .. }
+            | StepError::Unsupported(_)
+            | StepError::Interrupted
+            | StepError::Fenced(_) => false,
         }
     }
 }
@@ -105,7 +111,7 @@ pub struct StepContext<'a> {
 pub async fn execute(step: &Step, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
     let dry_run = ctx.dry_run;
     match &step.action {
-        Action::DnsUpdate(d) => dns_update::run(d, step.timeout, dry_run).await,
+        Action::DnsUpdate(d) => dns_update::run_fenced(d, step.timeout, dry_run, ctx.fence).await,
         Action::Haproxy(h) => Ok(haproxy::run(h, step.timeout, dry_run).await?),
         Action::Wait(d) => {
             if !dry_run {
