@@ -827,7 +827,7 @@ impl Engine {
                 "the zone's runbook is still running; reset when it has finished".into(),
             ));
         }
-        let Some(id) = self.open.remove(&zone) else {
+        let Some(mut id) = self.open.remove(&zone) else {
             return self.reset_prepare(zone, by);
         };
         // After a failover the operator owns the way back: the prepare is not undone.
@@ -836,6 +836,8 @@ impl Engine {
         let zone_id = self.shared.config.zones[zone].id.clone();
         match self.shared.journal.load(&zone_id) {
             Ok(Some(mut inc)) => {
+                // Under `[cluster]` the journal holds the incident the zone's leader opened.
+                id = inc.incident.clone();
                 inc.reset_by = Some(by.to_string());
                 if let Err(e) = self.shared.journal.close(&inc) {
                     tracing::error!(error = %e, "INCIDENT JOURNAL WRITE FAILED on reset");
