@@ -517,6 +517,10 @@ pub async fn run_until_reloadable(
     for (_, h) in engine.runs.drain() {
         h.abort();
     }
+    if let Some(c) = &shared.cluster {
+        // Bounded: an unreachable etcd must not hold the shutdown up.
+        let _ = tokio::time::timeout(SINK_STOP, c.resign_all()).await;
+    }
     let reason = if running.is_empty() {
         "shutdown requested".to_string()
     } else {

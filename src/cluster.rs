@@ -123,6 +123,9 @@ pub enum Campaign {
 pub struct Cluster {
     cfg: ClusterConfig,
     client: Client,
+    /// `username` and the password from `password_file`.
+    creds: Option<(String, String)>,
+    authenticated: AtomicBool,
     zones: Vec<String>,
     state: Mutex<Vec<ZoneState>>,
     peers: Mutex<Vec<String>>,
@@ -214,12 +217,18 @@ impl Cluster {
             }
             opts = opts.with_tls(tls);
         }
-        if let (Some(user), Some(file)) = (&cfg.username, &cfg.password_file) {
-            let password = String::from_utf8_lossy(&read("password_file", file)?)
-                .trim()
-                .to_string();
-            opts = opts.with_user(user.clone(), password);
-        }
+        // Design: credentials are not given to `connect`, which would authenticate at once
+        // and fail the start while etcd is away; `authenticate` does it before the first
+        // request instead, so a lost etcd is an `on_cluster_loss` case like any other.
+        let creds = match (&cfg.username, &cfg.password_file) {
+            (Some(user), Some(file)) => Some((
+                user.clone(),
+                String::from_utf8_lossy(&read("password_file", file)?)
+                    .trim()
+                    .to_string(),
+            )),
+            _ => None,
+        };
         let client = Client::connect(&cfg.etcd, Some(opts))
             .await
             .map_err(|e| ClusterError::Client(e.to_string()))?;
@@ -235,12 +244,32 @@ impl Cluster {
         Ok(Cluster {
             cfg: cfg.clone(),
             client,
+            creds,
+            authenticated: AtomicBool::new(false),
             zones,
             state: Mutex::new(state),
             peers: Mutex::new(Vec::new()),
             reachable: AtomicBool::new(false),
             metrics: ClusterMetrics::new(registry),
         })
+    }
+
+    /// Authenticates once (when `username` is set); afterwards the client refreshes an
+    /// expired token by itself.
+    async fn authenticate(&self) -> Result<(), ClusterError> {
+        let Some(creds) = &self.creds else {
+            return Ok(());
+        };
+        if self.authenticated.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.client
+            .clone()
+            .update_user(Some(creds.clone()))
+            .await
+            .map_err(unreachable)?;
+        self.authenticated.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     pub fn node(&self) -> &str {
@@ -350,6 +379,7 @@ impl Cluster {
 
     /// One try for the zone's leadership.
     pub async fn campaign(&self, zone: usize) -> Result<Campaign, ClusterError> {
+        self.authenticate().await?;
         let key = self.key(zone, "leader");
         let mut kv = self.client.kv_client();
         let current = kv.get(key.clone(), None).await.map_err(unreachable)?;
@@ -426,8 +456,17 @@ impl Cluster {
         let _ = self.client.lease_client().revoke(lead.lease).await;
     }
 
+    /// Gives up every zone this agent leads (shutdown): a peer takes over at once
+    /// instead of after `lease_ttl`.
+    pub async fn resign_all(&self) {
+        for zone in 0..self.zones.len() {
+            self.resign(zone).await;
+        }
+    }
+
     /// The zone's incident as the cluster knows it.
     pub async fn load(&self, zone: usize) -> Result<Option<Incident>, ClusterError> {
+        self.authenticate().await?;
         let resp = self
             .client
             .kv_client()
@@ -474,6 +513,7 @@ impl Cluster {
     /// Closes the zone's incident in etcd (operator reset): it moves to
     /// `<namespace>/closed/<incident>`, so the next fire opens a new one.
     pub async fn close(&self, zone: usize, inc: &Incident) -> Result<(), ClusterError> {
+        self.authenticate().await?;
         let bytes = serde_json::to_vec(inc).map_err(ClusterError::Corrupt)?;
         let txn = Txn::new().and_then([
             TxnOp::put(
@@ -541,6 +581,7 @@ impl Cluster {
 
     /// Registers, then refreshes the lease and the peers until an error.
     async fn presence_once(&self, every: Duration) -> Result<(), ClusterError> {
+        self.authenticate().await?;
         let ttl = self.cfg.lease_ttl.as_secs() as i64;
         let mut leases = self.client.lease_client();
         let lease = leases.grant(ttl, None).await.map_err(unreachable)?.id();

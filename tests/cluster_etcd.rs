@@ -20,14 +20,15 @@ struct Node {
 }
 
 /// Writes a room config for node `name` (its own state dir and API port) with the room's
-/// DNS step, `steps` after it, and `[cluster]` pointing at `etcd`; starts the agent.
+/// DNS step, `steps` after it, and `[cluster]` pointing at `etcd` (plus `cluster_keys`);
+/// starts the agent.
 fn start_node(
     name: &str,
     sim: &hardware_sim::PlayHandle,
     dns: std::net::SocketAddr,
     etcd: &str,
     steps: &str,
-    policy: &str,
+    cluster_keys: &str,
 ) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
@@ -38,7 +39,7 @@ etcd = ["{etcd}"]
 node = "{name}"
 lease_ttl = "2s"
 namespace = "/firebreak-test"
-on_cluster_loss = "{policy}"
+{cluster_keys}
 "#
     );
     let config: PathBuf = room_config_with(
@@ -125,8 +126,22 @@ fn two_agents_one_fire_run_the_runbook_exactly_once() {
     let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
     let steps = http_step("tell the incident channel", &receiver.url("/incident"));
     let serial_before = knot.soa_serial();
-    let mut a = start_node("a", &sim, knot.addr(), &etcd.url(), &steps, "act");
-    let mut b = start_node("b", &sim, knot.addr(), &etcd.url(), &steps, "act");
+    let mut a = start_node(
+        "a",
+        &sim,
+        knot.addr(),
+        &etcd.url(),
+        &steps,
+        r#"on_cluster_loss = "act""#,
+    );
+    let mut b = start_node(
+        "b",
+        &sim,
+        knot.addr(),
+        &etcd.url(),
+        &steps,
+        r#"on_cluster_loss = "act""#,
+    );
 
     let leader = first_to(
         &mut [&mut a, &mut b],
@@ -245,8 +260,22 @@ fn killed_leader_is_replaced_and_no_step_runs_twice() {
         http_step("last call", &receiver.url("/last")),
     );
     let serial_before = knot.soa_serial();
-    let mut a = start_node("a", &sim, knot.addr(), &etcd.url(), &steps, "act");
-    let mut b = start_node("b", &sim, knot.addr(), &etcd.url(), &steps, "act");
+    let mut a = start_node(
+        "a",
+        &sim,
+        knot.addr(),
+        &etcd.url(),
+        &steps,
+        r#"on_cluster_loss = "act""#,
+    );
+    let mut b = start_node(
+        "b",
+        &sim,
+        knot.addr(),
+        &etcd.url(),
+        &steps,
+        r#"on_cluster_loss = "act""#,
+    );
 
     let leader = first_to(
         &mut [&mut a, &mut b],
@@ -338,8 +367,22 @@ fn lost_etcd_acts_alone_under_act_and_holds_under_hold_until_it_is_back() {
     let steps = http_step("tell the incident channel", &receiver.url("/incident"));
     etcd.stop();
     let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
-    let mut act = start_node("act", &sim, knot.addr(), &etcd.url(), &steps, "act");
-    let mut hold = start_node("hold", &sim, knot.addr(), &etcd.url(), &steps, "hold");
+    let mut act = start_node(
+        "act",
+        &sim,
+        knot.addr(),
+        &etcd.url(),
+        &steps,
+        r#"on_cluster_loss = "act""#,
+    );
+    let mut hold = start_node(
+        "hold",
+        &sim,
+        knot.addr(),
+        &etcd.url(),
+        &steps,
+        r#"on_cluster_loss = "hold""#,
+    );
 
     let lost = act
         .agent
@@ -391,6 +434,69 @@ fn lost_etcd_acts_alone_under_act_and_holds_under_hold_until_it_is_back() {
 
     assert_eq!(act.agent.stop(), Some(0));
     assert_eq!(hold.agent.stop(), Some(0));
+    rt.block_on(sim.shutdown());
+}
+
+#[test]
+fn an_agent_authenticates_to_etcd_with_username_and_password_file() {
+    let etcd = Etcd::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let password = "correct horse battery staple";
+    let mut admin = rt.block_on(async {
+        let mut c = etcd_client::Client::connect([etcd.url()], None)
+            .await
+            .unwrap();
+        c.user_add("root", password, None).await.unwrap();
+        c.user_grant_role("root", "root").await.unwrap();
+        c.auth_enable().await.unwrap();
+        etcd_client::Client::connect(
+            [etcd.url()],
+            Some(etcd_client::ConnectOptions::new().with_user("root", password)),
+        )
+        .await
+        .unwrap()
+    });
+    let secrets = tempfile::tempdir().unwrap();
+    let password_file = secrets.path().join("etcd.password");
+    std::fs::write(&password_file, format!("{password}\n")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let knot = knot();
+    let receiver = Receiver::start(200);
+    let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
+    let steps = http_step("tell the incident channel", &receiver.url("/incident"));
+    let keys = format!(
+        "username = \"root\"\npassword_file = \"{}\"",
+        password_file.display()
+    );
+    let mut n = start_node("auth", &sim, knot.addr(), &etcd.url(), &steps, &keys);
+    let safe = n
+        .agent
+        .wait_for("safe_to_cut_power", Duration::from_secs(120), |e| {
+            e["event"] == "safe_to_cut_power"
+        });
+    assert_eq!(
+        count(&n.agent.events(), |e| e["event"] == "cluster_lost"),
+        0,
+        "{}",
+        n.agent.diagnostics()
+    );
+    // The journal in etcd (read with the same credentials) has the finished incident.
+    let stored = rt.block_on(async {
+        admin
+            .get(format!("/firebreak-test/zones/{ZONE}/incident"), None)
+            .await
+            .unwrap()
+    });
+    let inc: serde_json::Value = serde_json::from_slice(stored.kvs()[0].value()).unwrap();
+    assert_eq!(inc["incident"], safe["incident"]);
+    assert_eq!(inc["finished"], true);
+    assert_eq!(inc["safe_to_cut_power"], true);
+    assert_eq!(status(n.port)["cluster"]["peers"][0], "auth");
+
+    assert_eq!(n.agent.stop(), Some(0));
     rt.block_on(sim.shutdown());
 }
 
