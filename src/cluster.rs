@@ -62,6 +62,8 @@ fn unreachable(e: etcd_client::Error) -> ClusterError {
 const POLL: Duration = Duration::from_millis(500);
 /// Bound on one etcd request, so that a lost etcd is noticed and the policy applied.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause before an etcd request that found no member is tried again.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// This agent's part in a zone's response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -378,15 +380,20 @@ impl Cluster {
     }
 
     /// One try for the zone's leadership.
-    pub async fn campaign(&self, zone: usize) -> Result<Campaign, ClusterError> {
+    async fn campaign_once(&self, zone: usize) -> Result<Campaign, ClusterError> {
         self.authenticate().await?;
         let key = self.key(zone, "leader");
         let mut kv = self.client.kv_client();
         let current = kv.get(key.clone(), None).await.map_err(unreachable)?;
         if let Some(kv) = current.kvs().first() {
-            return Ok(Campaign::Lost {
-                leader: kv.value_str().unwrap_or("?").to_string(),
-            });
+            let leader = kv.value_str().unwrap_or("?").to_string();
+            if leader != self.cfg.node {
+                return Ok(Campaign::Lost { leader });
+            }
+            // Our own name under a lease this process does not hold: a leadership from
+            // before a restart, or a campaign whose answer was lost. Revoking that lease
+            // frees the key (the journal in etcd keeps the incident's progress).
+            let _ = self.client.lease_client().revoke(kv.lease()).await;
         }
         let ttl = self.cfg.lease_ttl.as_secs() as i64;
         let mut leases = self.client.lease_client();
@@ -456,6 +463,53 @@ impl Cluster {
         let _ = self.client.lease_client().revoke(lead.lease).await;
     }
 
+    /// Runs `op` again while etcd is unreachable, a few times: with several endpoints, a
+    /// request may have gone to a member that is down while the others answer.
+    async fn retry<T, F, Fut>(&self, mut op: F) -> Result<T, ClusterError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClusterError>>,
+    {
+        let tries = 2 * self.cfg.etcd.len() + 1;
+        let mut n = 1;
+        loop {
+            match op().await {
+                Err(ClusterError::Unreachable(e)) if n < tries => {
+                    tracing::debug!(error = %e, attempt = n, "etcd request failed; trying again");
+                    n += 1;
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// One try for the zone's leadership (retried over the endpoints).
+    pub async fn campaign(&self, zone: usize) -> Result<Campaign, ClusterError> {
+        self.retry(|| self.campaign_once(zone)).await
+    }
+
+    /// The zone's incident as the cluster knows it.
+    pub async fn load(&self, zone: usize) -> Result<Option<Incident>, ClusterError> {
+        self.retry(|| self.load_once(zone)).await
+    }
+
+    /// Writes the zone's incident, only while this agent still holds the leadership it
+    /// won at revision `rev` (the same write again is harmless, so it is retried).
+    pub async fn save_fenced(
+        &self,
+        zone: usize,
+        rev: i64,
+        inc: &Incident,
+    ) -> Result<(), ClusterError> {
+        self.retry(|| self.save_fenced_once(zone, rev, inc)).await
+    }
+
+    /// Closes the zone's incident in etcd (operator reset).
+    pub async fn close(&self, zone: usize, inc: &Incident) -> Result<(), ClusterError> {
+        self.retry(|| self.close_once(zone, inc)).await
+    }
+
     /// Gives up every zone this agent leads (shutdown): a peer takes over at once
     /// instead of after `lease_ttl`.
     pub async fn resign_all(&self) {
@@ -465,7 +519,7 @@ impl Cluster {
     }
 
     /// The zone's incident as the cluster knows it.
-    pub async fn load(&self, zone: usize) -> Result<Option<Incident>, ClusterError> {
+    async fn load_once(&self, zone: usize) -> Result<Option<Incident>, ClusterError> {
         self.authenticate().await?;
         let resp = self
             .client
@@ -482,7 +536,7 @@ impl Cluster {
 
     /// Writes the zone's incident, only while this agent still holds the leadership it
     /// won at revision `rev`.
-    pub async fn save_fenced(
+    async fn save_fenced_once(
         &self,
         zone: usize,
         rev: i64,
@@ -512,7 +566,7 @@ impl Cluster {
 
     /// Closes the zone's incident in etcd (operator reset): it moves to
     /// `<namespace>/closed/<incident>`, so the next fire opens a new one.
-    pub async fn close(&self, zone: usize, inc: &Incident) -> Result<(), ClusterError> {
+    async fn close_once(&self, zone: usize, inc: &Incident) -> Result<(), ClusterError> {
         self.authenticate().await?;
         let bytes = serde_json::to_vec(inc).map_err(ClusterError::Corrupt)?;
         let txn = Txn::new().and_then([
@@ -649,8 +703,9 @@ impl Cluster {
     }
 }
 
-/// Keeps a leadership lease alive until `stop`; a failure is logged (the next fenced
-/// write finds out whether the leadership survived).
+/// Keeps a leadership lease alive until `stop` or until etcd says it has expired. A
+/// broken keep-alive stream (a member went away) is opened again; whether the leadership
+/// survived, the next fenced write finds out.
 async fn keep_alive(
     mut leases: etcd_client::LeaseClient,
     lease: i64,
@@ -658,21 +713,38 @@ async fn keep_alive(
     stop: CancellationToken,
     zone: String,
 ) {
-    let run = async {
+    // Ok(true): etcd says the lease has expired; Ok(false): the stream ended.
+    let mut once = async || -> Result<bool, etcd_client::Error> {
         let (mut keeper, mut stream) = leases.keep_alive(lease).await?;
         loop {
-            tokio::time::sleep(ttl / 3).await;
             keeper.keep_alive().await?;
             match stream.message().await? {
                 Some(r) if r.ttl() > 0 => {}
-                _ => return Ok::<(), etcd_client::Error>(()),
+                Some(_) => return Ok(true),
+                None => return Ok(false),
             }
+            tokio::time::sleep(ttl / 3).await;
         }
     };
-    tokio::select! {
-        _ = stop.cancelled() => {}
-        r = run => {
-            tracing::error!(zone = %zone, lease, result = ?r.err().map(|e| e.to_string()), "leadership lease keep-alive ended");
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            r = once() => match r {
+                Ok(true) => {
+                    tracing::error!(zone = %zone, lease, "leadership lease expired");
+                    return;
+                }
+                Ok(false) => {
+                    tracing::warn!(zone = %zone, lease, "leadership keep-alive stream ended; opening it again");
+                }
+                Err(e) => {
+                    tracing::warn!(zone = %zone, lease, error = %e, "leadership keep-alive failed; trying again");
+                }
+            },
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(RETRY_PAUSE) => {}
         }
     }
 }

@@ -248,6 +248,50 @@ fn two_agents_one_fire_run_the_runbook_exactly_once() {
 }
 
 #[test]
+fn a_three_member_etcd_with_one_member_down_still_elects_one_leader() {
+    let mut members = Etcd::start_cluster(3);
+    let urls: Vec<String> = members.iter().map(Etcd::url).collect();
+    // One member gone before the fire: the other two keep the quorum.
+    members[0].stop();
+    let knot = knot();
+    let receiver = Receiver::start(200);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
+    let steps = http_step("tell the incident channel", &receiver.url("/incident"));
+    // `start_node` takes one URL; the list goes in as the TOML array's inside.
+    let etcd = urls.join("\", \"");
+    let mut a = start_node("a", &sim, knot.addr(), &etcd, &steps, "");
+    let mut b = start_node("b", &sim, knot.addr(), &etcd, &steps, "");
+
+    let leader = first_to(
+        &mut [&mut a, &mut b],
+        "safe_to_cut_power",
+        Duration::from_secs(120),
+        |e| e["event"] == "safe_to_cut_power",
+    );
+    let other = if leader == 0 { &mut b } else { &mut a };
+    other.agent.wait_for(
+        "the follower's cluster_role done",
+        Duration::from_secs(30),
+        |e| e["event"] == "cluster_role" && e["role"] == "done",
+    );
+    let events = all_events(&[&a, &b]);
+    assert_eq!(
+        count(&events, |e| e["event"] == "runbook_started"),
+        1,
+        "{}\n{}",
+        a.agent.diagnostics(),
+        b.agent.diagnostics()
+    );
+    assert_eq!(count(&events, |e| e["event"] == "cluster_lost"), 0);
+    assert_eq!(posts_to(&receiver, "/incident"), 1);
+
+    assert_eq!(a.agent.stop(), Some(0));
+    assert_eq!(b.agent.stop(), Some(0));
+    rt.block_on(sim.shutdown());
+}
+
+#[test]
 fn killed_leader_is_replaced_and_no_step_runs_twice() {
     let etcd = Etcd::start();
     let knot = knot();

@@ -16,6 +16,9 @@ pub struct Etcd {
     client_port: u16,
     peer_port: u16,
     binary: PathBuf,
+    name: String,
+    /// `--initial-cluster`: `name=peer-url,...`.
+    initial_cluster: String,
 }
 
 fn find_etcd() -> Option<PathBuf> {
@@ -31,16 +34,8 @@ impl Etcd {
         let binary = find_etcd().unwrap_or_else(|| panic!("{NOT_FOUND}"));
         let mut last = String::new();
         for attempt in 1..=START_ATTEMPTS {
-            let mut etcd = Etcd {
-                child: None,
-                client_port: super::free_port(),
-                peer_port: super::free_port(),
-                dir: tempfile::Builder::new()
-                    .prefix("etcd-test-")
-                    .tempdir()
-                    .expect("temp dir for etcd"),
-                binary: binary.clone(),
-            };
+            let mut etcd = Etcd::member(&binary, "test");
+            etcd.initial_cluster = format!("test={}", etcd.peer_url());
             etcd.spawn();
             match etcd.wait_ready() {
                 Ok(()) => return etcd,
@@ -55,6 +50,49 @@ impl Etcd {
         panic!("{last}");
     }
 
+    fn member(binary: &Path, name: &str) -> Etcd {
+        Etcd {
+            child: None,
+            client_port: super::free_port(),
+            peer_port: super::free_port(),
+            dir: tempfile::Builder::new()
+                .prefix("etcd-test-")
+                .tempdir()
+                .expect("temp dir for etcd"),
+            binary: binary.to_path_buf(),
+            name: name.to_string(),
+            initial_cluster: String::new(),
+        }
+    }
+
+    fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    /// Starts a cluster of `n` members (each its own process, ports and data dir) and
+    /// waits until every member answers `/health` (which needs a quorum).
+    pub fn start_cluster(n: usize) -> Vec<Etcd> {
+        let binary = find_etcd().unwrap_or_else(|| panic!("{NOT_FOUND}"));
+        let mut members: Vec<Etcd> = (0..n)
+            .map(|i| Etcd::member(&binary, &format!("m{i}")))
+            .collect();
+        let initial = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",");
+        for m in &mut members {
+            m.initial_cluster = initial.clone();
+            m.spawn();
+        }
+        for m in &mut members {
+            if let Err(e) = m.wait_ready() {
+                panic!("etcd member {} did not come up: {e}\n{}", m.name, m.log());
+            }
+        }
+        members
+    }
+
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -63,10 +101,10 @@ impl Etcd {
             .expect("etcd log");
         let log2 = log.try_clone().expect("etcd log handle");
         let client = format!("http://127.0.0.1:{}", self.client_port);
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let peer = self.peer_url();
         let child = Command::new(&self.binary)
             .arg("--name")
-            .arg("test")
+            .arg(&self.name)
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
             .arg("--listen-client-urls")
@@ -78,7 +116,7 @@ impl Etcd {
             .arg("--initial-advertise-peer-urls")
             .arg(&peer)
             .arg("--initial-cluster")
-            .arg(format!("test={peer}"))
+            .arg(&self.initial_cluster)
             .arg("--listen-metrics-urls")
             .arg(format!("http://127.0.0.1:{}", super::free_port()))
             .stdin(Stdio::null())
