@@ -659,3 +659,35 @@ fn a_deposed_leaders_dns_update_is_refused_by_the_fencing_record() {
         vec!["\"31\"".to_string()]
     );
 }
+
+#[test]
+fn cluster_keys_have_documented_defaults() {
+    let contract = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/firebreak.toml"),
+    )
+    .unwrap();
+    let text = format!("{contract}\n[cluster]\netcd = [\"http://127.0.0.1:2379/\"]\n");
+    let loaded = firebreak::config::load_str(&text, "t.toml", Default::default())
+        .unwrap_or_else(|e| panic!("{:#?}", e.errors));
+    let c = loaded.config.cluster.expect("[cluster]");
+    assert_eq!(c.etcd, vec!["http://127.0.0.1:2379".to_string()]);
+    assert_eq!(c.node, "pangyo-b3", "node defaults to agent.name");
+    assert_eq!(c.namespace, "/firebreak");
+    assert_eq!(c.lease_ttl, Duration::from_secs(5));
+    assert_eq!(c.on_cluster_loss, firebreak::config::OnClusterLoss::Act);
+    assert!(c.ca_file.is_none() && c.username.is_none());
+
+    let tls_over_http = format!(
+        "{contract}\n[cluster]\netcd = [\"http://127.0.0.1:2379\"]\nca_file = \"/etc/ca.pem\"\n"
+    );
+    let errors = firebreak::config::load_str(&tls_over_http, "t.toml", Default::default())
+        .err()
+        .expect("TLS keys with an http:// URL are refused")
+        .errors;
+    assert!(
+        errors
+            .iter()
+            .any(|p| p.to_string().contains("cluster.etcd") && p.to_string().contains("https://")),
+        "{errors:#?}"
+    );
+}
