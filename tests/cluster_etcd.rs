@@ -545,6 +545,46 @@ fn an_agent_authenticates_to_etcd_with_username_and_password_file() {
 }
 
 #[test]
+fn an_agent_talks_to_etcd_over_tls_with_a_client_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start_tls(certs.path());
+    assert!(etcd.url().starts_with("https://"));
+    let knot = knot();
+    let receiver = Receiver::start(200);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
+    let steps = http_step("tell the incident channel", &receiver.url("/incident"));
+    let d = certs.path().display();
+    let keys = format!(
+        "ca_file = \"{d}/ca.crt\"\ncert_file = \"{d}/client.crt\"\nkey_file = \"{d}/client.key\""
+    );
+    let mut n = start_node("tls", &sim, knot.addr(), &etcd.url(), &steps, &keys);
+    n.agent
+        .wait_for("safe_to_cut_power", Duration::from_secs(120), |e| {
+            e["event"] == "safe_to_cut_power"
+        });
+    let events = n.agent.events();
+    assert_eq!(
+        count(&events, |e| e["event"] == "cluster_lost"),
+        0,
+        "{}",
+        n.agent.diagnostics()
+    );
+    assert_eq!(
+        count(&events, |e| e["event"] == "cluster_role"
+            && e["role"] == "leader"),
+        1,
+        "it won the election over TLS"
+    );
+    let s = status(n.port);
+    assert_eq!(s["cluster"]["reachable"], true, "{s}");
+    assert_eq!(s["cluster"]["peers"][0], "tls", "{s}");
+
+    assert_eq!(n.agent.stop(), Some(0));
+    rt.block_on(sim.shutdown());
+}
+
+#[test]
 fn the_cluster_example_is_the_contract_plus_a_valid_cluster_section() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let text = std::fs::read_to_string(dir.join("cluster.toml")).unwrap();

@@ -19,6 +19,11 @@ pub struct Etcd {
     name: String,
     /// `--initial-cluster`: `name=peer-url,...`.
     initial_cluster: String,
+    /// `/health` is asked here (plain HTTP even when clients must use TLS).
+    metrics_port: u16,
+    /// TLS for clients: a dir with `ca.crt`, `server.crt/key` (`mosquitto::make_certs`);
+    /// clients must show a certificate signed by the CA.
+    tls: Option<PathBuf>,
 }
 
 fn find_etcd() -> Option<PathBuf> {
@@ -31,10 +36,22 @@ fn find_etcd() -> Option<PathBuf> {
 impl Etcd {
     /// Starts etcd and waits until it answers `/health`; panics with its log otherwise.
     pub fn start() -> Etcd {
+        Etcd::start_with(None)
+    }
+
+    /// Starts etcd whose clients must use TLS with a client certificate: certificates are
+    /// made in `certs` (`ca.crt`, `server.*`, `client.*`); `url()` is `https://`.
+    pub fn start_tls(certs: &Path) -> Etcd {
+        super::mosquitto::make_certs(certs);
+        Etcd::start_with(Some(certs.to_path_buf()))
+    }
+
+    fn start_with(tls: Option<PathBuf>) -> Etcd {
         let binary = find_etcd().unwrap_or_else(|| panic!("{NOT_FOUND}"));
         let mut last = String::new();
         for attempt in 1..=START_ATTEMPTS {
             let mut etcd = Etcd::member(&binary, "test");
+            etcd.tls = tls.clone();
             etcd.initial_cluster = format!("test={}", etcd.peer_url());
             etcd.spawn();
             match etcd.wait_ready() {
@@ -62,6 +79,8 @@ impl Etcd {
             binary: binary.to_path_buf(),
             name: name.to_string(),
             initial_cluster: String::new(),
+            metrics_port: super::free_port(),
+            tls: None,
         }
     }
 
@@ -100,9 +119,19 @@ impl Etcd {
             .open(self.log_path())
             .expect("etcd log");
         let log2 = log.try_clone().expect("etcd log handle");
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let client = self.url();
         let peer = self.peer_url();
-        let child = Command::new(&self.binary)
+        let mut cmd = Command::new(&self.binary);
+        if let Some(d) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(d.join("server.crt"))
+                .arg("--key-file")
+                .arg(d.join("server.key"))
+                .arg("--trusted-ca-file")
+                .arg(d.join("ca.crt"))
+                .arg("--client-cert-auth");
+        }
+        let child = cmd
             .arg("--name")
             .arg(&self.name)
             .arg("--data-dir")
@@ -118,7 +147,7 @@ impl Etcd {
             .arg("--initial-cluster")
             .arg(&self.initial_cluster)
             .arg("--listen-metrics-urls")
-            .arg(format!("http://127.0.0.1:{}", super::free_port()))
+            .arg(format!("http://127.0.0.1:{}", self.metrics_port))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
@@ -147,13 +176,13 @@ impl Etcd {
 
     fn healthy(&self) -> bool {
         use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.client_port)) else {
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)) else {
             return false;
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
         let req = format!(
             "GET /health HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
-            self.client_port
+            self.metrics_port
         );
         if s.write_all(req.as_bytes()).is_err() {
             return false;
@@ -165,7 +194,8 @@ impl Etcd {
 
     /// The client URL for `[cluster] etcd`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     fn log_path(&self) -> PathBuf {
