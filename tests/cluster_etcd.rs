@@ -720,10 +720,11 @@ fn cluster_keys_have_documented_defaults() {
     let tls_over_http = format!(
         "{contract}\n[cluster]\netcd = [\"http://127.0.0.1:2379\"]\nca_file = \"/etc/ca.pem\"\n"
     );
-    let errors = firebreak::config::load_str(&tls_over_http, "t.toml", Default::default())
-        .err()
-        .expect("TLS keys with an http:// URL are refused")
-        .errors;
+    let Err(refused) = firebreak::config::load_str(&tls_over_http, "t.toml", Default::default())
+    else {
+        panic!("TLS keys with an http:// URL are refused");
+    };
+    let errors = refused.errors;
     assert!(
         errors
             .iter()
