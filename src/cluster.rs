@@ -622,7 +622,12 @@ impl Cluster {
                     r = me.presence_once(every) => r,
                 };
                 if let Err(e) = r {
-                    tracing::warn!(node = %me.cfg.node, error = %e, "cluster presence lost; retrying");
+                    // Said once per loss, not at every retry.
+                    if me.reachable.load(Ordering::Relaxed) {
+                        tracing::warn!(node = %me.cfg.node, error = %e, "etcd lost: cluster presence retrying");
+                    } else {
+                        tracing::debug!(node = %me.cfg.node, error = %e, "etcd still unreachable");
+                    }
                     me.set_reachable(false);
                 }
                 tokio::select! {
