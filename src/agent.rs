@@ -44,6 +44,8 @@ pub enum AgentError {
     Status(#[from] crate::sources::mqtt::MqttError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// Capacity of the sample channel between sources and detection.
@@ -330,6 +332,18 @@ pub async fn run_until_reloadable(
     let wall_from_mono = WallFromMono::new(clock.wall(), clock.mono());
     let metrics = Arc::new(crate::sinks::prometheus::Metrics::new());
     metrics.declare_runbooks(&config);
+    let cluster_stop = CancellationToken::new();
+    let cluster = match &config.cluster {
+        Some(c) => {
+            let zones = config.zones.iter().map(|z| z.id.clone()).collect();
+            let cluster =
+                Arc::new(crate::cluster::Cluster::connect(c, zones, metrics.registry()).await?);
+            cluster.spawn_presence(cluster_stop.clone());
+            tracing::info!(node = %c.node, etcd = ?c.etcd, on_cluster_loss = c.on_cluster_loss.as_str(), "cluster mode: zones are coordinated through etcd");
+            Some(cluster)
+        }
+        None => None,
+    };
     let shared = Arc::new(Shared {
         config: config.clone(),
         metrics: metrics.clone(),
@@ -339,6 +353,7 @@ pub async fn run_until_reloadable(
         telemetry: telemetry.clone(),
         status: status.as_ref().map(StatusPublisher::sender),
         power: incident::PowerBoard::new(config.zones.len()),
+        cluster,
     });
 
     // The API is bound before anything starts, so a taken port fails the start loudly.
@@ -485,6 +500,7 @@ pub async fn run_until_reloadable(
         }
     }
     notifier.stopping();
+    cluster_stop.cancel();
     sources_stop.cancel();
     for t in tasks {
         let _ = t.await;
@@ -501,6 +517,10 @@ pub async fn run_until_reloadable(
         .collect();
     for (_, h) in engine.runs.drain() {
         h.abort();
+    }
+    if let Some(c) = &shared.cluster {
+        // Bounded: an unreachable etcd must not hold the shutdown up.
+        let _ = tokio::time::timeout(SINK_STOP, c.resign_all()).await;
     }
     let reason = if running.is_empty() {
         "shutdown requested".to_string()
@@ -634,8 +654,16 @@ impl Engine {
                 continue;
             }
             tracing::warn!(zone = %z.id, incident = %inc.incident, "resuming an unfinished runbook");
-            incident::announce(&self.shared, &inc, Stage::Failover, true);
             let shared = self.shared.clone();
+            if let Some(cluster) = self.shared.cluster.clone() {
+                // The zone's leader resumes it: this agent, or a peer that took over.
+                self.runs.insert(
+                    zi,
+                    tokio::spawn(crate::cluster::run_failover(shared, cluster, zi, inc)),
+                );
+                continue;
+            }
+            incident::announce(&self.shared, &inc, Stage::Failover, true);
             self.runs.insert(
                 zi,
                 tokio::spawn(incident::run_stage(shared, zi, inc, Stage::Failover)),
@@ -804,7 +832,7 @@ impl Engine {
                 "the zone's runbook is still running; reset when it has finished".into(),
             ));
         }
-        let Some(id) = self.open.remove(&zone) else {
+        let Some(mut id) = self.open.remove(&zone) else {
             return self.reset_prepare(zone, by);
         };
         // After a failover the operator owns the way back: the prepare is not undone.
@@ -813,9 +841,18 @@ impl Engine {
         let zone_id = self.shared.config.zones[zone].id.clone();
         match self.shared.journal.load(&zone_id) {
             Ok(Some(mut inc)) => {
+                // Under `[cluster]` the journal holds the incident the zone's leader opened.
+                id = inc.incident.clone();
                 inc.reset_by = Some(by.to_string());
                 if let Err(e) = self.shared.journal.close(&inc) {
                     tracing::error!(error = %e, "INCIDENT JOURNAL WRITE FAILED on reset");
+                }
+                if let Some(cluster) = self.shared.cluster.clone() {
+                    tokio::spawn(async move {
+                        if let Err(e) = cluster.close(zone, &inc).await {
+                            tracing::error!(error = %e, incident = %inc.incident, "cannot close the incident in etcd; reset again when etcd is back");
+                        }
+                    });
                 }
             }
             Ok(None) => {}
@@ -993,7 +1030,8 @@ impl Engine {
                 serde_json::json!({
                     "id": z.id,
                     "level": detector.zone_level(zi as u32).as_str(),
-                    "incident": incident,
+                    // The journal's id: under `[cluster]` the incident a peer opened.
+                    "incident": journal.as_ref().map(|j| j.incident.clone()).or(incident.cloned()),
                     "runbook": config.runbooks[z.runbook].name,
                     "runbook_running": self.runs.get(&zi).is_some_and(|h| !h.is_finished()),
                     "safe_to_cut_power": journal.as_ref().and_then(|j| j.safe_to_cut_power).unwrap_or(false),
@@ -1013,6 +1051,7 @@ impl Engine {
             "dry_run": config.agent.dry_run,
             "event_log_writable": self.shared.log.is_writable(),
             "zones": zones,
+            "cluster": self.shared.cluster.as_ref().map(|c| c.status()),
         })
     }
 }

@@ -151,6 +151,26 @@ pub enum Event {
         config: String,
         reason: String,
     },
+    /// Extension (`[cluster]`): this agent's role for a critical zone changed: `leader`
+    /// (it runs the zone's runbook), `follower` (`leader` names who does), `alone` (etcd
+    /// lost, `on_cluster_loss = "act"`), `holding` (etcd lost, `"hold"`), `done` (the
+    /// zone's incident has finished; `leader` names who ran it).
+    ClusterRole {
+        zone: String,
+        node: String,
+        role: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        leader: Option<String>,
+    },
+    /// Extension (`[cluster]`): etcd could not be reached while a zone needed it; `policy`
+    /// is the `on_cluster_loss` applied (`act`: the runbook runs without coordination;
+    /// `hold`: it does not run until etcd is back).
+    ClusterLost {
+        zone: String,
+        node: String,
+        policy: &'static str,
+        error: String,
+    },
 }
 
 impl Event {
@@ -171,6 +191,8 @@ impl Event {
             Event::IncidentReset { .. } => "incident_reset",
             Event::ConfigReloaded { .. } => "config_reloaded",
             Event::ConfigReloadFailed { .. } => "config_reload_failed",
+            Event::ClusterRole { .. } => "cluster_role",
+            Event::ClusterLost { .. } => "cluster_lost",
         }
     }
 }

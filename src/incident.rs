@@ -26,6 +26,8 @@ pub struct Shared {
     pub status: Option<crate::sinks::mqtt::StatusTx>,
     /// Expected power loss per zone, for skipping `should` steps.
     pub power: PowerBoard,
+    /// `[cluster]`: the etcd coordinator; `None` runs alone (the local journal only).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Which of a zone's runbooks an incident run is.
@@ -145,6 +147,18 @@ impl Shared {
         if let Err(e) = self.journal.save(incident) {
             self.metrics.journal_errors.inc();
             tracing::error!(error = %e, incident = %incident.incident, "INCIDENT JOURNAL WRITE FAILED: a restart could repeat or skip steps");
+        }
+    }
+
+    /// A failover's journal write: the local file, then (`[cluster]`, while this agent
+    /// leads the zone) etcd, fenced by the leadership. Returns whether the run may go on:
+    /// `false` when another agent has taken the zone over, or etcd is lost and the policy
+    /// is `hold`.
+    pub async fn persist(&self, zone: usize, incident: &Incident) -> bool {
+        self.save(incident);
+        match &self.cluster {
+            None => true,
+            Some(c) => c.persist(self, zone, incident).await,
         }
     }
 }
@@ -311,16 +325,27 @@ pub async fn run_stage(shared: Arc<Shared>, zone: usize, mut inc: Incident, stag
         return false;
     };
     let journaled = stage == Stage::Failover;
-    let save = |inc: &Incident| {
-        if journaled {
-            shared.save(inc);
-        }
-    };
+    // Design: a macro, not a closure, because the write is async and borrows `inc`
+    // mutably elsewhere; it returns early (no verdict) when the run must stop.
+    macro_rules! save {
+        ($inc:expr) => {
+            if journaled && !shared.persist(zone, $inc).await {
+                tracing::warn!(zone = %$inc.zone, incident = %$inc.incident, "runbook stopped: this agent no longer leads the zone");
+                return false;
+            }
+        };
+    }
     let vars = vars(&config, &inc, stage.level());
+    let fence = if journaled {
+        shared.cluster.as_ref().and_then(|c| c.fence(zone))
+    } else {
+        None
+    };
     let ctx = StepContext {
         config: &config,
         vars: &vars,
         dry_run: inc.dry_run,
+        fence,
     };
     let started = tokio::time::Instant::now();
     let mut budget_warned = false;
@@ -332,21 +357,17 @@ pub async fn run_stage(shared: Arc<Shared>, zone: usize, mut inc: Incident, stag
             StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped => continue,
             StepStatus::Started if !step.action.is_idempotent() => {
                 let err = runbook::StepError::Interrupted.to_string();
-                finish_step(
-                    &shared,
-                    &mut inc,
-                    i,
-                    step,
-                    &StepReport {
-                        ok: false,
-                        verified: false,
-                        attempts: rec.attempts,
-                        elapsed: Duration::ZERO,
-                        error: Some(err),
-                        detail: None,
-                    },
-                    journaled,
-                );
+                let report = StepReport {
+                    ok: false,
+                    verified: false,
+                    attempts: rec.attempts,
+                    elapsed: Duration::ZERO,
+                    error: Some(err),
+                    detail: None,
+                };
+                record_step(&shared, &mut inc, i, step, &report);
+                save!(&inc);
+                shared.write(&step_event(&inc.runbook, &inc.incident, step, &report));
                 if step.on_failure == crate::config::OnFailure::Abort {
                     break;
                 }
@@ -358,7 +379,7 @@ pub async fn run_stage(shared: Arc<Shared>, zone: usize, mut inc: Incident, stag
             tracing::warn!(runbook = %rb.name, incident = %inc.incident, step = %step.name, %reason, "should step skipped");
             inc.steps[i].status = StepStatus::Skipped;
             inc.steps[i].error = Some(reason.clone());
-            save(&inc);
+            save!(&inc);
             shared.write(&Event::StepSkipped {
                 runbook: rb.name.clone(),
                 incident: inc.incident.clone(),
@@ -368,9 +389,11 @@ pub async fn run_stage(shared: Arc<Shared>, zone: usize, mut inc: Incident, stag
             continue;
         }
         inc.steps[i].status = StepStatus::Started;
-        save(&inc);
+        save!(&inc);
         let report = runbook::run_step(step, &ctx).await;
-        finish_step(&shared, &mut inc, i, step, &report, journaled);
+        record_step(&shared, &mut inc, i, step, &report);
+        save!(&inc);
+        shared.write(&step_event(&inc.runbook, &inc.incident, step, &report));
         if let Some(budget) = rb.budget.filter(|_| stage != Stage::Undo) {
             if !budget_warned && started.elapsed() > budget {
                 budget_warned = true;
@@ -439,7 +462,7 @@ pub async fn run_stage(shared: Arc<Shared>, zone: usize, mut inc: Incident, stag
     if journaled {
         inc.safe_to_cut_power = Some(reasons.is_empty());
     }
-    save(&inc);
+    save!(&inc);
     shared.write(&Event::RunbookFinished {
         runbook: inc.runbook.clone(),
         incident: inc.incident.clone(),
@@ -472,13 +495,14 @@ pub async fn run_stage(shared: Arc<Shared>, zone: usize, mut inc: Incident, stag
     ok
 }
 
-fn finish_step(
+/// Records a step's outcome in the incident (the caller journals it, then writes the
+/// `step_finished` event: journal first, so a restart never repeats an announced step).
+fn record_step(
     shared: &Shared,
     inc: &mut Incident,
     i: usize,
     step: &crate::config::Step,
     report: &StepReport,
-    journaled: bool,
 ) {
     let rec = &mut inc.steps[i];
     rec.status = if report.ok {
@@ -496,10 +520,6 @@ fn finish_step(
         .runbook_steps
         .with_label_values(&[&inc.runbook, &step.name, outcome])
         .inc();
-    if journaled {
-        shared.save(inc);
-    }
-    shared.write(&step_event(&inc.runbook, &inc.incident, step, report));
 }
 
 pub fn step_event(
@@ -554,6 +574,7 @@ pub async fn drill(
         config,
         vars: &vars,
         dry_run: true,
+        fence: None,
     };
     if let Some(s) = shared {
         s.write(&Event::RunbookStarted {

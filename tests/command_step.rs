@@ -55,6 +55,7 @@ fn a_command_reports_its_exit_code_and_last_output_lines() {
         config: &config,
         vars: &v,
         dry_run: false,
+        fence: None,
     };
     let ok = rt().block_on(run_step(
         &step(&["/bin/echo", "zone", "{{zone}}"], Duration::from_secs(5)),
@@ -88,6 +89,7 @@ fn a_command_that_overruns_its_timeout_is_killed_with_its_whole_process_group() 
         config: &config,
         vars: &v,
         dry_run: false,
+        fence: None,
     };
     let started = Instant::now();
     let report = rt().block_on(run_step(
@@ -124,6 +126,7 @@ fn a_dry_run_command_checks_the_program_exists_without_running_it() {
         config: &config,
         vars: &v,
         dry_run: true,
+        fence: None,
     };
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("ran");

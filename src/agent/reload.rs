@@ -41,6 +41,14 @@ pub(super) fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static s
     if differs(&old.telemetry, &new.telemetry) {
         out.push("telemetry");
     }
+    if differs(&old.cluster, &new.cluster) {
+        out.push("cluster");
+    }
+    let zone_ids = |c: &Config| c.zones.iter().map(|z| z.id.clone()).collect::<Vec<_>>();
+    if old.cluster.is_some() && zone_ids(old) != zone_ids(new) {
+        // The coordinator keeps per-zone leadership by zone index.
+        out.push("zones ids (with [cluster])");
+    }
     let sinks = old.telemetry.influxdb.is_some() || old.telemetry.mqtt.is_some();
     if sinks && names(old) != names(new) {
         out.push("sensors/zones ids (with [telemetry.influxdb] or [telemetry.mqtt])");
@@ -216,6 +224,7 @@ impl Engine {
             telemetry: self.shared.telemetry.clone(),
             status: self.shared.status.clone(),
             power: PowerBoard::new(new.zones.len()),
+            cluster: self.shared.cluster.clone(),
         });
         let mut fresh = Detector::from_config(&new, now);
         let mut stager = Stager::from_config(&new);

@@ -84,15 +84,26 @@ impl Engine {
         let wait_for = prep
             .filter(|p| wait_for_prepare && !p.task.is_finished())
             .map(|p| p.done.clone());
-        let d = incident::dispatch_stage(
-            self.shared.clone(),
-            zone,
-            cause,
-            self.seq,
-            Stage::Failover,
-            id,
-            wait_for,
-        );
+        let d = match self.shared.cluster.clone() {
+            Some(cluster) => crate::cluster::dispatch_failover(
+                self.shared.clone(),
+                cluster,
+                zone,
+                cause,
+                self.seq,
+                id,
+                wait_for,
+            ),
+            None => incident::dispatch_stage(
+                self.shared.clone(),
+                zone,
+                cause,
+                self.seq,
+                Stage::Failover,
+                id,
+                wait_for,
+            ),
+        };
         self.open.insert(zone, d.incident.clone());
         self.runs.insert(zone, d.task);
         d.incident

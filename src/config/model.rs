@@ -16,6 +16,42 @@ pub struct Config {
     pub zones: Vec<Zone>,
     pub runbooks: Vec<Runbook>,
     pub telemetry: Telemetry,
+    /// `None`: no `[cluster]`, the agent runs alone.
+    pub cluster: Option<Cluster>,
+}
+
+/// `[cluster]`: redundant agents for the same zones, one runbook run per incident.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub etcd: Vec<String>,
+    pub node: String,
+    pub namespace: String,
+    pub lease_ttl: Duration,
+    pub on_cluster_loss: OnClusterLoss,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+/// What an agent does with a critical zone when etcd cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnClusterLoss {
+    /// Run the runbook alone: a duplicate, idempotent failover beats none while the room
+    /// burns.
+    Act,
+    /// Run nothing until etcd is back.
+    Hold,
+}
+
+impl OnClusterLoss {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnClusterLoss::Act => "act",
+            OnClusterLoss::Hold => "hold",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -489,6 +525,14 @@ impl Config {
         if let Some(api) = &self.api {
             if let Some(p) = &api.token_file {
                 out.push(("api.token_file".to_string(), p.clone()));
+            }
+        }
+        if let Some(cl) = &self.cluster {
+            if let Some(p) = &cl.password_file {
+                out.push(("cluster.password_file".to_string(), p.clone()));
+            }
+            if let Some(p) = &cl.key_file {
+                out.push(("cluster.key_file".to_string(), p.clone()));
             }
         }
         for (i, s) in self.sources.iter().enumerate() {

@@ -19,6 +19,27 @@ pub struct RawConfig {
     #[serde(default)]
     pub runbooks: Vec<RawRunbook>,
     pub telemetry: Option<RawTelemetry>,
+    /// Redundant agents coordinating through etcd; absent: the agent runs alone.
+    pub cluster: Option<RawCluster>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawCluster {
+    /// etcd client URLs (`http://` or `https://`).
+    pub etcd: Option<Vec<String>>,
+    /// This agent's name among its peers. Default: `agent.name`.
+    pub node: Option<String>,
+    /// Key prefix in etcd. Default "/firebreak".
+    pub namespace: Option<String>,
+    /// Lease of a zone's leadership: how long a dead leader holds it. Default "5s".
+    pub lease_ttl: Option<String>,
+    /// What to do when etcd cannot be reached: "act" (default) or "hold".
+    pub on_cluster_loss: Option<String>,
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub username: Option<String>,
+    pub password_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -365,6 +365,11 @@ pub fn validate(raw: &RawConfig) -> Validated {
         &agent,
     );
 
+    let cluster = raw
+        .cluster
+        .as_ref()
+        .and_then(|r| cluster(&mut c, r, &agent));
+
     let config = if c.errors.is_empty() {
         Some(Config {
             agent,
@@ -374,6 +379,7 @@ pub fn validate(raw: &RawConfig) -> Validated {
             zones,
             runbooks,
             telemetry,
+            cluster,
         })
     } else {
         None
@@ -466,6 +472,100 @@ fn api(c: &mut Collector, a: &RawApi) -> Option<Api> {
     Some(Api {
         listen,
         token_file: a.token_file.as_deref().map(PathBuf::from),
+    })
+}
+
+fn cluster(c: &mut Collector, r: &RawCluster, agent: &Agent) -> Option<Cluster> {
+    let p = "cluster";
+    let mut etcd = Vec::new();
+    match &r.etcd {
+        None => c.err(format!("{p}.etcd"), "missing (required): etcd client URLs"),
+        Some(v) if v.is_empty() => c.err(format!("{p}.etcd"), "must list at least one URL"),
+        Some(v) => {
+            for (i, u) in v.iter().enumerate() {
+                match url::Url::parse(u) {
+                    Ok(parsed)
+                        if (parsed.scheme() == "http" || parsed.scheme() == "https")
+                            && parsed.host_str().is_some() =>
+                    {
+                        etcd.push(u.trim_end_matches('/').to_string())
+                    }
+                    Ok(_) => c.err(
+                        format!("{p}.etcd[{i}]"),
+                        format!("`{u}` must be an http:// or https:// URL with a host"),
+                    ),
+                    Err(e) => c.err(format!("{p}.etcd[{i}]"), format!("`{u}` is not a URL: {e}")),
+                }
+            }
+        }
+    }
+    let lease_ttl = c.duration(
+        &format!("{p}.lease_ttl"),
+        &r.lease_ttl,
+        Duration::from_secs(5),
+    );
+    if lease_ttl < Duration::from_secs(2)
+        || lease_ttl > Duration::from_secs(300)
+        || lease_ttl.subsec_nanos() != 0
+    {
+        c.err(
+            format!("{p}.lease_ttl"),
+            "must be whole seconds between 2s and 300s (etcd leases count seconds)",
+        );
+    }
+    let on_cluster_loss = match r.on_cluster_loss.as_deref() {
+        None | Some("act") => OnClusterLoss::Act,
+        Some("hold") => OnClusterLoss::Hold,
+        Some(other) => {
+            c.err(
+                format!("{p}.on_cluster_loss"),
+                format!("`{other}` is not a policy (known: act, hold)"),
+            );
+            OnClusterLoss::Act
+        }
+    };
+    let namespace = r.namespace.clone().unwrap_or_else(|| "/firebreak".into());
+    if namespace.is_empty() || namespace.ends_with('/') {
+        c.err(
+            format!("{p}.namespace"),
+            "must not be empty or end with '/' (e.g. \"/firebreak\")",
+        );
+    }
+    let node = r.node.clone().unwrap_or_else(|| agent.name.clone());
+    if node.trim().is_empty() || node.contains('/') {
+        c.err(format!("{p}.node"), "must not be empty or contain '/'");
+    }
+    if r.cert_file.is_some() != r.key_file.is_some() {
+        c.err(
+            format!("{p}.cert_file"),
+            "cert_file and key_file go together (a client certificate needs its key)",
+        );
+    }
+    if r.username.is_some() != r.password_file.is_some() {
+        c.err(
+            format!("{p}.username"),
+            "username and password_file go together",
+        );
+    }
+    let tls = r.ca_file.is_some() || r.cert_file.is_some();
+    if tls && etcd.iter().any(|u| u.starts_with("http://")) {
+        c.err(
+            format!("{p}.etcd"),
+            "TLS options are set: the etcd URLs must be https://",
+        );
+    }
+    let path = |v: &Option<String>| v.as_deref().map(PathBuf::from);
+    Some(Cluster {
+        etcd,
+        node,
+        namespace,
+        lease_ttl,
+        on_cluster_loss,
+        ca_file: path(&r.ca_file),
+        cert_file: path(&r.cert_file),
+        key_file: path(&r.key_file),
+        username: r.username.clone(),
+        password_file: path(&r.password_file),
     })
 }
 

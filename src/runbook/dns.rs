@@ -894,6 +894,35 @@ pub async fn send_update(
     spec: &UpdateSpec,
     prerequisite: Option<&[String]>,
 ) -> Result<UpdateOutcome, DnsError> {
+    send_update_fenced(spec, prerequisite, None).await
+}
+
+/// The fencing TXT RRset a clustered leader's UPDATE compares and replaces (`[cluster]`):
+/// `_firebreak-fence.<record>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// Owner name of the fencing TXT RRset, inside the zone.
+    pub name: String,
+    /// Its value when read before the update (`None`: no fencing record yet).
+    pub current: Option<String>,
+    /// This leader's fencing revision, written by the same UPDATE.
+    pub new: String,
+}
+
+/// The fencing record's name for `record`.
+pub fn fence_name(record: &str) -> String {
+    format!("_firebreak-fence.{}", record.trim_end_matches('.'))
+}
+
+/// As [`send_update`]; with `fence`, the same message also requires the fencing TXT
+/// RRset to be exactly `fence.current` (or absent) and replaces it with `fence.new`: a
+/// compare-and-swap in the server, so of two leaders racing, the one whose view of the
+/// fence is stale gets NXRRSET/YXRRSET and changes nothing.
+pub async fn send_update_fenced(
+    spec: &UpdateSpec,
+    prerequisite: Option<&[String]>,
+    fence: Option<&Fence>,
+) -> Result<UpdateOutcome, DnsError> {
     let started = Instant::now();
     let plan = plan(spec)?;
     let prereq_rdatas = prerequisite
@@ -932,6 +961,28 @@ pub async fn send_update(
     }
     for data in plan.rdatas {
         msg.add_update(Record::from_rdata(plan.record.clone(), spec.ttl, data));
+    }
+    if let Some(f) = fence {
+        let name = parse_name("fence", &f.name)?;
+        if !plan.zone.zone_of(&name) {
+            return Err(DnsError::InvalidSpec(format!(
+                "fencing record '{}' is not inside zone '{}'",
+                f.name, spec.zone
+            )));
+        }
+        let txt = |v: &str| RData::TXT(TXT::new(vec![v.to_string()]));
+        match &f.current {
+            None => {
+                let mut r = Record::update0(name.clone(), 0, RecordType::TXT);
+                r.set_dns_class(DNSClass::NONE);
+                msg.add_pre_requisite(r);
+            }
+            Some(v) => msg.add_pre_requisite(Record::from_rdata(name.clone(), 0, txt(v))),
+        }
+        let mut delete = Record::update0(name.clone(), 0, RecordType::TXT);
+        delete.set_dns_class(DNSClass::ANY);
+        msg.add_update(delete);
+        msg.add_update(Record::from_rdata(name, spec.ttl, txt(&f.new)));
     }
     let id = msg.id();
 

@@ -41,6 +41,19 @@ pub async fn run(
     timeout: Duration,
     dry_run: bool,
 ) -> Result<StepOutcome, StepError> {
+    run_fenced(step, timeout, dry_run, None).await
+}
+
+/// As `run`; with `fence` (a clustered leader's revision), the UPDATE is fenced: the
+/// fencing TXT `_firebreak-fence.<record>` is read first, a newer revision there refuses
+/// the step (a newer leader has acted), and the UPDATE itself compares that TXT with what
+/// was read and replaces it with this revision (see `dns::send_update_fenced`).
+pub async fn run_fenced(
+    step: &DnsStep,
+    timeout: Duration,
+    dry_run: bool,
+    fence: Option<i64>,
+) -> Result<StepOutcome, StepError> {
     let spec = spec(step, timeout)?;
     let target = format!(
         "{} {} -> [{}] on {}",
@@ -81,8 +94,12 @@ pub async fn run(
     }
     // Already in place (e.g. resumed after a crash between send and verify): nothing to send.
     let already = matches!(dns::verify(&spec).await, Ok(true));
+    let fence = match fence {
+        Some(rev) => Some(read_fence(&spec, step, rev).await?),
+        None => None,
+    };
     if !already {
-        dns::send_update(&spec, step.prerequisite.as_deref()).await?;
+        dns::send_update_fenced(&spec, step.prerequisite.as_deref(), fence.as_ref()).await?;
     }
     verify_until(&spec, step).await?;
     Ok(StepOutcome {
@@ -92,6 +109,28 @@ pub async fn run(
         } else {
             format!("updated and verified: {target}")
         },
+    })
+}
+
+/// The fencing record as it is now; refuses when it holds a newer revision than `rev`.
+async fn read_fence(spec: &UpdateSpec, step: &DnsStep, rev: i64) -> Result<dns::Fence, StepError> {
+    let name = dns::fence_name(&step.record);
+    let current = dns::query_rrset(step.server, &name, dns::RecordKind::Txt, spec.timeout)
+        .await?
+        .into_iter()
+        .next();
+    if let Some(seen) = current.as_deref().and_then(|v| v.parse::<i64>().ok()) {
+        if seen > rev {
+            return Err(StepError::Fenced(format!(
+                "{name} holds fencing revision {seen}, newer than this leader's {rev}: a newer \
+                 leader has acted; nothing sent"
+            )));
+        }
+    }
+    Ok(dns::Fence {
+        name,
+        current,
+        new: rev.to_string(),
     })
 }
 

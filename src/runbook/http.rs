@@ -31,6 +31,22 @@ pub async fn run(
     timeout: Duration,
     dry_run: bool,
 ) -> Result<StepOutcome, StepError> {
+    run_fenced(step, step_name, vars, timeout, dry_run, None).await
+}
+
+/// Header carrying a clustered leader's fencing revision (`[cluster]`): a receiver that
+/// remembers the highest one it has seen can refuse a deposed leader's late request.
+pub const FENCE_HEADER: &str = "Firebreak-Fence";
+
+/// As `run`; with `fence` (the zone leader's etcd revision) sent in `Firebreak-Fence`.
+pub async fn run_fenced(
+    step: &HttpStep,
+    step_name: &str,
+    vars: &TemplateVars,
+    timeout: Duration,
+    dry_run: bool,
+    fence: Option<i64>,
+) -> Result<StepOutcome, StepError> {
     let url = vars.render(&step.url);
     let client = client(step, timeout)?;
     if dry_run {
@@ -59,6 +75,9 @@ pub async fn run(
     }
     if !has_key {
         req = req.header("Idempotency-Key", idempotency_key(vars, step_name));
+    }
+    if let Some(f) = fence {
+        req = req.header(FENCE_HEADER, f.to_string());
     }
     if let Some(body) = &step.body {
         req = req.body(vars.render(body));

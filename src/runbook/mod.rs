@@ -31,6 +31,9 @@ pub enum StepError {
     HttpStatus { status: u16, detail: String },
     #[error("MQTT: {0}")]
     Mqtt(String),
+    /// `[cluster]`: a newer leader's fencing revision is in place; this one is deposed.
+    #[error("fenced: {0}")]
+    Fenced(String),
     #[error("step interrupted by an agent restart and not idempotent: not run again")]
     Interrupted,
     #[error("timed out after {0:?}")]
@@ -56,7 +59,10 @@ impl StepError {
             // A command's failure is its own business; running it again is for `retries`
             // only when the operator said it is idempotent.
             StepError::Command(_) => true,
-            StepError::Secret { .. } | StepError::Unsupported(_) | StepError::Interrupted => false,
+            StepError::Secret { .. }
+            | StepError::Unsupported(_)
+            | StepError::Interrupted
+            | StepError::Fenced(_) => false,
         }
     }
 }
@@ -96,6 +102,9 @@ pub struct StepContext<'a> {
     pub config: &'a Config,
     pub vars: &'a TemplateVars,
     pub dry_run: bool,
+    /// `[cluster]`: the zone leader's fencing revision, carried by the steps that can
+    /// (HTTP header, DNS prerequisite); `None` for an agent running alone.
+    pub fence: Option<i64>,
 }
 
 /// Runs one attempt of a step (its own timeout is applied by the caller).
@@ -114,7 +123,7 @@ pub async fn execute(step: &Step, ctx: &StepContext<'_>) -> Result<StepOutcome, 
     }
     let dry_run = ctx.dry_run;
     match &step.action {
-        Action::DnsUpdate(d) => dns_update::run(d, step.timeout, dry_run).await,
+        Action::DnsUpdate(d) => dns_update::run_fenced(d, step.timeout, dry_run, ctx.fence).await,
         Action::Haproxy(h) => Ok(haproxy::run(h, step.timeout, dry_run).await?),
         Action::Wait(d) => {
             if !dry_run {
@@ -133,7 +142,9 @@ pub async fn execute(step: &Step, ctx: &StepContext<'_>) -> Result<StepOutcome, 
                 ),
             })
         }
-        Action::Http(h) => http::run(h, &step.name, ctx.vars, step.timeout, dry_run).await,
+        Action::Http(h) => {
+            http::run_fenced(h, &step.name, ctx.vars, step.timeout, dry_run, ctx.fence).await
+        }
         Action::Command(c) => command::run(c, ctx.vars, dry_run).await,
         Action::MqttPublish(m) => match &ctx.config.sources[m.source].spec {
             SourceSpec::Mqtt(src) => {
@@ -298,6 +309,7 @@ dry_run = true
             config: &config,
             vars: &vars,
             dry_run: false,
+            fence: None,
         };
         // Nothing listens on port 9: any contact would fail the step.
         let out = execute(step, &ctx).await.expect("a rehearsal cannot fail");

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod chrome;
+pub mod etcd;
 pub mod haproxy;
 pub mod knot;
 pub mod mosquitto;

@@ -244,6 +244,11 @@ impl Metrics {
         m
     }
 
+    /// The registry, for components that register their own metrics (`[cluster]`).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

@@ -1,0 +1,922 @@
+//! Redundant agents (`[cluster]`): two or more agents watch the same zones and act as one.
+//!
+//! Every agent detects on its own (detection needs no coordination). When a zone turns
+//! critical, each agent campaigns for the zone's leadership in etcd: a key
+//! `<namespace>/zones/<zone>/leader` created in a transaction only if absent, attached to
+//! a lease the winner keeps alive. The leader runs the zone's failover runbook; the
+//! others follow. The incident journal lives in etcd (`<namespace>/zones/<zone>/incident`)
+//! and each write of it is a transaction that succeeds only while the writer still holds
+//! the leadership it won (compare on the leader key's create revision), so a deposed
+//! leader can no longer record progress and stops. When the leader dies, its lease
+//! expires, a follower wins the next campaign and resumes the incident at the first
+//! unfinished step (the same rules as a local restart: an interrupted step runs again
+//! only when it is idempotent).
+//!
+//! The leader key's create revision is the leadership's fencing token: HTTP steps send it
+//! in `Firebreak-Fence`.
+//!
+//! When etcd cannot be reached, `on_cluster_loss` decides: `act` runs the runbook alone
+//! (a duplicate, idempotent failover beats none while the room burns), `hold` runs
+//! nothing until etcd is back. Either way a `cluster_lost` event and a metric say so.
+//!
+//! Without `[cluster]` none of this exists and the agent runs alone as before.
+
+use crate::config::{Cluster as ClusterConfig, OnClusterLoss};
+use crate::detect::Cause;
+use crate::events::Event;
+use crate::incident::{self, Dispatched, Shared, Stage};
+use crate::journal::{Incident, StepStatus};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// etcd did not answer (down, partitioned, timed out): the `on_cluster_loss` case.
+    #[error("etcd unreachable: {0}")]
+    Unreachable(String),
+    /// etcd answered no: this agent's leadership is gone (another agent leads now).
+    #[error("no longer the zone's leader: another agent has taken it over")]
+    Deposed,
+    #[error("cluster.{key}: cannot read {path}: {source}")]
+    Secret {
+        key: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cluster: {0}")]
+    Client(String),
+    #[error("the incident journal in etcd is corrupt: {0}")]
+    Corrupt(serde_json::Error),
+}
+
+fn unreachable(e: etcd_client::Error) -> ClusterError {
+    ClusterError::Unreachable(e.to_string())
+}
+
+/// How often a follower (or a holding agent) tries for the leadership again.
+const POLL: Duration = Duration::from_millis(500);
+/// Bound on one etcd request, so that a lost etcd is noticed and the policy applied.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause before an etcd request that found no member is tried again.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// This agent's part in a zone's response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The zone is not critical (nothing to coordinate).
+    Idle,
+    /// Runs the zone's runbook.
+    Leader,
+    /// Another agent runs it; this one takes over if that one dies.
+    Follower,
+    /// etcd lost with `on_cluster_loss = "act"`: runs the runbook without coordination.
+    Alone,
+    /// etcd lost with `on_cluster_loss = "hold"`: runs nothing until etcd is back.
+    Holding,
+    /// The zone's incident has finished (here or on a peer).
+    Done,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Idle => "idle",
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Alone => "alone",
+            Role::Holding => "holding",
+            Role::Done => "done",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Lead {
+    /// Create revision of the leader key: the fencing token.
+    rev: i64,
+    lease: i64,
+    keepalive: CancellationToken,
+}
+
+#[derive(Debug)]
+struct ZoneState {
+    role: Role,
+    leader: Option<String>,
+    lead: Option<Lead>,
+    /// A `cluster_lost` has been written since etcd was last reachable for this zone.
+    lost_reported: bool,
+}
+
+/// What a campaign for a zone found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Campaign {
+    /// This agent leads the zone; the fencing revision.
+    Won(i64),
+    /// `leader` leads it.
+    Lost { leader: String },
+}
+
+/// The etcd coordinator shared by the engine and the runbook tasks.
+pub struct Cluster {
+    cfg: ClusterConfig,
+    client: Client,
+    /// `username` and the password from `password_file`.
+    creds: Option<(String, String)>,
+    authenticated: AtomicBool,
+    zones: Vec<String>,
+    state: Mutex<Vec<ZoneState>>,
+    peers: Mutex<Vec<String>>,
+    reachable: AtomicBool,
+    metrics: ClusterMetrics,
+}
+
+struct ClusterMetrics {
+    leader: prometheus::IntGaugeVec,
+    reachable: prometheus::IntGauge,
+    peers: prometheus::IntGauge,
+    lost: prometheus::IntCounterVec,
+}
+
+impl ClusterMetrics {
+    fn new(r: &prometheus::Registry) -> Self {
+        let leader = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "firebreak_cluster_leader",
+                "1 while this agent leads the zone's response ([cluster])",
+            ),
+            &["zone", "role"],
+        )
+        .expect("valid metric");
+        let reachable = prometheus::IntGauge::new(
+            "firebreak_cluster_reachable",
+            "1 while etcd answers this agent ([cluster])",
+        )
+        .expect("valid metric");
+        let peers = prometheus::IntGauge::new(
+            "firebreak_cluster_peers",
+            "Agents registered in etcd, this one included ([cluster])",
+        )
+        .expect("valid metric");
+        let lost = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "firebreak_cluster_lost_total",
+                "Times a critical zone found etcd unreachable, by the policy applied",
+            ),
+            &["policy"],
+        )
+        .expect("valid metric");
+        for m in [
+            Box::new(leader.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reachable.clone()),
+            Box::new(peers.clone()),
+            Box::new(lost.clone()),
+        ] {
+            // A reload keeps the registry: the second registration is the same metric.
+            let _ = r.register(m);
+        }
+        ClusterMetrics {
+            leader,
+            reachable,
+            peers,
+            lost,
+        }
+    }
+}
+
+impl Cluster {
+    /// Builds the client. Connecting is lazy (no request is sent here) unless `username`
+    /// is set, when etcd hands out a token first.
+    pub async fn connect(
+        cfg: &ClusterConfig,
+        zones: Vec<String>,
+        registry: &prometheus::Registry,
+    ) -> Result<Cluster, ClusterError> {
+        let mut opts = ConnectOptions::new()
+            .with_timeout(REQUEST_TIMEOUT)
+            .with_connect_timeout(REQUEST_TIMEOUT);
+        let read = |key: &'static str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|source| ClusterError::Secret {
+                key,
+                path: path.display().to_string(),
+                source,
+            })
+        };
+        if cfg.ca_file.is_some() || cfg.cert_file.is_some() {
+            let mut tls = etcd_client::TlsOptions::new();
+            if let Some(ca) = &cfg.ca_file {
+                tls = tls.ca_certificate(etcd_client::Certificate::from_pem(read("ca_file", ca)?));
+            }
+            if let (Some(cert), Some(key)) = (&cfg.cert_file, &cfg.key_file) {
+                tls = tls.identity(etcd_client::Identity::from_pem(
+                    read("cert_file", cert)?,
+                    read("key_file", key)?,
+                ));
+            }
+            opts = opts.with_tls(tls);
+        }
+        // Design: credentials are not given to `connect`, which would authenticate at once
+        // and fail the start while etcd is away; `authenticate` does it before the first
+        // request instead, so a lost etcd is an `on_cluster_loss` case like any other.
+        let creds = match (&cfg.username, &cfg.password_file) {
+            (Some(user), Some(file)) => Some((
+                user.clone(),
+                String::from_utf8_lossy(&read("password_file", file)?)
+                    .trim()
+                    .to_string(),
+            )),
+            _ => None,
+        };
+        let client = Client::connect(&cfg.etcd, Some(opts))
+            .await
+            .map_err(|e| ClusterError::Client(e.to_string()))?;
+        let state = zones
+            .iter()
+            .map(|_| ZoneState {
+                role: Role::Idle,
+                leader: None,
+                lead: None,
+                lost_reported: false,
+            })
+            .collect();
+        Ok(Cluster {
+            cfg: cfg.clone(),
+            client,
+            creds,
+            authenticated: AtomicBool::new(false),
+            zones,
+            state: Mutex::new(state),
+            peers: Mutex::new(Vec::new()),
+            reachable: AtomicBool::new(false),
+            metrics: ClusterMetrics::new(registry),
+        })
+    }
+
+    /// Authenticates once (when `username` is set); afterwards the client refreshes an
+    /// expired token by itself.
+    async fn authenticate(&self) -> Result<(), ClusterError> {
+        let Some(creds) = &self.creds else {
+            return Ok(());
+        };
+        if self.authenticated.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.client
+            .clone()
+            .update_user(Some(creds.clone()))
+            .await
+            .map_err(unreachable)?;
+        self.authenticated.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn node(&self) -> &str {
+        &self.cfg.node
+    }
+
+    pub fn policy(&self) -> OnClusterLoss {
+        self.cfg.on_cluster_loss
+    }
+
+    fn key(&self, zone: usize, what: &str) -> String {
+        format!("{}/zones/{}/{what}", self.cfg.namespace, self.zones[zone])
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Vec<ZoneState>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_reachable(&self, yes: bool) {
+        self.reachable.store(yes, Ordering::Relaxed);
+        self.metrics.reachable.set(i64::from(yes));
+        if yes {
+            for z in self.state().iter_mut() {
+                z.lost_reported = false;
+            }
+        }
+    }
+
+    /// The fencing revision while this agent leads the zone.
+    pub fn fence(&self, zone: usize) -> Option<i64> {
+        self.state().get(zone)?.lead.as_ref().map(|l| l.rev)
+    }
+
+    /// Sets the zone's role; writes `cluster_role` when it changed.
+    fn set_role(&self, shared: &Shared, zone: usize, role: Role, leader: Option<String>) {
+        let changed = {
+            let mut st = self.state();
+            let z = &mut st[zone];
+            let changed = z.role != role || z.leader != leader;
+            z.role = role;
+            z.leader = leader.clone();
+            changed
+        };
+        for r in [
+            Role::Leader,
+            Role::Follower,
+            Role::Alone,
+            Role::Holding,
+            Role::Done,
+        ] {
+            let _ = self
+                .metrics
+                .leader
+                .remove_label_values(&[&self.zones[zone], r.as_str()]);
+        }
+        self.metrics
+            .leader
+            .with_label_values(&[&self.zones[zone], role.as_str()])
+            .set(i64::from(matches!(role, Role::Leader | Role::Alone)));
+        if changed {
+            tracing::warn!(zone = %self.zones[zone], node = %self.cfg.node, role = role.as_str(), leader = ?leader, "cluster role");
+            shared.write(&Event::ClusterRole {
+                zone: self.zones[zone].clone(),
+                node: self.cfg.node.clone(),
+                role: role.as_str(),
+                leader,
+            });
+        }
+    }
+
+    /// etcd is lost for a zone that needs it: the policy, logged once per loss.
+    fn lost(&self, shared: &Shared, zone: usize, error: &ClusterError) {
+        self.set_reachable(false);
+        let policy = self.cfg.on_cluster_loss;
+        let first = {
+            let mut st = self.state();
+            !std::mem::replace(&mut st[zone].lost_reported, true)
+        };
+        if first {
+            self.metrics
+                .lost
+                .with_label_values(&[policy.as_str()])
+                .inc();
+            tracing::error!(zone = %self.zones[zone], node = %self.cfg.node, policy = policy.as_str(), error = %error, "etcd unreachable: applying on_cluster_loss");
+            shared.write(&Event::ClusterLost {
+                zone: self.zones[zone].clone(),
+                node: self.cfg.node.clone(),
+                policy: policy.as_str(),
+                error: error.to_string(),
+            });
+        }
+        let role = match policy {
+            OnClusterLoss::Act => Role::Alone,
+            OnClusterLoss::Hold => Role::Holding,
+        };
+        self.drop_lead(zone);
+        self.set_role(shared, zone, role, None);
+    }
+
+    fn drop_lead(&self, zone: usize) -> Option<Lead> {
+        let lead = self.state()[zone].lead.take();
+        if let Some(l) = &lead {
+            l.keepalive.cancel();
+        }
+        lead
+    }
+
+    /// One try for the zone's leadership.
+    async fn campaign_once(&self, zone: usize) -> Result<Campaign, ClusterError> {
+        self.authenticate().await?;
+        let key = self.key(zone, "leader");
+        let mut kv = self.client.kv_client();
+        let current = kv.get(key.clone(), None).await.map_err(unreachable)?;
+        if let Some(kv) = current.kvs().first() {
+            let leader = kv.value_str().unwrap_or("?").to_string();
+            if leader != self.cfg.node {
+                return Ok(Campaign::Lost { leader });
+            }
+            // Our own name under a lease this process does not hold: a leadership from
+            // before a restart, or a campaign whose answer was lost. Revoking that lease
+            // frees the key (the journal in etcd keeps the incident's progress).
+            let _ = self.client.lease_client().revoke(kv.lease()).await;
+        }
+        let ttl = self.cfg.lease_ttl.as_secs() as i64;
+        let mut leases = self.client.lease_client();
+        let lease = leases.grant(ttl, None).await.map_err(unreachable)?.id();
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key.clone(),
+                self.cfg.node.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            )])
+            .or_else([TxnOp::get(key.clone(), None)]);
+        let resp = kv.txn(txn).await.map_err(unreachable)?;
+        if !resp.succeeded() {
+            let _ = leases.revoke(lease).await;
+            let leader = resp
+                .op_responses()
+                .into_iter()
+                .find_map(|r| match r {
+                    TxnOpResponse::Get(g) => g
+                        .kvs()
+                        .first()
+                        .map(|kv| kv.value_str().unwrap_or("?").to_string()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| "?".into());
+            return Ok(Campaign::Lost { leader });
+        }
+        let rev = resp
+            .header()
+            .map(|h| h.revision())
+            .ok_or_else(|| ClusterError::Client("txn answer without a header".into()))?;
+        let keepalive = CancellationToken::new();
+        tokio::spawn(keep_alive(
+            self.client.lease_client(),
+            lease,
+            self.cfg.lease_ttl,
+            keepalive.clone(),
+            self.zones[zone].clone(),
+        ));
+        if let Some(old) = self.state()[zone].lead.replace(Lead {
+            rev,
+            lease,
+            keepalive,
+        }) {
+            old.keepalive.cancel();
+        }
+        self.set_reachable(true);
+        Ok(Campaign::Won(rev))
+    }
+
+    /// Gives the zone's leadership up (the runbook has finished): the key goes at once,
+    /// so a follower need not wait for the lease to expire.
+    pub async fn resign(&self, zone: usize) {
+        let Some(lead) = self.drop_lead(zone) else {
+            return;
+        };
+        let key = self.key(zone, "leader");
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                key.clone(),
+                CompareOp::Equal,
+                lead.rev,
+            )])
+            .and_then([TxnOp::delete(key, None)]);
+        let _ = self.client.kv_client().txn(txn).await;
+        let _ = self.client.lease_client().revoke(lead.lease).await;
+    }
+
+    /// Runs `op` again while etcd is unreachable, a few times: with several endpoints, a
+    /// request may have gone to a member that is down while the others answer.
+    async fn retry<T, F, Fut>(&self, mut op: F) -> Result<T, ClusterError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClusterError>>,
+    {
+        let tries = 2 * self.cfg.etcd.len() + 1;
+        let mut n = 1;
+        loop {
+            match op().await {
+                Err(ClusterError::Unreachable(e)) if n < tries => {
+                    tracing::debug!(error = %e, attempt = n, "etcd request failed; trying again");
+                    n += 1;
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// One try for the zone's leadership (retried over the endpoints).
+    pub async fn campaign(&self, zone: usize) -> Result<Campaign, ClusterError> {
+        self.retry(|| self.campaign_once(zone)).await
+    }
+
+    /// The zone's incident as the cluster knows it.
+    pub async fn load(&self, zone: usize) -> Result<Option<Incident>, ClusterError> {
+        self.retry(|| self.load_once(zone)).await
+    }
+
+    /// Writes the zone's incident, only while this agent still holds the leadership it
+    /// won at revision `rev` (the same write again is harmless, so it is retried).
+    pub async fn save_fenced(
+        &self,
+        zone: usize,
+        rev: i64,
+        inc: &Incident,
+    ) -> Result<(), ClusterError> {
+        self.retry(|| self.save_fenced_once(zone, rev, inc)).await
+    }
+
+    /// Closes the zone's incident in etcd (operator reset).
+    pub async fn close(&self, zone: usize, inc: &Incident) -> Result<(), ClusterError> {
+        self.retry(|| self.close_once(zone, inc)).await
+    }
+
+    /// Gives up every zone this agent leads (shutdown): a peer takes over at once
+    /// instead of after `lease_ttl`.
+    pub async fn resign_all(&self) {
+        for zone in 0..self.zones.len() {
+            self.resign(zone).await;
+        }
+    }
+
+    /// The zone's incident as the cluster knows it.
+    async fn load_once(&self, zone: usize) -> Result<Option<Incident>, ClusterError> {
+        self.authenticate().await?;
+        let resp = self
+            .client
+            .kv_client()
+            .get(self.key(zone, "incident"), None)
+            .await
+            .map_err(unreachable)?;
+        self.set_reachable(true);
+        resp.kvs()
+            .first()
+            .map(|kv| serde_json::from_slice(kv.value()).map_err(ClusterError::Corrupt))
+            .transpose()
+    }
+
+    /// Writes the zone's incident, only while this agent still holds the leadership it
+    /// won at revision `rev`.
+    async fn save_fenced_once(
+        &self,
+        zone: usize,
+        rev: i64,
+        inc: &Incident,
+    ) -> Result<(), ClusterError> {
+        let bytes = serde_json::to_vec(inc).map_err(ClusterError::Corrupt)?;
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                self.key(zone, "leader"),
+                CompareOp::Equal,
+                rev,
+            )])
+            .and_then([TxnOp::put(self.key(zone, "incident"), bytes, None)]);
+        let resp = self
+            .client
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(unreachable)?;
+        self.set_reachable(true);
+        if resp.succeeded() {
+            Ok(())
+        } else {
+            Err(ClusterError::Deposed)
+        }
+    }
+
+    /// Closes the zone's incident in etcd (operator reset): it moves to
+    /// `<namespace>/closed/<incident>`, so the next fire opens a new one.
+    async fn close_once(&self, zone: usize, inc: &Incident) -> Result<(), ClusterError> {
+        self.authenticate().await?;
+        let bytes = serde_json::to_vec(inc).map_err(ClusterError::Corrupt)?;
+        let txn = Txn::new().and_then([
+            TxnOp::put(
+                format!("{}/closed/{}", self.cfg.namespace, inc.incident),
+                bytes,
+                None,
+            ),
+            TxnOp::delete(self.key(zone, "incident"), None),
+        ]);
+        self.client
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(unreachable)?;
+        self.state()[zone].role = Role::Idle;
+        Ok(())
+    }
+
+    /// A failover journal write (see `Shared::persist`).
+    pub async fn persist(&self, shared: &Shared, zone: usize, inc: &Incident) -> bool {
+        let Some(rev) = self.fence(zone) else {
+            // Running alone (etcd lost, `act`): the local journal is all there is.
+            return true;
+        };
+        match self.save_fenced(zone, rev, inc).await {
+            Ok(()) => true,
+            Err(ClusterError::Deposed) => {
+                tracing::error!(zone = %self.zones[zone], node = %self.cfg.node, incident = %inc.incident, "deposed: another agent leads the zone; stopping this runbook");
+                self.drop_lead(zone);
+                self.set_role(shared, zone, Role::Follower, None);
+                false
+            }
+            Err(e) => {
+                self.lost(shared, zone, &e);
+                self.cfg.on_cluster_loss == OnClusterLoss::Act
+            }
+        }
+    }
+
+    /// Registers this agent under `<namespace>/nodes/` (with a lease) and keeps the list
+    /// of peers and etcd's reachability current, until `stop`.
+    pub fn spawn_presence(
+        self: &Arc<Self>,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let every = me.cfg.lease_ttl / 3;
+            loop {
+                let r = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    r = me.presence_once(every) => r,
+                };
+                if let Err(e) = r {
+                    // Said once per loss, not at every retry.
+                    if me.reachable.load(Ordering::Relaxed) {
+                        tracing::warn!(node = %me.cfg.node, error = %e, "etcd lost: cluster presence retrying");
+                    } else {
+                        tracing::debug!(node = %me.cfg.node, error = %e, "etcd still unreachable");
+                    }
+                    me.set_reachable(false);
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(POLL) => {}
+                }
+            }
+        })
+    }
+
+    /// Registers, then refreshes the lease and the peers until an error.
+    async fn presence_once(&self, every: Duration) -> Result<(), ClusterError> {
+        self.authenticate().await?;
+        let ttl = self.cfg.lease_ttl.as_secs() as i64;
+        let mut leases = self.client.lease_client();
+        let lease = leases.grant(ttl, None).await.map_err(unreachable)?.id();
+        let mut kv = self.client.kv_client();
+        kv.put(
+            format!("{}/nodes/{}", self.cfg.namespace, self.cfg.node),
+            self.cfg.node.clone(),
+            Some(PutOptions::new().with_lease(lease)),
+        )
+        .await
+        .map_err(unreachable)?;
+        let (mut keeper, mut stream) = leases.keep_alive(lease).await.map_err(unreachable)?;
+        loop {
+            let resp = kv
+                .get(
+                    format!("{}/nodes/", self.cfg.namespace),
+                    Some(GetOptions::new().with_prefix()),
+                )
+                .await
+                .map_err(unreachable)?;
+            let peers: Vec<String> = resp
+                .kvs()
+                .iter()
+                .filter_map(|kv| kv.value_str().ok().map(str::to_string))
+                .collect();
+            self.metrics.peers.set(peers.len() as i64);
+            *self.peers.lock().unwrap_or_else(|e| e.into_inner()) = peers;
+            self.set_reachable(true);
+            tokio::time::sleep(every).await;
+            keeper.keep_alive().await.map_err(unreachable)?;
+            match stream.message().await.map_err(unreachable)? {
+                Some(r) if r.ttl() > 0 => {}
+                _ => return Err(ClusterError::Unreachable("presence lease expired".into())),
+            }
+        }
+    }
+
+    /// `/api/v1/status`'s `cluster` object.
+    pub fn status(&self) -> serde_json::Value {
+        let st = self.state();
+        let zones: serde_json::Map<String, serde_json::Value> = self
+            .zones
+            .iter()
+            .zip(st.iter())
+            .map(|(id, z)| {
+                (
+                    id.clone(),
+                    serde_json::json!({
+                        "role": z.role.as_str(),
+                        "leader": z.leader,
+                        "fence": z.lead.as_ref().map(|l| l.rev),
+                    }),
+                )
+            })
+            .collect();
+        serde_json::json!({
+            "node": self.cfg.node,
+            "etcd": self.cfg.etcd,
+            "namespace": self.cfg.namespace,
+            "reachable": self.reachable.load(Ordering::Relaxed),
+            "on_cluster_loss": self.cfg.on_cluster_loss.as_str(),
+            "peers": *self.peers.lock().unwrap_or_else(|e| e.into_inner()),
+            "zones": zones,
+        })
+    }
+}
+
+/// Keeps a leadership lease alive until `stop` or until etcd says it has expired. A
+/// broken keep-alive stream (a member went away) is opened again; whether the leadership
+/// survived, the next fenced write finds out.
+async fn keep_alive(
+    mut leases: etcd_client::LeaseClient,
+    lease: i64,
+    ttl: Duration,
+    stop: CancellationToken,
+    zone: String,
+) {
+    // Ok(true): etcd says the lease has expired; Ok(false): the stream ended.
+    let mut once = async || -> Result<bool, etcd_client::Error> {
+        let (mut keeper, mut stream) = leases.keep_alive(lease).await?;
+        loop {
+            keeper.keep_alive().await?;
+            match stream.message().await? {
+                Some(r) if r.ttl() > 0 => {}
+                Some(_) => return Ok(true),
+                None => return Ok(false),
+            }
+            tokio::time::sleep(ttl / 3).await;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            r = once() => match r {
+                Ok(true) => {
+                    tracing::error!(zone = %zone, lease, "leadership lease expired");
+                    return;
+                }
+                Ok(false) => {
+                    tracing::warn!(zone = %zone, lease, "leadership keep-alive stream ended; opening it again");
+                }
+                Err(e) => {
+                    tracing::warn!(zone = %zone, lease, error = %e, "leadership keep-alive failed; trying again");
+                }
+            },
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(RETRY_PAUSE) => {}
+        }
+    }
+}
+
+/// The clustered form of `incident::dispatch_stage` for a failover: the engine's view
+/// (incident id, task, done) is the same; the task campaigns first and runs the runbook
+/// only as the zone's leader (or alone, when etcd is lost and the policy is `act`).
+pub fn dispatch_failover(
+    shared: Arc<Shared>,
+    cluster: Arc<Cluster>,
+    zone: usize,
+    cause: Cause,
+    seq: u32,
+    id: Option<String>,
+    wait_for: Option<tokio::sync::watch::Receiver<bool>>,
+) -> Dispatched {
+    let candidate = incident::new_stage_incident(&shared, zone, cause, seq, Stage::Failover, id);
+    let incident = candidate.incident.clone();
+    let (done_tx, done) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        if let Some(mut prepared) = wait_for {
+            let _ = prepared.wait_for(|d| *d).await;
+        }
+        let ok = run_failover(shared, cluster, zone, candidate).await;
+        let _ = done_tx.send(true);
+        ok
+    });
+    Dispatched {
+        incident,
+        task,
+        done,
+    }
+}
+
+/// Campaigns for the zone until the incident has finished (here or on a peer); returns
+/// whether it is safe to cut power. `candidate` is the incident this agent would open (or
+/// the one its local journal had open at start).
+pub async fn run_failover(
+    shared: Arc<Shared>,
+    cluster: Arc<Cluster>,
+    zone: usize,
+    candidate: Incident,
+) -> bool {
+    let zone_id = shared.config.zones[zone].id.clone();
+    loop {
+        let won = match cluster.campaign(zone).await {
+            Ok(Campaign::Won(_)) => true,
+            Ok(Campaign::Lost { leader }) => {
+                match cluster.load(zone).await {
+                    Ok(Some(inc)) if inc.finished => {
+                        return adopt_finished(&shared, &cluster, zone, inc, Some(leader));
+                    }
+                    _ => cluster.set_role(&shared, zone, Role::Follower, Some(leader)),
+                }
+                false
+            }
+            Err(e) => {
+                cluster.lost(&shared, zone, &e);
+                if cluster.policy() == OnClusterLoss::Act {
+                    return run_alone(&shared, zone, &candidate).await;
+                }
+                false
+            }
+        };
+        if !won {
+            tokio::time::sleep(POLL).await;
+            continue;
+        }
+        let inc = match cluster.load(zone).await {
+            Ok(Some(inc)) if inc.finished => {
+                cluster.resign(zone).await;
+                return adopt_finished(&shared, &cluster, zone, inc, None);
+            }
+            Ok(Some(inc)) => inc,
+            Ok(None) => {
+                let rev = cluster.fence(zone).unwrap_or_default();
+                match cluster.save_fenced(zone, rev, &candidate).await {
+                    Ok(()) => candidate.clone(),
+                    Err(ClusterError::Deposed) => continue,
+                    Err(e) => {
+                        cluster.lost(&shared, zone, &e);
+                        if cluster.policy() == OnClusterLoss::Act {
+                            return run_alone(&shared, zone, &candidate).await;
+                        }
+                        tokio::time::sleep(POLL).await;
+                        continue;
+                    }
+                }
+            }
+            Err(ClusterError::Corrupt(e)) => {
+                tracing::error!(zone = %zone_id, error = %e, "the incident in etcd is corrupt; reset the zone");
+                cluster.resign(zone).await;
+                return false;
+            }
+            Err(e) => {
+                cluster.lost(&shared, zone, &e);
+                if cluster.policy() == OnClusterLoss::Act {
+                    return run_alone(&shared, zone, &candidate).await;
+                }
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+        };
+        let steps = incident::stage_steps(&shared.config, zone, Stage::Failover)
+            .map(|(rb, steps)| (rb.name.clone(), steps.len()));
+        if steps != Some((inc.runbook.clone(), inc.steps.len())) {
+            tracing::error!(zone = %zone_id, incident = %inc.incident, "the incident in etcd was started with another runbook; not resuming it (reset the zone)");
+            cluster.resign(zone).await;
+            return false;
+        }
+        cluster.set_role(
+            &shared,
+            zone,
+            Role::Leader,
+            Some(cluster.node().to_string()),
+        );
+        shared.save(&inc);
+        let resumed = inc.steps.iter().any(|s| s.status != StepStatus::Pending);
+        incident::announce(&shared, &inc, Stage::Failover, resumed);
+        let ok = incident::run_stage(shared.clone(), zone, inc, Stage::Failover).await;
+        let finished = shared
+            .journal
+            .load(&zone_id)
+            .ok()
+            .flatten()
+            .is_some_and(|i| i.finished);
+        if finished {
+            cluster.resign(zone).await;
+            cluster.set_role(&shared, zone, Role::Done, Some(cluster.node().to_string()));
+            return ok;
+        }
+        // Stopped: deposed, or etcd lost under `hold`. Campaign again: the zone's leader
+        // (maybe this agent, once etcd is back) finishes the incident.
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// etcd lost, policy `act`: the incident runs from the local journal, as without
+/// `[cluster]`.
+async fn run_alone(shared: &Arc<Shared>, zone: usize, candidate: &Incident) -> bool {
+    let local = shared
+        .journal
+        .load(&shared.config.zones[zone].id)
+        .ok()
+        .flatten()
+        .filter(|i| i.incident == candidate.incident);
+    let inc = local.unwrap_or_else(|| candidate.clone());
+    if inc.finished {
+        return inc.safe_to_cut_power == Some(true);
+    }
+    shared.save(&inc);
+    let resumed = inc.steps.iter().any(|s| s.status != StepStatus::Pending);
+    incident::announce(shared, &inc, Stage::Failover, resumed);
+    incident::run_stage(shared.clone(), zone, inc, Stage::Failover).await
+}
+
+/// The zone's incident finished on a peer (or earlier): recorded locally, nothing run.
+fn adopt_finished(
+    shared: &Shared,
+    cluster: &Cluster,
+    zone: usize,
+    inc: Incident,
+    leader: Option<String>,
+) -> bool {
+    tracing::warn!(zone = %inc.zone, incident = %inc.incident, "the zone's incident has finished in the cluster; nothing to run here");
+    let safe = inc.safe_to_cut_power == Some(true);
+    shared.save(&inc);
+    cluster.set_role(shared, zone, Role::Done, leader);
+    safe
+}

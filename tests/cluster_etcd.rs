@@ -1,0 +1,734 @@
+//! Redundant agents (`[cluster]`) with a real etcd: two real `firebreak` binaries watch
+//! the same simulated room; a fire runs the zone's runbook once, a killed leader is
+//! replaced without repeating a step, and a lost etcd follows `on_cluster_loss`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use support::agent::{get, start_sim, Agent};
+use support::etcd::Etcd;
+use support::receiver::Receiver;
+use support::room::{knot, room_config_with};
+
+const ZONE: &str = "b3-battery-room";
+
+struct Node {
+    agent: Agent,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+/// Writes a room config for node `name` (its own state dir and API port) with the room's
+/// DNS step, `steps` after it, and `[cluster]` pointing at `etcd` (plus `cluster_keys`);
+/// starts the agent.
+fn start_node(
+    name: &str,
+    sim: &hardware_sim::PlayHandle,
+    dns: std::net::SocketAddr,
+    etcd: &str,
+    steps: &str,
+    cluster_keys: &str,
+) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let extra = format!(
+        r#"{steps}
+[cluster]
+etcd = ["{etcd}"]
+node = "{name}"
+lease_ttl = "2s"
+namespace = "/firebreak-test"
+{cluster_keys}
+"#
+    );
+    let config: PathBuf = room_config_with(
+        dir.path(),
+        sim.addr("env-b3").unwrap(),
+        sim.addr("ups-b3-1").unwrap(),
+        dns,
+        port,
+        &extra,
+    );
+    let agent = Agent::start(&config, &dir.path().join("state/events.jsonl"));
+    agent.wait_for_api(port);
+    Node {
+        agent,
+        port,
+        _dir: dir,
+    }
+}
+
+fn http_step(name: &str, url: &str) -> String {
+    format!(
+        r#"
+[[runbooks.steps]]
+name = "{name}"
+type = "http"
+method = "POST"
+url = "{url}"
+body = '{{"incident":"{{{{incident}}}}"}}'
+expect_status = [200]
+retries = 0
+"#
+    )
+}
+
+fn count(events: &[serde_json::Value], pred: impl Fn(&serde_json::Value) -> bool) -> usize {
+    events.iter().filter(|e| pred(e)).count()
+}
+
+/// Waits until one of the agents writes an event matching `pred`; returns its index.
+fn first_to(
+    nodes: &mut [&mut Node],
+    what: &str,
+    deadline: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> usize {
+    let until = Instant::now() + deadline;
+    loop {
+        for (i, n) in nodes.iter().enumerate() {
+            if n.agent.events().iter().any(&pred) {
+                return i;
+            }
+        }
+        if Instant::now() > until {
+            let logs: Vec<String> = nodes.iter().map(|n| n.agent.diagnostics()).collect();
+            panic!(
+                "timed out after {deadline:?} waiting for {what}\n{}",
+                logs.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn status(port: u16) -> serde_json::Value {
+    let (code, body) = get(port, "/api/v1/status");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn posts_to(receiver: &Receiver, path: &str) -> usize {
+    receiver.posts().iter().filter(|p| p.path == path).count()
+}
+
+fn all_events(nodes: &[&Node]) -> Vec<serde_json::Value> {
+    nodes.iter().flat_map(|n| n.agent.events()).collect()
+}
+
+#[test]
+fn two_agents_one_fire_run_the_runbook_exactly_once() {
+    let etcd = Etcd::start();
+    let knot = knot();
+    let receiver = Receiver::start(200);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
+    let steps = http_step("tell the incident channel", &receiver.url("/incident"));
+    let serial_before = knot.soa_serial();
+    let mut a = start_node(
+        "a",
+        &sim,
+        knot.addr(),
+        &etcd.url(),
+        &steps,
+        r#"on_cluster_loss = "act""#,
+    );
+    let mut b = start_node(
+        "b",
+        &sim,
+        knot.addr(),
+        &etcd.url(),
+        &steps,
+        r#"on_cluster_loss = "act""#,
+    );
+
+    let leader = first_to(
+        &mut [&mut a, &mut b],
+        "safe_to_cut_power",
+        Duration::from_secs(120),
+        |e| e["event"] == "safe_to_cut_power",
+    );
+    let (lead, other) = if leader == 0 {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    // The other agent has seen the finished incident and stood down.
+    other.agent.wait_for(
+        "the follower's cluster_role done",
+        Duration::from_secs(30),
+        |e| e["event"] == "cluster_role" && e["role"] == "done",
+    );
+
+    let events = all_events(&[lead, other]);
+    let diag = || {
+        format!(
+            "{}\n{}",
+            lead.agent.diagnostics(),
+            other.agent.diagnostics()
+        )
+    };
+    assert_eq!(
+        count(&events, |e| e["event"] == "runbook_started"),
+        1,
+        "one runbook run across both agents\n{}",
+        diag()
+    );
+    assert_eq!(
+        count(&events, |e| e["event"] == "step_finished"
+            && e["type"] == "dns_update"),
+        1,
+        "{}",
+        diag()
+    );
+    assert_eq!(
+        posts_to(&receiver, "/incident"),
+        1,
+        "the receiver counts one"
+    );
+    assert_eq!(
+        knot.soa_serial(),
+        serial_before + 1,
+        "one DNS UPDATE reached Knot"
+    );
+    assert_eq!(
+        knot.dig("app.example.test", "A"),
+        vec!["198.51.100.20".to_string()]
+    );
+    assert_eq!(
+        count(&lead.agent.events(), |e| e["event"] == "cluster_role"
+            && e["role"] == "leader"),
+        1
+    );
+    assert_eq!(
+        count(&other.agent.events(), |e| e["event"] == "cluster_role"
+            && e["role"] == "leader"),
+        0,
+        "the follower never led\n{}",
+        diag()
+    );
+
+    // The leader's fencing revision went out with the webhook.
+    let fence = receiver.posts()[0]
+        .header("Firebreak-Fence")
+        .expect("Firebreak-Fence header")
+        .parse::<i64>()
+        .expect("a revision");
+    assert!(fence > 0);
+
+    // Status: role and peers.
+    for n in [&*lead, &*other] {
+        let s = status(n.port);
+        let cluster = &s["cluster"];
+        assert_eq!(cluster["reachable"], true, "{s}");
+        assert_eq!(cluster["zones"][ZONE]["role"], "done", "{s}");
+        let peers: Vec<&str> = cluster["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p.as_str())
+            .collect();
+        assert!(
+            peers.contains(&"a") && peers.contains(&"b"),
+            "both agents are listed as peers: {s}"
+        );
+    }
+    let (_, metrics) = get(lead.port, "/metrics");
+    assert!(
+        metrics.contains("firebreak_cluster_leader{role=\"done\",zone=\"b3-battery-room\"} 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("firebreak_cluster_peers 2"), "{metrics}");
+
+    assert_eq!(a.agent.stop(), Some(0));
+    assert_eq!(b.agent.stop(), Some(0));
+    rt.block_on(sim.shutdown());
+    drop(etcd);
+}
+
+#[test]
+fn a_three_member_etcd_with_one_member_down_still_elects_one_leader() {
+    let mut members = Etcd::start_cluster(3);
+    let urls: Vec<String> = members.iter().map(Etcd::url).collect();
+    // One member gone before the fire: the other two keep the quorum.
+    members[0].stop();
+    let knot = knot();
+    let receiver = Receiver::start(200);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
+    let steps = http_step("tell the incident channel", &receiver.url("/incident"));
+    // `start_node` takes one URL; the list goes in as the TOML array's inside.
+    let etcd = urls.join("\", \"");
+    let mut a = start_node("a", &sim, knot.addr(), &etcd, &steps, "");
+    let mut b = start_node("b", &sim, knot.addr(), &etcd, &steps, "");
+
+    let leader = first_to(
+        &mut [&mut a, &mut b],
+        "safe_to_cut_power",
+        Duration::from_secs(120),
+        |e| e["event"] == "safe_to_cut_power",
+    );
+    let other = if leader == 0 { &mut b } else { &mut a };
+    other.agent.wait_for(
+        "the follower's cluster_role done",
+        Duration::from_secs(30),
+        |e| e["event"] == "cluster_role" && e["role"] == "done",
+    );
+    let events = all_events(&[&a, &b]);
+    assert_eq!(
+        count(&events, |e| e["event"] == "runbook_started"),
+        1,
+        "{}\n{}",
+        a.agent.diagnostics(),
+        b.agent.diagnostics()
+    );
+    assert_eq!(count(&events, |e| e["event"] == "cluster_lost"), 0);
+    assert_eq!(posts_to(&receiver, "/incident"), 1);
+
+    assert_eq!(a.agent.stop(), Some(0));
+    assert_eq!(b.agent.stop(), Some(0));
+    rt.block_on(sim.shutdown());
+}
+
+#[test]
+fn killed_leader_is_replaced_and_no_step_runs_twice() {
+    let etcd = Etcd::start();
+    let knot = knot();
+    let receiver = Receiver::start(200);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
+    let steps = format!(
+        "{}\n[[runbooks.steps]]\nname = \"hold the line\"\ntype = \"wait\"\nduration = \"10s\"\n{}",
+        http_step("first call", &receiver.url("/first")),
+        http_step("last call", &receiver.url("/last")),
+    );
+    let serial_before = knot.soa_serial();
+    let mut a = start_node(
+        "a",
+        &sim,
+        knot.addr(),
+        &etcd.url(),
+        &steps,
+        r#"on_cluster_loss = "act""#,
+    );
+    let mut b = start_node(
+        "b",
+        &sim,
+        knot.addr(),
+        &etcd.url(),
+        &steps,
+        r#"on_cluster_loss = "act""#,
+    );
+
+    let leader = first_to(
+        &mut [&mut a, &mut b],
+        "the first webhook step",
+        Duration::from_secs(120),
+        |e| e["event"] == "step_finished" && e["step"] == "first call",
+    );
+    let (lead, other) = if leader == 0 {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    let started = lead
+        .agent
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "runbook_started")
+        .unwrap();
+    // The other agent follows (it detected the same fire) and knows who leads.
+    let follows = other
+        .agent
+        .wait_for("the follower role", Duration::from_secs(30), |e| {
+            e["event"] == "cluster_role" && e["role"] == "follower"
+        });
+    let lead_name = if leader == 0 { "a" } else { "b" };
+    assert_eq!(follows["leader"], lead_name);
+    let s = status(other.port);
+    assert_eq!(s["cluster"]["zones"][ZONE]["role"], "follower", "{s}");
+    assert_eq!(s["cluster"]["zones"][ZONE]["leader"], lead_name, "{s}");
+    assert_eq!(
+        status(lead.port)["cluster"]["zones"][ZONE]["role"],
+        "leader"
+    );
+    lead.agent.kill9(); // during the wait step
+
+    let resumed = other
+        .agent
+        .wait_for("the takeover", Duration::from_secs(60), |e| {
+            e["event"] == "runbook_started"
+        });
+    let safe = other
+        .agent
+        .wait_for("safe_to_cut_power", Duration::from_secs(60), |e| {
+            e["event"] == "safe_to_cut_power"
+        });
+    assert_eq!(resumed["resumed"], true, "{}", other.agent.diagnostics());
+    assert_eq!(
+        resumed["incident"], started["incident"],
+        "the successor finishes the same incident"
+    );
+    assert_eq!(safe["incident"], started["incident"]);
+
+    let events = all_events(&[lead, other]);
+    assert_eq!(
+        count(&events, |e| e["event"] == "step_finished"
+            && e["type"] == "dns_update"),
+        1,
+        "the DNS step ran once"
+    );
+    assert_eq!(knot.soa_serial(), serial_before + 1, "one DNS UPDATE");
+    assert_eq!(posts_to(&receiver, "/first"), 1, "first webhook once");
+    assert_eq!(posts_to(&receiver, "/last"), 1, "last webhook once");
+    let fences: Vec<i64> = receiver
+        .posts()
+        .iter()
+        .map(|p| p.header("Firebreak-Fence").unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        fences[1] > fences[0],
+        "the successor's fencing revision is newer: {fences:?}"
+    );
+    assert_eq!(
+        count(&other.agent.events(), |e| e["event"] == "cluster_role"
+            && e["role"] == "leader"),
+        1
+    );
+
+    assert_eq!(other.agent.stop(), Some(0));
+    rt.block_on(sim.shutdown());
+    drop(etcd);
+}
+
+#[test]
+fn lost_etcd_acts_alone_under_act_and_holds_under_hold_until_it_is_back() {
+    let mut etcd = Etcd::start();
+    let knot = knot();
+    let receiver = Receiver::start(200);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let steps = http_step("tell the incident channel", &receiver.url("/incident"));
+    etcd.stop();
+    let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
+    let mut act = start_node(
+        "act",
+        &sim,
+        knot.addr(),
+        &etcd.url(),
+        &steps,
+        r#"on_cluster_loss = "act""#,
+    );
+    let mut hold = start_node(
+        "hold",
+        &sim,
+        knot.addr(),
+        &etcd.url(),
+        &steps,
+        r#"on_cluster_loss = "hold""#,
+    );
+
+    let lost = act
+        .agent
+        .wait_for("cluster_lost (act)", Duration::from_secs(120), |e| {
+            e["event"] == "cluster_lost"
+        });
+    assert_eq!(lost["policy"], "act");
+    assert_eq!(lost["zone"], ZONE);
+    act.agent
+        .wait_for("safe_to_cut_power", Duration::from_secs(60), |e| {
+            e["event"] == "safe_to_cut_power"
+        });
+
+    let lost = hold
+        .agent
+        .wait_for("cluster_lost (hold)", Duration::from_secs(60), |e| {
+            e["event"] == "cluster_lost"
+        });
+    assert_eq!(lost["policy"], "hold");
+    let s = status(hold.port);
+    assert_eq!(s["cluster"]["zones"][ZONE]["role"], "holding", "{s}");
+    assert_eq!(s["cluster"]["reachable"], false, "{s}");
+    assert_eq!(
+        count(&hold.agent.events(), |e| e["event"] == "runbook_started"),
+        0,
+        "hold runs nothing while etcd is away\n{}",
+        hold.agent.diagnostics()
+    );
+    assert_eq!(
+        posts_to(&receiver, "/incident"),
+        1,
+        "only the act agent ran"
+    );
+    let (_, metrics) = get(hold.port, "/metrics");
+    assert!(
+        metrics.contains("firebreak_cluster_lost_total{policy=\"hold\"} 1"),
+        "{metrics}"
+    );
+
+    // etcd back: the holding agent leads and runs the runbook (the act agent's solo run
+    // never reached etcd, which is what `act` trades for not waiting).
+    etcd.restart();
+    hold.agent.wait_for(
+        "safe_to_cut_power after etcd",
+        Duration::from_secs(60),
+        |e| e["event"] == "safe_to_cut_power",
+    );
+    assert_eq!(posts_to(&receiver, "/incident"), 2);
+
+    assert_eq!(act.agent.stop(), Some(0));
+    assert_eq!(hold.agent.stop(), Some(0));
+    rt.block_on(sim.shutdown());
+}
+
+#[test]
+fn an_agent_authenticates_to_etcd_with_username_and_password_file() {
+    let etcd = Etcd::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let password = "correct horse battery staple";
+    let mut admin = rt.block_on(async {
+        let mut c = etcd_client::Client::connect([etcd.url()], None)
+            .await
+            .unwrap();
+        c.user_add("root", password, None).await.unwrap();
+        c.user_grant_role("root", "root").await.unwrap();
+        c.auth_enable().await.unwrap();
+        etcd_client::Client::connect(
+            [etcd.url()],
+            Some(etcd_client::ConnectOptions::new().with_user("root", password)),
+        )
+        .await
+        .unwrap()
+    });
+    let secrets = tempfile::tempdir().unwrap();
+    let password_file = secrets.path().join("etcd.password");
+    std::fs::write(&password_file, format!("{password}\n")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let knot = knot();
+    let receiver = Receiver::start(200);
+    let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
+    let steps = http_step("tell the incident channel", &receiver.url("/incident"));
+    let keys = format!(
+        "username = \"root\"\npassword_file = \"{}\"",
+        password_file.display()
+    );
+    let mut n = start_node("auth", &sim, knot.addr(), &etcd.url(), &steps, &keys);
+    let safe = n
+        .agent
+        .wait_for("safe_to_cut_power", Duration::from_secs(120), |e| {
+            e["event"] == "safe_to_cut_power"
+        });
+    assert_eq!(
+        count(&n.agent.events(), |e| e["event"] == "cluster_lost"),
+        0,
+        "{}",
+        n.agent.diagnostics()
+    );
+    // The journal in etcd (read with the same credentials) has the finished incident.
+    let stored = rt.block_on(async {
+        admin
+            .get(format!("/firebreak-test/zones/{ZONE}/incident"), None)
+            .await
+            .unwrap()
+    });
+    let inc: serde_json::Value = serde_json::from_slice(stored.kvs()[0].value()).unwrap();
+    assert_eq!(inc["incident"], safe["incident"]);
+    assert_eq!(inc["finished"], true);
+    assert_eq!(inc["safe_to_cut_power"], true);
+    assert_eq!(status(n.port)["cluster"]["peers"][0], "auth");
+
+    assert_eq!(n.agent.stop(), Some(0));
+    rt.block_on(sim.shutdown());
+}
+
+#[test]
+fn an_agent_talks_to_etcd_over_tls_with_a_client_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start_tls(certs.path());
+    assert!(etcd.url().starts_with("https://"));
+    let knot = knot();
+    let receiver = Receiver::start(200);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
+    let steps = http_step("tell the incident channel", &receiver.url("/incident"));
+    let d = certs.path().display();
+    let keys = format!(
+        "ca_file = \"{d}/ca.crt\"\ncert_file = \"{d}/client.crt\"\nkey_file = \"{d}/client.key\""
+    );
+    let mut n = start_node("tls", &sim, knot.addr(), &etcd.url(), &steps, &keys);
+    n.agent
+        .wait_for("safe_to_cut_power", Duration::from_secs(120), |e| {
+            e["event"] == "safe_to_cut_power"
+        });
+    let events = n.agent.events();
+    assert_eq!(
+        count(&events, |e| e["event"] == "cluster_lost"),
+        0,
+        "{}",
+        n.agent.diagnostics()
+    );
+    assert_eq!(
+        count(&events, |e| e["event"] == "cluster_role"
+            && e["role"] == "leader"),
+        1,
+        "it won the election over TLS"
+    );
+    let s = status(n.port);
+    assert_eq!(s["cluster"]["reachable"], true, "{s}");
+    assert_eq!(s["cluster"]["peers"][0], "tls", "{s}");
+
+    assert_eq!(n.agent.stop(), Some(0));
+    rt.block_on(sim.shutdown());
+}
+
+#[test]
+fn the_cluster_example_is_the_contract_plus_a_valid_cluster_section() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let text = std::fs::read_to_string(dir.join("cluster.toml")).unwrap();
+    let contract = std::fs::read_to_string(dir.join("firebreak.toml")).unwrap();
+    assert!(text.contains(&contract), "the contract is kept verbatim");
+    let loaded = firebreak::config::load_str(&text, "config/cluster.toml", Default::default())
+        .unwrap_or_else(|e| panic!("{:#?}", e.errors));
+    let c = loaded.config.cluster.expect("[cluster]");
+    assert_eq!(c.etcd.len(), 3);
+    assert_eq!(c.node, "pangyo-b3-room");
+    assert_eq!(c.lease_ttl, Duration::from_secs(5));
+    assert_eq!(c.on_cluster_loss, firebreak::config::OnClusterLoss::Act);
+    let alone = firebreak::config::load_str(&contract, "firebreak.toml", Default::default())
+        .unwrap_or_else(|e| panic!("{:#?}", e.errors));
+    assert!(alone.config.cluster.is_none(), "no [cluster]: runs alone");
+}
+
+/// The room's DNS step against `knot`, moving the record to `value`.
+fn dns_step(knot: &support::knot::Knot, dir: &Path, value: &str) -> firebreak::config::DnsStep {
+    let secret = dir.join("tsig.secret");
+    std::fs::write(&secret, support::room::secret_b64()).unwrap();
+    firebreak::config::DnsStep {
+        server: knot.addr(),
+        zone: "example.test".into(),
+        record: "app.example.test".into(),
+        rtype: firebreak::runbook::dns::RecordKind::A,
+        ttl: 30,
+        values: vec![value.into()],
+        prerequisite: None,
+        tsig: Some(firebreak::config::TsigRef {
+            key: "firebreak".into(),
+            algorithm: firebreak::runbook::dns::TsigAlgorithm::HmacSha256,
+            secret_file: secret,
+        }),
+        verify_servers: vec![],
+    }
+}
+
+#[test]
+fn a_deposed_leaders_dns_update_is_refused_by_the_fencing_record() {
+    use firebreak::runbook::dns;
+    use firebreak::runbook::dns_update::run_fenced;
+    let knot = knot();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let timeout = Duration::from_secs(3);
+
+    // The current leader (revision 20) moves the record; the fence now says 20.
+    rt.block_on(run_fenced(
+        &dns_step(&knot, dir.path(), "198.51.100.20"),
+        timeout,
+        false,
+        Some(20),
+    ))
+    .expect("the leader's update");
+    assert_eq!(
+        knot.dig("_firebreak-fence.app.example.test", "TXT"),
+        vec!["\"20\"".to_string()]
+    );
+    let serial = knot.soa_serial();
+
+    // A deposed leader (revision 7) wakes up with an older decision: refused, unchanged.
+    let err = rt
+        .block_on(run_fenced(
+            &dns_step(&knot, dir.path(), "192.0.2.99"),
+            timeout,
+            false,
+            Some(7),
+        ))
+        .expect_err("a deposed leader is fenced off");
+    assert!(err.to_string().contains("fencing revision 20"), "{err}");
+    assert_eq!(knot.dig("app.example.test", "A"), vec!["198.51.100.20"]);
+    assert_eq!(knot.soa_serial(), serial, "nothing reached the zone");
+
+    // The race the read cannot see: the deposed leader read the fence before the new
+    // leader wrote it. The server's prerequisite refuses the stale compare-and-swap.
+    let spec =
+        firebreak::runbook::dns_update::spec(&dns_step(&knot, dir.path(), "192.0.2.99"), timeout)
+            .unwrap();
+    let stale = dns::Fence {
+        name: dns::fence_name("app.example.test"),
+        current: Some("7".into()),
+        new: "7".into(),
+    };
+    let refused = rt.block_on(dns::send_update_fenced(&spec, None, Some(&stale)));
+    assert!(
+        matches!(refused, Err(dns::DnsError::PrerequisiteFailed { .. })),
+        "{refused:?}"
+    );
+    let absent = dns::Fence {
+        current: None,
+        ..stale
+    };
+    let refused = rt.block_on(dns::send_update_fenced(&spec, None, Some(&absent)));
+    assert!(
+        matches!(refused, Err(dns::DnsError::PrerequisiteFailed { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(knot.dig("app.example.test", "A"), vec!["198.51.100.20"]);
+
+    // A newer leader (revision 31) goes through and takes the fence.
+    rt.block_on(run_fenced(
+        &dns_step(&knot, dir.path(), "198.51.100.31"),
+        timeout,
+        false,
+        Some(31),
+    ))
+    .expect("a newer leader's update");
+    assert_eq!(knot.dig("app.example.test", "A"), vec!["198.51.100.31"]);
+    assert_eq!(
+        knot.dig("_firebreak-fence.app.example.test", "TXT"),
+        vec!["\"31\"".to_string()]
+    );
+}
+
+#[test]
+fn cluster_keys_have_documented_defaults() {
+    let contract = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/firebreak.toml"),
+    )
+    .unwrap();
+    let text = format!("{contract}\n[cluster]\netcd = [\"http://127.0.0.1:2379/\"]\n");
+    let loaded = firebreak::config::load_str(&text, "t.toml", Default::default())
+        .unwrap_or_else(|e| panic!("{:#?}", e.errors));
+    let c = loaded.config.cluster.expect("[cluster]");
+    assert_eq!(c.etcd, vec!["http://127.0.0.1:2379".to_string()]);
+    assert_eq!(c.node, "pangyo-b3", "node defaults to agent.name");
+    assert_eq!(c.namespace, "/firebreak");
+    assert_eq!(c.lease_ttl, Duration::from_secs(5));
+    assert_eq!(c.on_cluster_loss, firebreak::config::OnClusterLoss::Act);
+    assert!(c.ca_file.is_none() && c.username.is_none());
+
+    let tls_over_http = format!(
+        "{contract}\n[cluster]\netcd = [\"http://127.0.0.1:2379\"]\nca_file = \"/etc/ca.pem\"\n"
+    );
+    let Err(refused) = firebreak::config::load_str(&tls_over_http, "t.toml", Default::default())
+    else {
+        panic!("TLS keys with an http:// URL are refused");
+    };
+    let errors = refused.errors;
+    assert!(
+        errors
+            .iter()
+            .any(|p| p.to_string().contains("cluster.etcd") && p.to_string().contains("https://")),
+        "{errors:#?}"
+    );
+}
