@@ -30,7 +30,10 @@ use clap::Parser;
 const REGISTERS: usize = 10;
 
 #[derive(Parser)]
-#[command(name = "firebreak-soak", about = "Soak test: the agent against 1,000 simulated sensors")]
+#[command(
+    name = "firebreak-soak",
+    about = "Soak test: the agent against 1,000 simulated sensors"
+)]
 struct Args {
     /// How long to run after the warm-up.
     #[arg(long, default_value_t = 5.0)]
@@ -326,7 +329,9 @@ fn main() -> ExitCode {
     let ready_by = Instant::now() + Duration::from_secs(120);
     loop {
         if let Some(s) = scrape(api) {
-            if s.up == args.devices && s.samples.values().filter(|&&n| n > 0).count() == args.devices {
+            if s.up == args.devices
+                && s.samples.values().filter(|&&n| n > 0).count() == args.devices
+            {
                 break;
             }
         }
