@@ -423,6 +423,16 @@ pub async fn run_until_reloadable(
                         last_watchdog = now;
                     }
                 }
+                // Samples already waiting were taken before this tick: observe them
+                // first, so that the agent's own lateness in reading its queue (CPU
+                // starvation) never makes a sensor stale; stale means the device went
+                // silent. Bounded by what is queued now, so a flood cannot starve ticks.
+                for _ in 0..rx.len() {
+                    match rx.try_recv() {
+                        Ok(s) => observe(&mut detector, s, telemetry.as_ref(), wall_from_mono, config.sensors.len()),
+                        Err(_) => break,
+                    }
+                }
                 detector.tick(clock.mono());
                 engine.trends.record(clock.mono(), |i| detector.sensor_state(i as u32).1);
                 engine.handle(&mut detector);
