@@ -455,7 +455,7 @@ fn a_dead_modbus_device_goes_stale_and_returns_while_a_slow_one_and_the_others_k
         t0.elapsed().as_secs_f64(),
     );
     println!(
-        "during the outage ({outage:.1} s): fast {} samples ({:.1}/s, schedule 10/s), slow {} ({:.2}/s: two per reply, a reply every 2.5 s at best)",
+        "during the outage ({outage:.1} s): fast {} samples ({:.1}/s, schedule 10/s), slow {} ({:.2}/s: two per reply, each reply held 2 s)",
         fast1 - fast0,
         (fast1 - fast0) as f64 / outage,
         slow1 - slow0,
