@@ -493,3 +493,50 @@ fn main() -> ExitCode {
         ExitCode::FAILURE
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn growth_compares_the_mean_of_the_first_three_with_the_last_three() {
+        assert_eq!(growth(&[100, 100, 100, 101, 102, 102, 102]), 2.0);
+        assert_eq!(growth(&[113, 113, 113, 113]), 0.0);
+        assert!(growth(&[100, 99, 101, 100]) < 2.0);
+        assert_eq!(growth(&[50]), 0.0);
+    }
+
+    fn log_with(lines: &[&str]) -> (usize, Vec<String>) {
+        let path = std::env::temp_dir().join(format!(
+            "soak-log-test-{}-{}.jsonl",
+            std::process::id(),
+            lines.len()
+        ));
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let r = check_event_log(&path);
+        let _ = std::fs::remove_file(&path);
+        r
+    }
+
+    #[test]
+    fn a_quiet_run_has_a_consistent_log() {
+        let (n, problems) = log_with(&[
+            r#"{"ts":"2026-11-25T10:00:00.000Z","event":"agent_started","agent":"soak"}"#,
+            r#"{"ts":"2026-11-25T11:00:00.000Z","event":"agent_stopped","agent":"soak"}"#,
+        ]);
+        assert_eq!((n, problems), (2, vec![]));
+    }
+
+    #[test]
+    fn backwards_time_broken_lines_and_unexpected_events_are_problems() {
+        let (_, problems) = log_with(&[
+            r#"{"ts":"2026-11-25T10:00:01.000Z","event":"agent_started","agent":"soak"}"#,
+            r#"{"ts":"2026-11-25T10:00:00.000Z","event":"source_state","agent":"soak"}"#,
+            r#"{"ts":"2026-11-25T10:00:02.0"#,
+        ]);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("backwards"));
+        assert!(problems[1].contains("unexpected source_state"));
+        assert!(problems[2].contains("not JSON"));
+    }
+}
