@@ -413,6 +413,7 @@ pub async fn run_until_reloadable(
         stager: Stager::from_config(&config),
         prepares: HashMap::new(),
         power_sent: vec![None; config.zones.len()],
+        sources_up: HashMap::new(),
     };
     engine.resume_open_incidents(&mut detector);
     if let Some(s) = &shared.status {
@@ -438,10 +439,21 @@ pub async fn run_until_reloadable(
                         last_watchdog = now;
                     }
                 }
+                // Samples already waiting were taken before this tick: observe them
+                // first, so that the agent's own lateness in reading its queue (CPU
+                // starvation) never makes a sensor stale; stale means the device went
+                // silent. Bounded by what is queued now, so a flood cannot starve ticks.
+                for _ in 0..rx.len() {
+                    match rx.try_recv() {
+                        Ok(s) => observe(&mut detector, s, telemetry.as_ref(), wall_from_mono, config.sensors.len()),
+                        Err(_) => break,
+                    }
+                }
                 detector.tick(clock.mono());
                 engine.trends.record(clock.mono(), |i| detector.sensor_state(i as u32).1);
                 engine.handle(&mut detector);
                 engine.tick(&detector);
+                engine.watch_sources();
             }
             Some(cmd) = cmd_rx.recv() => {
                 engine.command(cmd, &mut detector);
@@ -608,6 +620,8 @@ struct Engine {
     prepares: HashMap<usize, PrepareRt>,
     /// The expected power loss last sent to the MQTT status, by zone.
     power_sent: Vec<Option<(f64, &'static str)>>,
+    /// Sources' connection state as last written (`source_state`), once first connected.
+    sources_up: HashMap<String, bool>,
 }
 
 /// Brings a Prometheus counter up to a component's own running total.
@@ -866,6 +880,33 @@ impl Engine {
         });
         detector.reset(zone as u32, self.shared.clock.mono());
         Ok(id)
+    }
+
+    /// Writes `source_state` when a source that had connected goes down or comes back.
+    fn watch_sources(&mut self) {
+        let mut changes = Vec::new();
+        for sm in &self.source_metrics {
+            let up = sm.is_connected();
+            match self.sources_up.get_mut(&sm.source) {
+                Some(prev) if *prev != up => {
+                    *prev = up;
+                    changes.push((sm.source.clone(), up));
+                }
+                Some(_) => {}
+                None if up => {
+                    self.sources_up.insert(sm.source.clone(), true);
+                }
+                None => {}
+            }
+        }
+        let name = |up: bool| if up { "up" } else { "down" };
+        for (source, up) in changes {
+            self.write(&Event::SourceState {
+                source,
+                from: name(!up),
+                to: name(up),
+            });
+        }
     }
 
     fn refresh_metrics(&self, detector: &Detector) {

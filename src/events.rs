@@ -136,6 +136,13 @@ pub enum Event {
         incident: String,
         by: String,
     },
+    /// Extension: a source that had been connected (answering) went down, or came back
+    /// up after being down. Not written for the first connection after a start or reload.
+    SourceState {
+        source: String,
+        from: &'static str,
+        to: &'static str,
+    },
     /// Extension: SIGHUP reloaded the config file; `changed` names the sections that
     /// differ (`agent.dry_run`, `agent.tick_interval`, `sources`, `sensors`, `zones`,
     /// `runbooks`), empty when the file did not change.
@@ -189,6 +196,7 @@ impl Event {
             Event::RunbookOverBudget { .. } => "runbook_over_budget",
             Event::NotSafeToCutPower { .. } => "not_safe_to_cut_power",
             Event::IncidentReset { .. } => "incident_reset",
+            Event::SourceState { .. } => "source_state",
             Event::ConfigReloaded { .. } => "config_reloaded",
             Event::ConfigReloadFailed { .. } => "config_reload_failed",
             Event::ClusterRole { .. } => "cluster_role",

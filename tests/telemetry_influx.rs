@@ -365,12 +365,14 @@ fn a_spool_left_by_a_previous_sink_is_replayed_by_the_next_even_after_a_crash() 
 }
 
 #[test]
-// Quarantined: it failed 2 runs in 4 when run alone ("newest point ... lost" after the
-// 30 s wait), while the line accounting before that assertion still balanced. Runs
-// instrumented to list the spool after the first sink stopped all passed (11 of 11), with
-// the newest 1,000 points in the spool, so the cause is not found yet. Run it with
-// `cargo test --test telemetry_influx -- --ignored`.
-#[ignore = "flaky: the newest points are sometimes not in VictoriaMetrics after the replay; cause not found"]
+// Formerly quarantined as flaky. The cause: the test waited only for the sink's intake
+// between bursts of 5,000 samples; on a loaded machine the writer (one fsync per spooled
+// batch) fell more than `batches_in_flight` (16) batches behind, the intake then spooled
+// newer batches itself while older ones still waited in the writer's queue, so the
+// spool's write order (which `spool_max` drops by, oldest written first) was no longer
+// the data's order, and a recent batch could be dropped while an older one was kept. The
+// test now waits until each burst is on disk, as a sink does when data arrives over time;
+// the reordering under overload is documented (README, telemetry).
 fn a_tiny_spool_drops_the_oldest_sensor_data_first_and_keeps_every_event() {
     let rt = runtime();
     let port = support::free_port();
@@ -397,13 +399,16 @@ fn a_tiny_spool_drops_the_oldest_sensor_data_first_and_keeps_every_event() {
         samples.push(t);
         if i % 5000 == 4999 {
             // Let the sink batch and spool as it would over time.
+            // Every line sent so far written to the spool (or dropped to make room):
+            // the writer keeps up, so the spool's order is the data's order.
             wait_until("the sink to catch up", Duration::from_secs(20), || {
-                first.stats.received.load(Ordering::Relaxed) >= (i + 1 + i / 6000 + 1) as u64
+                first.stats.spooled.load(Ordering::Relaxed) >= (i + 1 + i / 6000 + 1) as u64
             });
         }
     }
     first.shutdown(&rt);
     let dropped = first.stats.dropped_count(DropReason::SpoolFull);
+    let first_spooled = first.stats.spooled.load(Ordering::Relaxed);
     assert!(dropped > 0, "the spool should have overflowed");
     assert!(first.stats.spool_bytes.load(Ordering::Relaxed) <= 64 << 10);
     assert_eq!(first.stats.dropped_count(DropReason::QueueFull), 0);
@@ -461,12 +466,23 @@ fn a_tiny_spool_drops_the_oldest_sensor_data_first_and_keeps_every_event() {
     }
     let newest: Vec<Telemetry> = samples[samples.len() - 1000..].to_vec();
     for (key, points) in expected(&newest) {
-        for p in points {
-            assert!(
-                arrived[&key].contains(&p),
-                "newest point {p:?} of {key:?} lost"
-            );
-        }
+        let missing: Vec<i64> = points
+            .iter()
+            .filter(|p| !arrived[&key].contains(p))
+            .map(|p| p.0 - base)
+            .collect();
+        let have: Vec<i64> = arrived[&key].iter().map(|p| p.0 - base).collect();
+        assert!(
+            missing.is_empty(),
+            "{} newest points of {key:?} lost (sample numbers {:?}..{:?}); arrived: {} points, {:?}..{:?}; spooled {}, dropped {dropped}",
+            missing.len(),
+            missing.first(),
+            missing.last(),
+            have.len(),
+            have.first(),
+            have.last(),
+            first_spooled,
+        );
     }
     let oldest_kept = arrived.values().flatten().map(|p| p.0).min().unwrap();
     assert!(

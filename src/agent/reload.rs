@@ -268,6 +268,8 @@ impl Engine {
             }
         }
         self.source_metrics = source_metrics;
+        // New source instances connect afresh: no `source_state` for that.
+        self.sources_up.clear();
         // Sensors and zones that are gone must not linger in the scrape.
         let m = &self.shared.metrics;
         m.sensor_value.reset();

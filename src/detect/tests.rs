@@ -191,6 +191,24 @@ fn silent_sensor_goes_stale_after_stale_after_and_recovers_on_a_good_sample() {
 }
 
 #[test]
+fn staleness_is_measured_from_when_a_sample_was_taken_not_when_it_was_processed() {
+    // The agent observes the samples waiting in its queue before each tick: a sample
+    // taken at 4 s that waited (the agent was busy) keeps the sensor fresh at an 8 s tick.
+    let mut d = Detector::new(vec![spec(0, Kind::Temperature, |_| {})], vec![zone(2)], 0);
+    d.observe(value(0, 0, 23.0));
+    d.tick(3 * S);
+    d.observe(value(0, 4 * S, 23.0));
+    d.tick(8 * S);
+    assert!(sensor_changes(&mut d).is_empty());
+    // Silence of the device itself still counts: nothing after 4 s, stale past 9 s.
+    d.tick(9 * S + 1);
+    assert_eq!(
+        sensor_changes(&mut d),
+        vec![(0, SensorState::Stale, "stale")]
+    );
+}
+
+#[test]
 fn out_of_range_and_nan_are_faults_not_values() {
     let mut d = Detector::new(vec![spec(0, Kind::Temperature, |_| {})], vec![zone(2)], 0);
     d.observe(value(0, 0, 6553.5)); // 0xFFFF x 0.1: the classic "no data"

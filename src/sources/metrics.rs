@@ -95,6 +95,11 @@ impl SourceMetrics {
         self.connected.store(up, Ordering::Relaxed);
     }
 
+    /// Whether the source is connected (answering) now.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
     /// Adds the counts of an earlier instance of the same source (a config reload replaced
     /// it), so exported counters keep counting up.
     pub fn carry_over(&self, earlier: &Snapshot) {
