@@ -22,7 +22,11 @@ impl Trends {
             every_ns,
             points: points.max(1),
             last: None,
-            rings: vec![VecDeque::new(); sensors],
+            // Allocated whole at the start: memory stays flat from the first minute (the
+            // soak test's RSS check) and recording never reallocates.
+            rings: (0..sensors)
+                .map(|_| VecDeque::with_capacity(points.max(1)))
+                .collect(),
         }
     }
 
