@@ -44,10 +44,10 @@ struct Args {
     /// Poll interval of every device, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     poll_ms: u64,
-    /// Warm-up before the first measurement, in seconds. Longer than the agent's
-    /// 2-minute status-page trend buffers take to fill (1,000 sensors x 60 points), which
-    /// grow RSS by about 15 % over the first two minutes and then stay flat.
-    #[arg(long, default_value_t = 150)]
+    /// Warm-up before the first measurement, in seconds: connections, buffers and the
+    /// allocator settle. (The status page's trend buffers, which used to grow RSS by about
+    /// 15 % over the first two minutes, are now allocated whole at start.)
+    #[arg(long, default_value_t = 60)]
     warmup: u64,
     /// Seconds between measurements.
     #[arg(long, default_value_t = 10)]
