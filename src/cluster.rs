@@ -818,16 +818,19 @@ pub async fn run_failover(
             tokio::time::sleep(POLL).await;
             continue;
         }
-        let inc = match cluster.load(zone).await {
+        // `opened`: this leadership opens the incident in etcd. Otherwise a leader (a
+        // peer, or this agent before its lease ran out) opened and announced it, and
+        // this run is a resume, whatever its steps' state.
+        let (inc, opened) = match cluster.load(zone).await {
             Ok(Some(inc)) if inc.finished => {
                 cluster.resign(zone).await;
                 return adopt_finished(&shared, &cluster, zone, inc, None);
             }
-            Ok(Some(inc)) => inc,
+            Ok(Some(inc)) => (inc, false),
             Ok(None) => {
                 let rev = cluster.fence(zone).unwrap_or_default();
                 match cluster.save_fenced(zone, rev, &candidate).await {
-                    Ok(()) => candidate.clone(),
+                    Ok(()) => (candidate.clone(), true),
                     Err(ClusterError::Deposed) => continue,
                     Err(e) => {
                         cluster.lost(&shared, zone, &e);
@@ -867,7 +870,7 @@ pub async fn run_failover(
             Some(cluster.node().to_string()),
         );
         shared.save(&inc);
-        let resumed = inc.steps.iter().any(|s| s.status != StepStatus::Pending);
+        let resumed = !opened || inc.steps.iter().any(|s| s.status != StepStatus::Pending);
         incident::announce(&shared, &inc, Stage::Failover, resumed);
         let ok = incident::run_stage(shared.clone(), zone, inc, Stage::Failover).await;
         let finished = shared
@@ -896,12 +899,14 @@ async fn run_alone(shared: &Arc<Shared>, zone: usize, candidate: &Incident) -> b
         .ok()
         .flatten()
         .filter(|i| i.incident == candidate.incident);
+    // An incident already in the local journal was announced when it was saved there.
+    let known = local.is_some();
     let inc = local.unwrap_or_else(|| candidate.clone());
     if inc.finished {
         return inc.safe_to_cut_power == Some(true);
     }
     shared.save(&inc);
-    let resumed = inc.steps.iter().any(|s| s.status != StepStatus::Pending);
+    let resumed = known || inc.steps.iter().any(|s| s.status != StepStatus::Pending);
     incident::announce(shared, &inc, Stage::Failover, resumed);
     incident::run_stage(shared.clone(), zone, inc, Stage::Failover).await
 }
