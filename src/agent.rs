@@ -673,7 +673,7 @@ impl Engine {
                 // The zone's leader resumes it: this agent, or a peer that took over.
                 self.runs.insert(
                     zi,
-                    tokio::spawn(crate::cluster::run_failover(shared, cluster, zi, inc)),
+                    tokio::spawn(crate::cluster::run_failover(shared, cluster, zi, inc, None)),
                 );
                 continue;
             }
@@ -748,8 +748,15 @@ impl Engine {
         }
         let config = self.shared.config.clone();
         let z = &config.zones[zone];
+        let clustered = self.shared.cluster.is_some();
         let mut inc = match self.shared.journal.load(&z.id) {
             Ok(Some(inc)) if inc.incident == open => inc,
+            // Under `[cluster]` the journal holds the incident the zone's leader opened,
+            // which is the zone's incident for every agent.
+            Ok(Some(inc)) if clustered => {
+                self.open.insert(zone, inc.incident.clone());
+                inc
+            }
             Ok(_) => {
                 return conflict(format!(
                     "zone has an open incident {open} without a failover record; reset it first"
@@ -757,6 +764,8 @@ impl Engine {
             }
             Err(e) => return conflict(format!("cannot read the incident journal: {e}")),
         };
+        let open = inc.incident.clone();
+        let open = open.as_str();
         if !inc.finished {
             return conflict(format!(
                 "incident {open} has an unfinished runbook that is not running (the runbook \
@@ -768,6 +777,9 @@ impl Engine {
                 "zone already failed over in incident {open} (safe to cut power); reset it first"
             ));
         }
+        let reopen = crate::cluster::Reopen {
+            finished_at: inc.finished_at.clone(),
+        };
         let retried: Vec<String> = inc
             .steps
             .iter_mut()
@@ -784,8 +796,23 @@ impl Engine {
         inc.safe_to_cut_power = None;
         self.shared.save(&inc);
         tracing::warn!(zone = %z.id, incident = %open, steps = ?retried, "manual failover: running the steps that did not succeed again");
-        incident::announce(&self.shared, &inc, Stage::Failover, true);
         let shared = self.shared.clone();
+        if let Some(cluster) = self.shared.cluster.clone() {
+            // The zone's leader runs them (this agent once it wins the zone), once for
+            // the cluster, however many agents were asked.
+            self.runs.insert(
+                zone,
+                tokio::spawn(crate::cluster::run_failover(
+                    shared,
+                    cluster,
+                    zone,
+                    inc,
+                    Some(reopen),
+                )),
+            );
+            return Ok(open.to_string());
+        }
+        incident::announce(&self.shared, &inc, Stage::Failover, true);
         self.runs.insert(
             zone,
             tokio::spawn(incident::run_stage(shared, zone, inc, Stage::Failover)),

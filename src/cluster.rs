@@ -773,7 +773,7 @@ pub fn dispatch_failover(
         if let Some(mut prepared) = wait_for {
             let _ = prepared.wait_for(|d| *d).await;
         }
-        let ok = run_failover(shared, cluster, zone, candidate).await;
+        let ok = run_failover(shared, cluster, zone, candidate, None).await;
         let _ = done_tx.send(true);
         ok
     });
@@ -784,22 +784,45 @@ pub fn dispatch_failover(
     }
 }
 
+/// A manual failover of a finished incident that was not safe to cut power: the steps
+/// that did not succeed run again (`candidate` has them pending). Only the run that
+/// finished at `finished_at` is reopened: once any agent has re-run it, the others adopt
+/// that result instead of running the steps a second time.
+#[derive(Debug, Clone)]
+pub struct Reopen {
+    pub finished_at: Option<String>,
+}
+
+impl Reopen {
+    /// Whether `inc` (as etcd has it) is the finished, unsafe run this reopens.
+    fn matches(&self, inc: &Incident, candidate: &Incident) -> bool {
+        inc.finished
+            && inc.incident == candidate.incident
+            && inc.finished_at == self.finished_at
+            && inc.safe_to_cut_power != Some(true)
+    }
+}
+
 /// Campaigns for the zone until the incident has finished (here or on a peer); returns
 /// whether it is safe to cut power. `candidate` is the incident this agent would open (or
-/// the one its local journal had open at start).
+/// the one its local journal had open at start, or the reopened one of `reopen`).
 pub async fn run_failover(
     shared: Arc<Shared>,
     cluster: Arc<Cluster>,
     zone: usize,
     candidate: Incident,
+    reopen: Option<Reopen>,
 ) -> bool {
     let zone_id = shared.config.zones[zone].id.clone();
+    let reopens = |inc: &Incident| reopen.as_ref().is_some_and(|r| r.matches(inc, &candidate));
     loop {
         let won = match cluster.campaign(zone).await {
             Ok(Campaign::Won(_)) => true,
             Ok(Campaign::Lost { leader }) => {
                 match cluster.load(zone).await {
-                    Ok(Some(inc)) if inc.finished => {
+                    // A peer leads while the run to reopen is still the last one: it may be
+                    // reopening it itself; wait and see.
+                    Ok(Some(inc)) if inc.finished && !reopens(&inc) => {
                         return adopt_finished(&shared, &cluster, zone, inc, Some(leader));
                     }
                     _ => cluster.set_role(&shared, zone, Role::Follower, Some(leader)),
@@ -822,6 +845,24 @@ pub async fn run_failover(
         // peer, or this agent before its lease ran out) opened and announced it, and
         // this run is a resume, whatever its steps' state.
         let (inc, opened) = match cluster.load(zone).await {
+            Ok(Some(inc)) if reopens(&inc) => {
+                let rev = cluster.fence(zone).unwrap_or_default();
+                match cluster.save_fenced(zone, rev, &candidate).await {
+                    Ok(()) => {
+                        tracing::warn!(zone = %zone_id, incident = %candidate.incident, "manual failover: this agent leads the zone and runs the steps that did not succeed again");
+                        (candidate.clone(), false)
+                    }
+                    Err(ClusterError::Deposed) => continue,
+                    Err(e) => {
+                        cluster.lost(&shared, zone, &e);
+                        if cluster.policy() == OnClusterLoss::Act {
+                            return run_alone(&shared, zone, &candidate).await;
+                        }
+                        tokio::time::sleep(POLL).await;
+                        continue;
+                    }
+                }
+            }
             Ok(Some(inc)) if inc.finished => {
                 cluster.resign(zone).await;
                 return adopt_finished(&shared, &cluster, zone, inc, None);

@@ -6,12 +6,13 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::agent::{get, start_sim, Agent};
+use support::agent::{get, post, start_sim, Agent};
 use support::etcd::Etcd;
 use support::receiver::Receiver;
 use support::room::{knot, room_config_with};
 
 const ZONE: &str = "b3-battery-room";
+const TOKEN: &str = "cluster-operator-token";
 
 struct Node {
     agent: Agent,
@@ -56,6 +57,15 @@ namespace = "/firebreak-test"
         port,
         &extra,
     );
+    // Every node takes the operator token (POSTs need it).
+    let token = dir.path().join("api.token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "[api]\n",
+        &format!("[api]\ntoken_file = \"{}\"\n", token.display()),
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
     let agent = Agent::start(&config, &dir.path().join("state/events.jsonl"));
     agent.wait_for_api(port);
     Node {
@@ -312,8 +322,94 @@ fn a_three_member_etcd_with_one_member_down_still_elects_one_leader() {
         "the DNS step and the HTTP step, once each\n{}",
         diag()
     );
-    assert_eq!(count(&events, |e| e["event"] == "cluster_lost"), 0, "{}", diag());
+    assert_eq!(
+        count(&events, |e| e["event"] == "cluster_lost"),
+        0,
+        "{}",
+        diag()
+    );
     assert_eq!(posts_to(&receiver, "/incident"), 1);
+
+    assert_eq!(a.agent.stop(), Some(0));
+    assert_eq!(b.agent.stop(), Some(0));
+    rt.block_on(sim.shutdown());
+}
+
+#[test]
+fn a_manual_failover_asked_of_both_agents_reruns_the_failed_step_once() {
+    let etcd = Etcd::start();
+    let knot = knot();
+    // The incident channel is down at first: the runbook ends without safe to cut.
+    let receiver = Receiver::start(503);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
+    let steps = http_step("tell the incident channel", &receiver.url("/incident"));
+    let serial_before = knot.soa_serial();
+    let mut a = start_node("a", &sim, knot.addr(), &etcd.url(), &steps, "");
+    let mut b = start_node("b", &sim, knot.addr(), &etcd.url(), &steps, "");
+    let leader = first_to(
+        &mut [&mut a, &mut b],
+        "the first run's end",
+        Duration::from_secs(120),
+        |e| e["event"] == "runbook_finished",
+    );
+    let other = if leader == 0 { &mut b } else { &mut a };
+    other.agent.wait_for(
+        "the follower's cluster_role done",
+        Duration::from_secs(30),
+        |e| e["event"] == "cluster_role" && e["role"] == "done",
+    );
+    assert_eq!(posts_to(&receiver, "/incident"), 1);
+    assert_eq!(knot.soa_serial(), serial_before + 1);
+
+    // The channel is back; an operator asks both agents, one after the other.
+    receiver.set_status(200);
+    let path = format!("/api/v1/zones/{ZONE}/failover");
+    for n in [&a, &b] {
+        let (code, body) = post(n.port, &path, Some(TOKEN));
+        assert_eq!(code, 202, "{body}\n{}", n.agent.diagnostics());
+    }
+    first_to(
+        &mut [&mut a, &mut b],
+        "safe to cut power after the re-run",
+        Duration::from_secs(60),
+        |e| e["event"] == "safe_to_cut_power",
+    );
+    // Both agents end safe: the one that ran the step, and the one that adopted its
+    // result.
+    for n in [&a, &b] {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let st = status(n.port);
+            let zone = &st["zones"][0];
+            if zone["safe_to_cut_power"] == true && zone["runbook_running"] == false {
+                break;
+            }
+            assert!(Instant::now() < until, "{st}\n{}", n.agent.diagnostics());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let events = all_events(&[&a, &b]);
+    let diag = || format!("{}\n{}", a.agent.diagnostics(), b.agent.diagnostics());
+    assert_eq!(fresh_starts(&events), 1, "{}", diag());
+    assert_eq!(incidents(&events).len(), 1, "one incident\n{}", diag());
+    assert_eq!(
+        posts_to(&receiver, "/incident"),
+        2,
+        "the failed call and one re-run, for two requests\n{}",
+        diag()
+    );
+    assert_eq!(
+        knot.soa_serial(),
+        serial_before + 1,
+        "the DNS step succeeded the first time and is not repeated"
+    );
+    assert_eq!(
+        count(&events, |e| e["event"] == "safe_to_cut_power"),
+        1,
+        "{}",
+        diag()
+    );
 
     assert_eq!(a.agent.stop(), Some(0));
     assert_eq!(b.agent.stop(), Some(0));

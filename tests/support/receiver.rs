@@ -1,6 +1,7 @@
 //! A local HTTP receiver for webhook steps: records every request, answers a set status.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone)]
@@ -23,6 +24,7 @@ impl Recorded {
 pub struct Receiver {
     pub addr: SocketAddr,
     pub requests: Arc<Mutex<Vec<Recorded>>>,
+    status: Arc<AtomicU16>,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -35,12 +37,15 @@ impl Receiver {
             .unwrap();
         let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let rec = requests.clone();
+        let status = Arc::new(AtomicU16::new(status));
+        let answer = status.clone();
         let listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
             let rec = rec.clone();
+            let answer = answer.clone();
             async move {
                 let (parts, body) = req.into_parts();
                 let bytes = axum::body::to_bytes(body, 1 << 20)
@@ -56,7 +61,7 @@ impl Receiver {
                         .collect(),
                     body: String::from_utf8_lossy(&bytes).into_owned(),
                 });
-                axum::http::StatusCode::from_u16(status).unwrap()
+                axum::http::StatusCode::from_u16(answer.load(Ordering::Relaxed)).unwrap()
             }
         });
         rt.spawn(async move {
@@ -65,8 +70,14 @@ impl Receiver {
         Receiver {
             addr,
             requests,
+            status,
             _rt: rt,
         }
+    }
+
+    /// The status every later request is answered with.
+    pub fn set_status(&self, status: u16) {
+        self.status.store(status, Ordering::Relaxed);
     }
 
     pub fn posts(&self) -> Vec<Recorded> {
