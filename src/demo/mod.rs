@@ -487,19 +487,40 @@ impl Follower {
 struct Printer {
     tui: bool,
     on_screen: bool,
-    width: usize,
+}
+
+/// The terminal's size in columns and rows: asked of the terminal on stdout each frame (so
+/// a resized window is followed), else `COLUMNS`/`LINES`, else 100 × 40.
+fn screen_size() -> (usize, usize) {
+    if let Some((w, h)) = terminal_size::terminal_size_of(std::io::stdout()) {
+        return (usize::from(w.0), usize::from(h.0));
+    }
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(d)
+    };
+    (env("COLUMNS", 100), env("LINES", 40))
+}
+
+/// At most `rows - 1` lines of `frame`, so the screen never scrolls; the cut is said.
+fn fit_rows(frame: &str, rows: usize) -> Vec<&str> {
+    let lines: Vec<&str> = frame.lines().collect();
+    let room = rows.saturating_sub(1).max(1);
+    if lines.len() <= room {
+        return lines;
+    }
+    let mut kept = lines[..room.saturating_sub(1)].to_vec();
+    kept.push("… (enlarge the terminal to see the rest)");
+    kept
 }
 
 impl Printer {
     fn new(tui: bool) -> Printer {
-        let width = std::env::var("COLUMNS")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(100);
         Printer {
             tui,
             on_screen: false,
-            width,
         }
     }
 
@@ -529,9 +550,10 @@ impl Printer {
 
     fn frame(&mut self, view: &View) {
         if self.on_screen {
-            let frame = view.render(self.width);
+            let (width, rows) = screen_size();
+            let frame = view.render(width);
             let mut out = String::from("\x1b[H");
-            for l in frame.lines() {
+            for l in fit_rows(&frame, rows) {
                 out.push_str(l);
                 out.push_str("\x1b[K\n");
             }
@@ -546,7 +568,7 @@ impl Printer {
             print!("\x1b[?25h\x1b[?1049l");
             self.on_screen = false;
             // The last frame stays in the scrollback.
-            print!("{}", view.render(self.width));
+            print!("{}", view.render(screen_size().0));
             let _ = std::io::stdout().flush();
         }
     }
@@ -569,6 +591,21 @@ pub fn default_out(scenario: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_frame_taller_than_the_terminal_is_cut_and_says_so() {
+        let frame = (1..=30).map(|i| format!("line {i}\n")).collect::<String>();
+        let fitted = fit_rows(&frame, 10);
+        assert_eq!(
+            fitted.len(),
+            9,
+            "one row left free so the screen never scrolls"
+        );
+        assert_eq!(fitted[0], "line 1");
+        assert_eq!(fitted[7], "line 8");
+        assert!(fitted[8].contains("enlarge the terminal"));
+        assert_eq!(fit_rows(&frame, 40).len(), 30, "a frame that fits is whole");
+    }
 
     #[test]
     fn the_demo_config_fits_every_library_scenario() {

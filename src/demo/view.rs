@@ -353,14 +353,14 @@ impl View {
             Some(c) => format!("   power cut at {}", clock(c)),
             None => String::new(),
         };
-        let _ = writeln!(
-            out,
+        let head = format!(
             "FIREBREAK DEMO · {} · {}× speed · scenario time {} of {}{cut}",
             self.scenario,
             number(self.speed),
             clock(self.sim_s),
             clock(self.duration_s)
         );
+        let _ = writeln!(out, "{}", truncate(&head, width));
         let _ = writeln!(out, "{}", truncate(&self.description, width));
         if !self.status_ok {
             let _ = writeln!(out, "(the agent's status could not be read just now)");
@@ -427,7 +427,9 @@ impl View {
         }
         let _ = writeln!(out, "{}", "─".repeat(width));
         if let Some(o) = &self.outcome {
-            let _ = writeln!(out, "{}", self.verdict(o));
+            for l in wrap(&self.verdict(o), width) {
+                let _ = writeln!(out, "{l}");
+            }
         }
         if !self.rehearsed.is_empty() {
             let _ = writeln!(
@@ -575,6 +577,24 @@ pub fn sparkline(values: &[f64]) -> String {
         .collect()
 }
 
+/// `s` in lines of at most `max` characters, broken at spaces (a longer word is cut).
+fn wrap(s: &str, max: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut cur = String::new();
+    for word in s.split(' ') {
+        let len = cur.chars().count();
+        if len > 0 && len + 1 + word.chars().count() > max {
+            lines.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    lines.push(cur);
+    lines.into_iter().map(|l| truncate(&l, max)).collect()
+}
+
 fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_string()
@@ -680,6 +700,25 @@ mod tests {
         assert!(v
             .verdict(&o)
             .contains("NOT SAFE TO CUT POWER in b3 at 18:20: step `x` failed"));
+    }
+
+    #[test]
+    fn a_narrow_terminal_gets_no_line_wider_than_itself_and_the_whole_verdict() {
+        let mut v = view();
+        v.apply_event(
+            &json!({"event": "safe_to_cut_power", "zone": "b3-battery-room", "incident": "b3-1"}),
+            500.0,
+        );
+        let frame = v.render(60);
+        for l in frame.lines() {
+            assert!(l.chars().count() <= 60, "{l:?} is wider than 60");
+        }
+        let words = frame.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            words.contains("before the scenario cuts the power (at 18:00) ***"),
+            "{frame}"
+        );
+        assert_eq!(wrap("a bb ccc", 4), ["a bb", "ccc"]);
     }
 
     #[test]
