@@ -355,6 +355,9 @@ pub async fn run_until_reloadable(
         power: incident::PowerBoard::new(config.zones.len()),
         cluster,
     });
+    if let Some(c) = &shared.cluster {
+        c.spawn_sync(journal.clone(), cluster_stop.clone());
+    }
 
     // The API is bound before anything starts, so a taken port fails the start loudly.
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<ApiCommand>(32);

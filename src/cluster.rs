@@ -63,6 +63,8 @@ const POLL: Duration = Duration::from_millis(500);
 /// Bound on one etcd request, so that a lost etcd is noticed and the policy applied.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause before an etcd request that found no member is tried again.
+/// How often a finished, unsafe incident is compared with etcd's (`spawn_sync`).
+const SYNC_EVERY: Duration = Duration::from_secs(2);
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// This agent's part in a zone's response.
@@ -607,6 +609,44 @@ impl Cluster {
         }
     }
 
+    /// Keeps finished-but-unsafe incidents of the local journal in line with etcd, until
+    /// `stop`: when a peer has re-run the failed steps (a manual failover asked of it),
+    /// its newer result is recorded here too, so this agent's status page, metrics and
+    /// MQTT status do not go on saying "not safe". An incident that is running or safe
+    /// here is left alone.
+    pub fn spawn_sync(
+        self: &Arc<Self>,
+        journal: crate::journal::Journal,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(SYNC_EVERY) => {}
+                }
+                for zone in 0..me.zones.len() {
+                    let Ok(Some(local)) = journal.load(&me.zones[zone]) else {
+                        continue;
+                    };
+                    if !local.finished || local.safe_to_cut_power == Some(true) {
+                        continue;
+                    }
+                    let Ok(Some(remote)) = me.load_once(zone).await else {
+                        continue;
+                    };
+                    if let Some(newer) = newer_result(&local, remote) {
+                        tracing::warn!(zone = %me.zones[zone], incident = %newer.incident, safe_to_cut_power = ?newer.safe_to_cut_power, "a peer re-ran the zone's failed steps; its result is recorded here");
+                        if let Err(e) = journal.save(&newer) {
+                            tracing::error!(error = %e, incident = %newer.incident, "INCIDENT JOURNAL WRITE FAILED: a restart could repeat or skip steps");
+                        }
+                    }
+                }
+            }
+        })
+    }
+
     /// Registers this agent under `<namespace>/nodes/` (with a lease) and keeps the list
     /// of peers and etcd's reachability current, until `stop`.
     pub fn spawn_presence(
@@ -931,6 +971,16 @@ pub async fn run_failover(
     }
 }
 
+/// etcd's record of the incident, when it is a later finished run of `local` (the same
+/// incident, finished at another time): a peer re-ran the failed steps.
+fn newer_result(local: &Incident, remote: Incident) -> Option<Incident> {
+    (remote.incident == local.incident
+        && remote.finished
+        && remote.finished_at.is_some()
+        && remote.finished_at != local.finished_at)
+        .then_some(remote)
+}
+
 /// etcd lost, policy `act`: the incident runs from the local journal, as without
 /// `[cluster]`.
 async fn run_alone(shared: &Arc<Shared>, zone: usize, candidate: &Incident) -> bool {
@@ -965,4 +1015,47 @@ fn adopt_finished(
     shared.save(&inc);
     cluster.set_role(shared, zone, Role::Done, leader);
     safe
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incident(id: &str, finished_at: Option<&str>, safe: Option<bool>) -> Incident {
+        Incident {
+            incident: id.into(),
+            zone: "b3".into(),
+            runbook: "evacuate".into(),
+            cause: "fire".into(),
+            dry_run: false,
+            started_at: "2026-11-25T10:00:00.000Z".into(),
+            steps: Vec::new(),
+            finished: finished_at.is_some(),
+            finished_at: finished_at.map(str::to_string),
+            safe_to_cut_power: safe,
+            reset_by: None,
+        }
+    }
+
+    #[test]
+    fn only_a_later_finished_run_of_the_same_incident_replaces_the_local_result() {
+        let local = incident("b3-1", Some("10:05"), Some(false));
+        let rerun = incident("b3-1", Some("10:09"), Some(true));
+        assert_eq!(
+            newer_result(&local, rerun.clone()).map(|i| i.finished_at),
+            Some(Some("10:09".into()))
+        );
+        assert!(
+            newer_result(&local, local.clone()).is_none(),
+            "the same run"
+        );
+        assert!(
+            newer_result(&local, incident("b3-1", None, None)).is_none(),
+            "a re-run still going"
+        );
+        assert!(
+            newer_result(&local, incident("b3-2", Some("10:09"), Some(true))).is_none(),
+            "another incident"
+        );
+    }
 }

@@ -335,6 +335,84 @@ fn a_three_member_etcd_with_one_member_down_still_elects_one_leader() {
     rt.block_on(sim.shutdown());
 }
 
+/// Two agents run a fire whose incident channel (an HTTP step) answers 503: the
+/// runbook ends not safe to cut power. Returns (leader, follower) and the receiver's
+/// first failed call counted.
+fn unsafe_first_run(a: &mut Node, b: &mut Node, receiver: &Receiver) -> usize {
+    let leader = first_to(
+        &mut [&mut *a, &mut *b],
+        "the first run's end",
+        Duration::from_secs(120),
+        |e| e["event"] == "runbook_finished",
+    );
+    let other = if leader == 0 { &mut *b } else { &mut *a };
+    other.agent.wait_for(
+        "the follower's cluster_role done",
+        Duration::from_secs(30),
+        |e| e["event"] == "cluster_role" && e["role"] == "done",
+    );
+    assert_eq!(posts_to(receiver, "/incident"), 1);
+    leader
+}
+
+/// Waits until the agent's status says the zone is safe to cut power with no runbook
+/// running.
+fn wait_safe(n: &Node) {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = status(n.port);
+        let zone = &st["zones"][0];
+        if zone["safe_to_cut_power"] == true && zone["runbook_running"] == false {
+            return;
+        }
+        assert!(Instant::now() < until, "{st}\n{}", n.agent.diagnostics());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_manual_failover_asked_of_one_agent_shows_safe_on_both() {
+    let etcd = Etcd::start();
+    let knot = knot();
+    let receiver = Receiver::start(503);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
+    let steps = http_step("tell the incident channel", &receiver.url("/incident"));
+    let mut a = start_node("a", &sim, knot.addr(), &etcd.url(), &steps, "");
+    let mut b = start_node("b", &sim, knot.addr(), &etcd.url(), &steps, "");
+    let leader = unsafe_first_run(&mut a, &mut b, &receiver);
+    for n in [&a, &b] {
+        assert_eq!(status(n.port)["zones"][0]["safe_to_cut_power"], false);
+    }
+    // The operator asks the agent that did not run the first time.
+    receiver.set_status(200);
+    let asked = if leader == 0 { &mut b } else { &mut a };
+    let (code, body) = post(
+        asked.port,
+        &format!("/api/v1/zones/{ZONE}/failover"),
+        Some(TOKEN),
+    );
+    assert_eq!(code, 202, "{body}");
+    asked.agent.wait_for(
+        "safe to cut power on the agent asked",
+        Duration::from_secs(60),
+        |e| e["event"] == "safe_to_cut_power",
+    );
+    // The other agent was not asked: it learns the result from etcd.
+    wait_safe(&a);
+    wait_safe(&b);
+    assert_eq!(posts_to(&receiver, "/incident"), 2);
+    let metrics = get(if leader == 0 { a.port } else { b.port }, "/metrics").1;
+    assert!(
+        metrics.contains(&format!("firebreak_safe_to_cut_power{{zone=\"{ZONE}\"}} 1")),
+        "{metrics}"
+    );
+
+    assert_eq!(a.agent.stop(), Some(0));
+    assert_eq!(b.agent.stop(), Some(0));
+    rt.block_on(sim.shutdown());
+}
+
 #[test]
 fn a_manual_failover_asked_of_both_agents_reruns_the_failed_step_once() {
     let etcd = Etcd::start();
@@ -347,19 +425,7 @@ fn a_manual_failover_asked_of_both_agents_reruns_the_failed_step_once() {
     let serial_before = knot.soa_serial();
     let mut a = start_node("a", &sim, knot.addr(), &etcd.url(), &steps, "");
     let mut b = start_node("b", &sim, knot.addr(), &etcd.url(), &steps, "");
-    let leader = first_to(
-        &mut [&mut a, &mut b],
-        "the first run's end",
-        Duration::from_secs(120),
-        |e| e["event"] == "runbook_finished",
-    );
-    let other = if leader == 0 { &mut b } else { &mut a };
-    other.agent.wait_for(
-        "the follower's cluster_role done",
-        Duration::from_secs(30),
-        |e| e["event"] == "cluster_role" && e["role"] == "done",
-    );
-    assert_eq!(posts_to(&receiver, "/incident"), 1);
+    unsafe_first_run(&mut a, &mut b, &receiver);
     assert_eq!(knot.soa_serial(), serial_before + 1);
 
     // The channel is back; an operator asks both agents, one after the other.
@@ -377,18 +443,8 @@ fn a_manual_failover_asked_of_both_agents_reruns_the_failed_step_once() {
     );
     // Both agents end safe: the one that ran the step, and the one that adopted its
     // result.
-    for n in [&a, &b] {
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            let st = status(n.port);
-            let zone = &st["zones"][0];
-            if zone["safe_to_cut_power"] == true && zone["runbook_running"] == false {
-                break;
-            }
-            assert!(Instant::now() < until, "{st}\n{}", n.agent.diagnostics());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+    wait_safe(&a);
+    wait_safe(&b);
     let events = all_events(&[&a, &b]);
     let diag = || format!("{}\n{}", a.agent.diagnostics(), b.agent.diagnostics());
     assert_eq!(fresh_starts(&events), 1, "{}", diag());
