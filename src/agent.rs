@@ -356,7 +356,7 @@ pub async fn run_until_reloadable(
         cluster,
     });
     if let Some(c) = &shared.cluster {
-        c.spawn_sync(journal.clone(), cluster_stop.clone());
+        c.spawn_sync(shared.clone(), cluster_stop.clone());
     }
 
     // The API is bound before anything starts, so a taken port fails the start loudly.

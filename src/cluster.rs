@@ -616,9 +616,10 @@ impl Cluster {
     /// here is left alone.
     pub fn spawn_sync(
         self: &Arc<Self>,
-        journal: crate::journal::Journal,
+        shared: Arc<Shared>,
         stop: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
+        let journal = shared.journal.clone();
         let me = self.clone();
         tokio::spawn(async move {
             loop {
@@ -638,9 +639,7 @@ impl Cluster {
                     };
                     if let Some(newer) = newer_result(&local, remote) {
                         tracing::warn!(zone = %me.zones[zone], incident = %newer.incident, safe_to_cut_power = ?newer.safe_to_cut_power, "a peer re-ran the zone's failed steps; its result is recorded here");
-                        if let Err(e) = journal.save(&newer) {
-                            tracing::error!(error = %e, incident = %newer.incident, "INCIDENT JOURNAL WRITE FAILED: a restart could repeat or skip steps");
-                        }
+                        shared.adopt(&newer);
                     }
                 }
             }
@@ -1012,7 +1011,7 @@ fn adopt_finished(
 ) -> bool {
     tracing::warn!(zone = %inc.zone, incident = %inc.incident, "the zone's incident has finished in the cluster; nothing to run here");
     let safe = inc.safe_to_cut_power == Some(true);
-    shared.save(&inc);
+    shared.adopt(&inc);
     cluster.set_role(shared, zone, Role::Done, leader);
     safe
 }

@@ -150,6 +150,19 @@ impl Shared {
         }
     }
 
+    /// `[cluster]`: records an incident that finished on a peer (no event of it is
+    /// written here): the local journal, and the MQTT status's verdict.
+    pub fn adopt(&self, incident: &Incident) {
+        self.save(incident);
+        if let Some(s) = &self.status {
+            s.send(crate::sinks::mqtt::StatusMsg::Verdict {
+                zone: incident.zone.clone(),
+                incident: incident.incident.clone(),
+                safe: incident.safe_to_cut_power == Some(true),
+            });
+        }
+    }
+
     /// A failover's journal write: the local file, then (`[cluster]`, while this agent
     /// leads the zone) etcd, fenced by the leadership. Returns whether the run may go on:
     /// `false` when another agent has taken the zone over, or etcd is lost and the policy

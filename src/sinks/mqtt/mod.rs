@@ -143,6 +143,13 @@ pub enum StatusMsg {
         seconds: Option<f64>,
         basis: Option<&'static str>,
     },
+    /// `[cluster]`: a zone's incident finished on a peer (this agent wrote no event for
+    /// it): its id and verdict.
+    Verdict {
+        zone: String,
+        incident: String,
+        safe: bool,
+    },
 }
 
 /// Applies one event to the zone documents; returns the zone it changed. Drills (incident
@@ -479,6 +486,18 @@ impl Publisher {
                 if let Some(zi) = self.zones.iter().position(|z| z.zone == zone) {
                     self.zones[zi].seconds_to_power_loss = seconds;
                     self.zones[zi].power_loss_basis = basis;
+                    self.zones[zi].ts = crate::events::format_ts(SystemTime::now());
+                    self.dirty[zi] = true;
+                }
+            }
+            StatusMsg::Verdict {
+                zone,
+                incident,
+                safe,
+            } => {
+                if let Some(zi) = self.zones.iter().position(|z| z.zone == zone) {
+                    self.zones[zi].incident = Some(incident);
+                    self.zones[zi].safe_to_cut_power = safe;
                     self.zones[zi].ts = crate::events::format_ts(SystemTime::now());
                     self.dirty[zi] = true;
                 }
