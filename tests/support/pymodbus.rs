@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 const MISSING: &str = "pymodbus not found: run scripts/test (it creates target/pyvenv with `pip install pymodbus[serial]==3.16.1`) or set FIREBREAK_PYMODBUS_PYTHON to a python that has it";
 
 pub fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("FIREBREAK_PYMODBUS_PYTHON") {
+    // An empty value counts as unset.
+    if let Some(p) = std::env::var_os("FIREBREAK_PYMODBUS_PYTHON").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyvenv/bin/python");
