@@ -1096,6 +1096,8 @@ impl Engine {
                         "runbook": p.runbook,
                         "running": !p.task.is_finished(),
                         "undone": p.undone,
+                        // `[cluster]`: false on a follower (the leader ran it).
+                        "ran_here": p.ran.load(std::sync::atomic::Ordering::Relaxed),
                     })
                 });
                 serde_json::json!({

@@ -135,6 +135,10 @@ pub struct Cluster {
     peers: Mutex<Vec<String>>,
     reachable: AtomicBool,
     metrics: ClusterMetrics,
+    /// One campaign at a time per zone: a prepare and a failover of one zone decided
+    /// together must not both try for the key (the second would take the first's win for
+    /// a stale leadership and revoke it).
+    campaigning: Vec<tokio::sync::Mutex<()>>,
 }
 
 struct ClusterMetrics {
@@ -245,6 +249,7 @@ impl Cluster {
                 lost_reported: false,
             })
             .collect();
+        let campaigning = zones.iter().map(|_| tokio::sync::Mutex::new(())).collect();
         Ok(Cluster {
             cfg: cfg.clone(),
             client,
@@ -255,6 +260,7 @@ impl Cluster {
             peers: Mutex::new(Vec::new()),
             reachable: AtomicBool::new(false),
             metrics: ClusterMetrics::new(registry),
+            campaigning,
         })
     }
 
@@ -392,6 +398,17 @@ impl Cluster {
             if leader != self.cfg.node {
                 return Ok(Campaign::Lost { leader });
             }
+            // Already leading under the lease this process keeps alive (won for the
+            // zone's prepare runbook, now its failover): the same leadership goes on.
+            let held = self.state()[zone]
+                .lead
+                .as_ref()
+                .filter(|l| l.lease == kv.lease() && l.rev == kv.create_revision())
+                .map(|l| l.rev);
+            if let Some(rev) = held {
+                self.set_reachable(true);
+                return Ok(Campaign::Won(rev));
+            }
             // Our own name under a lease this process does not hold: a leadership from
             // before a restart, or a campaign whose answer was lost. Revoking that lease
             // frees the key (the journal in etcd keeps the incident's progress).
@@ -488,7 +505,18 @@ impl Cluster {
 
     /// One try for the zone's leadership (retried over the endpoints).
     pub async fn campaign(&self, zone: usize) -> Result<Campaign, ClusterError> {
+        let _one = self.campaigning[zone].lock().await;
         self.retry(|| self.campaign_once(zone)).await
+    }
+
+    /// The zone's prepare is over here and no failover followed (undone after the
+    /// cooldown or a reset): its leadership is given up.
+    pub async fn prepare_over(&self, shared: &Shared, zone: usize) {
+        let leading = self.state()[zone].lead.is_some();
+        self.resign(zone).await;
+        if leading {
+            self.set_role(shared, zone, Role::Idle, None);
+        }
     }
 
     /// The zone's incident as the cluster knows it.
@@ -839,6 +867,61 @@ impl Reopen {
             && inc.incident == candidate.incident
             && inc.finished_at == self.finished_at
             && inc.safe_to_cut_power != Some(true)
+    }
+}
+
+/// The clustered form of `incident::dispatch_stage` for a prepare: the agent campaigns
+/// for the zone, and only its leader runs the prepare runbook (the same leadership then
+/// runs the failover, so `failover_waits_for_prepare` waits for the run that matters).
+/// A follower runs nothing; etcd lost: `act` runs it here, `hold` skips it (a prepare
+/// is worth its time only now). `ran` says whether it ran here (its undo runs here too).
+pub fn dispatch_prepare(
+    shared: Arc<Shared>,
+    cluster: Arc<Cluster>,
+    zone: usize,
+    cause: Cause,
+    seq: u32,
+    ran: Arc<AtomicBool>,
+) -> Dispatched {
+    let inc = incident::new_stage_incident(&shared, zone, cause, seq, Stage::Prepare, None);
+    let incident = inc.incident.clone();
+    let (done_tx, done) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        let zone_id = &shared.config.zones[zone].id;
+        let run = match cluster.campaign(zone).await {
+            Ok(Campaign::Won(_)) => {
+                let me = cluster.node().to_string();
+                cluster.set_role(&shared, zone, Role::Leader, Some(me));
+                true
+            }
+            Ok(Campaign::Lost { leader }) => {
+                tracing::warn!(zone = %zone_id, leader = %leader, "the zone's prepare runbook runs on its leader, not here");
+                cluster.set_role(&shared, zone, Role::Follower, Some(leader));
+                false
+            }
+            Err(e) => {
+                cluster.lost(&shared, zone, &e);
+                let act = cluster.policy() == OnClusterLoss::Act;
+                if !act {
+                    tracing::warn!(zone = %zone_id, "etcd lost, on_cluster_loss = hold: the prepare runbook is skipped");
+                }
+                act
+            }
+        };
+        let ok = if run {
+            ran.store(true, Ordering::Relaxed);
+            incident::announce(&shared, &inc, Stage::Prepare, false);
+            incident::run_stage(shared.clone(), zone, inc, Stage::Prepare).await
+        } else {
+            true
+        };
+        let _ = done_tx.send(true);
+        ok
+    });
+    Dispatched {
+        incident,
+        task,
+        done,
     }
 }
 

@@ -60,11 +60,19 @@ namespace = "/firebreak-test"
     // Every node takes the operator token (POSTs need it).
     let token = dir.path().join("api.token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-    let text = std::fs::read_to_string(&config).unwrap().replacen(
+    let mut text = std::fs::read_to_string(&config).unwrap().replacen(
         "[api]\n",
         &format!("[api]\ntoken_file = \"{}\"\n", token.display()),
         1,
     );
+    // `steps` that define the runbook `prepare-b3` make it the zone's prepare runbook.
+    if steps.contains("name = \"prepare-b3\"") {
+        text = text.replacen(
+            "power_reserve = \"5m\"\n",
+            "power_reserve = \"5m\"\nprepare_runbook = \"prepare-b3\"\n",
+            1,
+        );
+    }
     std::fs::write(&config, text).unwrap();
     let agent = Agent::start(&config, &dir.path().join("state/events.jsonl"));
     agent.wait_for_api(port);
@@ -144,6 +152,10 @@ fn status(port: u16) -> serde_json::Value {
 
 fn posts_to(receiver: &Receiver, path: &str) -> usize {
     receiver.posts().iter().filter(|p| p.path == path).count()
+}
+
+fn diagnose(a: &Node, b: &Node) -> String {
+    format!("{}\n{}", a.agent.diagnostics(), b.agent.diagnostics())
 }
 
 fn all_events(nodes: &[&Node]) -> Vec<serde_json::Value> {
@@ -466,6 +478,187 @@ fn a_manual_failover_asked_of_both_agents_reruns_the_failed_step_once() {
         "{}",
         diag()
     );
+
+    assert_eq!(a.agent.stop(), Some(0));
+    assert_eq!(b.agent.stop(), Some(0));
+    rt.block_on(sim.shutdown());
+}
+
+/// A room whose off-gas rises past alarm and stays there: the prepare runbook's cue,
+/// never a failover (one sensor, `confirm = 2`).
+fn offgas_alarm_only(dir: &Path) -> PathBuf {
+    let path = dir.join("offgas-alarm.toml");
+    let flat = |signal: &str, table: &str, address: u16, ty: &str, extra: &str, v: f64| {
+        format!(
+            "[[devices.registers]]\nsignal = \"{signal}\"\ntable = \"{table}\"\naddress = {address}\ntype = \"{ty}\"\n{extra}timeline = [{{ at = \"0s\", set = {v:?} }}]\n"
+        )
+    };
+    let text = format!(
+        "[scenario]\nname = \"offgas-alarm\"\ndescription = \"off-gas past alarm, nothing else\"\nduration = \"600s\"\n\n\
+         [[devices]]\nname = \"env-b3\"\nprotocol = \"modbus-tcp\"\nlisten = \"127.0.0.1:0\"\nunit = 1\n\n{}{}\
+         [[devices.registers]]\nsignal = \"offgas.1\"\ntable = \"holding\"\naddress = 10\ntype = \"u16\"\n\
+         timeline = [{{ at = \"0s\", set = 0.0 }}, {{ at = \"2s\", ramp = 30.0, over = \"2s\" }}]\n\n\
+         [[devices]]\nname = \"ups-b3-1\"\nprotocol = \"modbus-tcp\"\nlisten = \"127.0.0.1:0\"\nunit = 1\n\n{}{}",
+        flat("temp.row1", "input", 0, "i16", "scale = 0.1\n", 23.0),
+        flat("temp.row2", "input", 1, "i16", "scale = 0.1\n", 23.0),
+        flat("status", "holding", 0, "u32", "word_order = \"high_first\"\n", 2.0),
+        flat("runtime", "holding", 128, "u32", "word_order = \"high_first\"\n", 900.0),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn the_prepare_runbook_runs_and_is_undone_once_on_the_zones_leader() {
+    let etcd = Etcd::start();
+    let knot = knot();
+    let receiver = Receiver::start(200);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = hardware_sim::Scenario::from_file(offgas_alarm_only(dir.path())).unwrap();
+    let sim = rt
+        .block_on(hardware_sim::play(
+            scenario,
+            hardware_sim::PlayOptions {
+                speed: 1.0,
+                host: None,
+            },
+        ))
+        .expect("start the simulator");
+    // The zone's prepare runbook: one call at alarm, one to undo it.
+    let steps = format!(
+        "{}\n[[runbooks]]\nname = \"prepare-b3\"\n{}\n{}",
+        http_step("tell the incident channel", &receiver.url("/incident")),
+        http_step("warm the standby site", &receiver.url("/prepare")),
+        http_step("cool the standby site", &receiver.url("/undo"))
+            .replace("[[runbooks.steps]]", "[[runbooks.undo_steps]]"),
+    );
+    let mut a = start_node("a", &sim, knot.addr(), &etcd.url(), &steps, "");
+    let mut b = start_node("b", &sim, knot.addr(), &etcd.url(), &steps, "");
+    let leader = first_to(
+        &mut [&mut a, &mut b],
+        "the prepare's end",
+        Duration::from_secs(60),
+        |e| e["event"] == "runbook_finished",
+    );
+    let (lead, other) = if leader == 0 {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    other
+        .agent
+        .wait_for("the other agent follows", Duration::from_secs(30), |e| {
+            e["event"] == "cluster_role" && e["role"] == "follower"
+        });
+    let events = all_events(&[lead, other]);
+    assert_eq!(
+        count(&events, |e| e["event"] == "runbook_started"
+            && e["stage"] == "prepare"),
+        1,
+        "{}",
+        diagnose(lead, other)
+    );
+    assert_eq!(
+        posts_to(&receiver, "/prepare"),
+        1,
+        "{}",
+        diagnose(lead, other)
+    );
+    assert_eq!(status(other.port)["zones"][0]["prepare"]["ran_here"], false);
+    assert_eq!(status(lead.port)["zones"][0]["prepare"]["ran_here"], true);
+
+    // The operator resets the zone on both agents: the leader undoes its prepare.
+    let path = format!("/api/v1/zones/{ZONE}/reset");
+    for n in [&*other, &*lead] {
+        let (code, body) = post(n.port, &path, Some(TOKEN));
+        assert_eq!(code, 200, "{body}\n{}", n.agent.diagnostics());
+    }
+    lead.agent.wait_for(
+        "the leader's prepare_undone",
+        Duration::from_secs(30),
+        |e| e["event"] == "prepare_undone",
+    );
+    // Undone, the leadership is given up.
+    lead.agent.wait_for(
+        "the leader's cluster_role idle",
+        Duration::from_secs(30),
+        |e| e["event"] == "cluster_role" && e["role"] == "idle",
+    );
+    assert_eq!(posts_to(&receiver, "/undo"), 1, "{}", diagnose(lead, other));
+    assert_eq!(posts_to(&receiver, "/incident"), 0, "no failover");
+    let events = all_events(&[lead, other]);
+    assert_eq!(
+        count(&events, |e| e["event"] == "prepare_undone"),
+        1,
+        "{}",
+        diagnose(lead, other)
+    );
+    assert_eq!(count(&events, |e| e["event"] == "incident_reset"), 2);
+
+    assert_eq!(a.agent.stop(), Some(0));
+    assert_eq!(b.agent.stop(), Some(0));
+    rt.block_on(sim.shutdown());
+}
+
+#[test]
+fn in_a_fire_the_leader_runs_prepare_and_failover_in_one_incident_and_the_follower_neither() {
+    let etcd = Etcd::start();
+    let knot = knot();
+    let receiver = Receiver::start(200);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
+    let steps = format!(
+        "{}\n[[runbooks]]\nname = \"prepare-b3\"\n{}",
+        http_step("tell the incident channel", &receiver.url("/incident")),
+        http_step("warm the standby site", &receiver.url("/prepare")),
+    );
+    let mut a = start_node("a", &sim, knot.addr(), &etcd.url(), &steps, "");
+    let mut b = start_node("b", &sim, knot.addr(), &etcd.url(), &steps, "");
+    let leader = first_to(
+        &mut [&mut a, &mut b],
+        "safe_to_cut_power",
+        Duration::from_secs(120),
+        |e| e["event"] == "safe_to_cut_power",
+    );
+    let (lead, other) = if leader == 0 {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    other.agent.wait_for(
+        "the follower's cluster_role done",
+        Duration::from_secs(30),
+        |e| e["event"] == "cluster_role" && e["role"] == "done",
+    );
+    let started = |n: &Node, stage: &str| -> Vec<String> {
+        n.agent
+            .events()
+            .iter()
+            .filter(|e| e["event"] == "runbook_started" && e["stage"] == stage)
+            .map(|e| e["incident"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let prepare = started(lead, "prepare");
+    assert_eq!(prepare.len(), 1, "{}", diagnose(lead, other));
+    assert_eq!(
+        started(lead, "failover"),
+        prepare,
+        "the failover continues the prepare's incident\n{}",
+        diagnose(lead, other)
+    );
+    assert!(
+        started(other, "prepare").is_empty(),
+        "{}",
+        diagnose(lead, other)
+    );
+    assert!(
+        started(other, "failover").is_empty(),
+        "{}",
+        diagnose(lead, other)
+    );
+    assert_eq!(posts_to(&receiver, "/prepare"), 1);
+    assert_eq!(posts_to(&receiver, "/incident"), 1);
 
     assert_eq!(a.agent.stop(), Some(0));
     assert_eq!(b.agent.stop(), Some(0));

@@ -19,6 +19,9 @@ pub(super) struct PrepareRt {
     pub(super) done: tokio::sync::watch::Receiver<bool>,
     /// Its undo has been started (cooldown or reset).
     pub(super) undone: bool,
+    /// It ran on this agent (always without `[cluster]`; under `[cluster]` only on the
+    /// zone's leader): its undo runs here too.
+    pub(super) ran: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Engine {
@@ -45,15 +48,29 @@ impl Engine {
             return;
         }
         self.seq += 1;
-        let d = incident::dispatch_stage(
-            self.shared.clone(),
-            zone,
-            cause,
-            self.seq,
-            Stage::Prepare,
-            None,
-            None,
-        );
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let d = match self.shared.cluster.clone() {
+            Some(cluster) => {
+                ran.store(false, std::sync::atomic::Ordering::Relaxed);
+                crate::cluster::dispatch_prepare(
+                    self.shared.clone(),
+                    cluster,
+                    zone,
+                    cause,
+                    self.seq,
+                    ran.clone(),
+                )
+            }
+            None => incident::dispatch_stage(
+                self.shared.clone(),
+                zone,
+                cause,
+                self.seq,
+                Stage::Prepare,
+                None,
+                None,
+            ),
+        };
         tracing::warn!(zone = %self.shared.config.zones[zone].id, incident = %d.incident, "prepare runbook started");
         let runbook = incident::stage_steps(&self.shared.config, zone, Stage::Prepare)
             .map(|(rb, _)| rb.name.clone())
@@ -66,6 +83,7 @@ impl Engine {
                 task: d.task,
                 done: d.done,
                 undone: false,
+                ran,
             },
         );
     }
@@ -122,6 +140,13 @@ impl Engine {
         self.seq += 1;
         let shared = self.shared.clone();
         let zone_id = shared.config.zones[zone].id.clone();
+        if !p.ran.load(std::sync::atomic::Ordering::Relaxed) {
+            // `[cluster]`: the zone's leader ran the prepare and undoes it.
+            tracing::info!(zone = %zone_id, incident = %incident, by, "the prepare ran on the zone's leader, not here: nothing to undo");
+            return;
+        }
+        // `[cluster]`: once undone, the zone's leadership (won for the prepare) is free.
+        let release = shared.cluster.clone();
         tracing::warn!(zone = %zone_id, incident = %incident, by, "undoing the prepare runbook");
         let has_steps = incident::stage_steps(&shared.config, zone, Stage::Undo)
             .is_some_and(|(_, steps)| !steps.is_empty());
@@ -132,6 +157,9 @@ impl Engine {
                 by: by.to_string(),
                 ok: true,
             });
+            if let Some(c) = release {
+                tokio::spawn(async move { c.prepare_over(&shared, zone).await });
+            }
             return;
         }
         let d = incident::dispatch_stage(
@@ -151,6 +179,9 @@ impl Engine {
                 by: by.to_string(),
                 ok,
             });
+            if let Some(c) = release {
+                c.prepare_over(&shared, zone).await;
+            }
         });
     }
 
