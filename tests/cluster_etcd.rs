@@ -33,11 +33,12 @@ fn start_node(
 ) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
-    // A short lease makes takeovers quick; a test may set its own.
+    // A 4 s lease: takeovers come quickly, and a loaded CI machine does not lose a
+    // live leader's lease (2 s did, once). A test may set its own.
     let ttl = if cluster_keys.contains("lease_ttl") {
         ""
     } else {
-        "lease_ttl = \"2s\""
+        "lease_ttl = \"4s\""
     };
     let extra = format!(
         r#"{steps}
