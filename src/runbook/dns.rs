@@ -1013,7 +1013,37 @@ pub async fn send_update_fenced(
         id, bytes = request.len(), signed = signer.is_some(), "sending DNS UPDATE"
     );
     let reply = exchange(spec.server, &request, id, spec.timeout).await?;
-    let resp = &reply.message;
+    let judged = judge_update_reply(
+        &reply.message,
+        &reply.bytes,
+        id,
+        signer.as_ref(),
+        &request_mac,
+        &spec.zone,
+    );
+    tracing::debug!(server = %spec.server, id, outcome = ?judged.as_ref().map(|(rcode, _)| rcode), rtt = ?reply.rtt, transport = %reply.transport, "DNS UPDATE answered");
+    let (rcode, tsig_verified) = judged?;
+    Ok(UpdateOutcome {
+        rcode,
+        rtt: reply.rtt,
+        elapsed: started.elapsed(),
+        transport: reply.transport,
+        message_id: id,
+        tsig_verified,
+    })
+}
+
+/// The checks on an UPDATE reply that parsed and carries our id: opcode, TSIG (error
+/// field, signature over `bytes` against `request_mac`, time window) and rcode. Gives the
+/// rcode's name and whether the reply's TSIG verified.
+fn judge_update_reply(
+    resp: &Message,
+    bytes: &[u8],
+    id: u16,
+    signer: Option<&TSigner>,
+    request_mac: &[u8],
+    zone: &str,
+) -> Result<(String, bool), DnsError> {
     if resp.op_code() != OpCode::Update {
         return Err(DnsError::BadResponse(format!(
             "reply to UPDATE id {id} has opcode {:?}",
@@ -1022,7 +1052,7 @@ pub async fn send_update_fenced(
     }
 
     let mut tsig_verified = false;
-    if let Some(signer) = &signer {
+    if let Some(signer) = signer {
         match resp.signature().first().and_then(tsig_of) {
             Some(tsig) => {
                 let err = tsig_error_code(tsig).unwrap_or(0);
@@ -1034,7 +1064,7 @@ pub async fn send_update_fenced(
                     });
                 }
                 let (_, window, _) = signer
-                    .verify_message_byte(Some(&request_mac), &reply.bytes, true)
+                    .verify_message_byte(Some(request_mac), bytes, true)
                     .map_err(|e| {
                         DnsError::BadResponse(format!(
                             "the reply's TSIG signature does not verify ({e}); the reply may be \
@@ -1063,16 +1093,8 @@ pub async fn send_update_fenced(
 
     let rcode = resp.response_code();
     let name = rcode_name(rcode);
-    tracing::debug!(server = %spec.server, id, rcode = %name, rtt = ?reply.rtt, transport = %reply.transport, "DNS UPDATE answered");
     match rcode {
-        ResponseCode::NoError => Ok(UpdateOutcome {
-            rcode: name,
-            rtt: reply.rtt,
-            elapsed: started.elapsed(),
-            transport: reply.transport,
-            message_id: id,
-            tsig_verified,
-        }),
+        ResponseCode::NoError => Ok((name, tsig_verified)),
         ResponseCode::Refused => Err(DnsError::Refused { rcode: name }),
         ResponseCode::NotAuth => Err(DnsError::NotAuth {
             tsig_error: None,
@@ -1085,7 +1107,7 @@ pub async fn send_update_fenced(
             })
         }
         ResponseCode::NotZone => Err(DnsError::NotZone {
-            zone: spec.zone.clone(),
+            zone: zone.to_string(),
         }),
         ResponseCode::NXRRSet
         | ResponseCode::YXRRSet
@@ -1094,6 +1116,22 @@ pub async fn send_update_fenced(
         ResponseCode::ServFail => Err(DnsError::ServerFailure { rcode: name }),
         _ => Err(DnsError::Rejected { rcode: name }),
     }
+}
+
+/// What [`send_update`] does with the bytes of a reply, without a socket: [`check_reply`]
+/// (length, id, parse, QR) then [`judge_update_reply`], with `key` signing and `request_mac`
+/// the MAC of our signed request. Gives the rcode's name and whether the TSIG verified.
+/// Public for the fuzz targets (tests/fuzz).
+pub fn check_update_reply(
+    bytes: &[u8],
+    id: u16,
+    zone: &str,
+    key: Option<&TsigKey>,
+    request_mac: &[u8],
+) -> Result<(String, bool), DnsError> {
+    let signer = key.map(make_signer).transpose()?;
+    let resp = check_reply(bytes, id).map_err(DnsError::BadResponse)?;
+    judge_update_reply(&resp, bytes, id, signer.as_ref(), request_mac, zone)
 }
 
 fn make_signer(key: &TsigKey) -> Result<TSigner, DnsError> {
@@ -1232,9 +1270,20 @@ pub async fn query_rrset_ttl(
         .map_err(|e| DnsError::InvalidSpec(format!("could not encode the query: {e}")))?;
 
     let reply = exchange(server, &request, id, timeout).await?;
-    let resp = &reply.message;
+    judge_query_reply(&reply.message, server, &name, kind)
+}
+
+/// The checks on a query reply that parsed and carries our id: the question matches,
+/// the rcode is NOERROR or NXDOMAIN; then the answers owned by `name` of type `kind`.
+fn judge_query_reply(
+    resp: &Message,
+    server: SocketAddr,
+    name: &Name,
+    kind: RecordKind,
+) -> Result<(Vec<String>, Option<u32>), DnsError> {
+    let rtype = kind.record_type();
     if let Some(q) = resp.queries().first() {
-        if q.name() != &name || q.query_type() != rtype {
+        if q.name() != name || q.query_type() != rtype {
             return Err(DnsError::BadResponse(format!(
                 "reply question {} {} does not match our query {} {}",
                 q.name(),
@@ -1249,7 +1298,7 @@ pub async fn query_rrset_ttl(
         rcode => {
             return Err(DnsError::QueryFailed {
                 server,
-                name: name_text(&name),
+                name: name_text(name),
                 kind,
                 rcode: rcode_name(rcode),
             })
@@ -1258,11 +1307,25 @@ pub async fn query_rrset_ttl(
     let matching = || {
         resp.answers()
             .iter()
-            .filter(|r| r.record_type() == rtype && r.name() == &name)
+            .filter(|r| r.record_type() == rtype && r.name() == name)
     };
     let set: BTreeSet<String> = matching().filter_map(|r| rdata_text(r.data())).collect();
     let ttl = matching().map(|r| r.ttl()).min();
     Ok((set.into_iter().collect(), ttl))
+}
+
+/// What [`query_rrset_ttl`] does with the bytes of a reply to its query for `record`/`kind`
+/// with `id`, without a socket. Public for the fuzz targets (tests/fuzz).
+pub fn check_query_reply(
+    bytes: &[u8],
+    id: u16,
+    server: SocketAddr,
+    record: &str,
+    kind: RecordKind,
+) -> Result<(Vec<String>, Option<u32>), DnsError> {
+    let name = parse_name("record", record)?;
+    let resp = check_reply(bytes, id).map_err(DnsError::BadResponse)?;
+    judge_query_reply(&resp, server, &name, kind)
 }
 
 /// True when the server answers exactly `spec.values` (as a set, normalised) for
