@@ -1675,6 +1675,69 @@ mod tests {
         }
     }
 
+    fn reply_bytes(op: OpCode, rcode: ResponseCode, answers: &[(&str, u32)]) -> Vec<u8> {
+        let name = Name::from_ascii("app.example.com.").unwrap();
+        let mut msg = Message::new();
+        msg.set_id(7)
+            .set_message_type(MessageType::Response)
+            .set_op_code(op)
+            .set_response_code(rcode);
+        msg.add_query(Query::query(name.clone(), RecordType::A));
+        for (ip, ttl) in answers {
+            let data = RData::A(A(ip.parse().unwrap()));
+            msg.add_answer(Record::from_rdata(name.clone(), *ttl, data));
+        }
+        msg.to_vec().unwrap()
+    }
+
+    #[test]
+    fn a_query_reply_gives_the_sorted_values_and_the_lowest_ttl() {
+        let server = "127.0.0.1:53".parse().unwrap();
+        let bytes = reply_bytes(
+            OpCode::Query,
+            ResponseCode::NoError,
+            &[("192.0.2.2", 60), ("192.0.2.1", 30)],
+        );
+        let got = check_query_reply(&bytes, 7, server, "app.example.com", RecordKind::A).unwrap();
+        assert_eq!(
+            got,
+            (vec!["192.0.2.1".into(), "192.0.2.2".into()], Some(30))
+        );
+        let other_id = check_query_reply(&bytes, 8, server, "app.example.com", RecordKind::A);
+        assert!(matches!(other_id, Err(DnsError::BadResponse(_))));
+        let other_name = check_query_reply(&bytes, 7, server, "db.example.com", RecordKind::A);
+        assert!(matches!(other_name, Err(DnsError::BadResponse(_))));
+    }
+
+    #[test]
+    fn an_unsigned_noerror_to_a_signed_update_is_not_trusted() {
+        let key = TsigKey {
+            name: "firebreak".into(),
+            algorithm: TsigAlgorithm::HmacSha256,
+            secret: b"firebreak-test-secret-32-bytes!!".to_vec(),
+        };
+        let ok = reply_bytes(OpCode::Update, ResponseCode::NoError, &[]);
+        let signed = check_update_reply(&ok, 7, "example.com", Some(&key), &[1; 32]);
+        assert!(
+            matches!(signed, Err(DnsError::BadResponse(_))),
+            "{signed:?}"
+        );
+        let unsigned = check_update_reply(&ok, 7, "example.com", None, &[]).unwrap();
+        assert_eq!(unsigned, ("NOERROR".to_string(), false));
+        let notauth = reply_bytes(OpCode::Update, ResponseCode::NotAuth, &[]);
+        let refused = check_update_reply(&notauth, 7, "example.com", Some(&key), &[1; 32]);
+        assert!(
+            matches!(refused, Err(DnsError::NotAuth { signed: true, .. })),
+            "{refused:?}"
+        );
+        let query = reply_bytes(OpCode::Query, ResponseCode::NoError, &[]);
+        let wrong_op = check_update_reply(&query, 7, "example.com", None, &[]);
+        assert!(
+            matches!(wrong_op, Err(DnsError::BadResponse(_))),
+            "{wrong_op:?}"
+        );
+    }
+
     #[test]
     fn retryable_classification() {
         assert!(DnsError::Timeout {
