@@ -13,14 +13,20 @@ fuzz_target!(|data: &[u8]| {
         Ok(loaded) => {
             for w in &loaded.warnings {
                 assert!(!w.message.is_empty());
-                assert!(w.line.is_none_or(|l| (1..=lines).contains(&l)), "{w} outside 1..={lines}");
+                assert!(
+                    w.line.is_none_or(|l| (1..=lines).contains(&l)),
+                    "{w} outside 1..={lines}"
+                );
             }
         }
         Err(e) => {
             assert!(!e.errors.is_empty(), "a refusal without a problem");
             for p in e.errors.iter().chain(&e.warnings) {
                 assert!(!p.message.is_empty());
-                assert!(p.line.is_none_or(|l| (1..=lines).contains(&l)), "{p} outside 1..={lines}");
+                assert!(
+                    p.line.is_none_or(|l| (1..=lines).contains(&l)),
+                    "{p} outside 1..={lines}"
+                );
             }
         }
     }

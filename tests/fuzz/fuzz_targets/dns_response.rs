@@ -48,7 +48,10 @@ fuzz_target!(|data: &[u8]| {
         };
         let request_mac = [0x5au8; 32];
         let signed = check_update_reply(reply, id, "example.test", Some(&key), &request_mac);
-        assert!(signed.is_err(), "a forged reply was taken as success: {signed:?}");
+        assert!(
+            signed.is_err(),
+            "a forged reply was taken as success: {signed:?}"
+        );
         if let Ok((_, verified)) = check_update_reply(reply, id, "example.test", None, &[]) {
             assert!(!verified, "an unsigned exchange cannot verify a TSIG");
         }

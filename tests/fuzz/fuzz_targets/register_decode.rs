@@ -89,7 +89,11 @@ fuzz_target!(|data: &[u8]| {
     let u32v = u32::from_be_bytes(be32.try_into().unwrap());
     if let Some(bit) = bit {
         assert!(v == 0.0 || v == 1.0, "bit {bit} gave {v}");
-        let bits = if kind.width() == 1 { u32::from(a) } else { u32v };
+        let bits = if kind.width() == 1 {
+            u32::from(a)
+        } else {
+            u32v
+        };
         assert_eq!(v, f64::from((bits >> bit) & 1));
         return;
     }
@@ -113,6 +117,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(v.is_finite(), "{input:?} gave {v}");
     }
     if kind == RegType::F32 {
-        assert_eq!(no_data, raw.is_nan(), "{input:?}: NaN words are the no-data pattern");
+        assert_eq!(
+            no_data,
+            raw.is_nan(),
+            "{input:?}: NaN words are the no-data pattern"
+        );
     }
 });

@@ -30,13 +30,23 @@ fuzz_target!(|data: &[u8]| {
     };
     let lines = input.split(|&b| b == b'\n').count() as u64;
     let mut reader = input;
-    match replay_reader(config(), &mut reader, "fuzz", format, false, &mut std::io::sink()) {
+    match replay_reader(
+        config(),
+        &mut reader,
+        "fuzz",
+        format,
+        false,
+        &mut std::io::sink(),
+    ) {
         Ok(report) => {
             let _ = report.summary();
         }
         Err(firebreak::replay::ReplayError::Parse { line, message, .. }) => {
             assert!(!message.is_empty());
-            assert!((1..=lines).contains(&line), "line {line} outside 1..={lines}");
+            assert!(
+                (1..=lines).contains(&line),
+                "line {line} outside 1..={lines}"
+            );
         }
         Err(e) => panic!("reading from memory into a sink failed: {e}"),
     }
