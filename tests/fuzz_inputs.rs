@@ -113,3 +113,33 @@ proptest! {
         let _ = firebreak::runbook::dns::parse_tsig_key_file(&text);
     }
 }
+
+/// Found by reading the replay loop while writing the cargo-fuzz `replay` target (it ticks
+/// the detector through every interval between two samples): one mistyped timestamp (a 2
+/// for a 1 puts it 30 years ahead) made `firebreak replay` tick through ~9.5 G intervals of
+/// 100 ms. A step of more than `MAX_GAP` is now a parse error naming the line.
+#[test]
+fn a_timestamp_decades_ahead_is_refused_not_replayed_tick_by_tick() {
+    use firebreak::replay::{replay_reader, Format, ReplayError};
+    let config = load_str(&contract(), "firebreak.toml", Default::default())
+        .unwrap()
+        .config;
+    let id = &config.sensors[0].id;
+    let replay = |input: String| {
+        replay_reader(
+            &config,
+            &mut input.as_bytes(),
+            "typo.csv",
+            Some(Format::Csv),
+            false,
+            &mut std::io::sink(),
+        )
+    };
+    let typo = format!("1764064800000,{id},21\n2764064800000,{id},22\n");
+    let err = replay(typo).unwrap_err();
+    assert!(matches!(err, ReplayError::Parse { line: 2, .. }), "{err}");
+    assert!(err.to_string().contains("days after the latest"), "{err}");
+    // An hour's pause replays.
+    let pause = format!("1764064800000,{id},21\n1764068400000,{id},22\n");
+    assert_eq!(replay(pause).unwrap().samples, 2);
+}
