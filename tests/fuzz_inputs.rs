@@ -143,3 +143,19 @@ fn a_timestamp_decades_ahead_is_refused_not_replayed_tick_by_tick() {
     let pause = format!("1764064800000,{id},21\n1764068400000,{id},22\n");
     assert_eq!(replay(pause).unwrap().samples, 2);
 }
+
+/// Found by the cargo-fuzz `config` target: a syntax error at the very end of a file that
+/// ends in a newline (an unclosed array) was reported one line past the file's last line.
+#[test]
+fn a_syntax_error_at_the_end_of_the_file_names_its_last_line() {
+    for text in ["a = [1, 2\n", "x = 1\na = [1,\n  2\n"] {
+        let err = load_str(text, "eof.toml", Default::default()).unwrap_err();
+        let last = text.lines().count();
+        assert_eq!(
+            err.errors[0].line,
+            Some(last),
+            "{text:?}: {}",
+            err.errors[0]
+        );
+    }
+}
