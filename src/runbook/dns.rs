@@ -1304,13 +1304,17 @@ fn judge_query_reply(
             })
         }
     }
-    let matching = || {
-        resp.answers()
-            .iter()
-            .filter(|r| r.record_type() == rtype && r.name() == name)
-    };
-    let set: BTreeSet<String> = matching().filter_map(|r| rdata_text(r.data())).collect();
-    let ttl = matching().map(|r| r.ttl()).min();
+    // Only records that carry a value count, for the TTL too: an answer with empty RDATA
+    // (RDLENGTH 0, which hickory reads as an update-style "no data" record) has none
+    // (found by the cargo-fuzz `dns_response` target: it gave a TTL with no values).
+    let answered: Vec<(String, u32)> = resp
+        .answers()
+        .iter()
+        .filter(|r| r.record_type() == rtype && r.name() == name)
+        .filter_map(|r| Some((rdata_text(r.data())?, r.ttl())))
+        .collect();
+    let ttl = answered.iter().map(|(_, ttl)| *ttl).min();
+    let set: BTreeSet<String> = answered.into_iter().map(|(v, _)| v).collect();
     Ok((set.into_iter().collect(), ttl))
 }
 
@@ -1707,6 +1711,17 @@ mod tests {
         assert!(matches!(other_id, Err(DnsError::BadResponse(_))));
         let other_name = check_query_reply(&bytes, 7, server, "db.example.com", RecordKind::A);
         assert!(matches!(other_name, Err(DnsError::BadResponse(_))));
+    }
+
+    #[test]
+    fn an_answer_without_rdata_gives_neither_a_value_nor_a_ttl() {
+        // Found by the cargo-fuzz `dns_response` target: an AAAA answer with RDLENGTH 0.
+        let mut bytes = vec![0, 7, 0x84, 0, 0, 1, 0, 1, 0, 0, 0, 0];
+        bytes.extend_from_slice(b"\x03app\x07example\x03com\x00\x00\x1c\x00\x01");
+        bytes.extend_from_slice(&[0xc0, 0x0c, 0, 0x1c, 0, 1, 0, 0, 0, 30, 0, 0]);
+        let server = "127.0.0.1:53".parse().unwrap();
+        let got = check_query_reply(&bytes, 7, server, "app.example.com", RecordKind::Aaaa);
+        assert_eq!(got.unwrap(), (vec![], None));
     }
 
     #[test]
