@@ -565,6 +565,7 @@ pub fn replay_reader(
     let mut format = format;
     let mut last_ts_text: Vec<u8> = Vec::new();
     let mut last_ts = 0i64;
+    let mut latest: Option<i64> = None;
     let write_err = |source| ReplayError::Write {
         what: "the events".into(),
         source,
@@ -628,6 +629,7 @@ pub fn replay_reader(
                     return Err(parse_err("empty sensor id".into()));
                 }
                 let reading = parse_value(utf8(value).map_err(parse_err)?).map_err(parse_err)?;
+                check_gap(&mut latest, ts).map_err(parse_err)?;
                 engine
                     .push(
                         Record {
@@ -642,6 +644,7 @@ pub fn replay_reader(
             Format::JsonLines => {
                 let text = utf8(bytes).map_err(parse_err)?;
                 let (ts, sensor, reading) = parse_json(text).map_err(parse_err)?;
+                check_gap(&mut latest, ts).map_err(parse_err)?;
                 engine
                     .push(
                         Record {
@@ -656,6 +659,29 @@ pub fn replay_reader(
         }
     }
     engine.finish(out).map_err(write_err)
+}
+
+/// The longest step forward in time between a sample and the latest one before it.
+/// The replay ticks the detector through every interval in between, so one mistyped
+/// timestamp (a 2 for a 1 puts it 30 years ahead) would otherwise keep it busy for
+/// hours; a real recording with a longer pause is replayed as two files.
+pub const MAX_GAP: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Refuses a timestamp more than [`MAX_GAP`] after the latest one so far.
+fn check_gap(latest: &mut Option<i64>, ts: i64) -> Result<(), String> {
+    if let Some(prev) = *latest {
+        let gap = ts.saturating_sub(prev);
+        if gap > MAX_GAP.as_nanos() as i64 {
+            return Err(format!(
+                "timestamp is {} days after the latest one before it (more than {} days: a \
+                 mistyped timestamp? replay a recording with a longer pause as two files)",
+                gap / 86_400_000_000_000,
+                MAX_GAP.as_secs() / 86_400
+            ));
+        }
+    }
+    *latest = Some(latest.map_or(ts, |p| p.max(ts)));
+    Ok(())
 }
 
 fn utf8(bytes: &[u8]) -> Result<&str, String> {

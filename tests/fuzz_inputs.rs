@@ -113,3 +113,49 @@ proptest! {
         let _ = firebreak::runbook::dns::parse_tsig_key_file(&text);
     }
 }
+
+/// Found by reading the replay loop while writing the cargo-fuzz `replay` target (it ticks
+/// the detector through every interval between two samples): one mistyped timestamp (a 2
+/// for a 1 puts it 30 years ahead) made `firebreak replay` tick through ~9.5 G intervals of
+/// 100 ms. A step of more than `MAX_GAP` is now a parse error naming the line.
+#[test]
+fn a_timestamp_decades_ahead_is_refused_not_replayed_tick_by_tick() {
+    use firebreak::replay::{replay_reader, Format, ReplayError};
+    let config = load_str(&contract(), "firebreak.toml", Default::default())
+        .unwrap()
+        .config;
+    let id = &config.sensors[0].id;
+    let replay = |input: String| {
+        replay_reader(
+            &config,
+            &mut input.as_bytes(),
+            "typo.csv",
+            Some(Format::Csv),
+            false,
+            &mut std::io::sink(),
+        )
+    };
+    let typo = format!("1764064800000,{id},21\n2764064800000,{id},22\n");
+    let err = replay(typo).unwrap_err();
+    assert!(matches!(err, ReplayError::Parse { line: 2, .. }), "{err}");
+    assert!(err.to_string().contains("days after the latest"), "{err}");
+    // An hour's pause replays.
+    let pause = format!("1764064800000,{id},21\n1764068400000,{id},22\n");
+    assert_eq!(replay(pause).unwrap().samples, 2);
+}
+
+/// Found by the cargo-fuzz `config` target: a syntax error at the very end of a file that
+/// ends in a newline (an unclosed array) was reported one line past the file's last line.
+#[test]
+fn a_syntax_error_at_the_end_of_the_file_names_its_last_line() {
+    for text in ["a = [1, 2\n", "x = 1\na = [1,\n  2\n"] {
+        let err = load_str(text, "eof.toml", Default::default()).unwrap_err();
+        let last = text.lines().count();
+        assert_eq!(
+            err.errors[0].line,
+            Some(last),
+            "{text:?}: {}",
+            err.errors[0]
+        );
+    }
+}

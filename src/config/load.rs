@@ -155,12 +155,16 @@ fn clean_serde_message(m: &str) -> String {
     m.split(" for key `").next().unwrap_or(m).trim().to_string()
 }
 
+/// 1-based line of byte `offset`. The end of a text that ends in a newline (where
+/// toml_edit places "unclosed array" and the like) counts as its last line, not one past
+/// it (found by the cargo-fuzz `config` target).
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
+    let line = text[..offset.min(text.len())]
         .bytes()
         .filter(|&b| b == b'\n')
         .count()
-        + 1
+        + 1;
+    line.min(text.lines().count().max(1))
 }
 
 enum Seg<'a> {

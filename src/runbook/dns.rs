@@ -1013,7 +1013,37 @@ pub async fn send_update_fenced(
         id, bytes = request.len(), signed = signer.is_some(), "sending DNS UPDATE"
     );
     let reply = exchange(spec.server, &request, id, spec.timeout).await?;
-    let resp = &reply.message;
+    let judged = judge_update_reply(
+        &reply.message,
+        &reply.bytes,
+        id,
+        signer.as_ref(),
+        &request_mac,
+        &spec.zone,
+    );
+    tracing::debug!(server = %spec.server, id, outcome = ?judged.as_ref().map(|(rcode, _)| rcode), rtt = ?reply.rtt, transport = %reply.transport, "DNS UPDATE answered");
+    let (rcode, tsig_verified) = judged?;
+    Ok(UpdateOutcome {
+        rcode,
+        rtt: reply.rtt,
+        elapsed: started.elapsed(),
+        transport: reply.transport,
+        message_id: id,
+        tsig_verified,
+    })
+}
+
+/// The checks on an UPDATE reply that parsed and carries our id: opcode, TSIG (error
+/// field, signature over `bytes` against `request_mac`, time window) and rcode. Gives the
+/// rcode's name and whether the reply's TSIG verified.
+fn judge_update_reply(
+    resp: &Message,
+    bytes: &[u8],
+    id: u16,
+    signer: Option<&TSigner>,
+    request_mac: &[u8],
+    zone: &str,
+) -> Result<(String, bool), DnsError> {
     if resp.op_code() != OpCode::Update {
         return Err(DnsError::BadResponse(format!(
             "reply to UPDATE id {id} has opcode {:?}",
@@ -1022,7 +1052,7 @@ pub async fn send_update_fenced(
     }
 
     let mut tsig_verified = false;
-    if let Some(signer) = &signer {
+    if let Some(signer) = signer {
         match resp.signature().first().and_then(tsig_of) {
             Some(tsig) => {
                 let err = tsig_error_code(tsig).unwrap_or(0);
@@ -1034,7 +1064,7 @@ pub async fn send_update_fenced(
                     });
                 }
                 let (_, window, _) = signer
-                    .verify_message_byte(Some(&request_mac), &reply.bytes, true)
+                    .verify_message_byte(Some(request_mac), bytes, true)
                     .map_err(|e| {
                         DnsError::BadResponse(format!(
                             "the reply's TSIG signature does not verify ({e}); the reply may be \
@@ -1063,16 +1093,8 @@ pub async fn send_update_fenced(
 
     let rcode = resp.response_code();
     let name = rcode_name(rcode);
-    tracing::debug!(server = %spec.server, id, rcode = %name, rtt = ?reply.rtt, transport = %reply.transport, "DNS UPDATE answered");
     match rcode {
-        ResponseCode::NoError => Ok(UpdateOutcome {
-            rcode: name,
-            rtt: reply.rtt,
-            elapsed: started.elapsed(),
-            transport: reply.transport,
-            message_id: id,
-            tsig_verified,
-        }),
+        ResponseCode::NoError => Ok((name, tsig_verified)),
         ResponseCode::Refused => Err(DnsError::Refused { rcode: name }),
         ResponseCode::NotAuth => Err(DnsError::NotAuth {
             tsig_error: None,
@@ -1085,7 +1107,7 @@ pub async fn send_update_fenced(
             })
         }
         ResponseCode::NotZone => Err(DnsError::NotZone {
-            zone: spec.zone.clone(),
+            zone: zone.to_string(),
         }),
         ResponseCode::NXRRSet
         | ResponseCode::YXRRSet
@@ -1094,6 +1116,22 @@ pub async fn send_update_fenced(
         ResponseCode::ServFail => Err(DnsError::ServerFailure { rcode: name }),
         _ => Err(DnsError::Rejected { rcode: name }),
     }
+}
+
+/// What [`send_update`] does with the bytes of a reply, without a socket: [`check_reply`]
+/// (length, id, parse, QR) then [`judge_update_reply`], with `key` signing and `request_mac`
+/// the MAC of our signed request. Gives the rcode's name and whether the TSIG verified.
+/// Public for the fuzz targets (tests/fuzz).
+pub fn check_update_reply(
+    bytes: &[u8],
+    id: u16,
+    zone: &str,
+    key: Option<&TsigKey>,
+    request_mac: &[u8],
+) -> Result<(String, bool), DnsError> {
+    let signer = key.map(make_signer).transpose()?;
+    let resp = check_reply(bytes, id).map_err(DnsError::BadResponse)?;
+    judge_update_reply(&resp, bytes, id, signer.as_ref(), request_mac, zone)
 }
 
 fn make_signer(key: &TsigKey) -> Result<TSigner, DnsError> {
@@ -1232,9 +1270,20 @@ pub async fn query_rrset_ttl(
         .map_err(|e| DnsError::InvalidSpec(format!("could not encode the query: {e}")))?;
 
     let reply = exchange(server, &request, id, timeout).await?;
-    let resp = &reply.message;
+    judge_query_reply(&reply.message, server, &name, kind)
+}
+
+/// The checks on a query reply that parsed and carries our id: the question matches,
+/// the rcode is NOERROR or NXDOMAIN; then the answers owned by `name` of type `kind`.
+fn judge_query_reply(
+    resp: &Message,
+    server: SocketAddr,
+    name: &Name,
+    kind: RecordKind,
+) -> Result<(Vec<String>, Option<u32>), DnsError> {
+    let rtype = kind.record_type();
     if let Some(q) = resp.queries().first() {
-        if q.name() != &name || q.query_type() != rtype {
+        if q.name() != name || q.query_type() != rtype {
             return Err(DnsError::BadResponse(format!(
                 "reply question {} {} does not match our query {} {}",
                 q.name(),
@@ -1249,20 +1298,38 @@ pub async fn query_rrset_ttl(
         rcode => {
             return Err(DnsError::QueryFailed {
                 server,
-                name: name_text(&name),
+                name: name_text(name),
                 kind,
                 rcode: rcode_name(rcode),
             })
         }
     }
-    let matching = || {
-        resp.answers()
-            .iter()
-            .filter(|r| r.record_type() == rtype && r.name() == &name)
-    };
-    let set: BTreeSet<String> = matching().filter_map(|r| rdata_text(r.data())).collect();
-    let ttl = matching().map(|r| r.ttl()).min();
+    // Only records that carry a value count, for the TTL too: an answer with empty RDATA
+    // (RDLENGTH 0, which hickory reads as an update-style "no data" record) has none
+    // (found by the cargo-fuzz `dns_response` target: it gave a TTL with no values).
+    let answered: Vec<(String, u32)> = resp
+        .answers()
+        .iter()
+        .filter(|r| r.record_type() == rtype && r.name() == name)
+        .filter_map(|r| Some((rdata_text(r.data())?, r.ttl())))
+        .collect();
+    let ttl = answered.iter().map(|(_, ttl)| *ttl).min();
+    let set: BTreeSet<String> = answered.into_iter().map(|(v, _)| v).collect();
     Ok((set.into_iter().collect(), ttl))
+}
+
+/// What [`query_rrset_ttl`] does with the bytes of a reply to its query for `record`/`kind`
+/// with `id`, without a socket. Public for the fuzz targets (tests/fuzz).
+pub fn check_query_reply(
+    bytes: &[u8],
+    id: u16,
+    server: SocketAddr,
+    record: &str,
+    kind: RecordKind,
+) -> Result<(Vec<String>, Option<u32>), DnsError> {
+    let name = parse_name("record", record)?;
+    let resp = check_reply(bytes, id).map_err(DnsError::BadResponse)?;
+    judge_query_reply(&resp, server, &name, kind)
 }
 
 /// True when the server answers exactly `spec.values` (as a set, normalised) for
@@ -1610,6 +1677,80 @@ mod tests {
             let junk: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37) ^ n).collect();
             let _ = check_reply(&junk, 0);
         }
+    }
+
+    fn reply_bytes(op: OpCode, rcode: ResponseCode, answers: &[(&str, u32)]) -> Vec<u8> {
+        let name = Name::from_ascii("app.example.com.").unwrap();
+        let mut msg = Message::new();
+        msg.set_id(7)
+            .set_message_type(MessageType::Response)
+            .set_op_code(op)
+            .set_response_code(rcode);
+        msg.add_query(Query::query(name.clone(), RecordType::A));
+        for (ip, ttl) in answers {
+            let data = RData::A(A(ip.parse().unwrap()));
+            msg.add_answer(Record::from_rdata(name.clone(), *ttl, data));
+        }
+        msg.to_vec().unwrap()
+    }
+
+    #[test]
+    fn a_query_reply_gives_the_sorted_values_and_the_lowest_ttl() {
+        let server = "127.0.0.1:53".parse().unwrap();
+        let bytes = reply_bytes(
+            OpCode::Query,
+            ResponseCode::NoError,
+            &[("192.0.2.2", 60), ("192.0.2.1", 30)],
+        );
+        let got = check_query_reply(&bytes, 7, server, "app.example.com", RecordKind::A).unwrap();
+        assert_eq!(
+            got,
+            (vec!["192.0.2.1".into(), "192.0.2.2".into()], Some(30))
+        );
+        let other_id = check_query_reply(&bytes, 8, server, "app.example.com", RecordKind::A);
+        assert!(matches!(other_id, Err(DnsError::BadResponse(_))));
+        let other_name = check_query_reply(&bytes, 7, server, "db.example.com", RecordKind::A);
+        assert!(matches!(other_name, Err(DnsError::BadResponse(_))));
+    }
+
+    #[test]
+    fn an_answer_without_rdata_gives_neither_a_value_nor_a_ttl() {
+        // Found by the cargo-fuzz `dns_response` target: an AAAA answer with RDLENGTH 0.
+        let mut bytes = vec![0, 7, 0x84, 0, 0, 1, 0, 1, 0, 0, 0, 0];
+        bytes.extend_from_slice(b"\x03app\x07example\x03com\x00\x00\x1c\x00\x01");
+        bytes.extend_from_slice(&[0xc0, 0x0c, 0, 0x1c, 0, 1, 0, 0, 0, 30, 0, 0]);
+        let server = "127.0.0.1:53".parse().unwrap();
+        let got = check_query_reply(&bytes, 7, server, "app.example.com", RecordKind::Aaaa);
+        assert_eq!(got.unwrap(), (vec![], None));
+    }
+
+    #[test]
+    fn an_unsigned_noerror_to_a_signed_update_is_not_trusted() {
+        let key = TsigKey {
+            name: "firebreak".into(),
+            algorithm: TsigAlgorithm::HmacSha256,
+            secret: b"firebreak-test-secret-32-bytes!!".to_vec(),
+        };
+        let ok = reply_bytes(OpCode::Update, ResponseCode::NoError, &[]);
+        let signed = check_update_reply(&ok, 7, "example.com", Some(&key), &[1; 32]);
+        assert!(
+            matches!(signed, Err(DnsError::BadResponse(_))),
+            "{signed:?}"
+        );
+        let unsigned = check_update_reply(&ok, 7, "example.com", None, &[]).unwrap();
+        assert_eq!(unsigned, ("NOERROR".to_string(), false));
+        let notauth = reply_bytes(OpCode::Update, ResponseCode::NotAuth, &[]);
+        let refused = check_update_reply(&notauth, 7, "example.com", Some(&key), &[1; 32]);
+        assert!(
+            matches!(refused, Err(DnsError::NotAuth { signed: true, .. })),
+            "{refused:?}"
+        );
+        let query = reply_bytes(OpCode::Query, ResponseCode::NoError, &[]);
+        let wrong_op = check_update_reply(&query, 7, "example.com", None, &[]);
+        assert!(
+            matches!(wrong_op, Err(DnsError::BadResponse(_))),
+            "{wrong_op:?}"
+        );
     }
 
     #[test]

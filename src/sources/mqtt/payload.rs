@@ -111,14 +111,15 @@ fn bare(text: &str) -> Option<f64> {
         "false" | "FALSE" | "False" => return Some(0.0),
         _ => {}
     }
-    // Only plain decimal notation: `inf`, `NaN` and hex are not readings.
+    // Only plain decimal notation: `inf`, `NaN` and hex are not readings, nor is a number
+    // too large for f64 (`1e999` parses to infinity).
     if !text
         .bytes()
         .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'))
     {
         return None;
     }
-    text.parse::<f64>().ok()
+    text.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
 fn number(v: &serde_json::Value) -> Option<f64> {
@@ -224,6 +225,25 @@ mod tests {
             value(b"inf", None).unwrap_err().fault(),
             FaultKind::BadPayload
         );
+    }
+
+    #[test]
+    fn a_number_too_large_for_f64_is_a_fault_not_infinity() {
+        // Found writing the fuzz target's invariant (tests/fuzz: a reading is finite).
+        for p in [&b"1e999"[..], b"-1e400"] {
+            assert_eq!(value(p, None).unwrap_err().fault(), FaultKind::BadPayload);
+        }
+        let p = br#"{"t": 1e999}"#;
+        assert_eq!(
+            value(p, Some("/t")).unwrap_err().fault(),
+            FaultKind::BadPayload
+        );
+        let p = br#"{"t": "1e999"}"#;
+        assert_eq!(
+            value(p, Some("/t")).unwrap_err().fault(),
+            FaultKind::NotNumeric
+        );
+        assert_eq!(value(b"1e308", None), Ok(1e308));
     }
 
     #[test]
