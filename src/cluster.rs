@@ -967,33 +967,23 @@ pub async fn run_failover(
         // peer, or this agent before its lease ran out) opened and announced it, and
         // this run is a resume, whatever its steps' state.
         let (inc, opened) = match cluster.load(zone).await {
-            Ok(Some(inc)) if reopens(&inc) => {
-                let rev = cluster.fence(zone).unwrap_or_default();
-                match cluster.save_fenced(zone, rev, &candidate).await {
-                    Ok(()) => {
-                        tracing::warn!(zone = %zone_id, incident = %candidate.incident, "manual failover: this agent leads the zone and runs the steps that did not succeed again");
-                        (candidate.clone(), false)
-                    }
-                    Err(ClusterError::Deposed) => continue,
-                    Err(e) => {
-                        cluster.lost(&shared, zone, &e);
-                        if cluster.policy() == OnClusterLoss::Act {
-                            return run_alone(&shared, zone, &candidate).await;
-                        }
-                        tokio::time::sleep(POLL).await;
-                        continue;
-                    }
-                }
-            }
-            Ok(Some(inc)) if inc.finished => {
+            Ok(Some(inc)) if inc.finished && !reopens(&inc) => {
                 cluster.resign(zone).await;
                 return adopt_finished(&shared, &cluster, zone, inc, None);
             }
-            Ok(Some(inc)) => (inc, false),
-            Ok(None) => {
+            Ok(Some(inc)) if !reopens(&inc) => (inc, false),
+            // Nothing in etcd yet (this leadership opens the incident), or the finished
+            // run a manual failover reopens: this leader writes `candidate`.
+            Ok(fresh_or_reopened) => {
+                let opens = fresh_or_reopened.is_none();
                 let rev = cluster.fence(zone).unwrap_or_default();
                 match cluster.save_fenced(zone, rev, &candidate).await {
-                    Ok(()) => (candidate.clone(), true),
+                    Ok(()) => {
+                        if !opens {
+                            tracing::warn!(zone = %zone_id, incident = %candidate.incident, "manual failover: this agent leads the zone and runs the steps that did not succeed again");
+                        }
+                        (candidate.clone(), opens)
+                    }
                     Err(ClusterError::Deposed) => continue,
                     Err(e) => {
                         cluster.lost(&shared, zone, &e);

@@ -155,6 +155,40 @@ fn posts_to(receiver: &Receiver, path: &str) -> usize {
     receiver.posts().iter().filter(|p| p.path == path).count()
 }
 
+/// A single-member etcd, Knot, an HTTP receiver answering `status`, and the simulator
+/// playing the off-gas-then-heat fire at 2x.
+struct Fire {
+    etcd: Etcd,
+    knot: support::knot::Knot,
+    receiver: Receiver,
+    rt: tokio::runtime::Runtime,
+    sim: hardware_sim::PlayHandle,
+}
+
+fn fire(status: u16) -> Fire {
+    let etcd = Etcd::start();
+    let knot = knot();
+    let receiver = Receiver::start(status);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
+    Fire {
+        etcd,
+        knot,
+        receiver,
+        rt,
+        sim,
+    }
+}
+
+/// Stops every node (each must exit 0), then the simulator.
+fn shut_down(rt: tokio::runtime::Runtime, sim: hardware_sim::PlayHandle, nodes: &mut [&mut Node]) {
+    for n in nodes.iter_mut() {
+        let diagnostics = n.agent.diagnostics();
+        assert_eq!(n.agent.stop(), Some(0), "{diagnostics}");
+    }
+    rt.block_on(sim.shutdown());
+}
+
 fn diagnose(a: &Node, b: &Node) -> String {
     format!("{}\n{}", a.agent.diagnostics(), b.agent.diagnostics())
 }
@@ -165,11 +199,13 @@ fn all_events(nodes: &[&Node]) -> Vec<serde_json::Value> {
 
 #[test]
 fn two_agents_one_fire_run_the_runbook_exactly_once() {
-    let etcd = Etcd::start();
-    let knot = knot();
-    let receiver = Receiver::start(200);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
+    let Fire {
+        etcd,
+        knot,
+        receiver,
+        rt,
+        sim,
+    } = fire(200);
     let steps = http_step("tell the incident channel", &receiver.url("/incident"));
     let serial_before = knot.soa_serial();
     let mut a = start_node(
@@ -288,9 +324,7 @@ fn two_agents_one_fire_run_the_runbook_exactly_once() {
     );
     assert!(metrics.contains("firebreak_cluster_peers 2"), "{metrics}");
 
-    assert_eq!(a.agent.stop(), Some(0));
-    assert_eq!(b.agent.stop(), Some(0));
-    rt.block_on(sim.shutdown());
+    shut_down(rt, sim, &mut [&mut a, &mut b]);
     drop(etcd);
 }
 
@@ -343,9 +377,7 @@ fn a_three_member_etcd_with_one_member_down_still_elects_one_leader() {
     );
     assert_eq!(posts_to(&receiver, "/incident"), 1);
 
-    assert_eq!(a.agent.stop(), Some(0));
-    assert_eq!(b.agent.stop(), Some(0));
-    rt.block_on(sim.shutdown());
+    shut_down(rt, sim, &mut [&mut a, &mut b]);
 }
 
 /// Two agents run a fire whose incident channel (an HTTP step) answers 503: the
@@ -385,11 +417,13 @@ fn wait_safe(n: &Node) {
 
 #[test]
 fn a_manual_failover_asked_of_one_agent_shows_safe_on_both() {
-    let etcd = Etcd::start();
-    let knot = knot();
-    let receiver = Receiver::start(503);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
+    let Fire {
+        etcd,
+        knot,
+        receiver,
+        rt,
+        sim,
+    } = fire(503);
     let steps = http_step("tell the incident channel", &receiver.url("/incident"));
     let mut a = start_node("a", &sim, knot.addr(), &etcd.url(), &steps, "");
     let mut b = start_node("b", &sim, knot.addr(), &etcd.url(), &steps, "");
@@ -421,19 +455,19 @@ fn a_manual_failover_asked_of_one_agent_shows_safe_on_both() {
         "{metrics}"
     );
 
-    assert_eq!(a.agent.stop(), Some(0));
-    assert_eq!(b.agent.stop(), Some(0));
-    rt.block_on(sim.shutdown());
+    shut_down(rt, sim, &mut [&mut a, &mut b]);
 }
 
 #[test]
 fn a_manual_failover_asked_of_both_agents_reruns_the_failed_step_once() {
-    let etcd = Etcd::start();
-    let knot = knot();
     // The incident channel is down at first: the runbook ends without safe to cut.
-    let receiver = Receiver::start(503);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
+    let Fire {
+        etcd,
+        knot,
+        receiver,
+        rt,
+        sim,
+    } = fire(503);
     let steps = http_step("tell the incident channel", &receiver.url("/incident"));
     let serial_before = knot.soa_serial();
     let mut a = start_node("a", &sim, knot.addr(), &etcd.url(), &steps, "");
@@ -480,9 +514,7 @@ fn a_manual_failover_asked_of_both_agents_reruns_the_failed_step_once() {
         diag()
     );
 
-    assert_eq!(a.agent.stop(), Some(0));
-    assert_eq!(b.agent.stop(), Some(0));
-    rt.block_on(sim.shutdown());
+    shut_down(rt, sim, &mut [&mut a, &mut b]);
 }
 
 /// A room whose off-gas rises past alarm and stays there: the prepare runbook's cue,
@@ -597,18 +629,18 @@ fn the_prepare_runbook_runs_and_is_undone_once_on_the_zones_leader() {
     );
     assert_eq!(count(&events, |e| e["event"] == "incident_reset"), 2);
 
-    assert_eq!(a.agent.stop(), Some(0));
-    assert_eq!(b.agent.stop(), Some(0));
-    rt.block_on(sim.shutdown());
+    shut_down(rt, sim, &mut [&mut a, &mut b]);
 }
 
 #[test]
 fn in_a_fire_the_leader_runs_prepare_and_failover_in_one_incident_and_the_follower_neither() {
-    let etcd = Etcd::start();
-    let knot = knot();
-    let receiver = Receiver::start(200);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
+    let Fire {
+        etcd,
+        knot,
+        receiver,
+        rt,
+        sim,
+    } = fire(200);
     let steps = format!(
         "{}\n[[runbooks]]\nname = \"prepare-b3\"\n{}",
         http_step("tell the incident channel", &receiver.url("/incident")),
@@ -661,18 +693,18 @@ fn in_a_fire_the_leader_runs_prepare_and_failover_in_one_incident_and_the_follow
     assert_eq!(posts_to(&receiver, "/prepare"), 1);
     assert_eq!(posts_to(&receiver, "/incident"), 1);
 
-    assert_eq!(a.agent.stop(), Some(0));
-    assert_eq!(b.agent.stop(), Some(0));
-    rt.block_on(sim.shutdown());
+    shut_down(rt, sim, &mut [&mut a, &mut b]);
 }
 
 #[test]
 fn killed_leader_is_replaced_and_no_step_runs_twice() {
-    let etcd = Etcd::start();
-    let knot = knot();
-    let receiver = Receiver::start(200);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let sim = start_sim(&rt, "offgas-then-heat.toml", 2.0);
+    let Fire {
+        etcd,
+        knot,
+        receiver,
+        rt,
+        sim,
+    } = fire(200);
     let steps = format!(
         "{}\n[[runbooks.steps]]\nname = \"hold the line\"\ntype = \"wait\"\nduration = \"10s\"\n{}",
         http_step("first call", &receiver.url("/first")),
@@ -772,8 +804,7 @@ fn killed_leader_is_replaced_and_no_step_runs_twice() {
         1
     );
 
-    assert_eq!(other.agent.stop(), Some(0));
-    rt.block_on(sim.shutdown());
+    shut_down(rt, sim, &mut [other]);
     drop(etcd);
 }
 
@@ -851,9 +882,7 @@ fn lost_etcd_acts_alone_under_act_and_holds_under_hold_until_it_is_back() {
     );
     assert_eq!(posts_to(&receiver, "/incident"), 2);
 
-    assert_eq!(act.agent.stop(), Some(0));
-    assert_eq!(hold.agent.stop(), Some(0));
-    rt.block_on(sim.shutdown());
+    shut_down(rt, sim, &mut [&mut act, &mut hold]);
 }
 
 #[test]
@@ -915,8 +944,7 @@ fn an_agent_authenticates_to_etcd_with_username_and_password_file() {
     assert_eq!(inc["safe_to_cut_power"], true);
     assert_eq!(status(n.port)["cluster"]["peers"][0], "auth");
 
-    assert_eq!(n.agent.stop(), Some(0));
-    rt.block_on(sim.shutdown());
+    shut_down(rt, sim, &mut [&mut n]);
 }
 
 #[test]
@@ -955,8 +983,7 @@ fn an_agent_talks_to_etcd_over_tls_with_a_client_certificate() {
     assert_eq!(s["cluster"]["reachable"], true, "{s}");
     assert_eq!(s["cluster"]["peers"][0], "tls", "{s}");
 
-    assert_eq!(n.agent.stop(), Some(0));
-    rt.block_on(sim.shutdown());
+    shut_down(rt, sim, &mut [&mut n]);
 }
 
 #[test]
