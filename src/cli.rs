@@ -1,7 +1,13 @@
 //! Command-line interface: what each command does, in `firebreak --help`.
 
-use clap::{Parser, Subcommand};
+use crate::logging::LogFormat;
+use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the agent's config lives when neither `--config` nor `FIREBREAK_CONFIG` says
+/// (the Debian package installs it there).
+pub const DEFAULT_CONFIG: &str = "/etc/firebreak/firebreak.toml";
 
 /// Firebreak watches server-room battery rooms (temperature, off-gas, smoke, UPS) and, on
 /// fire or power risk, runs the zone's failover runbook and declares when it is safe to cut
@@ -9,10 +15,17 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "firebreak", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
-    /// Log filter (also RUST_LOG), e.g. "info", "firebreak=debug" [default: info; for
-    /// `demo`, errors only, so that the log does not cover the demo's own view].
-    #[arg(long, global = true)]
+    /// Log filter, e.g. "info", "warn,firebreak=debug" [default: info; for `demo`, errors
+    /// only, so that the log does not cover the demo's own view]. A filter that does not
+    /// parse is an error.
+    #[arg(long, global = true, env = "RUST_LOG", value_name = "FILTER",
+          value_parser = crate::logging::parse_filter)]
     pub log: Option<String>,
+    /// Log line format: text for people, json (one object per line) for log shippers.
+    /// Under systemd each line also carries its journald priority (`journalctl -p err`).
+    #[arg(long, global = true, env = "FIREBREAK_LOG_FORMAT", value_enum,
+          default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -25,8 +38,9 @@ pub enum Command {
     /// names is missing. Environment variables FIREBREAK__SECTION__KEY override the file
     /// (e.g. FIREBREAK__AGENT__DRY_RUN=true).
     Run {
-        /// Path to the config file (see config/firebreak.toml for every key).
-        #[arg(long, short, value_name = "PATH")]
+        /// Path to the config file (config/firebreak.toml documents every key).
+        #[arg(long, short, value_name = "PATH", env = "FIREBREAK_CONFIG",
+              default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Run even as root. The agent needs no privileges (run it as a `firebreak` user,
         /// as the systemd unit does); without this flag it refuses to start as root.
@@ -36,8 +50,9 @@ pub enum Command {
     /// Parse and validate a config, print a summary; exit 0 when valid, 64 with every
     /// problem (key path and line) when not. Missing secret files are warnings here.
     CheckConfig {
-        /// Path to the config file.
-        #[arg(long, short, value_name = "PATH")]
+        /// Path to the config file (config/firebreak.toml documents every key).
+        #[arg(long, short, value_name = "PATH", env = "FIREBREAK_CONFIG",
+              default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Fire drill: run a zone's runbook in dry run (every check that changes nothing: the
@@ -45,7 +60,9 @@ pub enum Command {
     /// the command exists) and print a pass/fail table. Exit 0 when every step passes, 1
     /// otherwise. Runs locally; needs no running agent.
     Drill {
-        #[arg(long, short, value_name = "PATH")]
+        /// Path to the config file (config/firebreak.toml documents every key).
+        #[arg(long, short, value_name = "PATH", env = "FIREBREAK_CONFIG",
+              default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Zone id.
         #[arg(long)]
@@ -54,7 +71,9 @@ pub enum Command {
     /// Ask a running agent to fail a zone over now (POST /api/v1/zones/ZONE/failover,
     /// with the token from `[api] token_file`).
     Failover {
-        #[arg(long, short, value_name = "PATH")]
+        /// Path to the config file (config/firebreak.toml documents every key).
+        #[arg(long, short, value_name = "PATH", env = "FIREBREAK_CONFIG",
+              default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         #[arg(long)]
         zone: String,
@@ -62,7 +81,9 @@ pub enum Command {
     /// Ask a running agent to reset a zone's incident after the danger is over
     /// (POST /api/v1/zones/ZONE/reset).
     Reset {
-        #[arg(long, short, value_name = "PATH")]
+        /// Path to the config file (config/firebreak.toml documents every key).
+        #[arg(long, short, value_name = "PATH", env = "FIREBREAK_CONFIG",
+              default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         #[arg(long)]
         zone: String,
@@ -82,7 +103,9 @@ pub enum Command {
     /// the input cannot be read.
     Replay {
         /// Path to the config file (sensors, zones and detection parameters).
-        #[arg(long, short, value_name = "PATH")]
+        /// Path to the config file (config/firebreak.toml documents every key).
+        #[arg(long, short, value_name = "PATH", env = "FIREBREAK_CONFIG",
+              default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Recorded samples (.csv or .jsonl).
         #[arg(long, short, value_name = "FILE")]
@@ -91,6 +114,7 @@ pub enum Command {
         #[arg(long, value_name = "OUT")]
         json: Option<PathBuf>,
     },
+    #[cfg(feature = "demo")]
     /// Play a scenario of the simulator's library (by default the Pangyo-like fire) on a
     /// simulated room and watch the agent fail it over: simulator, embedded MQTT broker and
     /// agent in this one process, no setup, no external services. Ends with a report
@@ -113,6 +137,14 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Stands in for `demo` in an agent built without it (the production package): says
+    /// how to get the demo instead of "unrecognized subcommand".
+    #[cfg(not(feature = "demo"))]
+    #[command(hide = true)]
+    Demo {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
     /// Commissioning: read a device or watch a topic and print every plausible decoding,
     /// before writing the config. Read-only.
     Probe {
@@ -132,9 +164,9 @@ pub enum ProbeCommand {
         url: String,
         #[arg(long, default_value_t = 1)]
         unit: u8,
-        /// holding | input | coil | discrete
-        #[arg(long, default_value = "holding")]
-        table: String,
+        /// The register table to read.
+        #[arg(long, value_enum, default_value_t = ProbeTable::Holding)]
+        table: ProbeTable,
         /// First register or bit (0-based PDU address, as in the config).
         #[arg(long, default_value_t = 0)]
         address: u16,
@@ -143,9 +175,9 @@ pub enum ProbeCommand {
         /// Multiply every decoding by this (as the config's `scale`).
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
-        /// Connect and read timeout, e.g. "1s".
-        #[arg(long, default_value = "2s")]
-        timeout: String,
+        /// Connect and read timeout, e.g. "1s", "500ms".
+        #[arg(long, default_value = "2s", value_parser = parse_duration_arg)]
+        timeout: Duration,
     },
     /// Subscribe and print every message, and what a json_pointer extracts from it.
     ///
@@ -167,12 +199,43 @@ pub enum ProbeCommand {
         /// Exit after this many messages (0: run until Ctrl-C or --for).
         #[arg(long, default_value_t = 0)]
         count: usize,
-        /// Exit after this long, e.g. "30s".
-        #[arg(long = "for")]
-        duration: Option<String>,
+        /// Exit after this long, e.g. "30s", "2m".
+        #[arg(long = "for", value_parser = parse_duration_arg)]
+        duration: Option<Duration>,
     },
 }
 
+/// A Modbus table, as `--table` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProbeTable {
+    /// Holding registers (function 3).
+    Holding,
+    /// Input registers (function 4).
+    Input,
+    /// Coils (function 1).
+    Coil,
+    /// Discrete inputs (function 2).
+    Discrete,
+}
+
+impl From<ProbeTable> for crate::config::Table {
+    fn from(t: ProbeTable) -> Self {
+        match t {
+            ProbeTable::Holding => crate::config::Table::Holding,
+            ProbeTable::Input => crate::config::Table::Input,
+            ProbeTable::Coil => crate::config::Table::Coil,
+            ProbeTable::Discrete => crate::config::Table::Discrete,
+        }
+    }
+}
+
+/// A duration flag, in the config's grammar ("250ms", "5s", "2m"); a bad one is clap's
+/// usage error.
+fn parse_duration_arg(text: &str) -> Result<Duration, String> {
+    crate::config::units::parse_duration(text)
+}
+
+#[cfg(feature = "demo")]
 const DEMO_HELP: &str =
     "Scenarios: dropout, encoding, frozen-sensor, hvac-failure, li-ion-runaway, \
 normal-day, normal-day-full, nuisance-spike, nuisance-spikes, offgas-clears, offgas-then-heat, \
@@ -180,7 +243,7 @@ pangyo-replay, room-charge-stopped, room-runaway, utility-loss.\n\
 Steps the demo has no system for (pager, DNS, load balancer) are configured `dry_run = true` \
 in config/demo.toml: they say what they would do and are left out of the safe-to-cut verdict.";
 
-#[cfg(test)]
+#[cfg(all(test, feature = "demo"))]
 mod tests {
     #[test]
     fn the_demo_help_names_every_library_scenario() {

@@ -8,11 +8,13 @@ pub mod cli;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod detect;
 pub mod events;
 pub mod incident;
 pub mod journal;
+pub mod logging;
 pub mod ops;
 pub mod probe;
 pub mod replay;

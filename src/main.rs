@@ -5,6 +5,17 @@ use firebreak::cli::{Cli, Command};
 use firebreak::config::{self, ConfigError};
 use std::process::ExitCode;
 
+/// The binary's own messages to stderr (errors before exit, config problems) go through
+/// `logging::stderr_lines`, which gives them journald priorities under systemd.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {
+        firebreak::logging::stderr_lines(&format!($($arg)*))
+    };
+}
+
+/// clap's exit status for a command line it cannot use.
+#[cfg(not(feature = "demo"))]
+const EX_CLI_USAGE: u8 = 2;
 /// `EX_USAGE` from sysexits.h: the configuration is wrong.
 const EX_USAGE: u8 = 64;
 /// `EX_DATAERR`: the replay input is malformed.
@@ -22,17 +33,7 @@ fn main() -> ExitCode {
         Command::Demo { .. } => "error,rumqttd=off",
         _ => "info",
     };
-    let filter = cli
-        .log
-        .clone()
-        .or_else(|| std::env::var("RUST_LOG").ok())
-        .unwrap_or_else(|| default.to_string());
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    firebreak::logging::init(cli.log.as_deref(), default, cli.log_format);
 
     match cli.command {
         Command::CheckConfig { config: path } => match config::load(&path) {
@@ -147,6 +148,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        #[cfg(not(feature = "demo"))]
+        Command::Demo { .. } => {
+            eprintln!(
+                "error: this firebreak was built without the demo (the production agent, as \
+                 packaged, carries no simulator). Run the demo from the source tree: \
+                 `cargo run --release -- demo`"
+            );
+            ExitCode::from(EX_CLI_USAGE)
+        }
+        #[cfg(feature = "demo")]
         Command::Demo {
             scenario,
             speed,
@@ -196,7 +207,6 @@ fn remote(path: &std::path::Path, zone: &str, action: &str, by: Option<String>) 
 
 fn probe(what: firebreak::cli::ProbeCommand) -> ExitCode {
     use firebreak::cli::ProbeCommand;
-    use firebreak::config::units::parse_duration;
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -218,25 +228,10 @@ fn probe(what: firebreak::cli::ProbeCommand) -> ExitCode {
             scale,
             timeout,
         } => {
-            let table = match table.as_str() {
-                "holding" => firebreak::config::Table::Holding,
-                "input" => firebreak::config::Table::Input,
-                "coil" => firebreak::config::Table::Coil,
-                "discrete" => firebreak::config::Table::Discrete,
-                other => {
-                    return usage(format!(
-                        "--table `{other}`: holding, input, coil or discrete"
-                    ))
-                }
-            };
-            let timeout = match parse_duration(&timeout) {
-                Ok(t) => t,
-                Err(e) => return usage(format!("--timeout: {e}")),
-            };
             let p = firebreak::probe::ModbusProbe {
                 url,
                 unit,
-                table,
+                table: table.into(),
                 address,
                 count,
                 scale,
@@ -255,10 +250,6 @@ fn probe(what: firebreak::cli::ProbeCommand) -> ExitCode {
             count,
             duration,
         } => {
-            let duration = match duration.as_deref().map(parse_duration).transpose() {
-                Ok(d) => d,
-                Err(e) => return usage(format!("--for: {e}")),
-            };
             let p = firebreak::probe::MqttProbe {
                 url,
                 topic,
