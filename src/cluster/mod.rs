@@ -20,6 +20,10 @@
 //! nothing until etcd is back. Either way a `cluster_lost` event and a metric say so.
 //!
 //! Without `[cluster]` none of this exists and the agent runs alone as before.
+//!
+//! etcd is spoken to through its JSON gateway (`etcd.rs`).
+
+pub mod etcd;
 
 use crate::config::{Cluster as ClusterConfig, OnClusterLoss};
 use crate::detect::Cause;
