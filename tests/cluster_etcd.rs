@@ -890,20 +890,7 @@ fn an_agent_authenticates_to_etcd_with_username_and_password_file() {
     let etcd = Etcd::start();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let password = "correct horse battery staple";
-    let mut admin = rt.block_on(async {
-        let mut c = etcd_client::Client::connect([etcd.url()], None)
-            .await
-            .unwrap();
-        c.user_add("root", password, None).await.unwrap();
-        c.user_grant_role("root", "root").await.unwrap();
-        c.auth_enable().await.unwrap();
-        etcd_client::Client::connect(
-            [etcd.url()],
-            Some(etcd_client::ConnectOptions::new().with_user("root", password)),
-        )
-        .await
-        .unwrap()
-    });
+    etcd.enable_auth(password);
     let secrets = tempfile::tempdir().unwrap();
     let password_file = secrets.path().join("etcd.password");
     std::fs::write(&password_file, format!("{password}\n")).unwrap();
@@ -932,13 +919,15 @@ fn an_agent_authenticates_to_etcd_with_username_and_password_file() {
         n.agent.diagnostics()
     );
     // The journal in etcd (read with the same credentials) has the finished incident.
-    let stored = rt.block_on(async {
-        admin
-            .get(format!("/firebreak-test/zones/{ZONE}/incident"), None)
-            .await
-            .unwrap()
-    });
-    let inc: serde_json::Value = serde_json::from_slice(stored.kvs()[0].value()).unwrap();
+    let stored = etcd.ctl(
+        Some(&format!("root:{password}")),
+        &[
+            "get",
+            "--print-value-only",
+            &format!("/firebreak-test/zones/{ZONE}/incident"),
+        ],
+    );
+    let inc: serde_json::Value = serde_json::from_slice(&stored).unwrap();
     assert_eq!(inc["incident"], safe["incident"]);
     assert_eq!(inc["finished"], true);
     assert_eq!(inc["safe_to_cut_power"], true);
