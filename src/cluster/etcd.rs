@@ -21,11 +21,13 @@
 //!
 //! Behaviour the agent relies on:
 //! - No request is sent by `Client::new`: a down etcd at start shows at the first call.
-//! - Each attempt is bounded by `Options::timeout` (connecting included).
+//! - A call is bounded by `Options::timeout` as a whole (connecting, authenticating and
+//!   every endpoint tried included), as one gRPC request with a deadline would be.
 //! - With several endpoints, a call starts at the one that answered last; when that one
 //!   does not answer (refused, timed out, or etcd says it is unavailable: no leader, a
-//!   stopping member) the next is tried, each once. Other errors are etcd's answer and
-//!   are returned at once.
+//!   stopping member) the next is tried, each once, within the same time; the next call
+//!   starts after the one that failed. Other errors are etcd's answer and are returned at
+//!   once.
 //! - With credentials, the client authenticates (`/v3/auth/authenticate`) before its
 //!   first request and sends the token in `Authorization`; when etcd rejects the token
 //!   (expired: simple tokens live 5 minutes by default, or the auth store changed) it
@@ -118,7 +120,7 @@ impl std::fmt::Debug for Credentials {
 pub struct Options {
     /// Client URLs (`http://` or `https://`, host and port).
     pub endpoints: Vec<String>,
-    /// Bound on one attempt on one endpoint, connecting included.
+    /// Bound on one call, every endpoint tried included.
     pub timeout: Duration,
     /// The CA (PEM) that signs etcd's server certificate; the only one trusted when set.
     pub ca_pem: Option<Vec<u8>>,
@@ -137,8 +139,10 @@ struct Inner {
     http: reqwest::Client,
     /// The endpoints without a trailing `/`.
     endpoints: Vec<String>,
-    /// The endpoint that answered last: calls start there.
+    /// The endpoint that answered last (or the one after the last that did not): calls
+    /// start there.
     current: AtomicUsize,
+    timeout: Duration,
     credentials: Option<Credentials>,
     token: Mutex<Option<String>>,
     /// One authentication at a time: callers that find the token rejected together
@@ -205,6 +209,7 @@ impl Client {
                 http,
                 endpoints,
                 current: AtomicUsize::new(0),
+                timeout: opts.timeout,
                 credentials: opts.credentials,
                 token: Mutex::new(None),
                 authenticating: tokio::sync::Mutex::new(()),
@@ -311,26 +316,47 @@ impl Client {
     }
 
     /// Posts `body` to `path`, from the endpoint that answered last on to the others
-    /// while an endpoint does not answer; which endpoint answered, and its answer.
+    /// while an endpoint does not answer, all within the timeout; which endpoint
+    /// answered, and its answer.
     async fn post(&self, path: &str, body: Bytes) -> Result<(usize, Bytes), Error> {
         let n = self.inner.endpoints.len();
+        let deadline = tokio::time::Instant::now() + self.inner.timeout;
         let start = self.inner.current.load(Ordering::Relaxed);
         let mut last = None;
         for i in 0..n {
             let at = (start + i) % n;
-            match self.post_to(at, path, body.clone()).await {
+            let r = tokio::time::timeout_at(deadline, self.post_to(at, path, body.clone()))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::Transport {
+                        endpoint: self.endpoint(at),
+                        detail: format!("timed out after {:?}", self.inner.timeout),
+                    })
+                });
+            match r {
                 Ok(text) => {
                     self.inner.current.store(at, Ordering::Relaxed);
                     return Ok((at, text));
                 }
                 Err(e) if e.is_unavailable() => {
                     tracing::debug!(endpoint = %self.inner.endpoints[at], error = %e, "etcd endpoint did not answer");
+                    // The next call starts after this one (unless another call has
+                    // moved on meanwhile).
+                    let _ = self.inner.current.compare_exchange(
+                        at,
+                        (at + 1) % n,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
                     last = Some(e);
+                    if tokio::time::Instant::now() >= deadline {
+                        break;
+                    }
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(last.expect("at least one endpoint"))
+        Err(last.expect("at least one endpoint tried"))
     }
 
     /// One endpoint: authenticated first when there are credentials, and once more when
@@ -1142,6 +1168,106 @@ mod tests {
             ..opts(&["https://etcd:2379"])
         };
         assert!(matches!(Client::new(bad_identity), Err(Error::Config(_))));
+    }
+
+    /// A port that accepts connections (the kernel's backlog) and never answers.
+    fn black_hole() -> (std::net::TcpListener, String) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        (l, url)
+    }
+
+    /// A port where nothing listens: connections are refused.
+    fn refused() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    }
+
+    /// An HTTP server answering every request with `body` (200, JSON).
+    async fn answering(body: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    // The request: headers, then Content-Length bytes of body.
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        let Ok(n) = c.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        req.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&req).to_ascii_lowercase();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let len = text
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            if req.len() >= end + 4 + len {
+                                break;
+                            }
+                        }
+                    }
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = c.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        url
+    }
+
+    fn client(endpoints: Vec<String>, timeout: Duration) -> Client {
+        Client::new(Options {
+            endpoints,
+            timeout,
+            ..Options::default()
+        })
+        .unwrap()
+    }
+
+    const ONE_KEY: &str = r#"{"header":{"revision":"2"},"kvs":[{"key":"aw==","create_revision":"2","mod_revision":"2","version":"1","value":"dg=="}],"count":"1"}"#;
+
+    #[tokio::test]
+    async fn a_refused_endpoint_is_passed_over_within_the_same_call() {
+        let live = answering(ONE_KEY).await;
+        let c = client(vec![refused(), live], Duration::from_secs(2));
+        let kv = c.get("k").await.unwrap().unwrap();
+        assert_eq!(kv.value_str(), Some("v"));
+    }
+
+    #[tokio::test]
+    async fn endpoints_that_never_answer_cost_one_timeout_not_one_each() {
+        let holes: Vec<_> = (0..3).map(|_| black_hole()).collect();
+        let timeout = Duration::from_millis(500);
+        let c = client(holes.iter().map(|(_, u)| u.clone()).collect(), timeout);
+        let started = std::time::Instant::now();
+        let e = c.get("k").await.unwrap_err();
+        let took = started.elapsed();
+        assert!(matches!(e, Error::Transport { .. }), "{e:?}");
+        assert!(
+            took < Duration::from_millis(1200),
+            "one call, three silent endpoints: {took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn after_a_silent_endpoint_the_next_call_starts_at_the_next_one() {
+        let (_hole, silent) = black_hole();
+        let live = answering(ONE_KEY).await;
+        let c = client(vec![silent, live], Duration::from_millis(500));
+        // The silent endpoint takes the whole call's time.
+        assert!(c.get("k").await.is_err());
+        // The retry goes to the other one.
+        assert_eq!(c.get("k").await.unwrap().unwrap().value, b"v");
     }
 
     #[test]
