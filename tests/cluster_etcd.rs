@@ -890,20 +890,7 @@ fn an_agent_authenticates_to_etcd_with_username_and_password_file() {
     let etcd = Etcd::start();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let password = "correct horse battery staple";
-    let mut admin = rt.block_on(async {
-        let mut c = etcd_client::Client::connect([etcd.url()], None)
-            .await
-            .unwrap();
-        c.user_add("root", password, None).await.unwrap();
-        c.user_grant_role("root", "root").await.unwrap();
-        c.auth_enable().await.unwrap();
-        etcd_client::Client::connect(
-            [etcd.url()],
-            Some(etcd_client::ConnectOptions::new().with_user("root", password)),
-        )
-        .await
-        .unwrap()
-    });
+    etcd.enable_auth(password);
     let secrets = tempfile::tempdir().unwrap();
     let password_file = secrets.path().join("etcd.password");
     std::fs::write(&password_file, format!("{password}\n")).unwrap();
@@ -932,13 +919,15 @@ fn an_agent_authenticates_to_etcd_with_username_and_password_file() {
         n.agent.diagnostics()
     );
     // The journal in etcd (read with the same credentials) has the finished incident.
-    let stored = rt.block_on(async {
-        admin
-            .get(format!("/firebreak-test/zones/{ZONE}/incident"), None)
-            .await
-            .unwrap()
-    });
-    let inc: serde_json::Value = serde_json::from_slice(stored.kvs()[0].value()).unwrap();
+    let stored = etcd.ctl(
+        Some(&format!("root:{password}")),
+        &[
+            "get",
+            "--print-value-only",
+            &format!("/firebreak-test/zones/{ZONE}/incident"),
+        ],
+    );
+    let inc: serde_json::Value = serde_json::from_slice(&stored).unwrap();
     assert_eq!(inc["incident"], safe["incident"]);
     assert_eq!(inc["finished"], true);
     assert_eq!(inc["safe_to_cut_power"], true);
@@ -1132,5 +1121,79 @@ fn cluster_keys_have_documented_defaults() {
             .iter()
             .any(|p| p.to_string().contains("cluster.etcd") && p.to_string().contains("https://")),
         "{errors:#?}"
+    );
+}
+
+/// The gateway client itself against a real etcd: the calls `[cluster]` makes, a first
+/// endpoint that refuses connections, authentication, and a token that expires between
+/// two requests.
+#[test]
+fn the_etcd_client_moves_past_a_dead_endpoint_and_authenticates_again_when_its_token_expires() {
+    use firebreak::cluster::etcd::{Client, Compare, Credentials, Op, Options, Txn};
+    // Simple tokens that expire 1 s after their last use.
+    let etcd = Etcd::start_args(&["--auth-token", "simple", "--auth-token-ttl", "1"]);
+    etcd.enable_auth("s3cret");
+    let dead = format!("http://127.0.0.1:{}", support::free_port());
+    let client = Client::new(Options {
+        endpoints: vec![dead, etcd.url()],
+        timeout: Duration::from_secs(2),
+        credentials: Some(Credentials {
+            user: "root".into(),
+            password: "s3cret".into(),
+        }),
+        ..Options::default()
+    })
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // A leadership: a lease, and the key created only if absent.
+        let lease = client.lease_grant(5).await.unwrap();
+        let campaign = |node: &'static str| {
+            Txn::new()
+                .when([Compare::create_revision_is("/t/leader", 0)])
+                .and_then([Op::put("/t/leader", node, lease)])
+                .or_else([Op::get("/t/leader")])
+        };
+        let won = client.txn(&campaign("a")).await.unwrap();
+        assert!(won.succeeded);
+        let rev = won.header.unwrap().revision;
+        let lost = client.txn(&campaign("b")).await.unwrap();
+        assert!(!lost.succeeded);
+        assert_eq!(
+            lost.kvs().map(|kv| kv.value_str()).collect::<Vec<_>>(),
+            vec![Some("a")]
+        );
+        let kv = client.get("/t/leader").await.unwrap().unwrap();
+        assert_eq!((kv.create_revision, kv.lease), (rev, lease));
+        assert!(client.lease_keep_alive(lease).await.unwrap() > 0);
+
+        // The token expires; the next request authenticates again.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let fenced = Txn::new()
+            .when([Compare::create_revision_is("/t/leader", rev)])
+            .and_then([Op::put("/t/journal", "step 1", 0)]);
+        assert!(client.txn(&fenced).await.unwrap().succeeded);
+        client.put("/t/nodes/a", "a", lease).await.unwrap();
+        client.put("/t/nodes/b", "b", 0).await.unwrap();
+        client.put("/t/nodesx", "not a node", 0).await.unwrap();
+        let nodes: Vec<_> = client
+            .get_prefix("/t/nodes/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|kv| kv.value)
+            .collect();
+        assert_eq!(nodes, [b"a".to_vec(), b"b".to_vec()]);
+
+        // The lease ends: its keys go, and a keep-alive says it is gone.
+        client.lease_revoke(lease).await.unwrap();
+        assert_eq!(client.lease_keep_alive(lease).await.unwrap(), 0);
+        assert!(client.get("/t/leader").await.unwrap().is_none());
+        assert!(!client.txn(&fenced).await.unwrap().succeeded, "deposed");
+    });
+    assert!(
+        etcd.log().contains("invalid auth token"),
+        "the token did expire: {}",
+        etcd.log()
     );
 }

@@ -1,5 +1,6 @@
 //! A real single-node etcd on 127.0.0.1 (ephemeral client and peer ports, temp data dir)
-//! for the `[cluster]` tests. Missing binary: the test fails naming the package.
+//! for the `[cluster]` tests, and `etcdctl` to set it up or look into it. Missing binary:
+//! the test fails naming the package.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -7,6 +8,8 @@ use std::time::{Duration, Instant};
 
 const NOT_FOUND: &str =
     "etcd not found: install it with `apt-get install etcd-server` (Debian's etcd 3.4)";
+const CTL_NOT_FOUND: &str =
+    "etcdctl not found: install it with `apt-get install etcd-client` (Debian's etcd 3.4)";
 const START_ATTEMPTS: usize = 3;
 const READY_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -24,34 +27,49 @@ pub struct Etcd {
     /// TLS for clients: a dir with `ca.crt`, `server.crt/key` (`mosquitto::make_certs`);
     /// clients must show a certificate signed by the CA.
     tls: Option<PathBuf>,
+    /// More etcd flags (`start_args`).
+    args: Vec<String>,
+}
+
+fn find(name: &str) -> Option<PathBuf> {
+    ["/usr/bin", "/usr/local/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
 }
 
 fn find_etcd() -> Option<PathBuf> {
-    ["/usr/bin/etcd", "/usr/local/bin/etcd"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
+    find("etcd")
 }
 
 impl Etcd {
     /// Starts etcd and waits until it answers `/health`; panics with its log otherwise.
     pub fn start() -> Etcd {
-        Etcd::start_with(None)
+        Etcd::start_with(None, &[])
+    }
+
+    /// As `start`, with more etcd flags (e.g. `--auth-token-ttl`).
+    pub fn start_args(args: &[&str]) -> Etcd {
+        Etcd::start_with(None, args)
     }
 
     /// Starts etcd whose clients must use TLS with a client certificate: certificates are
     /// made in `certs` (`ca.crt`, `server.*`, `client.*`); `url()` is `https://`.
     pub fn start_tls(certs: &Path) -> Etcd {
-        super::mosquitto::make_certs(certs);
-        Etcd::start_with(Some(certs.to_path_buf()))
+        // etcd's JSON gateway passes each request on to etcd's own gRPC server with the
+        // server certificate as its client certificate: under `--client-cert-auth` that
+        // certificate must allow client authentication too (etcd-io/etcd#9785, #16590).
+        super::mosquitto::make_certs_with(certs, "serverAuth,clientAuth");
+        Etcd::start_with(Some(certs.to_path_buf()), &[])
     }
 
-    fn start_with(tls: Option<PathBuf>) -> Etcd {
+    fn start_with(tls: Option<PathBuf>, args: &[&str]) -> Etcd {
         let binary = find_etcd().unwrap_or_else(|| panic!("{NOT_FOUND}"));
         let mut last = String::new();
         for attempt in 1..=START_ATTEMPTS {
             let mut etcd = Etcd::member(&binary, "test");
             etcd.tls = tls.clone();
+            etcd.args = args.iter().map(|a| a.to_string()).collect();
             etcd.initial_cluster = format!("test={}", etcd.peer_url());
             etcd.spawn();
             match etcd.wait_ready() {
@@ -81,6 +99,7 @@ impl Etcd {
             initial_cluster: String::new(),
             metrics_port: super::free_port(),
             tls: None,
+            args: Vec::new(),
         }
     }
 
@@ -148,6 +167,7 @@ impl Etcd {
             .arg(&self.initial_cluster)
             .arg("--listen-metrics-urls")
             .arg(format!("http://127.0.0.1:{}", self.metrics_port))
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
@@ -200,6 +220,47 @@ impl Etcd {
 
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("etcd.log")
+    }
+
+    /// Runs `etcdctl` (v3 API) against this etcd, as `user` (`name:password`) when given;
+    /// its output. Panics with etcdctl's error when it fails.
+    pub fn ctl(&self, user: Option<&str>, args: &[&str]) -> Vec<u8> {
+        let etcdctl = find("etcdctl").unwrap_or_else(|| panic!("{CTL_NOT_FOUND}"));
+        let mut cmd = Command::new(etcdctl);
+        cmd.env("ETCDCTL_API", "3")
+            .arg("--endpoints")
+            .arg(self.url())
+            .arg("--command-timeout=10s");
+        if let Some(d) = &self.tls {
+            cmd.arg("--cacert")
+                .arg(d.join("ca.crt"))
+                .arg("--cert")
+                .arg(d.join("client.crt"))
+                .arg("--key")
+                .arg(d.join("client.key"));
+        }
+        if let Some(u) = user {
+            cmd.arg("--user").arg(u);
+        }
+        let out = cmd
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run etcdctl: {e}"));
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// Creates the user `root` with `password` and turns authentication on.
+    pub fn enable_auth(&self, password: &str) {
+        self.ctl(None, &["user", "add", &format!("root:{password}")]);
+        self.ctl(None, &["user", "grant-role", "root", "root"]);
+        self.ctl(None, &["auth", "enable"]);
     }
 
     pub fn dir(&self) -> &Path {

@@ -62,6 +62,12 @@ fn world_readable(p: &Path, mode: u32) {
 /// Makes `ca.crt`, `server.crt/key` (SAN DNS:localhost, IP:127.0.0.1) and `client.crt/key`
 /// in `dir` with openssl.
 pub fn make_certs(dir: &Path) {
+    make_certs_with(dir, "serverAuth")
+}
+
+/// As `make_certs`, with the server certificate's extended key usage `server_usage`
+/// (etcd's JSON gateway also uses the server certificate as a client certificate).
+pub fn make_certs_with(dir: &Path, server_usage: &str) {
     let openssl = find("openssl").expect("openssl not found: apt-get install -y openssl");
     let ec = [
         "-newkey",
@@ -76,11 +82,11 @@ pub fn make_certs(dir: &Path) {
         .args(ec)
         .args(["-keyout", "ca.key", "-out", "ca.crt", "-days", "2"])
         .args(["-subj", "/CN=firebreak test CA"]));
+    let server = format!(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage={server_usage}\n"
+    );
     for (name, ext) in [
-        (
-            "server",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-        ),
+        ("server", server.as_str()),
         (
             "client",
             "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",

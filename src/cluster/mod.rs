@@ -20,15 +20,17 @@
 //! nothing until etcd is back. Either way a `cluster_lost` event and a metric say so.
 //!
 //! Without `[cluster]` none of this exists and the agent runs alone as before.
+//!
+//! etcd is spoken to through its JSON gateway (`etcd.rs`).
+
+pub mod etcd;
 
 use crate::config::{Cluster as ClusterConfig, OnClusterLoss};
 use crate::detect::Cause;
 use crate::events::Event;
 use crate::incident::{self, Dispatched, Shared, Stage};
 use crate::journal::{Incident, StepStatus};
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
-};
+use etcd::{Compare, Op, Txn};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -54,17 +56,22 @@ pub enum ClusterError {
     Corrupt(serde_json::Error),
 }
 
-fn unreachable(e: etcd_client::Error) -> ClusterError {
-    ClusterError::Unreachable(e.to_string())
+/// Any failed etcd request is a lost etcd for the caller (`on_cluster_loss`), whether no
+/// member answered or etcd refused it; only a client that cannot be built is not.
+fn unreachable(e: etcd::Error) -> ClusterError {
+    match e {
+        etcd::Error::Config(e) => ClusterError::Client(e),
+        e => ClusterError::Unreachable(e.to_string()),
+    }
 }
 
 /// How often a follower (or a holding agent) tries for the leadership again.
 const POLL: Duration = Duration::from_millis(500);
 /// Bound on one etcd request, so that a lost etcd is noticed and the policy applied.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-/// Pause before an etcd request that found no member is tried again.
 /// How often a finished, unsafe incident is compared with etcd's (`spawn_sync`).
 const SYNC_EVERY: Duration = Duration::from_secs(2);
+/// Pause before an etcd request that found no member is tried again.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// This agent's part in a zone's response.
@@ -126,10 +133,9 @@ pub enum Campaign {
 /// The etcd coordinator shared by the engine and the runbook tasks.
 pub struct Cluster {
     cfg: ClusterConfig,
-    client: Client,
-    /// `username` and the password from `password_file`.
-    creds: Option<(String, String)>,
-    authenticated: AtomicBool,
+    /// Authenticates by itself (before its first request, and again when the token is
+    /// rejected) when `username` is set.
+    client: etcd::Client,
     zones: Vec<String>,
     state: Mutex<Vec<ZoneState>>,
     peers: Mutex<Vec<String>>,
@@ -195,16 +201,14 @@ impl ClusterMetrics {
 }
 
 impl Cluster {
-    /// Builds the client. Connecting is lazy (no request is sent here) unless `username`
-    /// is set, when etcd hands out a token first.
+    /// Builds the client. Connecting is lazy: no request is sent here (with `username`,
+    /// the client authenticates before its first request), so an etcd that is away at
+    /// start is an `on_cluster_loss` case like any other.
     pub async fn connect(
         cfg: &ClusterConfig,
         zones: Vec<String>,
         registry: &prometheus::Registry,
     ) -> Result<Cluster, ClusterError> {
-        let mut opts = ConnectOptions::new()
-            .with_timeout(REQUEST_TIMEOUT)
-            .with_connect_timeout(REQUEST_TIMEOUT);
         let read = |key: &'static str, path: &std::path::Path| {
             std::fs::read(path).map_err(|source| ClusterError::Secret {
                 key,
@@ -212,34 +216,32 @@ impl Cluster {
                 source,
             })
         };
-        if cfg.ca_file.is_some() || cfg.cert_file.is_some() {
-            let mut tls = etcd_client::TlsOptions::new();
-            if let Some(ca) = &cfg.ca_file {
-                tls = tls.ca_certificate(etcd_client::Certificate::from_pem(read("ca_file", ca)?));
-            }
-            if let (Some(cert), Some(key)) = (&cfg.cert_file, &cfg.key_file) {
-                tls = tls.identity(etcd_client::Identity::from_pem(
-                    read("cert_file", cert)?,
-                    read("key_file", key)?,
-                ));
-            }
-            opts = opts.with_tls(tls);
-        }
-        // Design: credentials are not given to `connect`, which would authenticate at once
-        // and fail the start while etcd is away; `authenticate` does it before the first
-        // request instead, so a lost etcd is an `on_cluster_loss` case like any other.
-        let creds = match (&cfg.username, &cfg.password_file) {
-            (Some(user), Some(file)) => Some((
-                user.clone(),
-                String::from_utf8_lossy(&read("password_file", file)?)
-                    .trim()
-                    .to_string(),
-            )),
+        let ca_pem = cfg
+            .ca_file
+            .as_deref()
+            .map(|ca| read("ca_file", ca))
+            .transpose()?;
+        let identity_pem = match (&cfg.cert_file, &cfg.key_file) {
+            (Some(cert), Some(key)) => Some((read("cert_file", cert)?, read("key_file", key)?)),
             _ => None,
         };
-        let client = Client::connect(&cfg.etcd, Some(opts))
-            .await
-            .map_err(|e| ClusterError::Client(e.to_string()))?;
+        let credentials = match (&cfg.username, &cfg.password_file) {
+            (Some(user), Some(file)) => Some(etcd::Credentials {
+                user: user.clone(),
+                password: String::from_utf8_lossy(&read("password_file", file)?)
+                    .trim()
+                    .to_string(),
+            }),
+            _ => None,
+        };
+        let client = etcd::Client::new(etcd::Options {
+            endpoints: cfg.etcd.clone(),
+            timeout: REQUEST_TIMEOUT,
+            ca_pem,
+            identity_pem,
+            credentials,
+        })
+        .map_err(|e| ClusterError::Client(e.to_string()))?;
         let state = zones
             .iter()
             .map(|_| ZoneState {
@@ -253,8 +255,6 @@ impl Cluster {
         Ok(Cluster {
             cfg: cfg.clone(),
             client,
-            creds,
-            authenticated: AtomicBool::new(false),
             zones,
             state: Mutex::new(state),
             peers: Mutex::new(Vec::new()),
@@ -262,24 +262,6 @@ impl Cluster {
             metrics: ClusterMetrics::new(registry),
             campaigning,
         })
-    }
-
-    /// Authenticates once (when `username` is set); afterwards the client refreshes an
-    /// expired token by itself.
-    async fn authenticate(&self) -> Result<(), ClusterError> {
-        let Some(creds) = &self.creds else {
-            return Ok(());
-        };
-        if self.authenticated.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        self.client
-            .clone()
-            .update_user(Some(creds.clone()))
-            .await
-            .map_err(unreachable)?;
-        self.authenticated.store(true, Ordering::Relaxed);
-        Ok(())
     }
 
     pub fn node(&self) -> &str {
@@ -389,11 +371,9 @@ impl Cluster {
 
     /// One try for the zone's leadership.
     async fn campaign_once(&self, zone: usize) -> Result<Campaign, ClusterError> {
-        self.authenticate().await?;
         let key = self.key(zone, "leader");
-        let mut kv = self.client.kv_client();
-        let current = kv.get(key.clone(), None).await.map_err(unreachable)?;
-        if let Some(kv) = current.kvs().first() {
+        let current = self.client.get(&key).await.map_err(unreachable)?;
+        if let Some(kv) = current {
             let leader = kv.value_str().unwrap_or("?").to_string();
             if leader != self.cfg.node {
                 return Ok(Campaign::Lost { leader });
@@ -403,7 +383,7 @@ impl Cluster {
             let held = self.state()[zone]
                 .lead
                 .as_ref()
-                .filter(|l| l.lease == kv.lease() && l.rev == kv.create_revision())
+                .filter(|l| l.lease == kv.lease && l.rev == kv.create_revision)
                 .map(|l| l.rev);
             if let Some(rev) = held {
                 self.set_reachable(true);
@@ -412,42 +392,33 @@ impl Cluster {
             // Our own name under a lease this process does not hold: a leadership from
             // before a restart, or a campaign whose answer was lost. Revoking that lease
             // frees the key (the journal in etcd keeps the incident's progress).
-            let _ = self.client.lease_client().revoke(kv.lease()).await;
+            let _ = self.client.lease_revoke(kv.lease).await;
         }
         let ttl = self.cfg.lease_ttl.as_secs() as i64;
-        let mut leases = self.client.lease_client();
-        let lease = leases.grant(ttl, None).await.map_err(unreachable)?.id();
+        let lease = self.client.lease_grant(ttl).await.map_err(unreachable)?;
         let txn = Txn::new()
-            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                key.clone(),
-                self.cfg.node.clone(),
-                Some(PutOptions::new().with_lease(lease)),
-            )])
-            .or_else([TxnOp::get(key.clone(), None)]);
-        let resp = kv.txn(txn).await.map_err(unreachable)?;
-        if !resp.succeeded() {
-            let _ = leases.revoke(lease).await;
+            .when([Compare::create_revision_is(&key, 0)])
+            .and_then([Op::put(&key, &self.cfg.node, lease)])
+            .or_else([Op::get(&key)]);
+        let resp = self.client.txn(&txn).await.map_err(unreachable)?;
+        if !resp.succeeded {
+            let _ = self.client.lease_revoke(lease).await;
             let leader = resp
-                .op_responses()
-                .into_iter()
-                .find_map(|r| match r {
-                    TxnOpResponse::Get(g) => g
-                        .kvs()
-                        .first()
-                        .map(|kv| kv.value_str().unwrap_or("?").to_string()),
-                    _ => None,
-                })
+                .kvs()
+                .next()
+                .map(|kv| kv.value_str().unwrap_or("?").to_string())
                 .unwrap_or_else(|| "?".into());
             return Ok(Campaign::Lost { leader });
         }
+        // The revision of the txn that created the key: the key's create revision.
         let rev = resp
-            .header()
-            .map(|h| h.revision())
+            .header
+            .map(|h| h.revision)
+            .filter(|r| *r > 0)
             .ok_or_else(|| ClusterError::Client("txn answer without a header".into()))?;
         let keepalive = CancellationToken::new();
         tokio::spawn(keep_alive(
-            self.client.lease_client(),
+            self.client.clone(),
             lease,
             self.cfg.lease_ttl,
             keepalive.clone(),
@@ -472,14 +443,10 @@ impl Cluster {
         };
         let key = self.key(zone, "leader");
         let txn = Txn::new()
-            .when([Compare::create_revision(
-                key.clone(),
-                CompareOp::Equal,
-                lead.rev,
-            )])
-            .and_then([TxnOp::delete(key, None)]);
-        let _ = self.client.kv_client().txn(txn).await;
-        let _ = self.client.lease_client().revoke(lead.lease).await;
+            .when([Compare::create_revision_is(&key, lead.rev)])
+            .and_then([Op::delete(&key)]);
+        let _ = self.client.txn(&txn).await;
+        let _ = self.client.lease_revoke(lead.lease).await;
     }
 
     /// Runs `op` again while etcd is unreachable, a few times: with several endpoints, a
@@ -550,17 +517,13 @@ impl Cluster {
 
     /// The zone's incident as the cluster knows it.
     async fn load_once(&self, zone: usize) -> Result<Option<Incident>, ClusterError> {
-        self.authenticate().await?;
-        let resp = self
+        let kv = self
             .client
-            .kv_client()
-            .get(self.key(zone, "incident"), None)
+            .get(self.key(zone, "incident"))
             .await
             .map_err(unreachable)?;
         self.set_reachable(true);
-        resp.kvs()
-            .first()
-            .map(|kv| serde_json::from_slice(kv.value()).map_err(ClusterError::Corrupt))
+        kv.map(|kv| serde_json::from_slice(&kv.value).map_err(ClusterError::Corrupt))
             .transpose()
     }
 
@@ -574,20 +537,11 @@ impl Cluster {
     ) -> Result<(), ClusterError> {
         let bytes = serde_json::to_vec(inc).map_err(ClusterError::Corrupt)?;
         let txn = Txn::new()
-            .when([Compare::create_revision(
-                self.key(zone, "leader"),
-                CompareOp::Equal,
-                rev,
-            )])
-            .and_then([TxnOp::put(self.key(zone, "incident"), bytes, None)]);
-        let resp = self
-            .client
-            .kv_client()
-            .txn(txn)
-            .await
-            .map_err(unreachable)?;
+            .when([Compare::create_revision_is(self.key(zone, "leader"), rev)])
+            .and_then([Op::put(self.key(zone, "incident"), bytes, 0)]);
+        let resp = self.client.txn(&txn).await.map_err(unreachable)?;
         self.set_reachable(true);
-        if resp.succeeded() {
+        if resp.succeeded {
             Ok(())
         } else {
             Err(ClusterError::Deposed)
@@ -597,21 +551,16 @@ impl Cluster {
     /// Closes the zone's incident in etcd (operator reset): it moves to
     /// `<namespace>/closed/<incident>`, so the next fire opens a new one.
     async fn close_once(&self, zone: usize, inc: &Incident) -> Result<(), ClusterError> {
-        self.authenticate().await?;
         let bytes = serde_json::to_vec(inc).map_err(ClusterError::Corrupt)?;
         let txn = Txn::new().and_then([
-            TxnOp::put(
+            Op::put(
                 format!("{}/closed/{}", self.cfg.namespace, inc.incident),
                 bytes,
-                None,
+                0,
             ),
-            TxnOp::delete(self.key(zone, "incident"), None),
+            Op::delete(self.key(zone, "incident")),
         ]);
-        self.client
-            .kv_client()
-            .txn(txn)
-            .await
-            .map_err(unreachable)?;
+        self.client.txn(&txn).await.map_err(unreachable)?;
         self.state()[zone].role = Role::Idle;
         Ok(())
     }
@@ -707,40 +656,38 @@ impl Cluster {
 
     /// Registers, then refreshes the lease and the peers until an error.
     async fn presence_once(&self, every: Duration) -> Result<(), ClusterError> {
-        self.authenticate().await?;
         let ttl = self.cfg.lease_ttl.as_secs() as i64;
-        let mut leases = self.client.lease_client();
-        let lease = leases.grant(ttl, None).await.map_err(unreachable)?.id();
-        let mut kv = self.client.kv_client();
-        kv.put(
-            format!("{}/nodes/{}", self.cfg.namespace, self.cfg.node),
-            self.cfg.node.clone(),
-            Some(PutOptions::new().with_lease(lease)),
-        )
-        .await
-        .map_err(unreachable)?;
-        let (mut keeper, mut stream) = leases.keep_alive(lease).await.map_err(unreachable)?;
+        let lease = self.client.lease_grant(ttl).await.map_err(unreachable)?;
+        self.client
+            .put(
+                format!("{}/nodes/{}", self.cfg.namespace, self.cfg.node),
+                &self.cfg.node,
+                lease,
+            )
+            .await
+            .map_err(unreachable)?;
         loop {
-            let resp = kv
-                .get(
-                    format!("{}/nodes/", self.cfg.namespace),
-                    Some(GetOptions::new().with_prefix()),
-                )
+            let kvs = self
+                .client
+                .get_prefix(format!("{}/nodes/", self.cfg.namespace))
                 .await
                 .map_err(unreachable)?;
-            let peers: Vec<String> = resp
-                .kvs()
+            let peers: Vec<String> = kvs
                 .iter()
-                .filter_map(|kv| kv.value_str().ok().map(str::to_string))
+                .filter_map(|kv| kv.value_str().map(str::to_string))
                 .collect();
             self.metrics.peers.set(peers.len() as i64);
             *self.peers.lock().unwrap_or_else(|e| e.into_inner()) = peers;
             self.set_reachable(true);
             tokio::time::sleep(every).await;
-            keeper.keep_alive().await.map_err(unreachable)?;
-            match stream.message().await.map_err(unreachable)? {
-                Some(r) if r.ttl() > 0 => {}
-                _ => return Err(ClusterError::Unreachable("presence lease expired".into())),
+            if self
+                .client
+                .lease_keep_alive(lease)
+                .await
+                .map_err(unreachable)?
+                <= 0
+            {
+                return Err(ClusterError::Unreachable("presence lease expired".into()));
             }
         }
     }
@@ -775,48 +722,35 @@ impl Cluster {
     }
 }
 
-/// Keeps a leadership lease alive until `stop` or until etcd says it has expired. A
-/// broken keep-alive stream (a member went away) is opened again; whether the leadership
-/// survived, the next fenced write finds out.
+/// Keeps a leadership lease alive until `stop` or until etcd says it has expired: a
+/// keep-alive every `ttl / 3`. A failed one (a member went away) is tried again after
+/// `RETRY_PAUSE` (on the next endpoint, when the client has several); whether the
+/// leadership survived, the next fenced write finds out.
 async fn keep_alive(
-    mut leases: etcd_client::LeaseClient,
+    client: etcd::Client,
     lease: i64,
     ttl: Duration,
     stop: CancellationToken,
     zone: String,
 ) {
-    // Ok(true): etcd says the lease has expired; Ok(false): the stream ended.
-    let mut once = async || -> Result<bool, etcd_client::Error> {
-        let (mut keeper, mut stream) = leases.keep_alive(lease).await?;
-        loop {
-            keeper.keep_alive().await?;
-            match stream.message().await? {
-                Some(r) if r.ttl() > 0 => {}
-                Some(_) => return Ok(true),
-                None => return Ok(false),
-            }
-            tokio::time::sleep(ttl / 3).await;
-        }
-    };
     loop {
-        tokio::select! {
+        let pause = tokio::select! {
             _ = stop.cancelled() => return,
-            r = once() => match r {
-                Ok(true) => {
+            r = client.lease_keep_alive(lease) => match r {
+                Ok(left) if left > 0 => ttl / 3,
+                Ok(_) => {
                     tracing::error!(zone = %zone, lease, "leadership lease expired");
                     return;
                 }
-                Ok(false) => {
-                    tracing::warn!(zone = %zone, lease, "leadership keep-alive stream ended; opening it again");
-                }
                 Err(e) => {
                     tracing::warn!(zone = %zone, lease, error = %e, "leadership keep-alive failed; trying again");
+                    RETRY_PAUSE
                 }
             },
-        }
+        };
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(RETRY_PAUSE) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
     }
 }
