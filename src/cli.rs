@@ -119,6 +119,12 @@ pub enum Command {
         #[command(subcommand)]
         what: ProbeCommand,
     },
+    /// Write the man pages and the shell completions under DIR (for packaging).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Output directory; `man/` and `completions/` are created in it.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

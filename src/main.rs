@@ -165,6 +165,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_SOFTWARE)
             }
         },
+        Command::GenerateAssets { dir } => firebreak::assets::run(&dir),
     }
 }
 
