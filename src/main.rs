@@ -165,6 +165,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_SOFTWARE)
             }
         },
+        Command::Reload { pid, timeout } => firebreak::systemd::reload::run(pid, &timeout),
         Command::GenerateAssets { dir } => firebreak::assets::run(&dir),
     }
 }

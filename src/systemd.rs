@@ -1,9 +1,14 @@
 //! systemd integration through the `sd-notify` crate: readiness, the watchdog, reloads and
 //! stopping over the `NOTIFY_SOCKET` datagram socket (`READY=1`, `WATCHDOG=1`,
 //! `RELOADING=1`, `STOPPING=1`, `STATUS=`). Without systemd (no `NOTIFY_SOCKET`) every call
-//! does nothing.
+//! does nothing. `reload` is the other side of a reload: the unit's `ExecReload=`.
 
+pub mod reload;
+
+use reload::{Outcome, ReloadRecord};
 use sd_notify::NotifyState;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// What systemd hands the agent for its own use, never meant for its children: a child
@@ -20,6 +25,19 @@ pub const AGENT_ONLY_ENV: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHD
 pub struct Notifier {
     enabled: bool,
     watchdog: Option<Duration>,
+    /// Where the outcome of each reload is written for `firebreak reload`
+    /// (`RuntimeDirectory=`), if systemd made one.
+    runtime_dir: Option<PathBuf>,
+    /// CLOCK_MONOTONIC (µs) when the reload under way began.
+    reload_started: AtomicU64,
+}
+
+/// CLOCK_MONOTONIC in µs, the clock of `MONOTONIC_USEC=` (0 if it cannot be read, which
+/// Linux does not do).
+pub fn monotonic_usec() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1_000)
+        .unwrap_or(0)
 }
 
 impl Notifier {
@@ -31,6 +49,8 @@ impl Notifier {
         Notifier {
             enabled: std::env::var_os("NOTIFY_SOCKET").is_some_and(|s| !s.is_empty()),
             watchdog: sd_notify::watchdog_enabled().filter(|w| !w.is_zero()),
+            runtime_dir: reload::runtime_dir(),
+            reload_started: AtomicU64::new(0),
         }
     }
 
@@ -59,23 +79,50 @@ impl Notifier {
 
     /// A config reload starts. systemd >= 253 (`Type=notify-reload`) needs the monotonic
     /// time with `RELOADING=1` to tell this reload from an earlier one; older versions
-    /// ignore it. Followed by `reloaded` once the reload is over, applied or rejected.
+    /// ignore it. Followed by `reload_applied` or `reload_rejected`.
     pub fn reloading(&self) {
-        let mut state = vec![
+        let now = monotonic_usec();
+        self.reload_started.store(now, Ordering::Relaxed);
+        self.send(&[
             NotifyState::Reloading,
+            NotifyState::MonotonicUsec(now.into()),
             NotifyState::Status("reloading the config"),
-        ];
-        match NotifyState::monotonic_usec_now() {
-            Ok(now) => state.push(now),
-            Err(e) => tracing::debug!(error = %e, "no CLOCK_MONOTONIC for MONOTONIC_USEC"),
-        }
-        self.send(&state);
+        ]);
     }
 
-    /// The reload is over (applied or rejected): the agent is ready again, `status` says
-    /// which.
-    pub fn reloaded(&self, status: &str) {
-        self.send(&[NotifyState::Ready, NotifyState::Status(status)]);
+    /// The reload is over and its config runs: READY=1, then the record that
+    /// `firebreak reload` waits for.
+    pub fn reload_applied(&self) {
+        self.send(&[
+            NotifyState::Ready,
+            NotifyState::Status("watching; config reloaded"),
+        ]);
+        self.record(Outcome::Applied);
+    }
+
+    /// The reload is over and the running config stays: READY=1 (the agent is as ready as
+    /// before), then the record with the reason.
+    pub fn reload_rejected(&self, reason: &str) {
+        self.send(&[
+            NotifyState::Ready,
+            NotifyState::Status("watching; the last config reload was rejected (see the log)"),
+        ]);
+        self.record(Outcome::Rejected {
+            reason: reason.to_string(),
+        });
+    }
+
+    fn record(&self, outcome: Outcome) {
+        let Some(dir) = &self.runtime_dir else {
+            return;
+        };
+        let record = ReloadRecord {
+            started_usec: self.reload_started.load(Ordering::Relaxed),
+            outcome,
+        };
+        if let Err(e) = reload::write(dir, &record) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot write the reload's outcome; `firebreak reload` will time out");
+        }
     }
 
     pub fn stopping(&self) {
@@ -192,12 +239,16 @@ mod tests {
         let n = Notifier::from_env();
         n.ready();
         n.reloading();
-        n.reloaded("watching; config reloaded");
+        n.reload_applied();
     }
 
     #[test]
     fn a_reload_is_announced_with_the_monotonic_time_and_ends_with_ready() {
-        let got = notifications_of("scenario_reload", &[]);
+        let run = tempfile::tempdir().unwrap();
+        let got = notifications_of(
+            "scenario_reload",
+            &[("RUNTIME_DIRECTORY", run.path().display().to_string())],
+        );
         assert_eq!(got.len(), 3, "{got:?}");
         assert_eq!(lines(&got[0])[0], "READY=1");
         let reloading = lines(&got[1]);
@@ -213,6 +264,16 @@ mod tests {
             lines(&got[2]),
             ["READY=1", "STATUS=watching; config reloaded"]
         );
+        // What `firebreak reload` waits for: this reload, stamped as systemd was told.
+        let record: ReloadRecord =
+            serde_json::from_slice(&std::fs::read(run.path().join(reload::FILE)).unwrap()).unwrap();
+        assert_eq!(
+            record,
+            ReloadRecord {
+                started_usec: usec,
+                outcome: Outcome::Applied
+            }
+        );
     }
 
     #[test]
@@ -220,10 +281,12 @@ mod tests {
         let n = Notifier {
             enabled: false,
             watchdog: Some(Duration::from_secs(10)),
+            runtime_dir: None,
+            reload_started: AtomicU64::new(0),
         };
         assert_eq!(n.watchdog_interval(), None);
         n.ready();
         n.reloading();
-        n.reloaded("watching");
+        n.reload_rejected("a reason nobody reads");
     }
 }

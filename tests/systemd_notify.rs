@@ -1,8 +1,10 @@
 //! The real binary under systemd's notify protocol, with a datagram socket of the test in
 //! systemd's place: READY=1 once the agent runs, watchdog pings, each SIGHUP reload
 //! (applied or rejected) announced with RELOADING=1 and MONOTONIC_USEC and ended with
-//! READY=1 after its event is written, STOPPING=1 on SIGTERM; and a `command` step's child
-//! inherits neither NOTIFY_SOCKET nor the watchdog variables.
+//! READY=1 after its event is written, STOPPING=1 on SIGTERM; `firebreak reload` (the
+//! unit's ExecReload=) returns only when the reload is over and fails when it was
+//! rejected; and a `command` step's child inherits neither NOTIFY_SOCKET nor the watchdog
+//! variables.
 
 mod support;
 
@@ -133,13 +135,21 @@ timeout = "10s"
         std::fs::write(self.config_path(), text).unwrap();
     }
 
+    /// The unit's RuntimeDirectory=, as systemd hands it to the agent and to ExecReload=.
+    fn runtime_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
     fn start(&self, systemd: &Systemd) -> Agent {
         let socket = systemd.path.display().to_string();
+        std::fs::create_dir_all(self.runtime_dir()).unwrap();
+        let run = self.runtime_dir().display().to_string();
         let agent = Agent::start_with_env(
             &self.config_path(),
             &self.event_log(),
             &[
                 ("NOTIFY_SOCKET", socket.as_str()),
+                ("RUNTIME_DIRECTORY", run.as_str()),
                 // A 2 s watchdog: pinged every second.
                 ("WATCHDOG_USEC", "2000000"),
                 ("FIREBREAK_TEST_INHERITED", "yes"),
@@ -204,6 +214,67 @@ fn a_reload_applied_or_rejected_is_bracketed_by_reloading_and_ready() {
     assert_eq!(agent.stop(), Some(0), "{}", agent.diagnostics());
     let (stopping, _) = systemd.next(&agent, "STOPPING=1");
     assert_eq!(stopping, ["STOPPING=1", "STATUS=stopping"]);
+}
+
+/// `firebreak reload --pid PID` as the unit's ExecReload= runs it.
+fn exec_reload(room: &Room, pid: u32) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_firebreak"))
+        .args(["reload", "--pid", &pid.to_string(), "--timeout", "20s"])
+        .env("RUNTIME_DIRECTORY", room.runtime_dir())
+        .output()
+        .expect("run firebreak reload")
+}
+
+#[test]
+fn the_reload_command_returns_when_the_reload_is_over_and_fails_when_it_was_rejected() {
+    let room = Room::new();
+    room.write(&["/bin/true"]);
+    let systemd = Systemd::bind(room.dir.path());
+    let mut agent = room.start(&systemd);
+    systemd.next(&agent, "READY=1 at start");
+
+    let out = exec_reload(&room, agent.pid());
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        agent.diagnostics()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "config reloaded\n");
+    // Over when the command returns: the event is written and systemd has had both
+    // RELOADING=1 and READY=1 (so a systemd 252 reload job ends with READY=1, not before).
+    assert_eq!(count(&agent, "config_reloaded"), 1);
+    let (reloading, _) = systemd.next(&agent, "RELOADING=1");
+    assert_eq!(reloading[0], "RELOADING=1");
+    let (ready, _) = systemd.next(&agent, "READY=1");
+    assert_eq!(ready[0], "READY=1");
+
+    // A rejected reload makes the command, and so `systemctl reload`, fail with the reason.
+    std::fs::write(room.config_path(), "[agent\n").unwrap();
+    let out = exec_reload(&room, agent.pid());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stderr}\n{}",
+        agent.diagnostics()
+    );
+    assert!(stderr.contains("config reload rejected"), "{stderr}");
+    let failed = agent
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "config_reload_failed")
+        .expect("config_reload_failed written before the command returned");
+    assert!(
+        stderr.contains(failed["reason"].as_str().unwrap()),
+        "the reason of the event: {stderr}"
+    );
+
+    let pid = agent.pid();
+    assert_eq!(agent.stop(), Some(0), "{}", agent.diagnostics());
+    // The agent is gone: nothing to signal, and that is a failed reload.
+    let out = exec_reload(&room, pid);
+    assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]

@@ -283,15 +283,15 @@ impl Engine {
         *detector = fresh;
     }
 
-    /// Ends a rejected reload: logged, recorded, then READY=1 (the event is in the log
-    /// by the time `systemctl reload` returns on a systemd that waits for it).
+    /// Ends a rejected reload: logged, recorded, then READY=1 and the record for
+    /// `firebreak reload` (the event is in the log by the time `systemctl reload` returns).
     pub(super) fn reload_failed(&self, path: &Path, reason: String, notifier: &Notifier) {
         tracing::error!(config = %path.display(), %reason, "config reload rejected; the running config is unchanged");
         self.write(&Event::ConfigReloadFailed {
             config: path.display().to_string(),
-            reason,
+            reason: reason.clone(),
         });
-        notifier.reloaded("watching; the last config reload was rejected (see the log)");
+        notifier.reload_rejected(&reason);
     }
 
     /// Ends an applied reload, as `reload_failed` does a rejected one.
@@ -302,7 +302,7 @@ impl Engine {
             changed,
             dry_run: self.shared.config.agent.dry_run,
         });
-        notifier.reloaded("watching; config reloaded");
+        notifier.reload_applied();
     }
 }
 
