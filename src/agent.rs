@@ -463,6 +463,9 @@ pub async fn run_until_reloadable(
                 engine.handle(&mut detector);
             }
             Some(()) = reload.recv() => {
+                // RELOADING=1 here, READY=1 in reload_failed/reloaded: one task sends both,
+                // so a SIGHUP queued during this reload cannot interleave its RELOADING=1.
+                notifier.reloading();
                 let new = match reload::load(&config_path) {
                     Ok(new) => new,
                     Err(why) => {

@@ -151,6 +151,27 @@ pub enum Command {
         #[command(subcommand)]
         what: ProbeCommand,
     },
+    /// Reload a running agent's config and wait until it is applied or rejected: the
+    /// systemd unit's ExecReload=, so that `systemctl reload` waits for the outcome.
+    ///
+    /// Sends SIGHUP to the agent, then waits for its report of that reload in
+    /// $RUNTIME_DIRECTORY/reload.json (the unit's RuntimeDirectory=). Exit 0 when applied;
+    /// 1 when rejected (the reason is printed), when no report came within --timeout or
+    /// when the agent is gone. Without RUNTIME_DIRECTORY it only sends the signal.
+    Reload {
+        /// The agent's process id (the unit passes $MAINPID).
+        #[arg(long)]
+        pid: i32,
+        /// How long to wait for the outcome, e.g. "60s".
+        #[arg(long, default_value = "60s")]
+        timeout: String,
+    },
+    /// Write the man pages and the shell completions under DIR (for packaging).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Output directory; `man/` and `completions/` are created in it.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -176,6 +176,8 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_SOFTWARE)
             }
         },
+        Command::Reload { pid, timeout } => firebreak::systemd::reload::run(pid, &timeout),
+        Command::GenerateAssets { dir } => firebreak::assets::run(&dir),
     }
 }
 

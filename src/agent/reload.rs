@@ -283,23 +283,26 @@ impl Engine {
         *detector = fresh;
     }
 
+    /// Ends a rejected reload: logged, recorded, then READY=1 and the record for
+    /// `firebreak reload` (the event is in the log by the time `systemctl reload` returns).
     pub(super) fn reload_failed(&self, path: &Path, reason: String, notifier: &Notifier) {
         tracing::error!(config = %path.display(), %reason, "config reload rejected; the running config is unchanged");
-        notifier.status("watching; the last config reload was rejected (see the log)");
         self.write(&Event::ConfigReloadFailed {
             config: path.display().to_string(),
-            reason,
+            reason: reason.clone(),
         });
+        notifier.reload_rejected(&reason);
     }
 
+    /// Ends an applied reload, as `reload_failed` does a rejected one.
     pub(super) fn reloaded(&self, path: &Path, changed: Vec<String>, notifier: &Notifier) {
-        notifier.status("watching; config reloaded");
         tracing::warn!(config = %path.display(), changed = ?changed, dry_run = self.shared.config.agent.dry_run, "config reloaded; open incidents kept");
         self.write(&Event::ConfigReloaded {
             config: path.display().to_string(),
             changed,
             dry_run: self.shared.config.agent.dry_run,
         });
+        notifier.reload_applied();
     }
 }
 

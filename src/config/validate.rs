@@ -401,9 +401,11 @@ fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
 }
 
 fn default_agent_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    // gethostname(2), not /proc/sys/kernel/hostname: the unit's `ProcSubset=pid` hides
+    // /proc/sys.
+    nix::unistd::gethostname()
         .ok()
-        .map(|s| s.trim().to_string())
+        .map(|s| s.to_string_lossy().trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "firebreak".into())
 }

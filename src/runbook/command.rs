@@ -1,5 +1,6 @@
 //! The `command` step: argv run without a shell, in its own process group (killed whole on
-//! timeout), with the exit code and the last lines of output reported.
+//! timeout), with the exit code and the last lines of output reported. The child does not
+//! inherit systemd's `NOTIFY_SOCKET` and watchdog variables.
 
 use super::{StepError, StepOutcome, TemplateVars};
 use crate::config::CommandStep;
@@ -55,6 +56,10 @@ pub async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    // systemd's notify socket and watchdog are the agent's alone (crate::systemd).
+    for k in crate::systemd::AGENT_ONLY_ENV {
+        cmd.env_remove(k);
+    }
     for (k, v) in &step.env {
         cmd.env(k, vars.render(v));
     }

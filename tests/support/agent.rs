@@ -117,6 +117,11 @@ impl Agent {
         }
     }
 
+    /// The running agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("agent running").id()
+    }
+
     /// Sends a signal (`HUP`, `TERM`, ...) to the running agent, as `kill -SIG` would.
     pub fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().expect("agent running").id();
