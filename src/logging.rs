@@ -71,7 +71,11 @@ pub fn stderr_lines(text: &str) {
     let mut out = String::with_capacity(text.len() + 8);
     for line in text.lines() {
         if journald {
-            out.push_str(if line.starts_with("warning:") { "<4>" } else { "<3>" });
+            out.push_str(if line.starts_with("warning:") {
+                "<4>"
+            } else {
+                "<3>"
+            });
         }
         out.push_str(line);
         out.push('\n');
@@ -146,7 +150,10 @@ mod tests {
 
     #[test]
     fn a_filter_tracing_cannot_use_is_refused_with_examples() {
-        assert_eq!(parse_filter("warn,firebreak=debug").unwrap(), "warn,firebreak=debug");
+        assert_eq!(
+            parse_filter("warn,firebreak=debug").unwrap(),
+            "warn,firebreak=debug"
+        );
         let err = parse_filter("firebreak=loud").unwrap_err();
         assert!(err.contains("examples"), "{err}");
     }
@@ -163,7 +170,10 @@ mod tests {
     #[test]
     fn the_journal_is_recognised_only_when_journal_stream_names_stderr() {
         assert!(is_journal_stream("8:1234", (8, 1234)));
-        assert!(!is_journal_stream("8:1234", (8, 99)), "stderr redirected elsewhere");
+        assert!(
+            !is_journal_stream("8:1234", (8, 99)),
+            "stderr redirected elsewhere"
+        );
         assert!(!is_journal_stream("garbage", (8, 1234)));
         assert!(!is_journal_stream("", (8, 1234)));
     }
