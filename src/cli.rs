@@ -9,11 +9,20 @@ use std::time::Duration;
 /// (the Debian package installs it there).
 pub const DEFAULT_CONFIG: &str = "/etc/firebreak/firebreak.toml";
 
+/// `firebreak --version`: the package version and the git commit it was built from
+/// (src/build.rs; "unknown" when built outside a git checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("FIREBREAK_GIT_COMMIT"),
+    ")"
+);
+
 /// Firebreak watches server-room battery rooms (temperature, off-gas, smoke, UPS) and, on
 /// fire or power risk, runs the zone's failover runbook and declares when it is safe to cut
 /// power.
 #[derive(Debug, Parser)]
-#[command(name = "firebreak", version, about, long_about = None, propagate_version = true)]
+#[command(name = "firebreak", version = VERSION, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     /// Log filter, e.g. "info", "warn,firebreak=debug" [default: info; for `demo`, errors
     /// only, so that the log does not cover the demo's own view]. A filter that does not

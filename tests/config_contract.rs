@@ -242,3 +242,63 @@ fn help_explains_each_command() {
         assert!(out.contains(cmd), "--help lists {cmd}: {out}");
     }
 }
+
+#[test]
+fn version_names_the_package_version_and_the_git_commit_it_was_built_from() {
+    let out = String::from_utf8_lossy(&firebreak(&["--version"]).stdout).to_string();
+    // The tests run from the checkout the binary was built from, so its HEAD is the commit.
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let want = format!("firebreak {} (commit {head})", env!("CARGO_PKG_VERSION"));
+    assert_eq!(out.trim(), want);
+}
+
+/// The build script (src/build.rs) as cargo built it for this test run.
+fn build_script() -> std::path::PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_firebreak"));
+    let build = bin.parent().unwrap().join("build");
+    std::fs::read_dir(&build)
+        .unwrap()
+        .filter_map(|e| {
+            let script = e.ok()?.path().join("build-script-build");
+            let modified = script.metadata().ok()?.modified().ok()?;
+            script
+                .parent()?
+                .file_name()?
+                .to_str()?
+                .starts_with("firebreak-")
+                .then_some((modified, script))
+        })
+        .max()
+        .map(|(_, script)| script)
+        .unwrap_or_else(|| panic!("no firebreak-*/build-script-build in {}", build.display()))
+}
+
+#[test]
+fn outside_a_git_checkout_or_without_git_the_commit_is_unknown_and_the_build_goes_on() {
+    let script = build_script();
+    let dir = tempfile::tempdir().unwrap();
+    for path in [std::env::var("PATH").unwrap(), String::new()] {
+        let out = Command::new(&script)
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .env_remove("FIREBREAK_GIT_COMMIT")
+            .env("GIT_CEILING_DIRECTORIES", dir.path().parent().unwrap())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "PATH={path:?}: {out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l == "cargo:rustc-env=FIREBREAK_GIT_COMMIT=unknown"),
+            "PATH={path:?}: {stdout}"
+        );
+    }
+}

@@ -779,10 +779,10 @@ async fn truncated_udp_reply_falls_back_to_tcp() {
 
 /// Fake server answering one signed UPDATE with NOERROR, signed the way `sign` says.
 fn fake_update_server(sign: Option<Vec<u8>>) -> (SocketAddr, std::thread::JoinHandle<()>) {
-    use hickory_proto::dnssec::rdata::tsig::TsigAlgorithm as HAlg;
-    use hickory_proto::dnssec::tsig::TSigner;
     use hickory_proto::op::{Message, MessageType, OpCode};
+    use hickory_proto::rr::rdata::tsig::TsigAlgorithm as HAlg;
     use hickory_proto::rr::Name;
+    use hickory_proto::rr::TSigner;
 
     let server = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let addr = server.local_addr().unwrap();
@@ -791,15 +791,12 @@ fn fake_update_server(sign: Option<Vec<u8>>) -> (SocketAddr, std::thread::JoinHa
         let (n, client) = server.recv_from(&mut buf).unwrap();
         let req = Message::from_vec(&buf[..n]).unwrap();
         assert_eq!(
-            req.signature().len(),
+            req.signature().iter().count(),
             1,
             "the update must carry a TSIG record"
         );
-        let mut resp = Message::new();
-        resp.set_id(req.id())
-            .set_message_type(MessageType::Response)
-            .set_op_code(OpCode::Update);
-        resp.add_queries(req.queries().to_vec());
+        let mut resp = Message::new(req.id, MessageType::Response, OpCode::Update);
+        resp.add_queries(req.queries.clone());
         if let Some(secret) = sign {
             // Signed like a request (no request MAC chained in): must not verify.
             let signer = TSigner::new(
@@ -813,7 +810,7 @@ fn fake_update_server(sign: Option<Vec<u8>>) -> (SocketAddr, std::thread::JoinHa
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_secs();
-            resp.finalize(&signer, now as u32).unwrap();
+            resp.finalize(&signer, now).unwrap();
         }
         server.send_to(&resp.to_vec().unwrap(), client).unwrap();
     });
