@@ -12,10 +12,12 @@ pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod detect;
+pub mod dns;
 pub mod events;
 pub mod incident;
 pub mod journal;
 pub mod logging;
+pub mod mqtt_topic;
 pub mod ops;
 pub mod probe;
 pub mod replay;

@@ -1001,13 +1001,13 @@ fn dns_step(knot: &support::knot::Knot, dir: &Path, value: &str) -> firebreak::c
         server: knot.addr(),
         zone: "example.test".into(),
         record: "app.example.test".into(),
-        rtype: firebreak::runbook::dns::RecordKind::A,
+        rtype: firebreak::dns::RecordKind::A,
         ttl: 30,
         values: vec![value.into()],
         prerequisite: None,
         tsig: Some(firebreak::config::TsigRef {
             key: "firebreak".into(),
-            algorithm: firebreak::runbook::dns::TsigAlgorithm::HmacSha256,
+            algorithm: firebreak::dns::TsigAlgorithm::HmacSha256,
             secret_file: secret,
         }),
         verify_servers: vec![],
@@ -1016,7 +1016,7 @@ fn dns_step(knot: &support::knot::Knot, dir: &Path, value: &str) -> firebreak::c
 
 #[test]
 fn a_deposed_leaders_dns_update_is_refused_by_the_fencing_record() {
-    use firebreak::runbook::dns;
+    use firebreak::dns;
     use firebreak::runbook::dns_update::run_fenced;
     let knot = knot();
     let dir = tempfile::tempdir().unwrap();

@@ -8,9 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use firebreak::runbook::dns::{
-    self, DnsError, RecordKind, Transport, TsigAlgorithm, TsigKey, UpdateSpec,
-};
+use firebreak::dns::{self, DnsError, RecordKind, Transport, TsigAlgorithm, TsigKey, UpdateSpec};
 use knot::Knot;
 
 const ZONE: &str = "example.test";

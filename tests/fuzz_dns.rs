@@ -5,7 +5,7 @@
 //! within its timeout: no panic, no hang. No real server sends such replies, so this one is
 //! written here.
 
-use firebreak::runbook::dns::{
+use firebreak::dns::{
     query_rrset_ttl, send_update, RecordKind, TsigAlgorithm, TsigKey, UpdateSpec,
 };
 use proptest::prelude::*;

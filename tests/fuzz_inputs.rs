@@ -109,8 +109,8 @@ proptest! {
 
     #[test]
     fn any_tsig_secret_file_is_read_or_refused(text in "[ -~\n]{0,300}") {
-        let _ = firebreak::runbook::dns::parse_tsig_secret(&text);
-        let _ = firebreak::runbook::dns::parse_tsig_key_file(&text);
+        let _ = firebreak::dns::parse_tsig_secret(&text);
+        let _ = firebreak::dns::parse_tsig_key_file(&text);
     }
 }
 

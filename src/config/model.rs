@@ -2,7 +2,7 @@
 //! parsed, every default applied. Built only by `validate`, so holding one means the
 //! file made sense.
 
-use crate::runbook::dns::{RecordKind, TsigAlgorithm};
+use crate::dns::{RecordKind, TsigAlgorithm};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

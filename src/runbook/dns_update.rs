@@ -1,9 +1,9 @@
 //! The `dns_update` step: replace an RRset with a TSIG-signed RFC 2136 UPDATE, then query
 //! the server (and any `verify_servers`) until the new RRset answers.
 
-use super::dns::{self, TsigKey, UpdateSpec};
 use super::{StepError, StepOutcome};
 use crate::config::DnsStep;
+use crate::dns::{self, TsigKey, UpdateSpec};
 use std::time::Duration;
 
 /// Reads the TSIG secret (the file may be rotated between incidents: read it each time).

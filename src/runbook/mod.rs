@@ -3,7 +3,7 @@
 //! and `on_failure`, and reports each step to the event log.
 
 pub mod command;
-pub mod dns;
+
 pub mod dns_update;
 pub mod haproxy;
 pub mod http;
@@ -15,7 +15,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
     #[error("{0}")]
-    Dns(#[from] dns::DnsError),
+    Dns(#[from] crate::dns::DnsError),
     #[error("{0}")]
     Haproxy(#[from] haproxy::HaproxyError),
     #[error("cannot read secret file {path}: {source}")]

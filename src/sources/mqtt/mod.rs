@@ -7,7 +7,6 @@
 
 pub mod payload;
 pub mod tls;
-pub mod topic;
 
 use super::metrics::{ErrorKind, SourceMetrics};
 use super::Jitter;
@@ -89,7 +88,7 @@ pub fn subscribers(config: &Config) -> Vec<Subscriber> {
         let mut filters = m.subscribe.clone();
         let mut own: Vec<&String> = routes
             .keys()
-            .filter(|t| !m.subscribe.iter().any(|f| topic::matches(f, t)))
+            .filter(|t| !m.subscribe.iter().any(|f| crate::mqtt_topic::matches(f, t)))
             .collect();
         own.sort();
         filters.extend(own.into_iter().cloned());

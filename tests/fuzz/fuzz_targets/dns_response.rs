@@ -6,7 +6,7 @@
 //! a request MAC it never saw.
 #![no_main]
 
-use firebreak::runbook::dns::{
+use firebreak::dns::{
     check_query_reply, check_update_reply, RecordKind, TsigAlgorithm, TsigKey,
 };
 use libfuzzer_sys::fuzz_target;

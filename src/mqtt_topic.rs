@@ -1,4 +1,5 @@
-//! MQTT topic filters (MQTT 3.1.1 section 4.7): checking them and matching topics.
+//! MQTT topic filters (MQTT 3.1.1 section 4.7): checking them and matching topics. Pure and
+//! below `config`, which checks the filters a config names; the MQTT source matches with it.
 
 /// Checks a subscription filter: `+` and `#` stand alone in their level, `#` only last.
 pub fn check_filter(filter: &str) -> Result<(), String> {
