@@ -1,10 +1,10 @@
 //! Pure validation: raw config in, either a built `Config` or every problem found, each
 //! with the key path that names it. No I/O here (secret files are checked by the caller).
 
+use super::collect::{Collector, Problem};
 use super::model::*;
 use super::raw::*;
-use super::units::{parse_duration, parse_size};
-use super::Problem;
+use super::units::parse_size;
 use crate::dns::{self, RecordKind, TsigAlgorithm, TsigKey, UpdateSpec};
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -13,86 +13,6 @@ use std::time::Duration;
 
 /// Placeholders runbook templates may use.
 pub const TEMPLATE_VARS: [&str; 6] = ["agent", "zone", "level", "incident", "cause", "runbook"];
-
-#[derive(Default)]
-struct Collector {
-    errors: Vec<Problem>,
-    warnings: Vec<Problem>,
-}
-
-impl Collector {
-    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(Problem::new(path, message));
-    }
-    fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.warnings.push(Problem::new(path, message));
-    }
-    fn duration(&mut self, path: &str, v: &Option<String>, default: Duration) -> Duration {
-        match v {
-            None => default,
-            Some(s) => parse_duration(s).unwrap_or_else(|e| {
-                self.err(path, e);
-                default
-            }),
-        }
-    }
-    fn opt_duration(&mut self, path: &str, v: &Option<String>) -> Option<Duration> {
-        v.as_ref().and_then(|s| match parse_duration(s) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                self.err(path, e);
-                None
-            }
-        })
-    }
-    /// An optional integer key that must lie in `range`; out of range is reported and
-    /// treated as absent (the caller's default applies).
-    fn int_in(
-        &mut self,
-        path: &str,
-        v: Option<i64>,
-        range: std::ops::RangeInclusive<i64>,
-        note: &str,
-    ) -> Option<i64> {
-        let n = v?;
-        if range.contains(&n) {
-            return Some(n);
-        }
-        self.err(
-            path,
-            format!(
-                "{n} is out of range ({} to {}{note})",
-                range.start(),
-                range.end()
-            ),
-        );
-        None
-    }
-    fn required<'a, T>(&mut self, path: &str, v: &'a Option<T>) -> Option<&'a T> {
-        if v.is_none() {
-            self.err(path, "missing (required)");
-        }
-        v.as_ref()
-    }
-    fn required_str<'a>(&mut self, path: &str, v: &'a Option<String>) -> Option<&'a str> {
-        match v.as_deref() {
-            None => {
-                self.err(path, "missing (required)");
-                None
-            }
-            Some(s) if s.trim().is_empty() => {
-                self.err(path, "must not be empty");
-                None
-            }
-            Some(s) => Some(s),
-        }
-    }
-    fn not_for(&mut self, path: String, key: &str, set: bool, what: &str) {
-        if set {
-            self.err(format!("{path}.{key}"), format!("does not apply to {what}"));
-        }
-    }
-}
 
 /// The outcome of validation: the config when there were no errors, and every problem.
 pub struct Validated {

@@ -1,0 +1,122 @@
+//! The shared error collector: every component's validation reports into it, each
+//! problem named by its key path, so one run lists everything wrong with a config. Pure;
+//! imports nothing of the crate, so components below `config` (each runbook step type's
+//! validation) can use it.
+
+use super::units::parse_duration;
+use std::fmt;
+use std::time::Duration;
+
+/// One thing wrong (or worth a warning) in a config, named by its key path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Key path, e.g. `sensors[3].register.address`.
+    pub path: String,
+    pub message: String,
+    /// 1-based line in the config file, when the key is in the file.
+    pub line: Option<usize>,
+}
+
+impl Problem {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            path: path.into(),
+            message: message.into(),
+            line: None,
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)?;
+        } else {
+            write!(f, "{}: {}", self.path, self.message)?;
+        }
+        if let Some(line) = self.line {
+            write!(f, " (line {line})")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub struct Collector {
+    pub errors: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+}
+
+impl Collector {
+    pub fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(Problem::new(path, message));
+    }
+    pub fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.warnings.push(Problem::new(path, message));
+    }
+    pub fn duration(&mut self, path: &str, v: &Option<String>, default: Duration) -> Duration {
+        match v {
+            None => default,
+            Some(s) => parse_duration(s).unwrap_or_else(|e| {
+                self.err(path, e);
+                default
+            }),
+        }
+    }
+    pub fn opt_duration(&mut self, path: &str, v: &Option<String>) -> Option<Duration> {
+        v.as_ref().and_then(|s| match parse_duration(s) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(path, e);
+                None
+            }
+        })
+    }
+    /// An optional integer key that must lie in `range`; out of range is reported and
+    /// treated as absent (the caller's default applies).
+    pub fn int_in(
+        &mut self,
+        path: &str,
+        v: Option<i64>,
+        range: std::ops::RangeInclusive<i64>,
+        note: &str,
+    ) -> Option<i64> {
+        let n = v?;
+        if range.contains(&n) {
+            return Some(n);
+        }
+        self.err(
+            path,
+            format!(
+                "{n} is out of range ({} to {}{note})",
+                range.start(),
+                range.end()
+            ),
+        );
+        None
+    }
+    pub fn required<'a, T>(&mut self, path: &str, v: &'a Option<T>) -> Option<&'a T> {
+        if v.is_none() {
+            self.err(path, "missing (required)");
+        }
+        v.as_ref()
+    }
+    pub fn required_str<'a>(&mut self, path: &str, v: &'a Option<String>) -> Option<&'a str> {
+        match v.as_deref() {
+            None => {
+                self.err(path, "missing (required)");
+                None
+            }
+            Some(s) if s.trim().is_empty() => {
+                self.err(path, "must not be empty");
+                None
+            }
+            Some(s) => Some(s),
+        }
+    }
+    pub fn not_for(&mut self, path: String, key: &str, set: bool, what: &str) {
+        if set {
+            self.err(format!("{path}.{key}"), format!("does not apply to {what}"));
+        }
+    }
+}
