@@ -1,0 +1,55 @@
+use std::time::Duration;
+
+/// Parses "250ms", "5s", "1.5s", "2m", "1h", compounds such as "2m30s" (largest unit
+/// first), and a bare "0".
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let bad = || format!("`{text}` is not a duration like \"250ms\", \"5s\", \"2m\" or \"2m30s\"");
+    let mut rest = text;
+    let mut secs = 0.0;
+    let mut last_rank = usize::MAX;
+    while !rest.is_empty() {
+        let split = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("`{text}` has no unit (use ms, s, m or h)"))?;
+        let (number, after) = rest.split_at(split);
+        let number: f64 = number.parse().map_err(|_| bad())?;
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, tail) = after.split_at(unit_len);
+        let (factor, rank) = match unit {
+            "ms" => (0.001, 0),
+            "s" => (1.0, 1),
+            "m" => (60.0, 2),
+            "h" => (3600.0, 3),
+            _ => {
+                return Err(format!(
+                    "`{text}` has an unknown unit `{unit}` (use ms, s, m or h)"
+                ))
+            }
+        };
+        if rank >= last_rank {
+            return Err(bad());
+        }
+        last_rank = rank;
+        secs += number * factor;
+        rest = tail;
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is out of range"))
+}
+
+/// Formats a duration the way scenario files write them.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 60_000 == 0 && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
