@@ -1,3 +1,5 @@
+//! Durations as scenario files write them.
+
 use std::time::Duration;
 
 /// Parses "250ms", "5s", "1.5s", "2m", "1h", compounds such as "2m30s" (largest unit
@@ -51,5 +53,31 @@ pub fn format_duration(d: Duration) -> String {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_ms_s_m_and_h() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("-5s").is_err());
+        assert!(parse_duration("s").is_err());
+        assert_eq!(parse_duration("2m30s"), Ok(Duration::from_secs(150)));
+        assert_eq!(parse_duration("1h0m5s"), Ok(Duration::from_secs(3605)));
+        assert!(parse_duration("30s2m").is_err(), "largest unit first");
+        assert!(parse_duration("2m2m").is_err());
+        assert_eq!(format_duration(Duration::from_millis(300)), "300ms");
+        assert_eq!(format_duration(Duration::from_secs(45)), "45s");
+        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
     }
 }

@@ -1,3 +1,7 @@
+//! What goes wrong loading a scenario: the file cannot be read, the TOML does not parse
+//! (unknown keys included), or the scenario does not make sense (every problem, with its
+//! path).
+
 use std::fmt;
 use std::path::PathBuf;
 

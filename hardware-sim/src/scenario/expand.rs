@@ -1,3 +1,6 @@
+//! The room model (`[room]`) written out as plain timeline entries and device events
+//! before validation, so that the generated entries are checked like hand-written ones.
+
 use std::time::Duration;
 
 use super::duration::parse_duration;

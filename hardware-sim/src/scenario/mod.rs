@@ -1,11 +1,18 @@
 //! Scenario files: parse (serde, unknown keys rejected), then validate purely, collecting
 //! every problem with its path (`devices[0].registers[2].address: ...`).
+//!
+//! - `raw`: the file as written; `model`: the validated [`Scenario`];
+//! - `validate` (devices, registers, MQTT, `[truth]`, `[room]`) and `segments` (timeline
+//!   entries, device events): raw to model, every problem collected as an [`Issue`];
+//! - `expand`: the `[room]` model written out as timeline entries before validation;
+//! - `error`: [`ScenarioError`]; `duration`: the duration grammar.
 
 mod duration;
 mod error;
 mod expand;
 mod model;
 mod raw;
+mod segments;
 mod validate;
 
 pub use duration::{format_duration, parse_duration};

@@ -1,3 +1,6 @@
+//! The validated scenario: every duration parsed, every default applied, the room model
+//! written out. Built only by `validate`, so holding one means the file made sense.
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

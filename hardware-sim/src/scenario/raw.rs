@@ -1,3 +1,6 @@
+//! The scenario file as written (serde, unknown keys rejected). Durations, names and
+//! enums stay text here so that validation can report every bad one with its path.
+
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]

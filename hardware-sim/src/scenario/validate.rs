@@ -1,3 +1,7 @@
+//! Pure validation: the raw file in, either a [`Scenario`] or every problem found, each
+//! with the key path that names it (`devices[0].registers[2].address: ...`). Timeline
+//! entries are checked in `segments.rs`; `[room]` is written out first (`expand.rs`).
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,15 +12,13 @@ use super::error::Issue;
 use super::expand::expand_room;
 use super::model::*;
 use super::raw::*;
+use super::segments::{validate_events, validate_timeline};
 use crate::registers::{DataType, Encoding, Table, WordOrder};
-use crate::timeline::{
-    self, DeviceEvent, DeviceTimeline, Fault, GoneMode, Presence, Segment, SegmentKind, Timeline,
-};
 
 /// Unit id range accepted for a device (0 is broadcast, so never a device's own id).
 const UNIT_RANGE: std::ops::RangeInclusive<i64> = 1..=255;
 const DEFAULT_LISTEN: &str = "127.0.0.1:0";
-const DEFAULT_NOISE_EVERY: Duration = Duration::from_secs(1);
+pub(super) const DEFAULT_NOISE_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 pub(super) struct Issues(pub(super) Vec<Issue>);
@@ -57,169 +59,13 @@ pub(super) fn validate(mut raw: RawFile) -> Result<Scenario, Vec<Issue>> {
         expand_room(&mut raw.devices, room.as_ref(), duration, &mut issues);
     }
 
-    let mut names = HashSet::new();
-    let mut listens: Vec<(SocketAddr, usize)> = Vec::new();
-    let mut devices = Vec::new();
-    for (d, mut raw_dev) in raw.devices.into_iter().enumerate() {
-        let path = format!("devices[{d}]");
-        if raw_dev.name.trim().is_empty() {
-            issues.push(format!("{path}.name"), "must not be empty");
-        } else if !names.insert(raw_dev.name.clone()) {
-            issues.push(
-                format!("{path}.name"),
-                format!("device name `{}` is used twice", raw_dev.name),
-            );
-        }
-        let protocol = match raw_dev.protocol.as_deref().unwrap_or("modbus-tcp") {
-            "modbus-tcp" => Some(Protocol::ModbusTcp),
-            "modbus-rtu" => Some(Protocol::ModbusRtu),
-            "mqtt" => Some(Protocol::Mqtt),
-            other => {
-                issues.push(
-                    format!("{path}.protocol"),
-                    format!("unknown protocol `{other}` (expected modbus-tcp, modbus-rtu or mqtt)"),
-                );
-                None
-            }
-        };
-        let serial = if protocol == Some(Protocol::ModbusRtu) {
-            if raw_dev.listen.is_some() {
-                issues.push(
-                    format!("{path}.listen"),
-                    "does not apply to a modbus-rtu device (it serves `serial`)",
-                );
-            }
-            match raw_dev.serial.take() {
-                Some(p) if p.starts_with('/') => {
-                    Some((PathBuf::from(p), raw_dev.baud.unwrap_or(19_200)))
-                }
-                Some(p) => {
-                    issues.push(
-                        format!("{path}.serial"),
-                        format!("`{p}` is not an absolute path to a serial device"),
-                    );
-                    None
-                }
-                None => {
-                    issues.push(
-                        format!("{path}.serial"),
-                        "a modbus-rtu device needs `serial`",
-                    );
-                    None
-                }
-            }
-        } else {
-            for (key, set) in [
-                ("serial", raw_dev.serial.is_some()),
-                ("baud", raw_dev.baud.is_some()),
-            ] {
-                if set {
-                    issues.push(
-                        format!("{path}.{key}"),
-                        "only applies to a modbus-rtu device",
-                    );
-                }
-            }
-            None
-        };
-        let is_mqtt = protocol == Some(Protocol::Mqtt);
-        let mqtt = if is_mqtt {
-            for (key, set) in [
-                ("listen", raw_dev.listen.is_some()),
-                ("unit", raw_dev.unit.is_some()),
-                ("registers", !raw_dev.registers.is_empty()),
-            ] {
-                if set {
-                    issues.push(
-                        format!("{path}.{key}"),
-                        "does not apply to an mqtt device (it publishes `fields` to `topic`)",
-                    );
-                }
-            }
-            validate_mqtt(
-                &path,
-                raw_dev.topic.take(),
-                raw_dev.every.take(),
-                raw_dev.model.take(),
-                std::mem::take(&mut raw_dev.fields),
-                duration,
-                &mut issues,
-            )
-        } else {
-            for (key, set) in [
-                ("topic", raw_dev.topic.is_some()),
-                ("every", raw_dev.every.is_some()),
-                ("model", raw_dev.model.is_some()),
-                ("fields", !raw_dev.fields.is_empty()),
-            ] {
-                if set {
-                    issues.push(
-                        format!("{path}.{key}"),
-                        "only applies to an mqtt device (protocol = \"mqtt\")",
-                    );
-                }
-            }
-            None
-        };
-        let listen_text = raw_dev.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-        let listen = match listen_text.parse::<SocketAddr>() {
-            Ok(addr) => {
-                if addr.port() != 0 {
-                    if let Some((_, other)) = listens.iter().find(|(a, _)| *a == addr) {
-                        issues.push(
-                            format!("{path}.listen"),
-                            format!("{addr} is already used by devices[{other}]"),
-                        );
-                    }
-                    listens.push((addr, d));
-                }
-                Some(addr)
-            }
-            Err(_) => {
-                issues.push(
-                    format!("{path}.listen"),
-                    format!("`{listen_text}` is not an IP:port address like \"127.0.0.1:0\""),
-                );
-                None
-            }
-        };
-        let unit = raw_dev.unit.unwrap_or(1);
-        let unit = if UNIT_RANGE.contains(&unit) {
-            u8::try_from(unit).ok()
-        } else {
-            issues.push(
-                format!("{path}.unit"),
-                format!("{unit} is not a unit id (1..=255)"),
-            );
-            None
-        };
-        if raw_dev.registers.is_empty() && !is_mqtt {
-            issues.push(
-                format!("{path}.registers"),
-                "a device needs at least one register",
-            );
-        }
-
-        let registers = validate_registers(&path, raw_dev.registers, duration, &mut issues);
-        let events = validate_events(&path, raw_dev.events, duration, &mut issues);
-
-        if let (Some(protocol), Some(listen), Some(unit), Some(registers), Some(events)) =
-            (protocol, listen, unit, registers, events)
-        {
-            if is_mqtt == mqtt.is_some() && (protocol == Protocol::ModbusRtu) == serial.is_some() {
-                devices.push(Device {
-                    name: raw_dev.name,
-                    protocol,
-                    listen,
-                    unit,
-                    registers,
-                    events,
-                    mqtt,
-                    serial,
-                });
-            }
-        }
-    }
+    let mut taken = Taken::default();
+    let devices = raw
+        .devices
+        .into_iter()
+        .enumerate()
+        .filter_map(|(d, raw_dev)| validate_device(d, raw_dev, duration, &mut taken, &mut issues))
+        .collect();
     let truth = raw
         .truth
         .and_then(|t| validate_truth(t, duration, &mut issues));
@@ -234,6 +80,180 @@ pub(super) fn validate(mut raw: RawFile) -> Result<Scenario, Vec<Issue>> {
         }),
         _ => Err(issues.0),
     }
+}
+
+/// Device names and fixed listen addresses seen so far, to report the ones used twice.
+#[derive(Default)]
+struct Taken {
+    names: HashSet<String>,
+    listens: Vec<(SocketAddr, usize)>,
+}
+
+fn validate_device(
+    d: usize,
+    mut raw_dev: RawDevice,
+    duration: Option<Duration>,
+    taken: &mut Taken,
+    issues: &mut Issues,
+) -> Option<Device> {
+    let path = format!("devices[{d}]");
+    if raw_dev.name.trim().is_empty() {
+        issues.push(format!("{path}.name"), "must not be empty");
+    } else if !taken.names.insert(raw_dev.name.clone()) {
+        issues.push(
+            format!("{path}.name"),
+            format!("device name `{}` is used twice", raw_dev.name),
+        );
+    }
+    let protocol = match raw_dev.protocol.as_deref().unwrap_or("modbus-tcp") {
+        "modbus-tcp" => Some(Protocol::ModbusTcp),
+        "modbus-rtu" => Some(Protocol::ModbusRtu),
+        "mqtt" => Some(Protocol::Mqtt),
+        other => {
+            issues.push(
+                format!("{path}.protocol"),
+                format!("unknown protocol `{other}` (expected modbus-tcp, modbus-rtu or mqtt)"),
+            );
+            None
+        }
+    };
+    let serial = if protocol == Some(Protocol::ModbusRtu) {
+        if raw_dev.listen.is_some() {
+            issues.push(
+                format!("{path}.listen"),
+                "does not apply to a modbus-rtu device (it serves `serial`)",
+            );
+        }
+        match raw_dev.serial.take() {
+            Some(p) if p.starts_with('/') => {
+                Some((PathBuf::from(p), raw_dev.baud.unwrap_or(19_200)))
+            }
+            Some(p) => {
+                issues.push(
+                    format!("{path}.serial"),
+                    format!("`{p}` is not an absolute path to a serial device"),
+                );
+                None
+            }
+            None => {
+                issues.push(
+                    format!("{path}.serial"),
+                    "a modbus-rtu device needs `serial`",
+                );
+                None
+            }
+        }
+    } else {
+        for (key, set) in [
+            ("serial", raw_dev.serial.is_some()),
+            ("baud", raw_dev.baud.is_some()),
+        ] {
+            if set {
+                issues.push(
+                    format!("{path}.{key}"),
+                    "only applies to a modbus-rtu device",
+                );
+            }
+        }
+        None
+    };
+    let is_mqtt = protocol == Some(Protocol::Mqtt);
+    let mqtt = if is_mqtt {
+        for (key, set) in [
+            ("listen", raw_dev.listen.is_some()),
+            ("unit", raw_dev.unit.is_some()),
+            ("registers", !raw_dev.registers.is_empty()),
+        ] {
+            if set {
+                issues.push(
+                    format!("{path}.{key}"),
+                    "does not apply to an mqtt device (it publishes `fields` to `topic`)",
+                );
+            }
+        }
+        validate_mqtt(
+            &path,
+            raw_dev.topic.take(),
+            raw_dev.every.take(),
+            raw_dev.model.take(),
+            std::mem::take(&mut raw_dev.fields),
+            duration,
+            issues,
+        )
+    } else {
+        for (key, set) in [
+            ("topic", raw_dev.topic.is_some()),
+            ("every", raw_dev.every.is_some()),
+            ("model", raw_dev.model.is_some()),
+            ("fields", !raw_dev.fields.is_empty()),
+        ] {
+            if set {
+                issues.push(
+                    format!("{path}.{key}"),
+                    "only applies to an mqtt device (protocol = \"mqtt\")",
+                );
+            }
+        }
+        None
+    };
+    let listen_text = raw_dev.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen = match listen_text.parse::<SocketAddr>() {
+        Ok(addr) => {
+            if addr.port() != 0 {
+                if let Some((_, other)) = taken.listens.iter().find(|(a, _)| *a == addr) {
+                    issues.push(
+                        format!("{path}.listen"),
+                        format!("{addr} is already used by devices[{other}]"),
+                    );
+                }
+                taken.listens.push((addr, d));
+            }
+            Some(addr)
+        }
+        Err(_) => {
+            issues.push(
+                format!("{path}.listen"),
+                format!("`{listen_text}` is not an IP:port address like \"127.0.0.1:0\""),
+            );
+            None
+        }
+    };
+    let unit = raw_dev.unit.unwrap_or(1);
+    let unit = if UNIT_RANGE.contains(&unit) {
+        u8::try_from(unit).ok()
+    } else {
+        issues.push(
+            format!("{path}.unit"),
+            format!("{unit} is not a unit id (1..=255)"),
+        );
+        None
+    };
+    if raw_dev.registers.is_empty() && !is_mqtt {
+        issues.push(
+            format!("{path}.registers"),
+            "a device needs at least one register",
+        );
+    }
+
+    let registers = validate_registers(&path, raw_dev.registers, duration, issues);
+    let events = validate_events(&path, raw_dev.events, duration, issues);
+
+    let (protocol, listen, unit, registers, events) =
+        (protocol?, listen?, unit?, registers?, events?);
+    // The protocol's own part (mqtt, serial) has reported why it is missing.
+    if is_mqtt != mqtt.is_some() || (protocol == Protocol::ModbusRtu) != serial.is_some() {
+        return None;
+    }
+    Some(Device {
+        name: raw_dev.name,
+        protocol,
+        listen,
+        unit,
+        registers,
+        events,
+        mqtt,
+        serial,
+    })
 }
 
 fn validate_room(raw: RawRoom, issues: &mut Issues) -> Option<crate::room::Room> {
@@ -576,240 +596,4 @@ fn validate_registers(
         }
     }
     (issues.0.len() == before).then_some(registers)
-}
-
-fn validate_timeline(
-    reg_path: &str,
-    raws: Vec<RawSegment>,
-    duration: Option<Duration>,
-    issues: &mut Issues,
-) -> Option<Timeline> {
-    let before = issues.0.len();
-    if raws.is_empty() {
-        issues.push(
-            format!("{reg_path}.timeline"),
-            "needs at least one segment, starting with { at = \"0s\", set = ... }",
-        );
-        return None;
-    }
-    let mut segments = Vec::new();
-    for (i, raw) in raws.into_iter().enumerate() {
-        let path = format!("{reg_path}.timeline[{i}]");
-        if let Some(segment) = parse_segment(&path, raw, duration, issues) {
-            segments.push(segment);
-        }
-    }
-    if issues.0.len() != before {
-        return None;
-    }
-    for e in timeline::check(&segments) {
-        let path = match (e.index(), e.field()) {
-            (Some(i), Some(field)) => format!("{reg_path}.timeline[{i}].{field}"),
-            (Some(i), None) => format!("{reg_path}.timeline[{i}]"),
-            _ => format!("{reg_path}.timeline"),
-        };
-        issues.push(path, e.to_string());
-    }
-    if issues.0.len() != before {
-        return None;
-    }
-    Timeline::new(segments).ok()
-}
-
-fn check_at(path: &str, at: Duration, duration: Option<Duration>, issues: &mut Issues) {
-    if let Some(duration) = duration {
-        if at > duration {
-            issues.push(
-                format!("{path}.at"),
-                format!(
-                    "{} is after the end of the scenario ({})",
-                    format_duration(at),
-                    format_duration(duration)
-                ),
-            );
-        }
-    }
-}
-
-fn parse_segment(
-    path: &str,
-    raw: RawSegment,
-    duration: Option<Duration>,
-    issues: &mut Issues,
-) -> Option<Segment> {
-    let before = issues.0.len();
-    let at = issues.duration(format!("{path}.at"), &raw.at);
-    if let Some(at) = at {
-        check_at(path, at, duration, issues);
-    }
-
-    let kinds: Vec<&str> = [
-        ("set", raw.set.is_some()),
-        ("ramp", raw.ramp.is_some()),
-        ("exponential", raw.exponential.is_some()),
-        ("spike", raw.spike.is_some()),
-        ("noise", raw.noise.is_some()),
-        ("fault", raw.fault.is_some()),
-        ("freeze", raw.freeze.is_some()),
-        ("dropout", raw.dropout.is_some()),
-        ("silence", raw.silence.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(name, present)| present.then_some(name))
-    .collect();
-
-    // Companion keys belong to exactly one kind; anything else is a mistake worth naming.
-    let companions = [
-        ("over", raw.over.is_some(), "ramp"),
-        ("tau", raw.tau.is_some(), "exponential"),
-        ("for", raw.hold.is_some(), "spike"),
-        ("seed", raw.seed.is_some(), "noise"),
-        ("every", raw.every.is_some(), "noise"),
-    ];
-    for (key, present, owner) in companions {
-        if present && !kinds.contains(&owner) {
-            issues.push(
-                format!("{path}.{key}"),
-                format!("`{key}` only goes with `{owner}`"),
-            );
-        }
-    }
-
-    let kind = match kinds.as_slice() {
-        [] => {
-            issues.push(
-                path,
-                "says nothing: expected one of set, ramp, exponential, spike, noise, fault, freeze, dropout, silence",
-            );
-            None
-        }
-        [_, _, ..] => {
-            issues.push(
-                path,
-                format!(
-                    "has more than one kind ({}): write one entry per kind",
-                    kinds.join(", ")
-                ),
-            );
-            None
-        }
-        [kind] => {
-            let mut required = |key: &str, value: &Option<String>| match value {
-                None => {
-                    issues.push(format!("{path}.{key}"), format!("`{kind}` needs `{key}`"));
-                    None
-                }
-                Some(text) => issues.duration(format!("{path}.{key}"), text),
-            };
-            match *kind {
-                "set" => raw.set.map(|value| SegmentKind::Set { value }),
-                "ramp" => required("over", &raw.over).map(|over| SegmentKind::Ramp {
-                    target: raw.ramp.unwrap_or_default(),
-                    over,
-                }),
-                "exponential" => required("tau", &raw.tau).map(|tau| SegmentKind::Exponential {
-                    target: raw.exponential.unwrap_or_default(),
-                    tau,
-                }),
-                "spike" => required("for", &raw.hold).map(|hold| SegmentKind::Spike {
-                    value: raw.spike.unwrap_or_default(),
-                    hold,
-                }),
-                "freeze" => raw
-                    .freeze
-                    .as_deref()
-                    .and_then(|t| issues.duration(format!("{path}.freeze"), t))
-                    .map(|hold| SegmentKind::Freeze { hold }),
-                "dropout" | "silence" => raw
-                    .dropout
-                    .as_deref()
-                    .or(raw.silence.as_deref())
-                    .and_then(|t| issues.duration(format!("{path}.{kind}"), t))
-                    .map(|hold| SegmentKind::Dropout { hold }),
-                "noise" => {
-                    let every = match &raw.every {
-                        None => Some(DEFAULT_NOISE_EVERY),
-                        Some(text) => issues.duration(format!("{path}.every"), text),
-                    };
-                    every.map(|every| SegmentKind::Noise {
-                        amplitude: raw.noise.unwrap_or_default(),
-                        seed: raw.seed.unwrap_or(0),
-                        every,
-                    })
-                }
-                _ => {
-                    let text = raw.fault.as_deref().unwrap_or_default();
-                    match Fault::parse(text) {
-                        Some(f) => Some(SegmentKind::Fault(f)),
-                        None => {
-                            issues.push(
-                                format!("{path}.fault"),
-                                format!("unknown fault `{text}` (expected {})", Fault::NAMES),
-                            );
-                            None
-                        }
-                    }
-                }
-            }
-        }
-    };
-    match (at, kind) {
-        (Some(at), Some(kind)) if issues.0.len() == before => Some(Segment::new(at, kind)),
-        _ => None,
-    }
-}
-
-fn validate_events(
-    dev_path: &str,
-    raws: Vec<RawEvent>,
-    duration: Option<Duration>,
-    issues: &mut Issues,
-) -> Option<DeviceTimeline> {
-    let before = issues.0.len();
-    let mut events = Vec::new();
-    for (i, raw) in raws.into_iter().enumerate() {
-        let path = format!("{dev_path}.events[{i}]");
-        let at = issues.duration(format!("{path}.at"), &raw.at);
-        if let Some(at) = at {
-            check_at(&path, at, duration, issues);
-        }
-        let presence = match (raw.gone, raw.mode.as_deref()) {
-            (false, None) => Some(Presence::Present),
-            (false, Some(_)) => {
-                issues.push(
-                    format!("{path}.mode"),
-                    "`mode` only goes with `gone = true`",
-                );
-                None
-            }
-            (true, None) => Some(Presence::Gone(GoneMode::Silent)),
-            (true, Some(text)) => match GoneMode::parse(text) {
-                Some(mode) => Some(Presence::Gone(mode)),
-                None => {
-                    issues.push(
-                        format!("{path}.mode"),
-                        format!("unknown mode `{text}` (expected silent or refuse)"),
-                    );
-                    None
-                }
-            },
-        };
-        if let (Some(at), Some(presence)) = (at, presence) {
-            events.push(DeviceEvent { at, presence });
-        }
-    }
-    if issues.0.len() != before {
-        return None;
-    }
-    for e in timeline::check_events(&events) {
-        let path = match e.index() {
-            Some(i) => format!("{dev_path}.events[{i}].at"),
-            None => format!("{dev_path}.events"),
-        };
-        issues.push(path, e.to_string());
-    }
-    if issues.0.len() != before {
-        return None;
-    }
-    DeviceTimeline::new(events).ok()
 }
