@@ -1,6 +1,7 @@
 //! Configuration: parsed (TOML + environment overrides, unknown keys rejected), then
 //! validated purely with every problem collected, then built into [`model::Config`].
 
+mod duration;
 mod load;
 pub mod model;
 pub mod raw;

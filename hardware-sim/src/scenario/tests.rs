@@ -172,7 +172,7 @@ mode = "explode"
     let issues = issues_of(text);
     let expected = [
         "scenario.name: must not be empty",
-        "scenario.duration: `1 minute` has an unknown unit ` minute` (use ms, s, m or h)",
+        "scenario.duration: `1 minute` has an unknown unit `minute` (use ns, us, ms, s, m, h or d)",
         "devices[0].protocol: unknown protocol `modbus-ascii` (expected modbus-tcp, modbus-rtu or mqtt)",
         "devices[0].listen: `localhost` is not an IP:port address like \"127.0.0.1:0\"",
         "devices[0].unit: 0 is not a unit id (1..=255)",
@@ -391,5 +391,34 @@ fn room_entries_are_checked() {
     assert!(
         err.contains("room.ups_in_room[0]: no device named `nobody`"),
         "{err}"
+    );
+}
+
+#[test]
+fn durations_read_like_the_agents_and_a_bad_one_names_its_key() {
+    let text = r#"
+[scenario]
+name = "x"
+duration = "1d"
+[[devices]]
+name = "d"
+[[devices.registers]]
+signal = "s"
+table = "holding"
+address = 0
+type = "u16"
+timeline = [{ at = "0", set = 1 }, { at = "1h", ramp = 2, over = "0.5d" }]
+"#;
+    let s = Scenario::from_toml_str(text).unwrap();
+    assert_eq!(s.duration, Duration::from_secs(86_400));
+    let timeline = &s.devices[0].registers[0].timeline;
+    assert_eq!(timeline.value_at(Duration::from_secs(3600 + 6 * 3600)), 1.5);
+
+    let bad = text.replace(r#"over = "0.5d""#, r#"over = "5""#);
+    assert_eq!(
+        issues_of(&bad),
+        vec![
+            "devices[0].registers[0].timeline[1].over: `5` has no unit (write e.g. \"5s\" or \"5ms\"; only 0 goes without one)"
+        ]
     );
 }
