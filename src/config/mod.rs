@@ -2,6 +2,7 @@
 //! validated purely with every problem collected, then built into [`model::Config`].
 
 pub mod collect;
+mod duration;
 mod load;
 pub mod model;
 pub mod raw;

@@ -2,63 +2,8 @@
 
 use std::time::Duration;
 
-/// Parses a duration such as `250ms`, `5s`, `1.5s`, `10m`, `2h`, `1d`, or a sum like `1m30s`.
-/// A bare number is refused: the unit is part of the meaning, and guessing it is how
-/// "timeout = 5" becomes five milliseconds somewhere.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let s = text.trim();
-    if s.is_empty() {
-        return Err("empty duration (write e.g. \"250ms\", \"5s\", \"10m\")".into());
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_len == 0 {
-            return Err(format!(
-                "`{text}` is not a duration (write e.g. \"250ms\", \"5s\", \"10m\")"
-            ));
-        }
-        let number: f64 = rest[..num_len].parse().map_err(|_| {
-            format!(
-                "`{text}` is not a duration: bad number `{}`",
-                &rest[..num_len]
-            )
-        })?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = rest[..unit_len].trim();
-        rest = &rest[unit_len..];
-        let seconds = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" | "sec" => 1.0,
-            "m" | "min" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
-            "" => {
-                return Err(format!(
-                    "`{text}` has no unit (write e.g. \"{number}s\" or \"{number}ms\")"
-                ))
-            }
-            other => {
-                return Err(format!(
-                    "`{text}`: unknown unit `{other}` (use ns, us, ms, s, m, h or d)"
-                ))
-            }
-        };
-        total += number * seconds;
-    }
-    if !total.is_finite() || total > 1e12 {
-        return Err(format!("`{text}` is too long a duration"));
-    }
-    Ok(Duration::from_secs_f64(total))
-}
+/// The grammar lives in `duration.rs`, which the simulator shares.
+pub use super::duration::parse_duration;
 
 /// Parses a size such as `256MiB`, `1GiB`, `500MB`, `4096` (bytes).
 pub fn parse_size(text: &str) -> Result<u64, String> {
@@ -112,24 +57,6 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_in_the_contract_forms_parse() {
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
-        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
-        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-    }
-
-    #[test]
-    fn a_duration_without_unit_is_refused_with_a_hint() {
-        let err = parse_duration("5").unwrap_err();
-        assert!(err.contains("no unit"), "{err}");
-        assert!(parse_duration("5 parsecs").is_err());
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("abc").is_err());
-    }
 
     #[test]
     fn sizes_parse_binary_and_decimal_units() {
