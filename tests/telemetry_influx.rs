@@ -372,7 +372,7 @@ fn a_spool_left_by_a_previous_sink_is_replayed_by_the_next_even_after_a_crash() 
 // spool's write order (which `spool_max` drops by, oldest written first) was no longer
 // the data's order, and a recent batch could be dropped while an older one was kept. The
 // test now waits until each burst is on disk, as a sink does when data arrives over time;
-// the reordering under overload is documented (README, telemetry).
+// the reordering under overload is documented (docs/operations.md, telemetry).
 fn a_tiny_spool_drops_the_oldest_sensor_data_first_and_keeps_every_event() {
     let rt = runtime();
     let port = support::free_port();

@@ -8,9 +8,9 @@
 //! gRPC: the same RPCs as HTTP/1.1 POSTs of JSON to the client URL (`/v3/kv/range`,
 //! `/v3/kv/txn`, `/v3/lease/grant`, ...), which etcd 3.4 and later serve at `/v3/` by
 //! default, on the same port and with the same TLS and authentication (two TLS rules of
-//! etcd's for the gateway are in the README's `[cluster]` section). The agent needs seven
-//! of them; with reqwest (already its HTTP client) and serde that is this file, no code
-//! generation, and 21 crates fewer in Cargo.lock.
+//! etcd's for the gateway are in docs/cluster.md). The agent needs seven of them; with
+//! reqwest (already its HTTP client) and serde that is this file, no code generation, and
+//! 21 crates fewer in Cargo.lock.
 //!
 //! The wire format, as etcd 3.4 sends it (checked against the real server): fields keep
 //! their .proto names (`create_revision`, `ID`, `TTL`; the camelCase forms are accepted

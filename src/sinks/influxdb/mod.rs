@@ -13,7 +13,7 @@
 //!                                   (alternating with live batches, oldest first)
 //! ```
 //!
-//! Codes (also in the README): `firebreak_sensor` `state` is ok 0, warn 1, alarm 2,
+//! Codes (also in docs/operations.md): `firebreak_sensor` `state` is ok 0, warn 1, alarm 2,
 //! critical 3, stale 4, fault 5; `firebreak_zone` `level` is normal 0, warning 1,
 //! alarm 2, critical 3.
 //!

@@ -1,5 +1,5 @@
 //! Prometheus metrics, served at `GET /metrics`. Names are stable: dashboards and alerts
-//! depend on them (README lists them).
+//! depend on them (docs/operations.md lists them).
 //!
 //! Design: per-sensor and per-zone gauges are filled from the detection core's state when
 //! scraped, not on every sample, so the hot path pays nothing for them. Counters that
