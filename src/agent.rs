@@ -13,7 +13,7 @@ use crate::sinks::influxdb::{
 };
 use crate::sinks::mqtt::{StatusConfig, StatusMsg, StatusPublisher, ZoneStatus};
 use crate::sources::{modbus, mqtt};
-use crate::staged::Stager;
+use crate::staged::{Effect, Stager};
 
 mod reload;
 mod staged;
@@ -691,54 +691,71 @@ impl Engine {
         }
     }
 
+    /// The detection core's outputs, through the staged response's decisions
+    /// (`Stager::respond`, shared with replay), carried out in order.
     fn handle(&mut self, detector: &mut Detector) {
         let outputs: Vec<Output> = detector.drain().collect();
-        let config = self.shared.config.clone();
-        let now = self.shared.clock.mono();
-        if !outputs.is_empty() {
-            // A runbook started now reads the expected power loss before its first step.
-            self.update_power(detector);
+        if outputs.is_empty() {
+            return;
         }
-        for o in outputs {
-            let mut staged = None;
-            match &o {
-                Output::Critical { zone, cause } => {
-                    if let Err(r) = self.start_runbook(*zone as usize, *cause) {
-                        tracing::error!(?r, "runbook not started");
-                    }
-                }
-                Output::Zone { zone, from, to, .. } => {
-                    staged = self.stager.level(*zone, *to, now);
-                    tracing::warn!(zone = %config.zones[*zone as usize].id, from = from.as_str(), to = to.as_str(), "zone level changed");
-                    if let Some(t) = &self.shared.telemetry {
-                        t.send(Telemetry::Zone {
-                            zone: *zone,
-                            ts_ms: influx::wall_ms(self.shared.clock.wall()),
-                            level: *to,
-                        });
-                    }
-                }
-                Output::Sensor { .. } => {}
+        // A runbook started now reads the expected power loss before its first step.
+        self.update_power(detector);
+        let now = self.shared.clock.mono();
+        for effect in self.stager.respond(&outputs, now) {
+            self.apply(effect);
+        }
+    }
+
+    /// Carries out one effect of the staged response; a failover returns its incident.
+    fn apply(&mut self, effect: Effect<'_>) -> Option<String> {
+        match effect {
+            Effect::Record(o) => {
+                self.record(o);
+                None
             }
-            if let Some(event) = crate::events::from_output(&config, &o) {
-                self.write(&event);
+            Effect::Prepare { zone, cause } => {
+                self.start_prepare(zone as usize, cause);
+                None
             }
-            // After the zone_level event that caused it.
-            if let Some(d) = staged {
-                self.decide(d, Cause::Fire);
+            Effect::Failover {
+                zone,
+                cause,
+                wait_for_prepare,
+            } => Some(self.start_failover(zone as usize, cause, wait_for_prepare)),
+            Effect::Undo { zone } => {
+                self.start_undo(zone as usize, "cooldown");
+                None
             }
         }
     }
 
-    /// The zone is critical (detection or by hand): its prepare runbook if it has one and
-    /// that has not run in this incident, then its failover.
+    /// A sensor state or zone level change: its event (and the zone's level telemetry).
+    fn record(&self, o: &Output) {
+        if let Output::Zone { zone, from, to, .. } = o {
+            tracing::warn!(zone = %self.shared.config.zones[*zone as usize].id, from = from.as_str(), to = to.as_str(), "zone level changed");
+            if let Some(t) = &self.shared.telemetry {
+                t.send(Telemetry::Zone {
+                    zone: *zone,
+                    ts_ms: influx::wall_ms(self.shared.clock.wall()),
+                    level: *to,
+                });
+            }
+        }
+        if let Some(event) = crate::events::from_output(&self.shared.config, o) {
+            self.write(&event);
+        }
+    }
+
+    /// Manual failover: the zone's prepare runbook if it has one and that has not run in
+    /// this incident, then its failover; or, when its incident is open, the steps that
+    /// did not succeed (`retry_failed`).
     fn start_runbook(&mut self, zone: usize, cause: Cause) -> Result<String, Refusal> {
         if let Some(open) = self.open.get(&zone).cloned() {
             return self.retry_failed(zone, &open);
         }
         let mut id = None;
-        for d in self.stager.critical(zone as u32) {
-            id = self.decide(d, cause).or(id);
+        for effect in self.stager.fail_over(zone as u32, cause) {
+            id = self.apply(effect).or(id);
         }
         id.ok_or_else(|| Refusal::Conflict("the zone has already failed over".into()))
     }

@@ -9,7 +9,6 @@ use crate::detect::{Cause, Detector};
 use crate::events::Event;
 use crate::incident::{self, Stage};
 use crate::sinks::mqtt::StatusMsg;
-use crate::staged::Decision;
 
 /// A zone's prepare runbook in the current incident.
 pub(super) struct PrepareRt {
@@ -25,24 +24,6 @@ pub(super) struct PrepareRt {
 }
 
 impl Engine {
-    /// Carries out a staged-response decision.
-    pub(super) fn decide(&mut self, d: Decision, cause: Cause) -> Option<String> {
-        match d {
-            Decision::Prepare { zone } => {
-                self.start_prepare(zone as usize, cause);
-                None
-            }
-            Decision::Failover {
-                zone,
-                wait_for_prepare,
-            } => Some(self.start_failover(zone as usize, cause, wait_for_prepare)),
-            Decision::Undo { zone } => {
-                self.start_undo(zone as usize, "cooldown");
-                None
-            }
-        }
-    }
-
     pub(super) fn start_prepare(&mut self, zone: usize, cause: Cause) {
         if self.shared.config.zones[zone].prepare_runbook.is_none() {
             return;
@@ -191,13 +172,13 @@ impl Engine {
         self.update_power(detector);
         let now = self.shared.clock.mono();
         let prepares = &self.prepares;
-        let undo = self.stager.tick(now, |z| {
+        let undo = self.stager.elapse(now, |z| {
             prepares
                 .get(&(z as usize))
                 .is_some_and(|p| !p.task.is_finished())
         });
-        for d in undo {
-            self.decide(d, Cause::Fire);
+        for effect in undo {
+            self.apply(effect);
         }
     }
 
