@@ -5,7 +5,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Problem, SourceSpec};
 use crate::detect::{Cause, Detector, Output, Reading, Sample, SensorState};
 use crate::events::{Event, EventLog, EventLogError};
-use crate::incident::{self, Shared, Stage};
+use crate::incident::{self, Coordinator, Shared};
 use crate::journal::{Journal, JournalError, StepStatus};
 use crate::runbook;
 use crate::sinks::influxdb::{
@@ -333,16 +333,14 @@ pub async fn run_until_reloadable(
     let metrics = Arc::new(crate::sinks::prometheus::Metrics::new());
     metrics.declare_runbooks(&config);
     let cluster_stop = CancellationToken::new();
-    let cluster = match &config.cluster {
+    let coordinator: Arc<dyn Coordinator> = match &config.cluster {
         Some(c) => {
             let zones = config.zones.iter().map(|z| z.id.clone()).collect();
-            let cluster =
-                Arc::new(crate::cluster::Cluster::connect(c, zones, metrics.registry()).await?);
-            cluster.spawn_presence(cluster_stop.clone());
+            let cluster = crate::cluster::Cluster::connect(c, zones, metrics.registry()).await?;
             tracing::info!(node = %c.node, etcd = ?c.etcd, on_cluster_loss = c.on_cluster_loss.as_str(), "cluster mode: zones are coordinated through etcd");
-            Some(cluster)
+            Arc::new(cluster)
         }
-        None => None,
+        None => Arc::new(incident::Alone),
     };
     let shared = Arc::new(Shared {
         config: config.clone(),
@@ -353,11 +351,12 @@ pub async fn run_until_reloadable(
         telemetry: telemetry.clone(),
         status: status.as_ref().map(StatusPublisher::sender),
         power: incident::PowerBoard::new(config.zones.len()),
-        cluster,
+        coordinator,
     });
-    if let Some(c) = &shared.cluster {
-        c.spawn_sync(shared.clone(), cluster_stop.clone());
-    }
+    shared
+        .coordinator
+        .clone()
+        .start(shared.clone(), cluster_stop.clone());
 
     // The API is bound before anything starts, so a taken port fails the start loudly.
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<ApiCommand>(32);
@@ -536,10 +535,8 @@ pub async fn run_until_reloadable(
     for (_, h) in engine.runs.drain() {
         h.abort();
     }
-    if let Some(c) = &shared.cluster {
-        // Bounded: an unreachable etcd must not hold the shutdown up.
-        let _ = tokio::time::timeout(SINK_STOP, c.resign_all()).await;
-    }
+    // Bounded: an unreachable etcd must not hold the shutdown up.
+    let _ = tokio::time::timeout(SINK_STOP, shared.coordinator.stop()).await;
     let reason = if running.is_empty() {
         "shutdown requested".to_string()
     } else {
@@ -674,20 +671,11 @@ impl Engine {
                 continue;
             }
             tracing::warn!(zone = %z.id, incident = %inc.incident, "resuming an unfinished runbook");
+            // Under `[cluster]` the zone's leader resumes it: this agent, or a peer that
+            // took over.
             let shared = self.shared.clone();
-            if let Some(cluster) = self.shared.cluster.clone() {
-                // The zone's leader resumes it: this agent, or a peer that took over.
-                self.runs.insert(
-                    zi,
-                    tokio::spawn(crate::cluster::run_failover(shared, cluster, zi, inc, None)),
-                );
-                continue;
-            }
-            incident::announce(&self.shared, &inc, Stage::Failover, true);
-            self.runs.insert(
-                zi,
-                tokio::spawn(incident::run_stage(shared, zi, inc, Stage::Failover)),
-            );
+            let run = shared.coordinator.clone().resume(shared, zi, inc, None);
+            self.runs.insert(zi, run);
         }
     }
 
@@ -771,12 +759,10 @@ impl Engine {
         }
         let config = self.shared.config.clone();
         let z = &config.zones[zone];
-        let clustered = self.shared.cluster.is_some();
         let mut inc = match self.shared.journal.load(&z.id) {
-            Ok(Some(inc)) if inc.incident == open => inc,
             // Under `[cluster]` the journal holds the incident the zone's leader opened,
             // which is the zone's incident for every agent.
-            Ok(Some(inc)) if clustered => {
+            Ok(Some(inc)) if self.shared.coordinator.is_zone_incident(&inc, open) => {
                 self.open.insert(zone, inc.incident.clone());
                 inc
             }
@@ -800,7 +786,7 @@ impl Engine {
                 "zone already failed over in incident {open} (safe to cut power); reset it first"
             ));
         }
-        let reopen = crate::cluster::Reopen {
+        let reopen = incident::Reopen {
             finished_at: inc.finished_at.clone(),
         };
         let retried: Vec<String> = inc
@@ -819,27 +805,14 @@ impl Engine {
         inc.safe_to_cut_power = None;
         self.shared.save(&inc);
         tracing::warn!(zone = %z.id, incident = %open, steps = ?retried, "manual failover: running the steps that did not succeed again");
+        // Under `[cluster]` the zone's leader runs them (this agent once it wins the
+        // zone), once for the cluster, however many agents were asked.
         let shared = self.shared.clone();
-        if let Some(cluster) = self.shared.cluster.clone() {
-            // The zone's leader runs them (this agent once it wins the zone), once for
-            // the cluster, however many agents were asked.
-            self.runs.insert(
-                zone,
-                tokio::spawn(crate::cluster::run_failover(
-                    shared,
-                    cluster,
-                    zone,
-                    inc,
-                    Some(reopen),
-                )),
-            );
-            return Ok(open.to_string());
-        }
-        incident::announce(&self.shared, &inc, Stage::Failover, true);
-        self.runs.insert(
-            zone,
-            tokio::spawn(incident::run_stage(shared, zone, inc, Stage::Failover)),
-        );
+        let run = shared
+            .coordinator
+            .clone()
+            .resume(shared, zone, inc, Some(reopen));
+        self.runs.insert(zone, run);
         Ok(open.to_string())
     }
 
@@ -911,13 +884,7 @@ impl Engine {
                 if let Err(e) = self.shared.journal.close(&inc) {
                     tracing::error!(error = %e, "INCIDENT JOURNAL WRITE FAILED on reset");
                 }
-                if let Some(cluster) = self.shared.cluster.clone() {
-                    tokio::spawn(async move {
-                        if let Err(e) = cluster.close(zone, &inc).await {
-                            tracing::error!(error = %e, incident = %inc.incident, "cannot close the incident in etcd; reset again when etcd is back");
-                        }
-                    });
-                }
+                self.shared.coordinator.clone().close(zone, inc);
             }
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "incident journal unreadable on reset"),
@@ -1144,7 +1111,7 @@ impl Engine {
             "dry_run": config.agent.dry_run,
             "event_log_writable": self.shared.log.is_writable(),
             "zones": zones,
-            "cluster": self.shared.cluster.as_ref().map(|c| c.status()),
+            "cluster": self.shared.coordinator.status(),
         })
     }
 }

@@ -224,7 +224,7 @@ impl Engine {
             telemetry: self.shared.telemetry.clone(),
             status: self.shared.status.clone(),
             power: PowerBoard::new(new.zones.len()),
-            cluster: self.shared.cluster.clone(),
+            coordinator: self.shared.coordinator.clone(),
         });
         let mut fresh = Detector::from_config(&new, now);
         let mut stager = Stager::from_config(&new);

@@ -29,29 +29,13 @@ impl Engine {
             return;
         }
         self.seq += 1;
-        let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let d = match self.shared.cluster.clone() {
-            Some(cluster) => {
-                ran.store(false, std::sync::atomic::Ordering::Relaxed);
-                crate::cluster::dispatch_prepare(
-                    self.shared.clone(),
-                    cluster,
-                    zone,
-                    cause,
-                    self.seq,
-                    ran.clone(),
-                )
-            }
-            None => incident::dispatch_stage(
-                self.shared.clone(),
-                zone,
-                cause,
-                self.seq,
-                Stage::Prepare,
-                None,
-                None,
-            ),
-        };
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let shared = self.shared.clone();
+        let d =
+            shared
+                .coordinator
+                .clone()
+                .dispatch_prepare(shared, zone, cause, self.seq, ran.clone());
         tracing::warn!(zone = %self.shared.config.zones[zone].id, incident = %d.incident, "prepare runbook started");
         let runbook = incident::stage_steps(&self.shared.config, zone, Stage::Prepare)
             .map(|(rb, _)| rb.name.clone())
@@ -83,26 +67,11 @@ impl Engine {
         let wait_for = prep
             .filter(|p| wait_for_prepare && !p.task.is_finished())
             .map(|p| p.done.clone());
-        let d = match self.shared.cluster.clone() {
-            Some(cluster) => crate::cluster::dispatch_failover(
-                self.shared.clone(),
-                cluster,
-                zone,
-                cause,
-                self.seq,
-                id,
-                wait_for,
-            ),
-            None => incident::dispatch_stage(
-                self.shared.clone(),
-                zone,
-                cause,
-                self.seq,
-                Stage::Failover,
-                id,
-                wait_for,
-            ),
-        };
+        let shared = self.shared.clone();
+        let d = shared
+            .coordinator
+            .clone()
+            .dispatch_failover(shared, zone, cause, self.seq, id, wait_for);
         self.open.insert(zone, d.incident.clone());
         self.runs.insert(zone, d.task);
         d.incident
@@ -126,8 +95,6 @@ impl Engine {
             tracing::info!(zone = %zone_id, incident = %incident, by, "the prepare ran on the zone's leader, not here: nothing to undo");
             return;
         }
-        // `[cluster]`: once undone, the zone's leadership (won for the prepare) is free.
-        let release = shared.cluster.clone();
         tracing::warn!(zone = %zone_id, incident = %incident, by, "undoing the prepare runbook");
         let has_steps = incident::stage_steps(&shared.config, zone, Stage::Undo)
             .is_some_and(|(_, steps)| !steps.is_empty());
@@ -138,9 +105,8 @@ impl Engine {
                 by: by.to_string(),
                 ok: true,
             });
-            if let Some(c) = release {
-                tokio::spawn(async move { c.prepare_over(&shared, zone).await });
-            }
+            // `[cluster]`: once undone, the zone's leadership (won for the prepare) is free.
+            tokio::spawn(async move { shared.coordinator.prepare_over(&shared, zone).await });
             return;
         }
         let d = incident::dispatch_stage(
@@ -160,9 +126,7 @@ impl Engine {
                 by: by.to_string(),
                 ok,
             });
-            if let Some(c) = release {
-                c.prepare_over(&shared, zone).await;
-            }
+            shared.coordinator.prepare_over(&shared, zone).await;
         });
     }
 

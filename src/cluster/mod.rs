@@ -21,14 +21,15 @@
 //!
 //! Without `[cluster]` none of this exists and the agent runs alone as before.
 //!
-//! etcd is spoken to through its JSON gateway (`etcd.rs`).
+//! etcd is spoken to through its JSON gateway (`etcd.rs`). The cluster is the
+//! `Coordinator` the engine and the runbook runs hold (alone is the other one).
 
 pub mod etcd;
 
 use crate::config::{Cluster as ClusterConfig, OnClusterLoss};
 use crate::detect::Cause;
 use crate::events::Event;
-use crate::incident::{self, Dispatched, Shared, Stage};
+use crate::incident::{self, BoxFuture, Coordinator, Dispatched, Reopen, Shared, Stage};
 use crate::journal::{Incident, StepStatus};
 use etcd::{Compare, Op, Txn};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -566,7 +567,7 @@ impl Cluster {
     }
 
     /// A failover journal write (see `Shared::persist`).
-    pub async fn persist(&self, shared: &Shared, zone: usize, inc: &Incident) -> bool {
+    async fn persist_fenced(&self, shared: &Shared, zone: usize, inc: &Incident) -> bool {
         let Some(rev) = self.fence(zone) else {
             // Running alone (etcd lost, `act`): the local journal is all there is.
             return true;
@@ -755,61 +756,127 @@ async fn keep_alive(
     }
 }
 
-/// The clustered form of `incident::dispatch_stage` for a failover: the engine's view
-/// (incident id, task, done) is the same; the task campaigns first and runs the runbook
-/// only as the zone's leader (or alone, when etcd is lost and the policy is `act`).
-pub fn dispatch_failover(
-    shared: Arc<Shared>,
-    cluster: Arc<Cluster>,
-    zone: usize,
-    cause: Cause,
-    seq: u32,
-    id: Option<String>,
-    wait_for: Option<tokio::sync::watch::Receiver<bool>>,
-) -> Dispatched {
-    let candidate = incident::new_stage_incident(&shared, zone, cause, seq, Stage::Failover, id);
-    let incident = candidate.incident.clone();
-    let (done_tx, done) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(async move {
-        if let Some(mut prepared) = wait_for {
-            let _ = prepared.wait_for(|d| *d).await;
+impl Coordinator for Cluster {
+    /// Registers this agent with its peers and keeps finished-but-unsafe incidents in line
+    /// with etcd (`spawn_presence`, `spawn_sync`).
+    fn start(self: Arc<Self>, shared: Arc<Shared>, stop: CancellationToken) {
+        self.spawn_presence(stop.clone());
+        self.spawn_sync(shared, stop);
+    }
+
+    /// The agent campaigns for the zone, and only its leader runs the prepare runbook (the
+    /// same leadership then runs the failover, so `failover_waits_for_prepare` waits for
+    /// the run that matters). A follower runs nothing; etcd lost: `act` runs it here,
+    /// `hold` skips it.
+    fn dispatch_prepare(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        zone: usize,
+        cause: Cause,
+        seq: u32,
+        ran: Arc<AtomicBool>,
+    ) -> Dispatched {
+        dispatch_prepare(shared, self, zone, cause, seq, ran)
+    }
+
+    /// The engine's view (incident id, task, done) is the alone one's; the task campaigns
+    /// first and runs the runbook only as the zone's leader (or alone, when etcd is lost
+    /// and the policy is `act`).
+    fn dispatch_failover(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        zone: usize,
+        cause: Cause,
+        seq: u32,
+        id: Option<String>,
+        wait_for: Option<tokio::sync::watch::Receiver<bool>>,
+    ) -> Dispatched {
+        let candidate =
+            incident::new_stage_incident(&shared, zone, cause, seq, Stage::Failover, id);
+        let incident = candidate.incident.clone();
+        let (done_tx, done) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            if let Some(mut prepared) = wait_for {
+                let _ = prepared.wait_for(|d| *d).await;
+            }
+            let ok = run_failover(shared, self, zone, candidate, None).await;
+            let _ = done_tx.send(true);
+            ok
+        });
+        Dispatched {
+            incident,
+            task,
+            done,
         }
-        let ok = run_failover(shared, cluster, zone, candidate, None).await;
-        let _ = done_tx.send(true);
-        ok
-    });
-    Dispatched {
-        incident,
-        task,
-        done,
+    }
+
+    /// The zone's leader resumes it: this agent, or a peer that took over; a reopened run
+    /// (manual failover) once for the cluster, however many agents were asked.
+    fn resume(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        zone: usize,
+        inc: Incident,
+        reopen: Option<Reopen>,
+    ) -> tokio::task::JoinHandle<bool> {
+        tokio::spawn(run_failover(shared, self, zone, inc, reopen))
+    }
+
+    /// Once undone, the zone's leadership (won for the prepare) is free.
+    fn prepare_over<'a>(&'a self, shared: &'a Shared, zone: usize) -> BoxFuture<'a, ()> {
+        Box::pin(Cluster::prepare_over(self, shared, zone))
+    }
+
+    fn close(self: Arc<Self>, zone: usize, inc: Incident) {
+        tokio::spawn(async move {
+            if let Err(e) = Cluster::close(&self, zone, &inc).await {
+                tracing::error!(error = %e, incident = %inc.incident, "cannot close the incident in etcd; reset again when etcd is back");
+            }
+        });
+    }
+
+    /// The local journal holds the incident the zone's leader opened, which is the zone's
+    /// incident for every agent.
+    fn is_zone_incident(&self, _journaled: &Incident, _open: &str) -> bool {
+        true
+    }
+
+    fn fence(&self, zone: usize) -> Option<i64> {
+        Cluster::fence(self, zone)
+    }
+
+    fn persist<'a>(
+        &'a self,
+        shared: &'a Shared,
+        zone: usize,
+        inc: &'a Incident,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(self.persist_fenced(shared, zone, inc))
+    }
+
+    /// A peer takes over at once instead of after `lease_ttl`.
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.resign_all())
+    }
+
+    fn status(&self) -> Option<serde_json::Value> {
+        Some(Cluster::status(self))
     }
 }
 
-/// A manual failover of a finished incident that was not safe to cut power: the steps
-/// that did not succeed run again (`candidate` has them pending). Only the run that
-/// finished at `finished_at` is reopened: once any agent has re-run it, the others adopt
-/// that result instead of running the steps a second time.
-#[derive(Debug, Clone)]
-pub struct Reopen {
-    pub finished_at: Option<String>,
+/// Whether `inc` (as etcd has it) is the finished, unsafe run `reopen` reopens
+/// (`candidate` has its failed steps pending again).
+fn reopens(reopen: &Reopen, inc: &Incident, candidate: &Incident) -> bool {
+    inc.finished
+        && inc.incident == candidate.incident
+        && inc.finished_at == reopen.finished_at
+        && inc.safe_to_cut_power != Some(true)
 }
 
-impl Reopen {
-    /// Whether `inc` (as etcd has it) is the finished, unsafe run this reopens.
-    fn matches(&self, inc: &Incident, candidate: &Incident) -> bool {
-        inc.finished
-            && inc.incident == candidate.incident
-            && inc.finished_at == self.finished_at
-            && inc.safe_to_cut_power != Some(true)
-    }
-}
-
-/// The clustered form of `incident::dispatch_stage` for a prepare: the agent campaigns
-/// for the zone, and only its leader runs the prepare runbook (the same leadership then
-/// runs the failover, so `failover_waits_for_prepare` waits for the run that matters).
-/// A follower runs nothing; etcd lost: `act` runs it here, `hold` skips it (a prepare
-/// is worth its time only now). `ran` says whether it ran here (its undo runs here too).
-pub fn dispatch_prepare(
+/// The clustered prepare (see `Coordinator::dispatch_prepare`): a prepare is worth its
+/// time only now, so under `hold` it is skipped, not delayed. `ran` says whether it ran
+/// here (its undo runs here too).
+fn dispatch_prepare(
     shared: Arc<Shared>,
     cluster: Arc<Cluster>,
     zone: usize,
@@ -862,7 +929,7 @@ pub fn dispatch_prepare(
 /// Campaigns for the zone until the incident has finished (here or on a peer); returns
 /// whether it is safe to cut power. `candidate` is the incident this agent would open (or
 /// the one its local journal had open at start, or the reopened one of `reopen`).
-pub async fn run_failover(
+async fn run_failover(
     shared: Arc<Shared>,
     cluster: Arc<Cluster>,
     zone: usize,
@@ -870,7 +937,7 @@ pub async fn run_failover(
     reopen: Option<Reopen>,
 ) -> bool {
     let zone_id = shared.config.zones[zone].id.clone();
-    let reopens = |inc: &Incident| reopen.as_ref().is_some_and(|r| r.matches(inc, &candidate));
+    let reopens = |inc: &Incident| reopen.as_ref().is_some_and(|r| reopens(r, inc, &candidate));
     loop {
         let won = match cluster.campaign(zone).await {
             Ok(Campaign::Won(_)) => true,
