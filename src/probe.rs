@@ -262,7 +262,7 @@ fn numeric_pointers(v: &serde_json::Value, at: String, out: &mut Vec<(String, St
 pub async fn mqtt(p: &MqttProbe) -> Result<(), ProbeError> {
     let (host, port, tls) =
         crate::config::validate::parse_mqtt_url(&p.url).map_err(ProbeError::Usage)?;
-    crate::sources::mqtt::topic::check_filter(&p.topic).map_err(ProbeError::Usage)?;
+    crate::mqtt_topic::check_filter(&p.topic).map_err(ProbeError::Usage)?;
     let cfg = MqttSource {
         host,
         port,

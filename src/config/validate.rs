@@ -693,7 +693,7 @@ fn source(c: &mut Collector, path: &str, s: &RawSource) -> Option<Source> {
             let reconnect_max = reconnect_max(c, path, &s.reconnect_max);
             let mut subscribe = Vec::new();
             for (i, f) in s.subscribe.iter().flatten().enumerate() {
-                match crate::sources::mqtt::topic::check_filter(f) {
+                match crate::mqtt_topic::check_filter(f) {
                     Ok(()) => subscribe.push(f.clone()),
                     Err(e) => c.err(format!("{path}.subscribe[{i}]"), format!("`{f}`: {e}")),
                 }

@@ -7,7 +7,8 @@
 
 pub mod payload;
 pub mod tls;
-pub mod topic;
+// The filter syntax is MQTT's, below config (which checks filters) and this source.
+pub use crate::mqtt_topic as topic;
 
 use super::metrics::{ErrorKind, SourceMetrics};
 use super::Jitter;
