@@ -165,6 +165,17 @@ impl Stager {
     /// once the prepare runbook has finished (`running` says whether it still runs).
     pub fn tick(&mut self, now: Nanos, running: impl Fn(u32) -> bool) -> Vec<Decision> {
         let mut out = Vec::new();
+        self.cooled_down(now, running, |zone| out.push(Decision::Undo { zone }));
+        out
+    }
+
+    /// The zones whose prepare is undone at `now` (see `tick`), each handed to `undo`.
+    fn cooled_down(
+        &mut self,
+        now: Nanos,
+        running: impl Fn(u32) -> bool,
+        mut undo: impl FnMut(u32),
+    ) {
         for (i, z) in self.zones.iter_mut().enumerate() {
             let Some(since) = z.normal_since else {
                 continue;
@@ -175,10 +186,9 @@ impl Stager {
             {
                 z.phase = Phase::Idle;
                 z.normal_since = None;
-                out.push(Decision::Undo { zone: i as u32 });
+                undo(i as u32);
             }
         }
-        out
     }
 
     /// What the agent does about the detection core's outputs, drained at `now`: each
@@ -214,10 +224,9 @@ impl Stager {
     /// Time passes (`now`): the prepares to undo after their cooldown. `running` says
     /// whether a zone's prepare runbook still runs (it is undone once it has finished).
     pub fn elapse(&mut self, now: Nanos, running: impl Fn(u32) -> bool) -> Vec<Effect<'static>> {
-        self.tick(now, running)
-            .into_iter()
-            .map(|d| Effect::of(d, Cause::Fire))
-            .collect()
+        let mut out = Vec::new();
+        self.cooled_down(now, running, |zone| out.push(Effect::Undo { zone }));
+        out
     }
 
     /// Operator reset: ends the zone's staged response. A prepare that was not followed by
