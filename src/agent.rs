@@ -331,7 +331,7 @@ pub async fn run_until_reloadable(
     let wall_from_mono = WallFromMono::new(clock.wall(), clock.mono());
     let metrics = Arc::new(crate::sinks::prometheus::Metrics::new());
     metrics.declare_runbooks(&config);
-    let cluster_stop = CancellationToken::new();
+    let coordinator_stop = CancellationToken::new();
     let coordinator: Arc<dyn Coordinator> = match &config.cluster {
         Some(c) => {
             let zones = config.zones.iter().map(|z| z.id.clone()).collect();
@@ -355,7 +355,7 @@ pub async fn run_until_reloadable(
     shared
         .coordinator
         .clone()
-        .start(shared.clone(), cluster_stop.clone());
+        .start(shared.clone(), coordinator_stop.clone());
 
     // The API is bound before anything starts, so a taken port fails the start loudly.
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<ApiCommand>(32);
@@ -503,7 +503,7 @@ pub async fn run_until_reloadable(
         }
     }
     notifier.stopping();
-    cluster_stop.cancel();
+    coordinator_stop.cancel();
     sources_stop.cancel();
     for t in tasks {
         let _ = t.await;
