@@ -13,6 +13,9 @@ use crate::sinks::influxdb::TelemetryTx;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod coordinator;
+pub use coordinator::{Alone, BoxFuture, Coordinator, Reopen};
+
 /// What incident runs share.
 pub struct Shared {
     pub config: Arc<Config>,
@@ -26,8 +29,8 @@ pub struct Shared {
     pub status: Option<crate::sinks::mqtt::StatusTx>,
     /// Expected power loss per zone, for skipping `should` steps.
     pub power: PowerBoard,
-    /// `[cluster]`: the etcd coordinator; `None` runs alone (the local journal only).
-    pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Alone (the local journal only), or `[cluster]`'s etcd coordinator.
+    pub coordinator: Arc<dyn Coordinator>,
 }
 
 /// Which of a zone's runbooks an incident run is.
@@ -163,16 +166,13 @@ impl Shared {
         }
     }
 
-    /// A failover's journal write: the local file, then (`[cluster]`, while this agent
-    /// leads the zone) etcd, fenced by the leadership. Returns whether the run may go on:
-    /// `false` when another agent has taken the zone over, or etcd is lost and the policy
-    /// is `hold`.
+    /// A failover's journal write: the local file, then the coordinator's record (under
+    /// `[cluster]`, while this agent leads the zone, etcd, fenced by the leadership).
+    /// Returns whether the run may go on: `false` when another agent has taken the zone
+    /// over, or etcd is lost and the policy is `hold`.
     pub async fn persist(&self, zone: usize, incident: &Incident) -> bool {
         self.save(incident);
-        match &self.cluster {
-            None => true,
-            Some(c) => c.persist(self, zone, incident).await,
-        }
+        self.coordinator.persist(self, zone, incident).await
     }
 }
 
@@ -350,7 +350,7 @@ pub async fn run_stage(shared: Arc<Shared>, zone: usize, mut inc: Incident, stag
     }
     let vars = vars(&config, &inc, stage.level());
     let fence = if journaled {
-        shared.cluster.as_ref().and_then(|c| c.fence(zone))
+        shared.coordinator.fence(zone)
     } else {
         None
     };

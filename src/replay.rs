@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::detect::rise::Nanos;
 use crate::detect::{Detector, FaultKind, Output, Reading, Sample};
 use crate::events::{self, Event, EvidenceItem};
+use crate::staged::Effect;
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -262,19 +263,25 @@ impl<'c> Replay<'c> {
     fn emit(&mut self, mono: Nanos, out: &mut dyn Write) -> std::io::Result<()> {
         // Outputs are rare (state changes only); collecting them is not the hot path.
         let outputs: Vec<Output> = self.detector.drain().collect();
-        // Prepares undone after their cooldown (nothing runs here, so none is running).
-        let undo = self.stager.tick(mono, |_| false);
-        if outputs.is_empty() && undo.is_empty() {
+        // The agent's decisions, in the agent's order: the outputs, then time (prepares
+        // undone after their cooldown; nothing runs here, so none is running).
+        let mut effects = self.stager.respond(&outputs, mono);
+        effects.extend(self.stager.elapse(mono, |_| false));
+        if effects.is_empty() {
             return Ok(());
         }
         let wall = self.wall(mono);
         let mut evs = Vec::new();
-        for o in outputs {
-            self.events_of(&o, wall, mono, &mut evs);
-        }
-        for d in undo {
-            if let crate::staged::Decision::Undo { zone } = d {
-                self.undo(zone as usize, wall, &mut evs);
+        for effect in effects {
+            match effect {
+                Effect::Record(o) => evs.extend(self.record(o)),
+                Effect::Prepare { zone, cause } => {
+                    evs.push(self.prepare(zone as usize, cause, wall))
+                }
+                Effect::Failover { zone, cause, .. } => {
+                    evs.push(self.failover(zone as usize, cause, wall))
+                }
+                Effect::Undo { zone } => evs.extend(self.undo(zone as usize, wall)),
             }
         }
         for event in evs {
@@ -288,42 +295,6 @@ impl<'c> Replay<'c> {
             }
         }
         Ok(())
-    }
-
-    /// The events of one output, and of the staged-response decisions it leads to.
-    fn events_of(&mut self, o: &Output, wall: SystemTime, mono: Nanos, evs: &mut Vec<Event>) {
-        match o {
-            Output::Zone { zone, to, .. } => {
-                if let Some(e) = self.event_of(o, wall) {
-                    evs.push(e);
-                }
-                if let Some(crate::staged::Decision::Prepare { zone }) =
-                    self.stager.level(*zone, *to, mono)
-                {
-                    evs.push(self.prepare(zone as usize, crate::detect::Cause::Fire, wall));
-                }
-            }
-            Output::Critical { zone, cause } => {
-                for d in self.stager.critical(*zone) {
-                    match d {
-                        crate::staged::Decision::Prepare { zone } => {
-                            evs.push(self.prepare(zone as usize, *cause, wall));
-                        }
-                        crate::staged::Decision::Failover { .. } => {
-                            if let Some(e) = self.event_of(o, wall) {
-                                evs.push(e);
-                            }
-                        }
-                        crate::staged::Decision::Undo { .. } => {}
-                    }
-                }
-            }
-            Output::Sensor { .. } => {
-                if let Some(e) = self.event_of(o, wall) {
-                    evs.push(e);
-                }
-            }
-        }
     }
 
     /// What the live agent writes when it starts a zone's prepare runbook.
@@ -356,12 +327,10 @@ impl<'c> Replay<'c> {
     }
 
     /// What the live agent writes when a prepare has been undone after its cooldown.
-    fn undo(&mut self, zone: usize, wall: SystemTime, evs: &mut Vec<Event>) {
+    fn undo(&mut self, zone: usize, wall: SystemTime) -> Option<Event> {
         let c = self.config;
         let z = &c.zones[zone];
-        let Some(incident) = self.prepared[zone].take() else {
-            return;
-        };
+        let incident = self.prepared[zone].take()?;
         self.report.decisions.push(StageDecision {
             zone: z.id.clone(),
             ts: events::format_ts(wall),
@@ -372,66 +341,70 @@ impl<'c> Replay<'c> {
                 .unwrap_or_default(),
             incident: incident.clone(),
         });
-        evs.push(Event::PrepareUndone {
+        Some(Event::PrepareUndone {
             zone: z.id.clone(),
             incident,
             by: "cooldown".into(),
             ok: true,
-        });
+        })
     }
 
-    fn event_of(&mut self, o: &Output, wall: SystemTime) -> Option<Event> {
+    /// The event of a sensor state or zone level change.
+    fn record(&mut self, o: &Output) -> Option<Event> {
+        let event = events::from_output(self.config, o)?;
+        if let (
+            Output::Zone {
+                to: crate::detect::ZoneLevel::Critical,
+                ..
+            },
+            Event::ZoneLevel { evidence, .. },
+        ) = (o, &event)
+        {
+            // The evidence of the failover that follows.
+            self.critical_evidence = Some(evidence.clone());
+        }
+        Some(event)
+    }
+
+    /// What the live agent writes when it starts a zone's failover runbook.
+    fn failover(&mut self, zone: usize, cause: crate::detect::Cause, wall: SystemTime) -> Event {
         let c = self.config;
-        Some(match o {
-            Output::Sensor { .. } => events::from_output(c, o)?,
-            Output::Zone { to, .. } => {
-                let event = events::from_output(c, o)?;
-                if let (crate::detect::ZoneLevel::Critical, Event::ZoneLevel { evidence, .. }) =
-                    (to, &event)
-                {
-                    self.critical_evidence = Some(evidence.clone());
-                }
-                event
+        let z = &c.zones[zone];
+        let incident = match self.prepared[zone].take() {
+            // The failover continues its prepare's incident, as live.
+            Some(id) => id,
+            None => {
+                self.incidents += 1;
+                format!("{}-replay-{}", z.id, self.incidents)
             }
-            Output::Critical { zone, cause } => {
-                let z = &c.zones[*zone as usize];
-                let incident = match self.prepared[*zone as usize].take() {
-                    // The failover continues its prepare's incident, as live.
-                    Some(id) => id,
-                    None => {
-                        self.incidents += 1;
-                        format!("{}-replay-{}", z.id, self.incidents)
-                    }
-                };
-                self.report.decisions.push(StageDecision {
-                    zone: z.id.clone(),
-                    ts: events::format_ts(wall),
-                    stage: "failover",
-                    runbook: c.runbooks[z.runbook].name.clone(),
-                    incident: incident.clone(),
-                });
-                let evidence = self
-                    .critical_evidence
-                    .take()
-                    .unwrap_or_else(|| self.current_evidence(*zone));
-                self.report.criticals.push(CriticalAt {
-                    zone: z.id.clone(),
-                    ts: events::format_ts(wall),
-                    cause: cause.as_str(),
-                    evidence,
-                });
-                // What the live agent would have started; nothing runs in a replay.
-                Event::RunbookStarted {
-                    runbook: c.runbooks[z.runbook].name.clone(),
-                    zone: z.id.clone(),
-                    incident,
-                    cause: cause.as_str(),
-                    dry_run: true,
-                    resumed: false,
-                    stage: "failover",
-                }
-            }
-        })
+        };
+        self.report.decisions.push(StageDecision {
+            zone: z.id.clone(),
+            ts: events::format_ts(wall),
+            stage: "failover",
+            runbook: c.runbooks[z.runbook].name.clone(),
+            incident: incident.clone(),
+        });
+        let evidence = self
+            .critical_evidence
+            .take()
+            .unwrap_or_else(|| self.current_evidence(zone as u32));
+        self.report.criticals.push(CriticalAt {
+            zone: z.id.clone(),
+            ts: events::format_ts(wall),
+            cause: cause.as_str(),
+            evidence,
+        });
+        // What the live agent would have started; nothing runs in a replay.
+        Event::RunbookStarted {
+            runbook: c.runbooks[z.runbook].name.clone(),
+            zone: z.id.clone(),
+            incident,
+            cause: cause.as_str(),
+            dry_run: true,
+            resumed: false,
+            stage: "failover",
+        }
     }
 
     /// The zone's sensors that are not ok, as they are now.

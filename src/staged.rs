@@ -2,13 +2,53 @@
 //! follows, when the prepare is undone, how long until the room is expected to lose power,
 //! and which `should` steps to skip so that the `must` steps finish before that.
 //!
-//! No I/O and no clock of its own: zone levels, `Critical` decisions and the time come in,
-//! decisions come out. The agent and `firebreak replay` both drive it.
+//! No I/O and no clock of its own: the detection core's outputs and the time (the caller's
+//! injected clock, or a recording's timestamps) come in, effects come out, in the order
+//! they are carried out (`Stager::respond`, `Stager::elapse`). The live agent and
+//! `firebreak replay` both carry out the same effects, so a replay shows what the agent
+//! would have done.
 
 use crate::config::{Config, Kind, Priority, Step};
 use crate::detect::rise::Nanos;
-use crate::detect::{Detector, SensorState, ZoneLevel};
+use crate::detect::{Cause, Detector, Output, SensorState, ZoneLevel};
 use std::time::Duration;
+
+/// What the agent does in answer to detection, in this order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect<'o> {
+    /// Record a sensor state or zone level change (its event, its telemetry) before what
+    /// it leads to.
+    Record(&'o Output),
+    /// Start the zone's prepare runbook: a new incident.
+    Prepare { zone: u32, cause: Cause },
+    /// Start the zone's failover runbook, continuing the incident of its prepare if it has
+    /// one; with `wait_for_prepare` only once the prepare runbook has finished.
+    Failover {
+        zone: u32,
+        cause: Cause,
+        wait_for_prepare: bool,
+    },
+    /// Run the prepare runbook's `undo_steps`: the zone has been normal for its
+    /// `prepare_cooldown` without going critical.
+    Undo { zone: u32 },
+}
+
+impl Effect<'_> {
+    fn of(d: Decision, cause: Cause) -> Effect<'static> {
+        match d {
+            Decision::Prepare { zone } => Effect::Prepare { zone, cause },
+            Decision::Failover {
+                zone,
+                wait_for_prepare,
+            } => Effect::Failover {
+                zone,
+                cause,
+                wait_for_prepare,
+            },
+            Decision::Undo { zone } => Effect::Undo { zone },
+        }
+    }
+}
 
 /// What the engine should start for a zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +165,17 @@ impl Stager {
     /// once the prepare runbook has finished (`running` says whether it still runs).
     pub fn tick(&mut self, now: Nanos, running: impl Fn(u32) -> bool) -> Vec<Decision> {
         let mut out = Vec::new();
+        self.cooled_down(now, running, |zone| out.push(Decision::Undo { zone }));
+        out
+    }
+
+    /// The zones whose prepare is undone at `now` (see `tick`), each handed to `undo`.
+    fn cooled_down(
+        &mut self,
+        now: Nanos,
+        running: impl Fn(u32) -> bool,
+        mut undo: impl FnMut(u32),
+    ) {
         for (i, z) in self.zones.iter_mut().enumerate() {
             let Some(since) = z.normal_since else {
                 continue;
@@ -135,9 +186,46 @@ impl Stager {
             {
                 z.phase = Phase::Idle;
                 z.normal_since = None;
-                out.push(Decision::Undo { zone: i as u32 });
+                undo(i as u32);
             }
         }
+    }
+
+    /// What the agent does about the detection core's outputs, drained at `now`: each
+    /// sensor or zone change is recorded, then what it starts. A zone reaching alarm
+    /// prepares (cause `fire`, whatever raised the alarm: the prepare is a precaution); a
+    /// critical zone fails over for the cause detection gave.
+    pub fn respond<'o>(&mut self, outputs: &'o [Output], now: Nanos) -> Vec<Effect<'o>> {
+        let mut out = Vec::new();
+        for o in outputs {
+            match o {
+                Output::Sensor { .. } => out.push(Effect::Record(o)),
+                Output::Zone { zone, to, .. } => {
+                    let prepare = self.level(*zone, *to, now);
+                    out.push(Effect::Record(o));
+                    out.extend(prepare.map(|d| Effect::of(d, Cause::Fire)));
+                }
+                Output::Critical { zone, cause } => out.extend(self.fail_over(*zone, *cause)),
+            }
+        }
+        out
+    }
+
+    /// The zone became critical, by detection or by hand (`Cause::Manual`): its prepare
+    /// if that has not run in this incident, then its failover. Nothing when the zone has
+    /// already failed over.
+    pub fn fail_over(&mut self, zone: u32, cause: Cause) -> Vec<Effect<'static>> {
+        self.critical(zone)
+            .into_iter()
+            .map(|d| Effect::of(d, cause))
+            .collect()
+    }
+
+    /// Time passes (`now`): the prepares to undo after their cooldown. `running` says
+    /// whether a zone's prepare runbook still runs (it is undone once it has finished).
+    pub fn elapse(&mut self, now: Nanos, running: impl Fn(u32) -> bool) -> Vec<Effect<'static>> {
+        let mut out = Vec::new();
+        self.cooled_down(now, running, |zone| out.push(Effect::Undo { zone }));
         out
     }
 

@@ -68,7 +68,7 @@ fn shared(config: Config) -> Arc<Shared> {
         telemetry: None,
         status: None,
         power: PowerBoard::new(config.zones.len()),
-        cluster: None,
+        coordinator: Arc::new(firebreak::incident::Alone),
     })
 }
 

@@ -21,15 +21,23 @@
 //!
 //! Without `[cluster]` none of this exists and the agent runs alone as before.
 //!
-//! etcd is spoken to through its JSON gateway (`etcd.rs`).
+//! etcd is spoken to through its JSON gateway (`etcd.rs`). The decisions (adopt, resume,
+//! open, act or hold) are pure functions of what etcd answered (`decide.rs`); this file
+//! asks etcd and carries them out, as the `Coordinator` the engine and the runbook runs
+//! hold.
 
+pub mod decide;
 pub mod etcd;
 
 use crate::config::{Cluster as ClusterConfig, OnClusterLoss};
 use crate::detect::Cause;
 use crate::events::Event;
-use crate::incident::{self, Dispatched, Shared, Stage};
-use crate::journal::{Incident, StepStatus};
+use crate::incident::{self, BoxFuture, Coordinator, Dispatched, Reopen, Shared, Stage};
+use crate::journal::Incident;
+pub use decide::Role;
+use decide::{
+    AsFollower, AsLeader, Campaigned, Claim, Fault, LeaderKey, Loss, Unreadable, Unwritten,
+};
 use etcd::{Compare, Op, Txn};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -56,6 +64,17 @@ pub enum ClusterError {
     Corrupt(serde_json::Error),
 }
 
+impl ClusterError {
+    /// What the decisions need to know of it.
+    fn fault(&self) -> Fault {
+        match self {
+            ClusterError::Deposed => Fault::Deposed,
+            ClusterError::Corrupt(_) => Fault::Corrupt,
+            _ => Fault::Unreachable,
+        }
+    }
+}
+
 /// Any failed etcd request is a lost etcd for the caller (`on_cluster_loss`), whether no
 /// member answered or etcd refused it; only a client that cannot be built is not.
 fn unreachable(e: etcd::Error) -> ClusterError {
@@ -73,36 +92,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 const SYNC_EVERY: Duration = Duration::from_secs(2);
 /// Pause before an etcd request that found no member is tried again.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
-
-/// This agent's part in a zone's response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// The zone is not critical (nothing to coordinate).
-    Idle,
-    /// Runs the zone's runbook.
-    Leader,
-    /// Another agent runs it; this one takes over if that one dies.
-    Follower,
-    /// etcd lost with `on_cluster_loss = "act"`: runs the runbook without coordination.
-    Alone,
-    /// etcd lost with `on_cluster_loss = "hold"`: runs nothing until etcd is back.
-    Holding,
-    /// The zone's incident has finished (here or on a peer).
-    Done,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Idle => "idle",
-            Role::Leader => "leader",
-            Role::Follower => "follower",
-            Role::Alone => "alone",
-            Role::Holding => "holding",
-            Role::Done => "done",
-        }
-    }
-}
 
 #[derive(Debug)]
 struct Lead {
@@ -332,8 +321,9 @@ impl Cluster {
         }
     }
 
-    /// etcd is lost for a zone that needs it: the policy, logged once per loss.
-    fn lost(&self, shared: &Shared, zone: usize, error: &ClusterError) {
+    /// etcd is lost for a zone that needs it: the policy, logged once per loss. Returns
+    /// what the policy does.
+    fn lost(&self, shared: &Shared, zone: usize, error: &ClusterError) -> Loss {
         self.set_reachable(false);
         let policy = self.cfg.on_cluster_loss;
         let first = {
@@ -353,12 +343,10 @@ impl Cluster {
                 error: error.to_string(),
             });
         }
-        let role = match policy {
-            OnClusterLoss::Act => Role::Alone,
-            OnClusterLoss::Hold => Role::Holding,
-        };
+        let loss = decide::on_loss(policy);
         self.drop_lead(zone);
-        self.set_role(shared, zone, role, None);
+        self.set_role(shared, zone, loss.role(), None);
+        loss
     }
 
     fn drop_lead(&self, zone: usize) -> Option<Lead> {
@@ -373,26 +361,36 @@ impl Cluster {
     async fn campaign_once(&self, zone: usize) -> Result<Campaign, ClusterError> {
         let key = self.key(zone, "leader");
         let current = self.client.get(&key).await.map_err(unreachable)?;
-        if let Some(kv) = current {
-            let leader = kv.value_str().unwrap_or("?").to_string();
-            if leader != self.cfg.node {
-                return Ok(Campaign::Lost { leader });
-            }
-            // Already leading under the lease this process keeps alive (won for the
-            // zone's prepare runbook, now its failover): the same leadership goes on.
-            let held = self.state()[zone]
+        // The leadership this process keeps alive, when the key is still under it.
+        let ours = current.as_ref().and_then(|kv| {
+            self.state()[zone]
                 .lead
                 .as_ref()
                 .filter(|l| l.lease == kv.lease && l.rev == kv.create_revision)
-                .map(|l| l.rev);
-            if let Some(rev) = held {
+                .map(|l| l.rev)
+        });
+        let seen = match &current {
+            None => LeaderKey::Absent,
+            Some(kv) => LeaderKey::Held {
+                node: kv.value_str().unwrap_or("?"),
+                ours,
+            },
+        };
+        match (decide::claim(seen, &self.cfg.node), &current) {
+            (Claim::Lost { leader }, _) => {
+                return Ok(Campaign::Lost {
+                    leader: leader.to_string(),
+                })
+            }
+            (Claim::Keep { rev }, _) => {
                 self.set_reachable(true);
                 return Ok(Campaign::Won(rev));
             }
-            // Our own name under a lease this process does not hold: a leadership from
-            // before a restart, or a campaign whose answer was lost. Revoking that lease
-            // frees the key (the journal in etcd keeps the incident's progress).
-            let _ = self.client.lease_revoke(kv.lease).await;
+            (Claim::Create { revoke_stale: true }, Some(kv)) => {
+                // The journal in etcd keeps the incident's progress.
+                let _ = self.client.lease_revoke(kv.lease).await;
+            }
+            (Claim::Create { .. }, _) => {}
         }
         let ttl = self.cfg.lease_ttl.as_secs() as i64;
         let lease = self.client.lease_grant(ttl).await.map_err(unreachable)?;
@@ -566,24 +564,26 @@ impl Cluster {
     }
 
     /// A failover journal write (see `Shared::persist`).
-    pub async fn persist(&self, shared: &Shared, zone: usize, inc: &Incident) -> bool {
+    async fn persist_fenced(&self, shared: &Shared, zone: usize, inc: &Incident) -> bool {
         let Some(rev) = self.fence(zone) else {
             // Running alone (etcd lost, `act`): the local journal is all there is.
             return true;
         };
-        match self.save_fenced(zone, rev, inc).await {
-            Ok(()) => true,
-            Err(ClusterError::Deposed) => {
+        let Err(e) = self.save_fenced(zone, rev, inc).await else {
+            return true;
+        };
+        let unwritten = decide::unwritten(e.fault(), self.cfg.on_cluster_loss);
+        match unwritten {
+            Unwritten::Deposed => {
                 tracing::error!(zone = %self.zones[zone], node = %self.cfg.node, incident = %inc.incident, "deposed: another agent leads the zone; stopping this runbook");
                 self.drop_lead(zone);
                 self.set_role(shared, zone, Role::Follower, None);
-                false
             }
-            Err(e) => {
+            Unwritten::Lost(_) => {
                 self.lost(shared, zone, &e);
-                self.cfg.on_cluster_loss == OnClusterLoss::Act
             }
         }
+        unwritten.goes_on()
     }
 
     /// Keeps finished-but-unsafe incidents of the local journal in line with etcd, until
@@ -614,7 +614,7 @@ impl Cluster {
                     let Ok(Some(remote)) = me.load_once(zone).await else {
                         continue;
                     };
-                    if let Some(newer) = newer_result(&local, remote) {
+                    if let Some(newer) = decide::newer_result(&local, remote) {
                         tracing::warn!(zone = %me.zones[zone], incident = %newer.incident, safe_to_cut_power = ?newer.safe_to_cut_power, "a peer re-ran the zone's failed steps; its result is recorded here");
                         shared.adopt(&newer);
                     }
@@ -755,61 +755,117 @@ async fn keep_alive(
     }
 }
 
-/// The clustered form of `incident::dispatch_stage` for a failover: the engine's view
-/// (incident id, task, done) is the same; the task campaigns first and runs the runbook
-/// only as the zone's leader (or alone, when etcd is lost and the policy is `act`).
-pub fn dispatch_failover(
-    shared: Arc<Shared>,
-    cluster: Arc<Cluster>,
-    zone: usize,
-    cause: Cause,
-    seq: u32,
-    id: Option<String>,
-    wait_for: Option<tokio::sync::watch::Receiver<bool>>,
-) -> Dispatched {
-    let candidate = incident::new_stage_incident(&shared, zone, cause, seq, Stage::Failover, id);
-    let incident = candidate.incident.clone();
-    let (done_tx, done) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(async move {
-        if let Some(mut prepared) = wait_for {
-            let _ = prepared.wait_for(|d| *d).await;
+impl Coordinator for Cluster {
+    /// Registers this agent with its peers and keeps finished-but-unsafe incidents in line
+    /// with etcd (`spawn_presence`, `spawn_sync`).
+    fn start(self: Arc<Self>, shared: Arc<Shared>, stop: CancellationToken) {
+        self.spawn_presence(stop.clone());
+        self.spawn_sync(shared, stop);
+    }
+
+    /// The agent campaigns for the zone, and only its leader runs the prepare runbook (the
+    /// same leadership then runs the failover, so `failover_waits_for_prepare` waits for
+    /// the run that matters). A follower runs nothing; etcd lost: `act` runs it here,
+    /// `hold` skips it.
+    fn dispatch_prepare(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        zone: usize,
+        cause: Cause,
+        seq: u32,
+        ran: Arc<AtomicBool>,
+    ) -> Dispatched {
+        dispatch_prepare(shared, self, zone, cause, seq, ran)
+    }
+
+    /// The engine's view (incident id, task, done) is the alone one's; the task campaigns
+    /// first and runs the runbook only as the zone's leader (or alone, when etcd is lost
+    /// and the policy is `act`).
+    fn dispatch_failover(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        zone: usize,
+        cause: Cause,
+        seq: u32,
+        id: Option<String>,
+        wait_for: Option<tokio::sync::watch::Receiver<bool>>,
+    ) -> Dispatched {
+        let candidate =
+            incident::new_stage_incident(&shared, zone, cause, seq, Stage::Failover, id);
+        let incident = candidate.incident.clone();
+        let (done_tx, done) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            if let Some(mut prepared) = wait_for {
+                let _ = prepared.wait_for(|d| *d).await;
+            }
+            let ok = run_failover(shared, self, zone, candidate, None).await;
+            let _ = done_tx.send(true);
+            ok
+        });
+        Dispatched {
+            incident,
+            task,
+            done,
         }
-        let ok = run_failover(shared, cluster, zone, candidate, None).await;
-        let _ = done_tx.send(true);
-        ok
-    });
-    Dispatched {
-        incident,
-        task,
-        done,
+    }
+
+    /// The zone's leader resumes it: this agent, or a peer that took over; a reopened run
+    /// (manual failover) once for the cluster, however many agents were asked.
+    fn resume(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        zone: usize,
+        inc: Incident,
+        reopen: Option<Reopen>,
+    ) -> tokio::task::JoinHandle<bool> {
+        tokio::spawn(run_failover(shared, self, zone, inc, reopen))
+    }
+
+    /// Once undone, the zone's leadership (won for the prepare) is free.
+    fn prepare_over<'a>(&'a self, shared: &'a Shared, zone: usize) -> BoxFuture<'a, ()> {
+        Box::pin(Cluster::prepare_over(self, shared, zone))
+    }
+
+    fn close(self: Arc<Self>, zone: usize, inc: Incident) {
+        tokio::spawn(async move {
+            if let Err(e) = Cluster::close(&self, zone, &inc).await {
+                tracing::error!(error = %e, incident = %inc.incident, "cannot close the incident in etcd; reset again when etcd is back");
+            }
+        });
+    }
+
+    /// The local journal holds the incident the zone's leader opened, which is the zone's
+    /// incident for every agent.
+    fn is_zone_incident(&self, _journaled: &Incident, _open: &str) -> bool {
+        true
+    }
+
+    fn fence(&self, zone: usize) -> Option<i64> {
+        Cluster::fence(self, zone)
+    }
+
+    fn persist<'a>(
+        &'a self,
+        shared: &'a Shared,
+        zone: usize,
+        inc: &'a Incident,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(self.persist_fenced(shared, zone, inc))
+    }
+
+    /// A peer takes over at once instead of after `lease_ttl`.
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.resign_all())
+    }
+
+    fn status(&self) -> Option<serde_json::Value> {
+        Some(Cluster::status(self))
     }
 }
 
-/// A manual failover of a finished incident that was not safe to cut power: the steps
-/// that did not succeed run again (`candidate` has them pending). Only the run that
-/// finished at `finished_at` is reopened: once any agent has re-run it, the others adopt
-/// that result instead of running the steps a second time.
-#[derive(Debug, Clone)]
-pub struct Reopen {
-    pub finished_at: Option<String>,
-}
-
-impl Reopen {
-    /// Whether `inc` (as etcd has it) is the finished, unsafe run this reopens.
-    fn matches(&self, inc: &Incident, candidate: &Incident) -> bool {
-        inc.finished
-            && inc.incident == candidate.incident
-            && inc.finished_at == self.finished_at
-            && inc.safe_to_cut_power != Some(true)
-    }
-}
-
-/// The clustered form of `incident::dispatch_stage` for a prepare: the agent campaigns
-/// for the zone, and only its leader runs the prepare runbook (the same leadership then
-/// runs the failover, so `failover_waits_for_prepare` waits for the run that matters).
-/// A follower runs nothing; etcd lost: `act` runs it here, `hold` skips it (a prepare
-/// is worth its time only now). `ran` says whether it ran here (its undo runs here too).
-pub fn dispatch_prepare(
+/// The clustered prepare (see `Coordinator::dispatch_prepare`). `ran` says whether it ran
+/// here (its undo runs here too).
+fn dispatch_prepare(
     shared: Arc<Shared>,
     cluster: Arc<Cluster>,
     zone: usize,
@@ -822,24 +878,30 @@ pub fn dispatch_prepare(
     let (done_tx, done) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
         let zone_id = &shared.config.zones[zone].id;
-        let run = match cluster.campaign(zone).await {
-            Ok(Campaign::Won(_)) => {
+        let campaign = cluster.campaign(zone).await;
+        let seen = match &campaign {
+            Ok(Campaign::Won(_)) => Campaigned::Won,
+            Ok(Campaign::Lost { leader }) => Campaigned::Lost { leader },
+            Err(e) => {
+                cluster.lost(&shared, zone, e);
+                Campaigned::Unreachable
+            }
+        };
+        let run = match decide::prepare(seen, cluster.policy()) {
+            decide::Prepare::Lead => {
                 let me = cluster.node().to_string();
                 cluster.set_role(&shared, zone, Role::Leader, Some(me));
                 true
             }
-            Ok(Campaign::Lost { leader }) => {
+            decide::Prepare::Follow { leader } => {
                 tracing::warn!(zone = %zone_id, leader = %leader, "the zone's prepare runbook runs on its leader, not here");
-                cluster.set_role(&shared, zone, Role::Follower, Some(leader));
+                cluster.set_role(&shared, zone, Role::Follower, Some(leader.to_string()));
                 false
             }
-            Err(e) => {
-                cluster.lost(&shared, zone, &e);
-                let act = cluster.policy() == OnClusterLoss::Act;
-                if !act {
-                    tracing::warn!(zone = %zone_id, "etcd lost, on_cluster_loss = hold: the prepare runbook is skipped");
-                }
-                act
+            decide::Prepare::Lost(Loss::Act) => true,
+            decide::Prepare::Lost(Loss::Hold) => {
+                tracing::warn!(zone = %zone_id, "etcd lost, on_cluster_loss = hold: the prepare runbook is skipped");
+                false
             }
         };
         let ok = if run {
@@ -862,7 +924,7 @@ pub fn dispatch_prepare(
 /// Campaigns for the zone until the incident has finished (here or on a peer); returns
 /// whether it is safe to cut power. `candidate` is the incident this agent would open (or
 /// the one its local journal had open at start, or the reopened one of `reopen`).
-pub async fn run_failover(
+async fn run_failover(
     shared: Arc<Shared>,
     cluster: Arc<Cluster>,
     zone: usize,
@@ -870,46 +932,64 @@ pub async fn run_failover(
     reopen: Option<Reopen>,
 ) -> bool {
     let zone_id = shared.config.zones[zone].id.clone();
-    let reopens = |inc: &Incident| reopen.as_ref().is_some_and(|r| r.matches(inc, &candidate));
+    let policy = cluster.policy();
     loop {
-        let won = match cluster.campaign(zone).await {
-            Ok(Campaign::Won(_)) => true,
-            Ok(Campaign::Lost { leader }) => {
-                match cluster.load(zone).await {
-                    // A peer leads while the run to reopen is still the last one: it may be
-                    // reopening it itself; wait and see.
-                    Ok(Some(inc)) if inc.finished && !reopens(&inc) => {
-                        return adopt_finished(&shared, &cluster, zone, inc, Some(leader));
-                    }
-                    _ => cluster.set_role(&shared, zone, Role::Follower, Some(leader)),
-                }
-                false
-            }
+        let leader = match cluster.campaign(zone).await {
+            Ok(Campaign::Won(_)) => None,
+            Ok(Campaign::Lost { leader }) => Some(leader),
             Err(e) => {
-                cluster.lost(&shared, zone, &e);
-                if cluster.policy() == OnClusterLoss::Act {
+                if cluster.lost(&shared, zone, &e) == Loss::Act {
                     return run_alone(&shared, zone, &candidate).await;
                 }
-                false
+                tokio::time::sleep(POLL).await;
+                continue;
             }
         };
-        if !won {
-            tokio::time::sleep(POLL).await;
-            continue;
+        let loaded = cluster.load(zone).await;
+        if let Some(leader) = leader {
+            let stored = loaded.map_err(|e| e.fault());
+            match decide::as_follower(stored, reopen.as_ref(), &candidate) {
+                AsFollower::Adopt(inc) => {
+                    return adopt_finished(&shared, &cluster, zone, inc, Some(leader));
+                }
+                AsFollower::Follow => {
+                    cluster.set_role(&shared, zone, Role::Follower, Some(leader));
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                }
+            }
         }
+        let stored = match loaded {
+            Ok(stored) => stored,
+            Err(e) => {
+                match decide::unreadable(e.fault(), policy) {
+                    Unreadable::GiveUp => {
+                        tracing::error!(zone = %zone_id, error = %e, "the incident in etcd is corrupt; reset the zone");
+                        cluster.resign(zone).await;
+                        return false;
+                    }
+                    Unreadable::Lost(_) => {
+                        if cluster.lost(&shared, zone, &e) == Loss::Act {
+                            return run_alone(&shared, zone, &candidate).await;
+                        }
+                    }
+                }
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+        };
         // `opened`: this leadership opens the incident in etcd. Otherwise a leader (a
         // peer, or this agent before its lease ran out) opened and announced it, and
         // this run is a resume, whatever its steps' state.
-        let (inc, opened) = match cluster.load(zone).await {
-            Ok(Some(inc)) if inc.finished && !reopens(&inc) => {
+        let (inc, opened) = match decide::as_leader(stored, reopen.as_ref(), &candidate) {
+            AsLeader::Adopt(inc) => {
                 cluster.resign(zone).await;
                 return adopt_finished(&shared, &cluster, zone, inc, None);
             }
-            Ok(Some(inc)) if !reopens(&inc) => (inc, false),
+            AsLeader::Resume(inc) => (inc, false),
             // Nothing in etcd yet (this leadership opens the incident), or the finished
             // run a manual failover reopens: this leader writes `candidate`.
-            Ok(fresh_or_reopened) => {
-                let opens = fresh_or_reopened.is_none();
+            AsLeader::Write { opens } => {
                 let rev = cluster.fence(zone).unwrap_or_default();
                 match cluster.save_fenced(zone, rev, &candidate).await {
                     Ok(()) => {
@@ -918,34 +998,23 @@ pub async fn run_failover(
                         }
                         (candidate.clone(), opens)
                     }
-                    Err(ClusterError::Deposed) => continue,
-                    Err(e) => {
-                        cluster.lost(&shared, zone, &e);
-                        if cluster.policy() == OnClusterLoss::Act {
-                            return run_alone(&shared, zone, &candidate).await;
+                    Err(e) => match decide::unwritten(e.fault(), policy) {
+                        // Taken over in between: campaign again at once.
+                        Unwritten::Deposed => continue,
+                        Unwritten::Lost(_) => {
+                            if cluster.lost(&shared, zone, &e) == Loss::Act {
+                                return run_alone(&shared, zone, &candidate).await;
+                            }
+                            tokio::time::sleep(POLL).await;
+                            continue;
                         }
-                        tokio::time::sleep(POLL).await;
-                        continue;
-                    }
+                    },
                 }
-            }
-            Err(ClusterError::Corrupt(e)) => {
-                tracing::error!(zone = %zone_id, error = %e, "the incident in etcd is corrupt; reset the zone");
-                cluster.resign(zone).await;
-                return false;
-            }
-            Err(e) => {
-                cluster.lost(&shared, zone, &e);
-                if cluster.policy() == OnClusterLoss::Act {
-                    return run_alone(&shared, zone, &candidate).await;
-                }
-                tokio::time::sleep(POLL).await;
-                continue;
             }
         };
-        let steps = incident::stage_steps(&shared.config, zone, Stage::Failover)
-            .map(|(rb, steps)| (rb.name.clone(), steps.len()));
-        if steps != Some((inc.runbook.clone(), inc.steps.len())) {
+        let runs_here = incident::stage_steps(&shared.config, zone, Stage::Failover)
+            .is_some_and(|(rb, steps)| decide::same_runbook(&inc, &rb.name, steps.len()));
+        if !runs_here {
             tracing::error!(zone = %zone_id, incident = %inc.incident, "the incident in etcd was started with another runbook; not resuming it (reset the zone)");
             cluster.resign(zone).await;
             return false;
@@ -957,8 +1026,12 @@ pub async fn run_failover(
             Some(cluster.node().to_string()),
         );
         shared.save(&inc);
-        let resumed = !opened || inc.steps.iter().any(|s| s.status != StepStatus::Pending);
-        incident::announce(&shared, &inc, Stage::Failover, resumed);
+        incident::announce(
+            &shared,
+            &inc,
+            Stage::Failover,
+            decide::resumed(opened, &inc),
+        );
         let ok = incident::run_stage(shared.clone(), zone, inc, Stage::Failover).await;
         let finished = shared
             .journal
@@ -977,16 +1050,6 @@ pub async fn run_failover(
     }
 }
 
-/// etcd's record of the incident, when it is a later finished run of `local` (the same
-/// incident, finished at another time): a peer re-ran the failed steps.
-fn newer_result(local: &Incident, remote: Incident) -> Option<Incident> {
-    (remote.incident == local.incident
-        && remote.finished
-        && remote.finished_at.is_some()
-        && remote.finished_at != local.finished_at)
-        .then_some(remote)
-}
-
 /// etcd lost, policy `act`: the incident runs from the local journal, as without
 /// `[cluster]`.
 async fn run_alone(shared: &Arc<Shared>, zone: usize, candidate: &Incident) -> bool {
@@ -994,16 +1057,12 @@ async fn run_alone(shared: &Arc<Shared>, zone: usize, candidate: &Incident) -> b
         .journal
         .load(&shared.config.zones[zone].id)
         .ok()
-        .flatten()
-        .filter(|i| i.incident == candidate.incident);
-    // An incident already in the local journal was announced when it was saved there.
-    let known = local.is_some();
-    let inc = local.unwrap_or_else(|| candidate.clone());
-    if inc.finished {
-        return inc.safe_to_cut_power == Some(true);
-    }
+        .flatten();
+    let (inc, resumed) = match decide::run_alone(local, candidate) {
+        decide::RunAlone::Finished { safe } => return safe,
+        decide::RunAlone::Run { inc, resumed } => (inc, resumed),
+    };
     shared.save(&inc);
-    let resumed = known || inc.steps.iter().any(|s| s.status != StepStatus::Pending);
     incident::announce(shared, &inc, Stage::Failover, resumed);
     incident::run_stage(shared.clone(), zone, inc, Stage::Failover).await
 }
@@ -1021,47 +1080,4 @@ fn adopt_finished(
     shared.adopt(&inc);
     cluster.set_role(shared, zone, Role::Done, leader);
     safe
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn incident(id: &str, finished_at: Option<&str>, safe: Option<bool>) -> Incident {
-        Incident {
-            incident: id.into(),
-            zone: "b3".into(),
-            runbook: "evacuate".into(),
-            cause: "fire".into(),
-            dry_run: false,
-            started_at: "2026-11-25T10:00:00.000Z".into(),
-            steps: Vec::new(),
-            finished: finished_at.is_some(),
-            finished_at: finished_at.map(str::to_string),
-            safe_to_cut_power: safe,
-            reset_by: None,
-        }
-    }
-
-    #[test]
-    fn only_a_later_finished_run_of_the_same_incident_replaces_the_local_result() {
-        let local = incident("b3-1", Some("10:05"), Some(false));
-        let rerun = incident("b3-1", Some("10:09"), Some(true));
-        assert_eq!(
-            newer_result(&local, rerun.clone()).map(|i| i.finished_at),
-            Some(Some("10:09".into()))
-        );
-        assert!(
-            newer_result(&local, local.clone()).is_none(),
-            "the same run"
-        );
-        assert!(
-            newer_result(&local, incident("b3-1", None, None)).is_none(),
-            "a re-run still going"
-        );
-        assert!(
-            newer_result(&local, incident("b3-2", Some("10:09"), Some(true))).is_none(),
-            "another incident"
-        );
-    }
 }

@@ -434,3 +434,136 @@ fn a_prepare_carried_over_by_a_reload_is_undone_a_full_cooldown_later_and_not_pr
     plain.carry_prepared(0, 0);
     assert_eq!(plain.phase(0), Phase::Idle);
 }
+
+fn zone_to(from: ZoneLevel, to: ZoneLevel) -> Output {
+    Output::Zone {
+        zone: 0,
+        from,
+        to,
+        evidence: Vec::new(),
+    }
+}
+
+#[test]
+fn a_zone_reaching_alarm_is_recorded_first_then_prepares_as_a_fire_precaution() {
+    let mut st = Stager::from_config(&staged_config());
+    let outputs = [
+        Output::Sensor {
+            sensor: 2,
+            from: SensorState::Ok,
+            to: SensorState::Alarm,
+            value: Some(30.0),
+            reason: crate::detect::Reason::Above(crate::detect::Level::Alarm),
+        },
+        zone_to(ZoneLevel::Normal, ZoneLevel::Alarm),
+    ];
+    assert_eq!(
+        st.respond(&outputs, S),
+        vec![
+            Effect::Record(&outputs[0]),
+            Effect::Record(&outputs[1]),
+            Effect::Prepare {
+                zone: 0,
+                cause: Cause::Fire
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_zone_going_straight_to_critical_prepares_after_its_level_then_fails_over_for_the_detected_cause(
+) {
+    let waits = load(
+        "prepare_runbook = \"prepare\"\nfailover_waits_for_prepare = true",
+        PREPARE_STEPS,
+    )
+    .unwrap();
+    let mut st = Stager::from_config(&waits);
+    let outputs = [
+        zone_to(ZoneLevel::Normal, ZoneLevel::Critical),
+        Output::Critical {
+            zone: 0,
+            cause: Cause::Power,
+        },
+    ];
+    assert_eq!(
+        st.respond(&outputs, S),
+        vec![
+            Effect::Record(&outputs[0]),
+            Effect::Prepare {
+                zone: 0,
+                cause: Cause::Fire
+            },
+            Effect::Failover {
+                zone: 0,
+                cause: Cause::Power,
+                wait_for_prepare: true
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_critical_zone_without_a_prepare_runbook_only_fails_over() {
+    let mut st = Stager::from_config(&load("", PREPARE_STEPS).unwrap());
+    let outputs = [
+        zone_to(ZoneLevel::Alarm, ZoneLevel::Critical),
+        Output::Critical {
+            zone: 0,
+            cause: Cause::Fire,
+        },
+    ];
+    assert_eq!(
+        st.respond(&outputs, S),
+        vec![
+            Effect::Record(&outputs[0]),
+            Effect::Failover {
+                zone: 0,
+                cause: Cause::Fire,
+                wait_for_prepare: false
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_manual_failover_after_a_prepare_fails_over_once_and_then_nothing() {
+    let mut st = Stager::from_config(&staged_config());
+    st.respond(&[zone_to(ZoneLevel::Normal, ZoneLevel::Alarm)], S);
+    assert_eq!(
+        st.fail_over(0, Cause::Manual),
+        vec![Effect::Failover {
+            zone: 0,
+            cause: Cause::Manual,
+            wait_for_prepare: false
+        }]
+    );
+    assert!(st.fail_over(0, Cause::Manual).is_empty());
+}
+
+#[test]
+fn time_undoes_a_prepare_after_the_cooldown_once_its_runbook_has_finished() {
+    let mut st = Stager::from_config(&staged_config());
+    st.respond(&[zone_to(ZoneLevel::Normal, ZoneLevel::Alarm)], 0);
+    st.respond(&[zone_to(ZoneLevel::Alarm, ZoneLevel::Normal)], S);
+    assert!(st.elapse(S + 599 * S, |_| false).is_empty());
+    assert!(st.elapse(S + 600 * S, |_| true).is_empty(), "still running");
+    assert_eq!(
+        st.elapse(S + 601 * S, |_| false),
+        vec![Effect::Undo { zone: 0 }]
+    );
+    assert!(st.elapse(S + 602 * S, |_| false).is_empty(), "undone once");
+}
+
+#[test]
+fn a_level_change_at_the_end_of_the_cooldown_counts_before_the_cooldown() {
+    // Outputs are answered before time is: an alarm at the very end of the cooldown is
+    // the same incident (no undo, no second prepare).
+    let mut st = Stager::from_config(&staged_config());
+    st.respond(&[zone_to(ZoneLevel::Normal, ZoneLevel::Alarm)], 0);
+    st.respond(&[zone_to(ZoneLevel::Alarm, ZoneLevel::Normal)], S);
+    let alarm = [zone_to(ZoneLevel::Normal, ZoneLevel::Alarm)];
+    assert_eq!(st.respond(&alarm, 601 * S), vec![Effect::Record(&alarm[0])]);
+    assert!(st.elapse(601 * S, |_| false).is_empty());
+    assert_eq!(st.phase(0), Phase::Prepared);
+}

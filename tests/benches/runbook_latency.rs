@@ -95,7 +95,7 @@ fn main() {
     let journal = Journal::open(&config.agent.state_dir).unwrap();
     let shared = Arc::new(Shared {
         power: firebreak::incident::PowerBoard::default(),
-        cluster: None,
+        coordinator: Arc::new(firebreak::incident::Alone),
         config: config.clone(),
         metrics: Arc::new(firebreak::sinks::prometheus::Metrics::new()),
         log: Arc::new(EventLog::open(&config.agent.event_log, "bench").unwrap()),
