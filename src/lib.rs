@@ -16,6 +16,7 @@ pub mod events;
 pub mod incident;
 pub mod journal;
 pub mod logging;
+pub mod names;
 pub mod ops;
 pub mod probe;
 pub mod replay;
