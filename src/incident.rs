@@ -31,7 +31,8 @@ pub struct Shared {
 }
 
 /// Which of a zone's runbooks an incident run is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Stage {
     /// The zone's `prepare_runbook`, started at alarm; never declares safe to cut power.
     Prepare,
@@ -43,11 +44,7 @@ pub enum Stage {
 
 impl Stage {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Prepare => "prepare",
-            Stage::Failover => "failover",
-            Stage::Undo => "undo",
-        }
+        crate::names::name_of(&self)
     }
 
     fn level(self) -> &'static str {

@@ -416,6 +416,95 @@ mod tests {
         assert_eq!(tag_of(&Tagged::Third, "other"), "");
     }
 
+    /// Every name parses to a variant that has that name, and every variant has one.
+    fn round_trips<T>(as_str: fn(T) -> &'static str, parse: fn(&str) -> Option<T>) -> usize
+    where
+        T: DeserializeOwned + Serialize + Copy + PartialEq + fmt::Debug,
+    {
+        let names = variants_of::<T>();
+        assert!(
+            !names.is_empty(),
+            "{} has no names",
+            std::any::type_name::<T>()
+        );
+        for name in names {
+            let v = parse(name).unwrap_or_else(|| panic!("`{name}` does not parse"));
+            assert_eq!(as_str(v), *name);
+            assert_eq!(name_of(&v), *name);
+            assert_eq!(serde_json::to_value(v).unwrap(), *name);
+            assert_eq!(serde_json::from_value::<T>((*name).into()).unwrap(), v);
+        }
+        assert_eq!(parse("no such name"), None);
+        names.len()
+    }
+
+    #[test]
+    fn every_derived_enum_round_trips_through_its_names() {
+        use crate::config::{Kind, OnClusterLoss, Priority, RegType, ServerState, Table};
+        use crate::detect::{Cause, FaultKind, SensorState, ZoneLevel};
+        use crate::runbook::dns::{RecordKind, TsigAlgorithm};
+        use crate::sinks::influxdb;
+        // The number of variants, so that a variant without a name cannot hide.
+        assert_eq!(round_trips(FaultKind::as_str, FaultKind::parse), 9);
+        assert_eq!(round_trips(SensorState::as_str, SensorState::parse), 6);
+        assert_eq!(round_trips(ZoneLevel::as_str, ZoneLevel::parse), 4);
+        assert_eq!(round_trips(Cause::as_str, Cause::parse), 4);
+        assert_eq!(round_trips(Kind::as_str, Kind::parse), Kind::ALL.len());
+        assert_eq!(round_trips(|t: RegType| name_of(&t), RegType::parse), 5);
+        assert_eq!(round_trips(Table::as_str, from_name), 4);
+        assert_eq!(round_trips(Priority::as_str, from_name), 2);
+        assert_eq!(round_trips(ServerState::as_str, from_name), 3);
+        assert_eq!(round_trips(OnClusterLoss::as_str, from_name), 2);
+        assert_eq!(round_trips(TsigAlgorithm::as_str, from_name), 3);
+        assert_eq!(round_trips(RecordKind::as_str, from_name), 4);
+        assert_eq!(round_trips(influxdb::spool::Lane::as_str, from_name), 2);
+        assert_eq!(
+            round_trips(influxdb::DropReason::as_str, from_name),
+            influxdb::DropReason::ALL.len()
+        );
+        assert_eq!(
+            round_trips(influxdb::ErrorKind::as_str, from_name),
+            influxdb::ErrorKind::ALL.len()
+        );
+        assert_eq!(
+            round_trips(crate::sources::metrics::ErrorKind::as_str, from_name),
+            crate::sources::metrics::ErrorKind::ALL.len()
+        );
+        assert_eq!(round_trips(crate::staged::Basis::as_str, from_name), 2);
+        assert_eq!(round_trips(crate::incident::Stage::as_str, from_name), 3);
+        assert_eq!(round_trips(crate::cluster::Role::as_str, from_name), 6);
+        // The hand-kept lists of every variant hold every variant, in order.
+        assert!(all::<Kind>().eq(Kind::ALL));
+        assert!(all::<influxdb::DropReason>().eq(influxdb::DropReason::ALL));
+        assert!(all::<influxdb::ErrorKind>().eq(influxdb::ErrorKind::ALL));
+        assert!(
+            all::<crate::sources::metrics::ErrorKind>().eq(crate::sources::metrics::ErrorKind::ALL)
+        );
+    }
+
+    #[test]
+    fn every_reason_round_trips_and_every_fault_is_a_reason() {
+        use crate::detect::{FaultKind, Reason};
+        let mut n = 0;
+        for r in Reason::all() {
+            let name = r.as_str();
+            let back = Reason::parse(name).unwrap_or_else(|| panic!("`{name}` does not parse"));
+            assert_eq!(back.as_str(), name);
+            assert_eq!(serde_json::to_value(r).unwrap(), name);
+            assert_eq!(serde_json::from_value::<Reason>(name.into()).unwrap(), back);
+            n += 1;
+        }
+        assert!(n >= 4 + 9 + 9, "{n} reasons");
+        for f in all::<FaultKind>() {
+            assert_eq!(Reason::parse(f.as_str()), Some(Reason::Fault(f)));
+        }
+        assert_eq!(
+            Reason::parse("fault:not_numeric"),
+            Some(Reason::Fault(FaultKind::NotNumeric))
+        );
+        assert!(serde_json::from_value::<Reason>("above:nothing".into()).is_err());
+    }
+
     #[test]
     fn values_that_are_not_unit_variants_have_no_name() {
         assert_eq!(name_of(&3u8), "");

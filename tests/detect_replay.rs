@@ -180,6 +180,37 @@ fn json_lines_with_epoch_ms_faults_gaps_and_unknown_sensors_replay_without_faili
 }
 
 #[test]
+fn every_recorded_fault_reason_replays_as_that_fault() {
+    // An event log's `reason` (`fault:not_numeric`, ...) is a valid recorded value: the
+    // replay reads each fault kind back, rather than failing on "unknown fault".
+    let faults: Vec<&str> =
+        firebreak::names::variants_of::<firebreak::detect::FaultKind>().to_vec();
+    assert!(faults.contains(&"fault:not_numeric"), "{faults:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("faults.csv");
+    let mut csv = String::from("ts,sensor,value\n");
+    for (i, fault) in faults.iter().enumerate() {
+        let ts = T0_MS + 2 * i as i64 * 1000;
+        writeln!(csv, "{ts},b3.temp.row1,23.0").unwrap();
+        writeln!(csv, "{},b3.temp.row1,{fault}", ts + 1000).unwrap();
+    }
+    std::fs::write(&input, csv).unwrap();
+    let out = replay(&input, None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for fault in faults {
+        assert!(
+            stdout.contains(&format!("\"reason\":\"{fault}\"")),
+            "{fault} missing:\n{stdout}"
+        );
+    }
+}
+
+#[test]
 fn a_malformed_line_is_named_and_exits_65() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("bad.csv");
