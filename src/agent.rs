@@ -932,7 +932,14 @@ impl Engine {
                 None => {}
             }
         }
-        let name = |up: bool| if up { "up" } else { "down" };
+        let name = |up: bool| {
+            use crate::events::Connection;
+            if up {
+                Connection::Up
+            } else {
+                Connection::Down
+            }
+        };
         for (source, up) in changes {
             self.write(&Event::SourceState {
                 source,

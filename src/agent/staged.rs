@@ -6,7 +6,7 @@
 use super::Engine;
 use crate::api::Refusal;
 use crate::detect::{Cause, Detector};
-use crate::events::Event;
+use crate::events::{Event, UndoneBy};
 use crate::incident::{self, Stage};
 use crate::sinks::mqtt::StatusMsg;
 use crate::staged::Decision;
@@ -37,7 +37,7 @@ impl Engine {
                 wait_for_prepare,
             } => Some(self.start_failover(zone as usize, cause, wait_for_prepare)),
             Decision::Undo { zone } => {
-                self.start_undo(zone as usize, "cooldown");
+                self.start_undo(zone as usize, UndoneBy::Cooldown);
                 None
             }
         }
@@ -128,7 +128,7 @@ impl Engine {
     }
 
     /// Runs the prepare runbook's undo steps, then writes `prepare_undone`.
-    pub(super) fn start_undo(&mut self, zone: usize, by: &'static str) {
+    pub(super) fn start_undo(&mut self, zone: usize, by: UndoneBy) {
         let Some(p) = self.prepares.get_mut(&zone) else {
             return;
         };
@@ -142,19 +142,19 @@ impl Engine {
         let zone_id = shared.config.zones[zone].id.clone();
         if !p.ran.load(std::sync::atomic::Ordering::Relaxed) {
             // `[cluster]`: the zone's leader ran the prepare and undoes it.
-            tracing::info!(zone = %zone_id, incident = %incident, by, "the prepare ran on the zone's leader, not here: nothing to undo");
+            tracing::info!(zone = %zone_id, incident = %incident, by = by.as_str(), "the prepare ran on the zone's leader, not here: nothing to undo");
             return;
         }
         // `[cluster]`: once undone, the zone's leadership (won for the prepare) is free.
         let release = shared.cluster.clone();
-        tracing::warn!(zone = %zone_id, incident = %incident, by, "undoing the prepare runbook");
+        tracing::warn!(zone = %zone_id, incident = %incident, by = by.as_str(), "undoing the prepare runbook");
         let has_steps = incident::stage_steps(&shared.config, zone, Stage::Undo)
             .is_some_and(|(_, steps)| !steps.is_empty());
         if !has_steps {
             shared.write(&Event::PrepareUndone {
                 zone: zone_id,
                 incident,
-                by: by.to_string(),
+                by,
                 ok: true,
             });
             if let Some(c) = release {
@@ -176,7 +176,7 @@ impl Engine {
             shared.write(&Event::PrepareUndone {
                 zone: zone_id,
                 incident,
-                by: by.to_string(),
+                by,
                 ok,
             });
             if let Some(c) = release {
@@ -234,7 +234,7 @@ impl Engine {
         }
         let id = p.incident.clone();
         let _ = self.stager.reset(zone as u32);
-        self.start_undo(zone, "reset");
+        self.start_undo(zone, UndoneBy::Reset);
         self.write(&Event::IncidentReset {
             zone: self.shared.config.zones[zone].id.clone(),
             incident: id.clone(),
