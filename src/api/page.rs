@@ -455,6 +455,7 @@ pub fn sparkline(values: &[Option<f64>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::status::fixtures::{self, sensor, status};
     use crate::api::status::Prepare;
     use crate::detect::{Level, Reason};
     use crate::journal::StepRecord;
@@ -462,68 +463,36 @@ mod tests {
 
     const TS: &str = "2026-11-25T10:00:00.000Z";
 
-    fn sensor(id: &str, kind: Kind, state: SensorState, value: f64, age_ms: u64) -> Sensor {
-        Sensor {
-            id: id.into(),
-            kind,
-            state,
-            value: Some(value),
-            age_ms,
-            reason: Reason::Cleared,
-            trend: Vec::new(),
-        }
+    fn aged(mut s: Sensor, age_ms: u64) -> Sensor {
+        s.age_ms = age_ms;
+        s
     }
 
     fn zone(level: ZoneLevel) -> Zone {
-        let mut temp = sensor(
-            "b3.temp.row1",
-            Kind::Temperature,
-            SensorState::Ok,
-            24.5,
+        let mut temp = aged(
+            sensor("b3.temp.row1", Kind::Temperature, SensorState::Ok, 24.5),
             120,
         );
         temp.trend = vec![Some(24.0), Some(24.2), None, Some(24.5)];
-        let mut gas = sensor(
-            "b3.offgas.1",
-            Kind::Offgas,
-            SensorState::Critical,
-            250.0,
+        let mut gas = aged(
+            sensor("b3.offgas.1", Kind::Offgas, SensorState::Critical, 250.0),
             90_000,
         );
         gas.reason = Reason::Above(Level::Critical);
-        Zone {
-            id: "b3-battery-room".into(),
-            level,
-            incident: None,
-            runbook: "evacuate-b3".into(),
-            runbook_running: false,
-            safe_to_cut_power: false,
-            cause: None,
-            started_at: None,
-            finished_at: None,
-            steps: None,
-            sensors: vec![
-                temp,
-                gas,
-                sensor(
-                    "ups-b3-1.on_battery",
-                    Kind::OnBattery,
-                    SensorState::Ok,
-                    1.0,
-                    10,
-                ),
-                sensor(
-                    "ups-b3-1.runtime",
-                    Kind::Runtime,
-                    SensorState::Ok,
-                    600.0,
-                    10,
-                ),
-            ],
-            seconds_to_power_loss: None,
-            power_loss_basis: None,
-            prepare: None,
-        }
+        let mut z = fixtures::zone("b3-battery-room", level, "evacuate-b3");
+        z.sensors = vec![
+            temp,
+            gas,
+            aged(
+                sensor("ups-b3-1.on_battery", Kind::OnBattery, SensorState::Ok, 1.0),
+                10,
+            ),
+            aged(
+                sensor("ups-b3-1.runtime", Kind::Runtime, SensorState::Ok, 600.0),
+                10,
+            ),
+        ];
+        z
     }
 
     fn step(name: &str, status: StepStatus) -> StepRecord {
@@ -534,16 +503,6 @@ mod tests {
             attempts: 0,
             error: None,
             finished_at: None,
-        }
-    }
-
-    fn status(zones: Vec<Zone>) -> Status {
-        Status {
-            agent: "edge-1".into(),
-            dry_run: false,
-            event_log_writable: true,
-            zones,
-            cluster: None,
         }
     }
 

@@ -113,3 +113,51 @@ impl Status {
             .unwrap_or(ZoneLevel::Normal)
     }
 }
+
+/// Small documents for unit tests of the readers (page, demo).
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    pub fn status(zones: Vec<Zone>) -> Status {
+        Status {
+            agent: "edge-1".into(),
+            dry_run: false,
+            event_log_writable: true,
+            zones,
+            cluster: None,
+        }
+    }
+
+    /// A zone without incident, steps or sensors.
+    pub fn zone(id: &str, level: ZoneLevel, runbook: &str) -> Zone {
+        Zone {
+            id: id.into(),
+            level,
+            incident: None,
+            runbook: runbook.into(),
+            runbook_running: false,
+            safe_to_cut_power: false,
+            cause: None,
+            started_at: None,
+            finished_at: None,
+            steps: None,
+            sensors: Vec::new(),
+            seconds_to_power_loss: None,
+            power_loss_basis: None,
+            prepare: None,
+        }
+    }
+
+    pub fn sensor(id: &str, kind: Kind, state: SensorState, value: f64) -> Sensor {
+        Sensor {
+            id: id.into(),
+            kind,
+            state,
+            value: Some(value),
+            age_ms: 0,
+            reason: Reason::Cleared,
+            trend: Vec::new(),
+        }
+    }
+}
