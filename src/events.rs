@@ -1,7 +1,11 @@
 //! The event log: append-only JSON lines (../shared/contract/events.md), each written and
-//! fsync'd before the agent acts on it.
+//! fsync'd before the agent acts on it, and read back as [`LoggedEvent`]s.
 
-use serde::Serialize;
+use crate::cluster::Role;
+use crate::config::OnClusterLoss;
+use crate::detect::{Cause, Reason, SensorState, ZoneLevel};
+use crate::incident::Stage;
+use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,16 +26,76 @@ pub enum EventLogError {
     },
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct EvidenceItem {
-    pub sensor: String,
-    pub state: &'static str,
-    pub value: Option<f64>,
-    pub reason: &'static str,
+/// Why a line of the event log could not be read as an event.
+#[derive(Debug, thiserror::Error)]
+pub enum EventLineError {
+    #[error("not JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("not a JSON object")]
+    NotAnObject,
+    #[error("no `{0}` string")]
+    Envelope(&'static str),
+    #[error("event `{event}`: {source}")]
+    Event {
+        event: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
-/// Every event the agent writes. Field names are the contract's.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EvidenceItem {
+    pub sensor: String,
+    pub state: SensorState,
+    pub value: Option<f64>,
+    pub reason: Reason,
+}
+
+/// `source_state`: whether a source answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Connection {
+    Up,
+    Down,
+}
+
+impl Connection {
+    pub fn as_str(self) -> &'static str {
+        crate::names::name_of(&self)
+    }
+}
+
+impl std::fmt::Display for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `prepare_undone`: what undid the prepare runbook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UndoneBy {
+    /// The zone stayed normal for `prepare_cooldown`.
+    Cooldown,
+    /// An operator reset the zone.
+    Reset,
+}
+
+impl UndoneBy {
+    pub fn as_str(self) -> &'static str {
+        crate::names::name_of(&self)
+    }
+}
+
+impl std::fmt::Display for UndoneBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every event the agent writes. Field names are the contract's; fields with a closed set
+/// of values are enums named as they are written.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     AgentStarted {
@@ -45,27 +109,27 @@ pub enum Event {
     SensorState {
         sensor: String,
         zone: String,
-        from: &'static str,
-        to: &'static str,
+        from: SensorState,
+        to: SensorState,
         value: Option<f64>,
-        reason: &'static str,
+        reason: Reason,
     },
     ZoneLevel {
         zone: String,
-        from: &'static str,
-        to: &'static str,
+        from: ZoneLevel,
+        to: ZoneLevel,
         evidence: Vec<EvidenceItem>,
     },
     RunbookStarted {
         runbook: String,
         zone: String,
         incident: String,
-        cause: &'static str,
+        cause: Cause,
         dry_run: bool,
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         resumed: bool,
         /// Extension (staged response): `prepare`, `failover` or `undo`.
-        stage: &'static str,
+        stage: Stage,
     },
     /// Extension: a `should` step not run because power is expected to be lost before the
     /// remaining steps could finish.
@@ -80,8 +144,7 @@ pub enum Event {
     PrepareUndone {
         zone: String,
         incident: String,
-        /// `cooldown` or `reset`.
-        by: String,
+        by: UndoneBy,
         ok: bool,
     },
     StepFinished {
@@ -90,7 +153,7 @@ pub enum Event {
         step: String,
         /// Extension: the step's type.
         #[serde(rename = "type")]
-        step_type: &'static str,
+        step_type: String,
         ok: bool,
         attempts: u32,
         elapsed_ms: u64,
@@ -114,7 +177,7 @@ pub enum Event {
         incident: String,
         /// Extension: steps configured `dry_run = true`, rehearsed and left out of the
         /// verdict (omitted when there are none).
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         dry_run_steps: Vec<String>,
     },
     /// Extension: the runbook is still running past its `budget`.
@@ -140,8 +203,8 @@ pub enum Event {
     /// up after being down. Not written for the first connection after a start or reload.
     SourceState {
         source: String,
-        from: &'static str,
-        to: &'static str,
+        from: Connection,
+        to: Connection,
     },
     /// Extension: SIGHUP reloaded the config file; `changed` names the sections that
     /// differ (`agent.dry_run`, `agent.tick_interval`, `sources`, `sensors`, `zones`,
@@ -165,7 +228,7 @@ pub enum Event {
     ClusterRole {
         zone: String,
         node: String,
-        role: &'static str,
+        role: Role,
         #[serde(skip_serializing_if = "Option::is_none")]
         leader: Option<String>,
     },
@@ -175,32 +238,67 @@ pub enum Event {
     ClusterLost {
         zone: String,
         node: String,
-        policy: &'static str,
+        policy: OnClusterLoss,
         error: String,
     },
 }
 
 impl Event {
+    /// The event's name as written (`zone_level`, ...).
     pub fn name(&self) -> &'static str {
+        crate::names::tag_of(self, "event")
+    }
+
+    /// Every event name, in declaration order.
+    pub fn names() -> &'static [&'static str] {
+        crate::names::tags_of::<Event>("event")
+    }
+
+    /// The zone the event is about, for the events that name one.
+    pub fn zone(&self) -> Option<&str> {
         match self {
-            Event::AgentStarted { .. } => "agent_started",
-            Event::AgentStopped { .. } => "agent_stopped",
-            Event::SensorState { .. } => "sensor_state",
-            Event::ZoneLevel { .. } => "zone_level",
-            Event::RunbookStarted { .. } => "runbook_started",
-            Event::StepFinished { .. } => "step_finished",
-            Event::StepSkipped { .. } => "step_skipped",
-            Event::PrepareUndone { .. } => "prepare_undone",
-            Event::RunbookFinished { .. } => "runbook_finished",
-            Event::SafeToCutPower { .. } => "safe_to_cut_power",
-            Event::RunbookOverBudget { .. } => "runbook_over_budget",
-            Event::NotSafeToCutPower { .. } => "not_safe_to_cut_power",
-            Event::IncidentReset { .. } => "incident_reset",
-            Event::SourceState { .. } => "source_state",
-            Event::ConfigReloaded { .. } => "config_reloaded",
-            Event::ConfigReloadFailed { .. } => "config_reload_failed",
-            Event::ClusterRole { .. } => "cluster_role",
-            Event::ClusterLost { .. } => "cluster_lost",
+            Event::SensorState { zone, .. }
+            | Event::ZoneLevel { zone, .. }
+            | Event::RunbookStarted { zone, .. }
+            | Event::PrepareUndone { zone, .. }
+            | Event::RunbookFinished { zone, .. }
+            | Event::SafeToCutPower { zone, .. }
+            | Event::RunbookOverBudget { zone, .. }
+            | Event::NotSafeToCutPower { zone, .. }
+            | Event::IncidentReset { zone, .. }
+            | Event::ClusterRole { zone, .. }
+            | Event::ClusterLost { zone, .. } => Some(zone),
+            Event::AgentStarted { .. }
+            | Event::AgentStopped { .. }
+            | Event::StepSkipped { .. }
+            | Event::StepFinished { .. }
+            | Event::SourceState { .. }
+            | Event::ConfigReloaded { .. }
+            | Event::ConfigReloadFailed { .. } => None,
+        }
+    }
+
+    /// The incident the event belongs to, for the events that name one.
+    pub fn incident(&self) -> Option<&str> {
+        match self {
+            Event::RunbookStarted { incident, .. }
+            | Event::StepSkipped { incident, .. }
+            | Event::PrepareUndone { incident, .. }
+            | Event::StepFinished { incident, .. }
+            | Event::RunbookFinished { incident, .. }
+            | Event::SafeToCutPower { incident, .. }
+            | Event::RunbookOverBudget { incident, .. }
+            | Event::NotSafeToCutPower { incident, .. }
+            | Event::IncidentReset { incident, .. } => Some(incident),
+            Event::AgentStarted { .. }
+            | Event::AgentStopped { .. }
+            | Event::SensorState { .. }
+            | Event::ZoneLevel { .. }
+            | Event::SourceState { .. }
+            | Event::ConfigReloaded { .. }
+            | Event::ConfigReloadFailed { .. }
+            | Event::ClusterRole { .. }
+            | Event::ClusterLost { .. } => None,
         }
     }
 }
@@ -224,10 +322,10 @@ pub fn from_output(
             Some(Event::SensorState {
                 sensor: s.id.clone(),
                 zone: config.zones[s.zone].id.clone(),
-                from: from.as_str(),
-                to: to.as_str(),
+                from: *from,
+                to: *to,
                 value: *value,
-                reason: reason.as_str(),
+                reason: *reason,
             })
         }
         Output::Zone {
@@ -237,15 +335,15 @@ pub fn from_output(
             evidence,
         } => Some(Event::ZoneLevel {
             zone: config.zones[*zone as usize].id.clone(),
-            from: from.as_str(),
-            to: to.as_str(),
+            from: *from,
+            to: *to,
             evidence: evidence
                 .iter()
                 .map(|e| EvidenceItem {
                     sensor: config.sensors[e.sensor as usize].id.clone(),
-                    state: e.state.as_str(),
+                    state: e.state,
                     value: e.value,
-                    reason: e.reason.as_str(),
+                    reason: e.reason,
                 })
                 .collect(),
         }),
@@ -259,6 +357,56 @@ struct Line<'a> {
     #[serde(flatten)]
     event: &'a Event,
     agent: &'a str,
+}
+
+/// One line of the event log, read back: the envelope (`ts`, `agent`) and the event.
+/// Serialises as the line was written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoggedEvent {
+    /// RFC 3339 UTC with milliseconds, as written.
+    pub ts: String,
+    #[serde(flatten)]
+    pub event: Event,
+    pub agent: String,
+}
+
+impl LoggedEvent {
+    /// Reads one line of the event log (without its newline).
+    pub fn parse(line: &str) -> Result<LoggedEvent, EventLineError> {
+        let value = serde_json::from_str(line).map_err(EventLineError::Json)?;
+        LoggedEvent::from_json(value)
+    }
+
+    /// Reads one event log line already parsed as JSON.
+    // Design: the envelope is taken apart by hand rather than through `#[serde(flatten)]`,
+    // so that an error says which part of the line is wrong (a missing `ts`, an unknown
+    // event, a bad field of a known event) instead of serde's "data did not match".
+    pub fn from_json(value: serde_json::Value) -> Result<LoggedEvent, EventLineError> {
+        let serde_json::Value::Object(mut map) = value else {
+            return Err(EventLineError::NotAnObject);
+        };
+        let mut envelope = |key: &'static str| match map.remove(key) {
+            Some(serde_json::Value::String(s)) => Ok(s),
+            _ => Err(EventLineError::Envelope(key)),
+        };
+        let ts = envelope("ts")?;
+        let agent = envelope("agent")?;
+        let name = match map.get("event") {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            _ => return Err(EventLineError::Envelope("event")),
+        };
+        let event = serde_json::from_value(serde_json::Value::Object(map)).map_err(|source| {
+            EventLineError::Event {
+                event: name,
+                source,
+            }
+        })?;
+        Ok(LoggedEvent { ts, event, agent })
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.event.name()
+    }
 }
 
 /// RFC 3339 UTC with milliseconds: `2026-11-25T10:31:02.417Z`.
@@ -351,29 +499,207 @@ mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
 
-    #[test]
-    fn lines_carry_ts_event_and_agent_as_the_contract_says() {
-        let ts = UNIX_EPOCH + Duration::from_millis(1_795_689_062_417);
-        let line = render(
-            "pangyo-b3",
-            ts,
-            &Event::SafeToCutPower {
+    /// One event of every kind, with every optional field both ways somewhere.
+    fn one_of_each() -> Vec<Event> {
+        use crate::detect::{FaultKind, Level};
+        vec![
+            Event::AgentStarted {
+                version: "0.1.0".into(),
+                config: "/etc/firebreak/firebreak.toml".into(),
+                dry_run: false,
+            },
+            Event::AgentStopped {
+                reason: "SIGTERM".into(),
+            },
+            Event::SensorState {
+                sensor: "b3.offgas.1".into(),
+                zone: "b3".into(),
+                from: SensorState::Ok,
+                to: SensorState::Fault,
+                value: Some(0.1 + 0.2),
+                reason: Reason::Fault(FaultKind::NotNumeric),
+            },
+            Event::ZoneLevel {
+                zone: "b3".into(),
+                from: ZoneLevel::Alarm,
+                to: ZoneLevel::Critical,
+                evidence: vec![
+                    EvidenceItem {
+                        sensor: "b3.offgas.1".into(),
+                        state: SensorState::Critical,
+                        value: Some(250.0),
+                        reason: Reason::Above(Level::Critical),
+                    },
+                    EvidenceItem {
+                        sensor: "b3.temp.row1".into(),
+                        state: SensorState::Stale,
+                        value: None,
+                        reason: Reason::Stale,
+                    },
+                ],
+            },
+            Event::RunbookStarted {
+                runbook: "evacuate-b3".into(),
                 zone: "b3".into(),
                 incident: "b3-1".into(),
-                dry_run_steps: Vec::new(),
+                cause: Cause::Power,
+                dry_run: false,
+                resumed: true,
+                stage: Stage::Failover,
             },
+            Event::StepSkipped {
+                runbook: "evacuate-b3".into(),
+                incident: "b3-1".into(),
+                step: "drain".into(),
+                reason: "power expected to be lost in 30 s".into(),
+            },
+            Event::PrepareUndone {
+                zone: "b3".into(),
+                incident: "b3-1".into(),
+                by: UndoneBy::Reset,
+                ok: true,
+            },
+            Event::StepFinished {
+                runbook: "evacuate-b3".into(),
+                incident: "b3-1".into(),
+                step: "move dns".into(),
+                step_type: "dns_update".into(),
+                ok: false,
+                attempts: 3,
+                elapsed_ms: 1200,
+                error: Some("timeout".into()),
+                verified: false,
+                detail: None,
+            },
+            Event::RunbookFinished {
+                runbook: "evacuate-b3".into(),
+                incident: "b3-1".into(),
+                ok: false,
+                elapsed_ms: 1300,
+                zone: "b3".into(),
+            },
+            Event::SafeToCutPower {
+                zone: "b3".into(),
+                incident: "b3-1".into(),
+                dry_run_steps: vec!["flag".into()],
+            },
+            Event::RunbookOverBudget {
+                runbook: "evacuate-b3".into(),
+                zone: "b3".into(),
+                incident: "b3-1".into(),
+                budget_ms: 1000,
+                elapsed_ms: 1001,
+            },
+            Event::NotSafeToCutPower {
+                zone: "b3".into(),
+                incident: "b3-1".into(),
+                reasons: vec!["step `move dns` failed: timeout".into()],
+            },
+            Event::IncidentReset {
+                zone: "b3".into(),
+                incident: "b3-1".into(),
+                by: "api".into(),
+            },
+            Event::SourceState {
+                source: "env-b3".into(),
+                from: Connection::Up,
+                to: Connection::Down,
+            },
+            Event::ConfigReloaded {
+                config: "a.toml".into(),
+                changed: vec!["sensors".into()],
+                dry_run: true,
+            },
+            Event::ConfigReloadFailed {
+                config: "a.toml".into(),
+                reason: "bad".into(),
+            },
+            Event::ClusterRole {
+                zone: "b3".into(),
+                node: "n1".into(),
+                role: Role::Follower,
+                leader: Some("n2".into()),
+            },
+            Event::ClusterLost {
+                zone: "b3".into(),
+                node: "n1".into(),
+                policy: OnClusterLoss::Hold,
+                error: "refused".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_event_reads_back_as_written() {
+        let events = one_of_each();
+        let names: Vec<&str> = events.iter().map(Event::name).collect();
+        let mut all = Event::names().to_vec();
+        assert_eq!(all.len(), 18);
+        all.sort_unstable();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, all, "one of each event");
+        for event in events {
+            let line = render("pangyo-b3", UNIX_EPOCH + Duration::from_millis(417), &event);
+            let read = LoggedEvent::parse(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert_eq!(read.event, event);
+            assert_eq!(read.agent, "pangyo-b3");
+            assert_eq!(read.ts, "1970-01-01T00:00:00.417Z");
+            assert_eq!(read.name(), event.name());
+            // Written back, the line is the same line, byte for byte.
+            assert_eq!(serde_json::to_string(&read).unwrap(), line);
+            assert_eq!(serde_json::from_str::<LoggedEvent>(&line).unwrap(), read);
+        }
+    }
+
+    #[test]
+    fn optional_fields_may_be_absent_when_read() {
+        let read = LoggedEvent::parse(
+            r#"{"ts":"2026-11-25T10:31:02.417Z","event":"runbook_started","runbook":"r","zone":"z","incident":"i","cause":"fire","dry_run":false,"stage":"failover","agent":"a"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            read.event,
+            Event::RunbookStarted {
+                resumed: false,
+                cause: Cause::Fire,
+                stage: Stage::Failover,
+                ..
+            }
+        ));
+        assert_eq!(read.event.zone(), Some("z"));
+        assert_eq!(read.event.incident(), Some("i"));
+    }
+
+    #[test]
+    fn a_malformed_line_says_what_is_wrong_with_it() {
+        let err = |line: &str| LoggedEvent::parse(line).unwrap_err().to_string();
+        assert!(err("{\"ts\": ").starts_with("not JSON"));
+        assert_eq!(err("[1]"), "not a JSON object");
+        assert_eq!(
+            err(r#"{"event":"agent_stopped","reason":"x","agent":"a"}"#),
+            "no `ts` string"
         );
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(v["event"], "safe_to_cut_power");
-        assert_eq!(v["agent"], "pangyo-b3");
-        assert_eq!(v["zone"], "b3");
-        assert_eq!(v["incident"], "b3-1");
-        let ts = v["ts"].as_str().unwrap();
+        assert_eq!(
+            err(r#"{"ts":"t","event":"agent_stopped","reason":"x"}"#),
+            "no `agent` string"
+        );
+        assert_eq!(err(r#"{"ts":"t","agent":"a"}"#), "no `event` string");
+        let unknown = err(r#"{"ts":"t","event":"lunch","agent":"a"}"#);
         assert!(
-            ts.ends_with('Z') && ts.len() == "2026-11-25T10:31:02.417Z".len(),
-            "{ts}"
+            unknown.starts_with("event `lunch`: unknown variant `lunch`")
+                && unknown.contains("safe_to_cut_power"),
+            "{unknown}"
         );
-        assert!(ts.contains(".417Z"), "{ts}");
+        let bad = err(
+            r#"{"ts":"t","event":"sensor_state","sensor":"s","zone":"z","from":"ok","to":"toasty","value":1,"reason":"stale","agent":"a"}"#,
+        );
+        assert!(
+            bad.starts_with("event `sensor_state`: unknown variant `toasty`"),
+            "{bad}"
+        );
+        let missing = err(r#"{"ts":"t","event":"safe_to_cut_power","zone":"z","agent":"a"}"#);
+        assert!(missing.contains("missing field `incident`"), "{missing}");
     }
 
     #[test]
@@ -384,10 +710,10 @@ mod tests {
             &Event::SensorState {
                 sensor: "s".into(),
                 zone: "z".into(),
-                from: "ok",
-                to: "stale",
+                from: SensorState::Ok,
+                to: SensorState::Stale,
                 value: None,
-                reason: "stale",
+                reason: Reason::Stale,
             },
         );
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();

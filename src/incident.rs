@@ -34,7 +34,8 @@ pub struct Shared {
 }
 
 /// Which of a zone's runbooks an incident run is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Stage {
     /// The zone's `prepare_runbook`, started at alarm; never declares safe to cut power.
     Prepare,
@@ -46,11 +47,7 @@ pub enum Stage {
 
 impl Stage {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Prepare => "prepare",
-            Stage::Failover => "failover",
-            Stage::Undo => "undo",
-        }
+        crate::names::name_of(&self)
     }
 
     fn level(self) -> &'static str {
@@ -294,10 +291,11 @@ pub fn announce(shared: &Shared, inc: &Incident, stage: Stage, resumed: bool) {
         runbook: inc.runbook.clone(),
         zone: inc.zone.clone(),
         incident: inc.incident.clone(),
-        cause: cause_str(&inc.cause),
+        // A journal's cause that names no cause reads as fire, as `cause_str` has it.
+        cause: Cause::parse(&inc.cause).unwrap_or(Cause::Fire),
         dry_run: inc.dry_run,
         resumed,
-        stage: stage.as_str(),
+        stage,
     });
 }
 
@@ -545,7 +543,7 @@ pub fn step_event(
         runbook: runbook.to_string(),
         incident: incident.to_string(),
         step: step.name.clone(),
-        step_type: step.action.type_name(),
+        step_type: step.action.type_name().to_string(),
         ok: report.ok,
         attempts: report.attempts,
         elapsed_ms: report.elapsed.as_millis() as u64,
@@ -594,10 +592,10 @@ pub async fn drill(
             runbook: rb.name.clone(),
             zone: z.id.clone(),
             incident: incident.to_string(),
-            cause: Cause::Drill.as_str(),
+            cause: Cause::Drill,
             dry_run: true,
             resumed: false,
-            stage: Stage::Failover.as_str(),
+            stage: Stage::Failover,
         });
     }
     let started = tokio::time::Instant::now();

@@ -18,6 +18,7 @@ pub mod incident;
 pub mod journal;
 pub mod logging;
 pub mod mqtt_topic;
+pub mod names;
 pub mod ops;
 pub mod probe;
 pub mod replay;

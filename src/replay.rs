@@ -319,10 +319,10 @@ impl<'c> Replay<'c> {
             runbook,
             zone: z.id.clone(),
             incident,
-            cause: cause.as_str(),
+            cause,
             dry_run: true,
             resumed: false,
-            stage: "prepare",
+            stage: crate::incident::Stage::Prepare,
         }
     }
 
@@ -344,7 +344,7 @@ impl<'c> Replay<'c> {
         Some(Event::PrepareUndone {
             zone: z.id.clone(),
             incident,
-            by: "cooldown".into(),
+            by: events::UndoneBy::Cooldown,
             ok: true,
         })
     }
@@ -400,10 +400,10 @@ impl<'c> Replay<'c> {
             runbook: c.runbooks[z.runbook].name.clone(),
             zone: z.id.clone(),
             incident,
-            cause: cause.as_str(),
+            cause,
             dry_run: true,
             resumed: false,
-            stage: "failover",
+            stage: crate::incident::Stage::Failover,
         }
     }
 
@@ -418,9 +418,9 @@ impl<'c> Replay<'c> {
                 let (state, value) = self.detector.sensor_state(i as u32);
                 (state != crate::detect::SensorState::Ok).then(|| EvidenceItem {
                     sensor: s.id.clone(),
-                    state: state.as_str(),
+                    state,
                     value,
-                    reason: self.detector.sensor_reason(i as u32).as_str(),
+                    reason: self.detector.sensor_reason(i as u32),
                 })
             })
             .collect()

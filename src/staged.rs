@@ -241,7 +241,8 @@ impl Stager {
 }
 
 /// What the expected power loss is based on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Basis {
     /// The UPS's own runtime estimate, while it is on battery.
     UpsRuntime,
@@ -251,10 +252,7 @@ pub enum Basis {
 
 impl Basis {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Basis::UpsRuntime => "ups_runtime",
-            Basis::TemperatureTrend => "temperature_trend",
-        }
+        crate::names::name_of(&self)
     }
 }
 

@@ -4,10 +4,15 @@
 
 mod support;
 
+use firebreak::api::status::{Cluster, Status};
+use firebreak::cluster::Role;
+use firebreak::config::OnClusterLoss;
+use firebreak::incident::Stage;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::agent::{get, post, start_sim, Agent};
+use support::agent::{get, post, start_sim, status, Agent};
 use support::etcd::Etcd;
+use support::events::{count, Event, LoggedEvent};
 use support::receiver::Receiver;
 use support::room::{knot, room_config_with};
 
@@ -99,25 +104,51 @@ retries = 0
     )
 }
 
-fn count(events: &[serde_json::Value], pred: impl Fn(&serde_json::Value) -> bool) -> usize {
-    events.iter().filter(|e| pred(e)).count()
-}
-
 /// `runbook_started` lines that open a run (not a resume: a leader whose lease ran out
 /// under load and that won the zone again resumes the same incident, `resumed: true`).
-fn fresh_starts(events: &[serde_json::Value]) -> usize {
+fn fresh_starts(events: &[LoggedEvent]) -> usize {
     count(events, |e| {
-        e["event"] == "runbook_started" && e["resumed"] != serde_json::Value::Bool(true)
+        matches!(e.event, Event::RunbookStarted { resumed: false, .. })
     })
 }
 
 /// The incident ids of every `runbook_started` line.
-fn incidents(events: &[serde_json::Value]) -> std::collections::BTreeSet<String> {
+fn incidents(events: &[LoggedEvent]) -> std::collections::BTreeSet<String> {
     events
         .iter()
-        .filter(|e| e["event"] == "runbook_started")
-        .filter_map(|e| e["incident"].as_str().map(str::to_string))
+        .filter_map(|e| match &e.event {
+            Event::RunbookStarted { incident, .. } => Some(incident.clone()),
+            _ => None,
+        })
         .collect()
+}
+
+/// A `cluster_role` line with the role `role`.
+fn is_role(e: &LoggedEvent, role: Role) -> bool {
+    matches!(&e.event, Event::ClusterRole { role: r, .. } if *r == role)
+}
+
+/// A finished step of the type `step_type`.
+fn is_step_of_type(e: &LoggedEvent, step_type: &str) -> bool {
+    matches!(&e.event, Event::StepFinished { step_type: t, .. } if t == step_type)
+}
+
+fn is_safe(e: &LoggedEvent) -> bool {
+    matches!(e.event, Event::SafeToCutPower { .. })
+}
+
+/// The incident an event names (panics for one that names none).
+fn incident(e: &LoggedEvent) -> &str {
+    e.event
+        .incident()
+        .unwrap_or_else(|| panic!("no incident: {e:?}"))
+}
+
+/// The status's `[cluster]` part (panics for an agent without one).
+fn cluster(s: &Status) -> &Cluster {
+    s.cluster
+        .as_ref()
+        .unwrap_or_else(|| panic!("no cluster: {s:?}"))
 }
 
 /// Waits until one of the agents writes an event matching `pred`; returns its index.
@@ -125,7 +156,7 @@ fn first_to(
     nodes: &mut [&mut Node],
     what: &str,
     deadline: Duration,
-    pred: impl Fn(&serde_json::Value) -> bool,
+    pred: impl Fn(&LoggedEvent) -> bool,
 ) -> usize {
     let until = Instant::now() + deadline;
     loop {
@@ -143,12 +174,6 @@ fn first_to(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn status(port: u16) -> serde_json::Value {
-    let (code, body) = get(port, "/api/v1/status");
-    assert_eq!(code, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
 }
 
 fn posts_to(receiver: &Receiver, path: &str) -> usize {
@@ -193,7 +218,7 @@ fn diagnose(a: &Node, b: &Node) -> String {
     format!("{}\n{}", a.agent.diagnostics(), b.agent.diagnostics())
 }
 
-fn all_events(nodes: &[&Node]) -> Vec<serde_json::Value> {
+fn all_events(nodes: &[&Node]) -> Vec<LoggedEvent> {
     nodes.iter().flat_map(|n| n.agent.events()).collect()
 }
 
@@ -229,7 +254,7 @@ fn two_agents_one_fire_run_the_runbook_exactly_once() {
         &mut [&mut a, &mut b],
         "safe_to_cut_power",
         Duration::from_secs(120),
-        |e| e["event"] == "safe_to_cut_power",
+        is_safe,
     );
     let (lead, other) = if leader == 0 {
         (&mut a, &mut b)
@@ -240,7 +265,7 @@ fn two_agents_one_fire_run_the_runbook_exactly_once() {
     other.agent.wait_for(
         "the follower's cluster_role done",
         Duration::from_secs(30),
-        |e| e["event"] == "cluster_role" && e["role"] == "done",
+        |e| is_role(e, Role::Done),
     );
 
     let events = all_events(&[lead, other]);
@@ -259,8 +284,7 @@ fn two_agents_one_fire_run_the_runbook_exactly_once() {
     );
     assert_eq!(incidents(&events).len(), 1, "one incident\n{}", diag());
     assert_eq!(
-        count(&events, |e| e["event"] == "step_finished"
-            && e["type"] == "dns_update"),
+        count(&events, |e| is_step_of_type(e, "dns_update")),
         1,
         "{}",
         diag()
@@ -279,14 +303,9 @@ fn two_agents_one_fire_run_the_runbook_exactly_once() {
         knot.dig("app.example.test", "A"),
         vec!["198.51.100.20".to_string()]
     );
+    assert_eq!(count(&lead.agent.events(), |e| is_role(e, Role::Leader)), 1);
     assert_eq!(
-        count(&lead.agent.events(), |e| e["event"] == "cluster_role"
-            && e["role"] == "leader"),
-        1
-    );
-    assert_eq!(
-        count(&other.agent.events(), |e| e["event"] == "cluster_role"
-            && e["role"] == "leader"),
+        count(&other.agent.events(), |e| is_role(e, Role::Leader)),
         0,
         "the follower never led\n{}",
         diag()
@@ -303,18 +322,13 @@ fn two_agents_one_fire_run_the_runbook_exactly_once() {
     // Status: role and peers.
     for n in [&*lead, &*other] {
         let s = status(n.port);
-        let cluster = &s["cluster"];
-        assert_eq!(cluster["reachable"], true, "{s}");
-        assert_eq!(cluster["zones"][ZONE]["role"], "done", "{s}");
-        let peers: Vec<&str> = cluster["peers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|p| p.as_str())
-            .collect();
+        let cluster = cluster(&s);
+        assert!(cluster.reachable, "{s:?}");
+        assert_eq!(cluster.zones[ZONE].role, Role::Done, "{s:?}");
+        let peers: Vec<&str> = cluster.peers.iter().map(String::as_str).collect();
         assert!(
             peers.contains(&"a") && peers.contains(&"b"),
-            "both agents are listed as peers: {s}"
+            "both agents are listed as peers: {s:?}"
         );
     }
     let (_, metrics) = get(lead.port, "/metrics");
@@ -350,13 +364,13 @@ fn a_three_member_etcd_with_one_member_down_still_elects_one_leader() {
         &mut [&mut a, &mut b],
         "safe_to_cut_power",
         Duration::from_secs(120),
-        |e| e["event"] == "safe_to_cut_power",
+        is_safe,
     );
     let other = if leader == 0 { &mut b } else { &mut a };
     other.agent.wait_for(
         "the follower's cluster_role done",
         Duration::from_secs(30),
-        |e| e["event"] == "cluster_role" && e["role"] == "done",
+        |e| is_role(e, Role::Done),
     );
     let events = all_events(&[&a, &b]);
     let diag = || format!("{}\n{}", a.agent.diagnostics(), b.agent.diagnostics());
@@ -364,13 +378,13 @@ fn a_three_member_etcd_with_one_member_down_still_elects_one_leader() {
     assert_eq!(incidents(&events).len(), 1, "one incident\n{}", diag());
     // Every step ran once, whatever leadership changes there were.
     assert_eq!(
-        count(&events, |e| e["event"] == "step_finished"),
+        count(&events, |e| matches!(e.event, Event::StepFinished { .. })),
         2,
         "the DNS step and the HTTP step, once each\n{}",
         diag()
     );
     assert_eq!(
-        count(&events, |e| e["event"] == "cluster_lost"),
+        count(&events, |e| matches!(e.event, Event::ClusterLost { .. })),
         0,
         "{}",
         diag()
@@ -388,13 +402,13 @@ fn unsafe_first_run(a: &mut Node, b: &mut Node, receiver: &Receiver) -> usize {
         &mut [&mut *a, &mut *b],
         "the first run's end",
         Duration::from_secs(120),
-        |e| e["event"] == "runbook_finished",
+        |e| matches!(e.event, Event::RunbookFinished { .. }),
     );
     let other = if leader == 0 { &mut *b } else { &mut *a };
     other.agent.wait_for(
         "the follower's cluster_role done",
         Duration::from_secs(30),
-        |e| e["event"] == "cluster_role" && e["role"] == "done",
+        |e| is_role(e, Role::Done),
     );
     assert_eq!(posts_to(receiver, "/incident"), 1);
     leader
@@ -406,11 +420,11 @@ fn wait_safe(n: &Node) {
     let until = Instant::now() + Duration::from_secs(30);
     loop {
         let st = status(n.port);
-        let zone = &st["zones"][0];
-        if zone["safe_to_cut_power"] == true && zone["runbook_running"] == false {
+        let zone = &st.zones[0];
+        if zone.safe_to_cut_power && !zone.runbook_running {
             return;
         }
-        assert!(Instant::now() < until, "{st}\n{}", n.agent.diagnostics());
+        assert!(Instant::now() < until, "{st:?}\n{}", n.agent.diagnostics());
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -429,7 +443,7 @@ fn a_manual_failover_asked_of_one_agent_shows_safe_on_both() {
     let mut b = start_node("b", &sim, knot.addr(), &etcd.url(), &steps, "");
     let leader = unsafe_first_run(&mut a, &mut b, &receiver);
     for n in [&a, &b] {
-        assert_eq!(status(n.port)["zones"][0]["safe_to_cut_power"], false);
+        assert!(!status(n.port).zones[0].safe_to_cut_power);
     }
     // The operator asks the agent that did not run the first time.
     receiver.set_status(200);
@@ -443,7 +457,7 @@ fn a_manual_failover_asked_of_one_agent_shows_safe_on_both() {
     asked.agent.wait_for(
         "safe to cut power on the agent asked",
         Duration::from_secs(60),
-        |e| e["event"] == "safe_to_cut_power",
+        is_safe,
     );
     // The other agent was not asked: it learns the result from etcd.
     wait_safe(&a);
@@ -486,7 +500,7 @@ fn a_manual_failover_asked_of_both_agents_reruns_the_failed_step_once() {
         &mut [&mut a, &mut b],
         "safe to cut power after the re-run",
         Duration::from_secs(60),
-        |e| e["event"] == "safe_to_cut_power",
+        is_safe,
     );
     // Both agents end safe: the one that ran the step, and the one that adopted its
     // result.
@@ -507,12 +521,7 @@ fn a_manual_failover_asked_of_both_agents_reruns_the_failed_step_once() {
         serial_before + 1,
         "the DNS step succeeded the first time and is not repeated"
     );
-    assert_eq!(
-        count(&events, |e| e["event"] == "safe_to_cut_power"),
-        1,
-        "{}",
-        diag()
-    );
+    assert_eq!(count(&events, is_safe), 1, "{}", diag());
 
     shut_down(rt, sim, &mut [&mut a, &mut b]);
 }
@@ -572,7 +581,7 @@ fn the_prepare_runbook_runs_and_is_undone_once_on_the_zones_leader() {
         &mut [&mut a, &mut b],
         "the prepare's end",
         Duration::from_secs(60),
-        |e| e["event"] == "runbook_finished",
+        |e| matches!(e.event, Event::RunbookFinished { .. }),
     );
     let (lead, other) = if leader == 0 {
         (&mut a, &mut b)
@@ -582,12 +591,17 @@ fn the_prepare_runbook_runs_and_is_undone_once_on_the_zones_leader() {
     other
         .agent
         .wait_for("the other agent follows", Duration::from_secs(30), |e| {
-            e["event"] == "cluster_role" && e["role"] == "follower"
+            is_role(e, Role::Follower)
         });
     let events = all_events(&[lead, other]);
     assert_eq!(
-        count(&events, |e| e["event"] == "runbook_started"
-            && e["stage"] == "prepare"),
+        count(&events, |e| matches!(
+            e.event,
+            Event::RunbookStarted {
+                stage: Stage::Prepare,
+                ..
+            }
+        )),
         1,
         "{}",
         diagnose(lead, other)
@@ -598,8 +612,9 @@ fn the_prepare_runbook_runs_and_is_undone_once_on_the_zones_leader() {
         "{}",
         diagnose(lead, other)
     );
-    assert_eq!(status(other.port)["zones"][0]["prepare"]["ran_here"], false);
-    assert_eq!(status(lead.port)["zones"][0]["prepare"]["ran_here"], true);
+    let ran_here = |n: &Node| status(n.port).zones[0].prepare.as_ref().unwrap().ran_here;
+    assert!(!ran_here(other));
+    assert!(ran_here(lead));
 
     // The operator resets the zone on both agents: the leader undoes its prepare.
     let path = format!("/api/v1/zones/{ZONE}/reset");
@@ -610,24 +625,27 @@ fn the_prepare_runbook_runs_and_is_undone_once_on_the_zones_leader() {
     lead.agent.wait_for(
         "the leader's prepare_undone",
         Duration::from_secs(30),
-        |e| e["event"] == "prepare_undone",
+        |e| matches!(e.event, Event::PrepareUndone { .. }),
     );
     // Undone, the leadership is given up.
     lead.agent.wait_for(
         "the leader's cluster_role idle",
         Duration::from_secs(30),
-        |e| e["event"] == "cluster_role" && e["role"] == "idle",
+        |e| is_role(e, Role::Idle),
     );
     assert_eq!(posts_to(&receiver, "/undo"), 1, "{}", diagnose(lead, other));
     assert_eq!(posts_to(&receiver, "/incident"), 0, "no failover");
     let events = all_events(&[lead, other]);
     assert_eq!(
-        count(&events, |e| e["event"] == "prepare_undone"),
+        count(&events, |e| matches!(e.event, Event::PrepareUndone { .. })),
         1,
         "{}",
         diagnose(lead, other)
     );
-    assert_eq!(count(&events, |e| e["event"] == "incident_reset"), 2);
+    assert_eq!(
+        count(&events, |e| matches!(e.event, Event::IncidentReset { .. })),
+        2
+    );
 
     shut_down(rt, sim, &mut [&mut a, &mut b]);
 }
@@ -652,7 +670,7 @@ fn in_a_fire_the_leader_runs_prepare_and_failover_in_one_incident_and_the_follow
         &mut [&mut a, &mut b],
         "safe_to_cut_power",
         Duration::from_secs(120),
-        |e| e["event"] == "safe_to_cut_power",
+        is_safe,
     );
     let (lead, other) = if leader == 0 {
         (&mut a, &mut b)
@@ -662,31 +680,35 @@ fn in_a_fire_the_leader_runs_prepare_and_failover_in_one_incident_and_the_follow
     other.agent.wait_for(
         "the follower's cluster_role done",
         Duration::from_secs(30),
-        |e| e["event"] == "cluster_role" && e["role"] == "done",
+        |e| is_role(e, Role::Done),
     );
-    let started = |n: &Node, stage: &str| -> Vec<String> {
+    let started = |n: &Node, stage: Stage| -> Vec<String> {
         n.agent
             .events()
             .iter()
-            .filter(|e| e["event"] == "runbook_started" && e["stage"] == stage)
-            .map(|e| e["incident"].as_str().unwrap().to_string())
+            .filter_map(|e| match &e.event {
+                Event::RunbookStarted {
+                    stage: s, incident, ..
+                } if *s == stage => Some(incident.clone()),
+                _ => None,
+            })
             .collect()
     };
-    let prepare = started(lead, "prepare");
+    let prepare = started(lead, Stage::Prepare);
     assert_eq!(prepare.len(), 1, "{}", diagnose(lead, other));
     assert_eq!(
-        started(lead, "failover"),
+        started(lead, Stage::Failover),
         prepare,
         "the failover continues the prepare's incident\n{}",
         diagnose(lead, other)
     );
     assert!(
-        started(other, "prepare").is_empty(),
+        started(other, Stage::Prepare).is_empty(),
         "{}",
         diagnose(lead, other)
     );
     assert!(
-        started(other, "failover").is_empty(),
+        started(other, Stage::Failover).is_empty(),
         "{}",
         diagnose(lead, other)
     );
@@ -732,7 +754,7 @@ fn killed_leader_is_replaced_and_no_step_runs_twice() {
         &mut [&mut a, &mut b],
         "the first webhook step",
         Duration::from_secs(120),
-        |e| e["event"] == "step_finished" && e["step"] == "first call",
+        |e| matches!(&e.event, Event::StepFinished { step, .. } if step == "first call"),
     );
     let (lead, other) = if leader == 0 {
         (&mut a, &mut b)
@@ -743,46 +765,54 @@ fn killed_leader_is_replaced_and_no_step_runs_twice() {
         .agent
         .events()
         .into_iter()
-        .find(|e| e["event"] == "runbook_started")
+        .find(|e| matches!(e.event, Event::RunbookStarted { .. }))
         .unwrap();
     // The other agent follows (it detected the same fire) and knows who leads.
     let follows = other
         .agent
         .wait_for("the follower role", Duration::from_secs(30), |e| {
-            e["event"] == "cluster_role" && e["role"] == "follower"
+            is_role(e, Role::Follower)
         });
     let lead_name = if leader == 0 { "a" } else { "b" };
-    assert_eq!(follows["leader"], lead_name);
-    let s = status(other.port);
-    assert_eq!(s["cluster"]["zones"][ZONE]["role"], "follower", "{s}");
-    assert_eq!(s["cluster"]["zones"][ZONE]["leader"], lead_name, "{s}");
-    assert_eq!(
-        status(lead.port)["cluster"]["zones"][ZONE]["role"],
-        "leader"
+    assert!(
+        matches!(&follows.event, Event::ClusterRole { leader: Some(l), .. } if l == lead_name),
+        "{follows:?}"
     );
+    let s = status(other.port);
+    assert_eq!(cluster(&s).zones[ZONE].role, Role::Follower, "{s:?}");
+    assert_eq!(
+        cluster(&s).zones[ZONE].leader.as_deref(),
+        Some(lead_name),
+        "{s:?}"
+    );
+    assert_eq!(cluster(&status(lead.port)).zones[ZONE].role, Role::Leader);
     lead.agent.kill9(); // during the wait step
 
     let resumed = other
         .agent
         .wait_for("the takeover", Duration::from_secs(60), |e| {
-            e["event"] == "runbook_started"
+            matches!(e.event, Event::RunbookStarted { .. })
         });
     let safe = other
         .agent
         .wait_for("safe_to_cut_power", Duration::from_secs(60), |e| {
-            e["event"] == "safe_to_cut_power"
+            matches!(e.event, Event::SafeToCutPower { .. })
         });
-    assert_eq!(resumed["resumed"], true, "{}", other.agent.diagnostics());
+    assert!(
+        matches!(resumed.event, Event::RunbookStarted { resumed: true, .. }),
+        "{}",
+        other.agent.diagnostics()
+    );
     assert_eq!(
-        resumed["incident"], started["incident"],
+        incident(&resumed),
+        incident(&started),
         "the successor finishes the same incident"
     );
-    assert_eq!(safe["incident"], started["incident"]);
+    assert_eq!(incident(&safe), incident(&started));
 
     let events = all_events(&[lead, other]);
     assert_eq!(
-        count(&events, |e| e["event"] == "step_finished"
-            && e["type"] == "dns_update"),
+        count(&events, |e| is_step_of_type(e, "dns_update")),
         1,
         "the DNS step ran once"
     );
@@ -799,8 +829,7 @@ fn killed_leader_is_replaced_and_no_step_runs_twice() {
         "the successor's fencing revision is newer: {fences:?}"
     );
     assert_eq!(
-        count(&other.agent.events(), |e| e["event"] == "cluster_role"
-            && e["role"] == "leader"),
+        count(&other.agent.events(), |e| is_role(e, Role::Leader)),
         1
     );
 
@@ -837,26 +866,41 @@ fn lost_etcd_acts_alone_under_act_and_holds_under_hold_until_it_is_back() {
     let lost = act
         .agent
         .wait_for("cluster_lost (act)", Duration::from_secs(120), |e| {
-            e["event"] == "cluster_lost"
+            matches!(e.event, Event::ClusterLost { .. })
         });
-    assert_eq!(lost["policy"], "act");
-    assert_eq!(lost["zone"], ZONE);
+    assert!(matches!(
+        lost.event,
+        Event::ClusterLost {
+            policy: OnClusterLoss::Act,
+            ..
+        }
+    ));
+    assert_eq!(lost.event.zone(), Some(ZONE));
     act.agent
         .wait_for("safe_to_cut_power", Duration::from_secs(60), |e| {
-            e["event"] == "safe_to_cut_power"
+            matches!(e.event, Event::SafeToCutPower { .. })
         });
 
     let lost = hold
         .agent
         .wait_for("cluster_lost (hold)", Duration::from_secs(60), |e| {
-            e["event"] == "cluster_lost"
+            matches!(e.event, Event::ClusterLost { .. })
         });
-    assert_eq!(lost["policy"], "hold");
+    assert!(matches!(
+        lost.event,
+        Event::ClusterLost {
+            policy: OnClusterLoss::Hold,
+            ..
+        }
+    ));
     let s = status(hold.port);
-    assert_eq!(s["cluster"]["zones"][ZONE]["role"], "holding", "{s}");
-    assert_eq!(s["cluster"]["reachable"], false, "{s}");
+    assert_eq!(cluster(&s).zones[ZONE].role, Role::Holding, "{s:?}");
+    assert!(!cluster(&s).reachable, "{s:?}");
     assert_eq!(
-        count(&hold.agent.events(), |e| e["event"] == "runbook_started"),
+        count(&hold.agent.events(), |e| matches!(
+            e.event,
+            Event::RunbookStarted { .. }
+        )),
         0,
         "hold runs nothing while etcd is away\n{}",
         hold.agent.diagnostics()
@@ -878,7 +922,7 @@ fn lost_etcd_acts_alone_under_act_and_holds_under_hold_until_it_is_back() {
     hold.agent.wait_for(
         "safe_to_cut_power after etcd",
         Duration::from_secs(60),
-        |e| e["event"] == "safe_to_cut_power",
+        is_safe,
     );
     assert_eq!(posts_to(&receiver, "/incident"), 2);
 
@@ -910,10 +954,13 @@ fn an_agent_authenticates_to_etcd_with_username_and_password_file() {
     let safe = n
         .agent
         .wait_for("safe_to_cut_power", Duration::from_secs(120), |e| {
-            e["event"] == "safe_to_cut_power"
+            matches!(e.event, Event::SafeToCutPower { .. })
         });
     assert_eq!(
-        count(&n.agent.events(), |e| e["event"] == "cluster_lost"),
+        count(&n.agent.events(), |e| matches!(
+            e.event,
+            Event::ClusterLost { .. }
+        )),
         0,
         "{}",
         n.agent.diagnostics()
@@ -928,10 +975,10 @@ fn an_agent_authenticates_to_etcd_with_username_and_password_file() {
         ],
     );
     let inc: serde_json::Value = serde_json::from_slice(&stored).unwrap();
-    assert_eq!(inc["incident"], safe["incident"]);
+    assert_eq!(inc["incident"], incident(&safe));
     assert_eq!(inc["finished"], true);
     assert_eq!(inc["safe_to_cut_power"], true);
-    assert_eq!(status(n.port)["cluster"]["peers"][0], "auth");
+    assert_eq!(cluster(&status(n.port)).peers[0], "auth");
 
     shut_down(rt, sim, &mut [&mut n]);
 }
@@ -953,24 +1000,23 @@ fn an_agent_talks_to_etcd_over_tls_with_a_client_certificate() {
     let mut n = start_node("tls", &sim, knot.addr(), &etcd.url(), &steps, &keys);
     n.agent
         .wait_for("safe_to_cut_power", Duration::from_secs(120), |e| {
-            e["event"] == "safe_to_cut_power"
+            matches!(e.event, Event::SafeToCutPower { .. })
         });
     let events = n.agent.events();
     assert_eq!(
-        count(&events, |e| e["event"] == "cluster_lost"),
+        count(&events, |e| matches!(e.event, Event::ClusterLost { .. })),
         0,
         "{}",
         n.agent.diagnostics()
     );
     assert_eq!(
-        count(&events, |e| e["event"] == "cluster_role"
-            && e["role"] == "leader"),
+        count(&events, |e| is_role(e, Role::Leader)),
         1,
         "it won the election over TLS"
     );
     let s = status(n.port);
-    assert_eq!(s["cluster"]["reachable"], true, "{s}");
-    assert_eq!(s["cluster"]["peers"][0], "tls", "{s}");
+    assert!(cluster(&s).reachable, "{s:?}");
+    assert_eq!(cluster(&s).peers[0], "tls", "{s:?}");
 
     shut_down(rt, sim, &mut [&mut n]);
 }

@@ -5,9 +5,12 @@
 
 mod support;
 
+use firebreak::api::status::{Status, Zone};
+use firebreak::detect::{SensorState, ZoneLevel};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::agent::{post, Agent};
+use support::agent::{post, status, Agent};
+use support::events::{Event, LoggedEvent};
 use support::mosquitto::{Mosquitto, Options};
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -136,7 +139,9 @@ duration = "{wait}"
 
     fn start(&self) -> Agent {
         let mut agent = Agent::start(&self.config_path(), &self.state().join("events.jsonl"));
-        agent.wait_for("agent_started", DEADLINE, |e| e["event"] == "agent_started");
+        agent.wait_for("agent_started", DEADLINE, |e| {
+            matches!(e.event, Event::AgentStarted { .. })
+        });
         agent.wait_for_api(self.api_port);
         agent
     }
@@ -150,8 +155,8 @@ duration = "{wait}"
         topic: &str,
         value: &str,
         what: &str,
-        pred: impl Fn(&serde_json::Value) -> bool,
-    ) -> serde_json::Value {
+        pred: impl Fn(&LoggedEvent) -> bool,
+    ) -> LoggedEvent {
         let until = Instant::now() + DEADLINE;
         let seen = agent.events().len();
         loop {
@@ -165,50 +170,62 @@ duration = "{wait}"
     }
 }
 
-fn status(port: u16) -> serde_json::Value {
-    support::agent::rt().block_on(async {
-        reqwest::get(format!("http://127.0.0.1:{port}/api/v1/status"))
-            .await
-            .expect("API answers")
-            .json()
-            .await
-            .expect("status is JSON")
-    })
+fn zone<'a>(status: &'a Status, id: &str) -> Option<&'a Zone> {
+    status.zones.iter().find(|z| z.id == id)
 }
 
-fn zone<'a>(status: &'a serde_json::Value, id: &str) -> Option<&'a serde_json::Value> {
-    status["zones"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|z| z["id"] == id)
+fn count(agent: &Agent, pred: impl Fn(&Event) -> bool) -> usize {
+    agent.events().iter().filter(|e| pred(&e.event)).count()
 }
 
-fn count(agent: &Agent, event: &str) -> usize {
-    agent
-        .events()
-        .iter()
-        .filter(|e| e["event"] == event)
-        .count()
+fn sensor_to(sensor: &'static str, to: SensorState) -> impl Fn(&LoggedEvent) -> bool {
+    move |e| matches!(&e.event, Event::SensorState { sensor: s, to: t, .. } if s == sensor && *t == to)
 }
 
-fn sensor_to(sensor: &'static str, to: &'static str) -> impl Fn(&serde_json::Value) -> bool {
-    move |e| e["event"] == "sensor_state" && e["sensor"] == sensor && e["to"] == to
+fn is_reloaded(e: &Event) -> bool {
+    matches!(e, Event::ConfigReloaded { .. })
+}
+
+fn is_reload_failed(e: &Event) -> bool {
+    matches!(e, Event::ConfigReloadFailed { .. })
+}
+
+/// `config_reload_failed`'s config path and reason.
+fn failure(e: &LoggedEvent) -> (&str, &str) {
+    match &e.event {
+        Event::ConfigReloadFailed { config, reason } => (config, reason),
+        other => panic!("not config_reload_failed: {other:?}"),
+    }
+}
+
+/// `config_reloaded`'s changed sections and dry run.
+fn reload(e: &LoggedEvent) -> (&[String], bool) {
+    match &e.event {
+        Event::ConfigReloaded {
+            changed, dry_run, ..
+        } => (changed, *dry_run),
+        other => panic!("not config_reloaded: {other:?}"),
+    }
 }
 
 fn stderr(agent: &Agent) -> String {
     std::fs::read_to_string(&agent.stderr_log).unwrap_or_default()
 }
 
-fn sighup_until(agent: &mut Agent, event: &str, nth: usize) -> serde_json::Value {
+/// Sends SIGHUP and waits for the `nth` event that satisfies `pred` (`event` names it).
+fn sighup_until(
+    agent: &mut Agent,
+    event: &str,
+    pred: fn(&Event) -> bool,
+    nth: usize,
+) -> LoggedEvent {
     agent.signal("HUP");
-    let name = event.to_string();
     let until = Instant::now() + DEADLINE;
     loop {
-        let found: Vec<serde_json::Value> = agent
+        let found: Vec<LoggedEvent> = agent
             .events()
             .into_iter()
-            .filter(|e| e["event"] == name.as_str())
+            .filter(|e| pred(&e.event))
             .collect();
         if found.len() >= nth {
             return found[nth - 1].clone();
@@ -237,14 +254,14 @@ fn a_broken_config_or_a_restart_only_change_is_rejected_and_the_old_config_keeps
         "room/a/temp",
         "45",
         "sensor warn",
-        sensor_to("a.temp", "warn"),
+        sensor_to("a.temp", SensorState::Warn),
     );
     room.publish_until(
         &agent,
         "room/a/temp",
         "20",
         "sensor ok",
-        sensor_to("a.temp", "ok"),
+        sensor_to("a.temp", SensorState::Ok),
     );
 
     // A value that is not a number where one is expected: validation names the key.
@@ -254,28 +271,28 @@ fn a_broken_config_or_a_restart_only_change_is_rejected_and_the_old_config_keeps
         good.replace("alarm_above = 50.0", "alarm_above = \"hot\""),
     )
     .unwrap();
-    let failed = sighup_until(&mut agent, "config_reload_failed", 1);
-    let reason = failed["reason"].as_str().unwrap();
+    let failed = sighup_until(&mut agent, "config_reload_failed", is_reload_failed, 1);
+    let (config, reason) = failure(&failed);
     assert!(reason.contains("alarm_above"), "{reason}");
-    assert_eq!(failed["config"], path_str(&room.config_path()));
+    assert_eq!(config, path_str(&room.config_path()));
     assert!(
         stderr(&agent).contains("config reload rejected"),
         "{}",
         agent.diagnostics()
     );
-    assert_eq!(count(&agent, "config_reloaded"), 0);
+    assert_eq!(count(&agent, is_reloaded), 0);
 
     // The API still answers with the running config, and detection still works with its
     // thresholds: 45 is above the old warn_above (40).
     let s = status(room.api_port);
-    assert_eq!(s["dry_run"], true);
+    assert!(s.dry_run);
     assert!(zone(&s, "a").is_some());
     room.publish_until(
         &agent,
         "room/a/temp",
         "45",
         "warn with the old config",
-        sensor_to("a.temp", "warn"),
+        sensor_to("a.temp", SensorState::Warn),
     );
 
     // A valid file that moves the API: that needs a restart, so nothing is applied (not
@@ -284,8 +301,8 @@ fn a_broken_config_or_a_restart_only_change_is_rejected_and_the_old_config_keeps
     moved.api_port = support::free_port();
     moved.warn_above = 30.0;
     room.write(&moved);
-    let failed = sighup_until(&mut agent, "config_reload_failed", 2);
-    let reason = failed["reason"].as_str().unwrap();
+    let failed = sighup_until(&mut agent, "config_reload_failed", is_reload_failed, 2);
+    let (_, reason) = failure(&failed);
     assert!(
         reason.contains("api changed") && reason.contains("restart"),
         "{reason}"
@@ -295,7 +312,7 @@ fn a_broken_config_or_a_restart_only_change_is_rejected_and_the_old_config_keeps
         "room/a/temp",
         "20",
         "back to ok",
-        sensor_to("a.temp", "ok"),
+        sensor_to("a.temp", SensorState::Ok),
     );
     // 35 would be a warning under the rejected file (30), not under the running one (40):
     // the next state change of the sensor is the 45 that follows, not the 35s.
@@ -309,17 +326,20 @@ fn a_broken_config_or_a_restart_only_change_is_rejected_and_the_old_config_keeps
         "room/a/temp",
         "45",
         "warn again",
-        sensor_to("a.temp", "warn"),
+        sensor_to("a.temp", SensorState::Warn),
     );
-    let changes: Vec<serde_json::Value> = agent
+    let changes: Vec<LoggedEvent> = agent
         .events()
         .into_iter()
         .skip(seen)
-        .filter(|e| e["event"] == "sensor_state" && e["sensor"] == "a.temp")
+        .filter(|e| matches!(&e.event, Event::SensorState { sensor, .. } if sensor == "a.temp"))
         .collect();
     assert_eq!(changes.len(), 1, "{changes:?}");
-    assert_eq!(changes[0]["value"], 45.0, "35 warned: {changes:?}");
-    assert_eq!(count(&agent, "config_reloaded"), 0);
+    assert!(
+        matches!(changes[0].event, Event::SensorState { value: Some(v), .. } if v == 45.0),
+        "35 warned: {changes:?}"
+    );
+    assert_eq!(count(&agent, is_reloaded), 0);
     assert_eq!(agent.stop(), Some(0), "{}", agent.diagnostics());
 }
 
@@ -333,13 +353,18 @@ fn a_valid_change_applies_live_and_keeps_the_open_incident() {
     // An open incident: manual failover of zone a, its runbook finished, not reset.
     let (code, body) = post(room.api_port, "/api/v1/zones/a/failover", Some(TOKEN));
     assert!(code < 300, "{code} {body}");
-    let finished = agent.wait_for("runbook_finished", DEADLINE, |e| {
-        e["event"] == "runbook_finished" && e["zone"] == "a"
-    });
-    let incident = finished["incident"].as_str().unwrap().to_string();
+    let finished = agent.wait_for(
+        "runbook_finished",
+        DEADLINE,
+        |e| matches!(&e.event, Event::RunbookFinished { zone, .. } if zone == "a"),
+    );
+    let incident = finished.event.incident().unwrap().to_string();
     assert_eq!(
-        zone(&status(room.api_port), "a").unwrap()["incident"],
-        incident.as_str()
+        zone(&status(room.api_port), "a")
+            .unwrap()
+            .incident
+            .as_deref(),
+        Some(incident.as_str())
     );
 
     // The new file: a lower warn threshold, a new zone, dry_run off.
@@ -348,28 +373,24 @@ fn a_valid_change_applies_live_and_keeps_the_open_incident() {
     next.zone_b = true;
     next.dry_run = false;
     room.write(&next);
-    let reloaded = sighup_until(&mut agent, "config_reloaded", 1);
-    let changed: Vec<&str> = reloaded["changed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap())
-        .collect();
+    let reloaded = sighup_until(&mut agent, "config_reloaded", is_reloaded, 1);
+    let (changed, dry_run) = reload(&reloaded);
+    let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
     for section in ["agent.dry_run", "sensors", "zones"] {
         assert!(changed.contains(&section), "{changed:?}");
     }
-    assert_eq!(reloaded["dry_run"], false);
+    assert!(!dry_run);
 
     let s = status(room.api_port);
-    assert_eq!(s["dry_run"], false);
+    assert!(!s.dry_run);
     let a = zone(&s, "a").expect("zone a still there");
     assert_eq!(
-        a["incident"],
-        incident.as_str(),
-        "the open incident survived: {s}"
+        a.incident.as_deref(),
+        Some(incident.as_str()),
+        "the open incident survived: {s:?}"
     );
-    assert_eq!(a["level"], "critical", "{s}");
-    assert!(zone(&s, "b").is_some(), "the new zone is live: {s}");
+    assert_eq!(a.level, ZoneLevel::Critical, "{s:?}");
+    assert!(zone(&s, "b").is_some(), "the new zone is live: {s:?}");
 
     // The new threshold is the one detection uses: 35 warns now.
     room.publish_until(
@@ -377,7 +398,10 @@ fn a_valid_change_applies_live_and_keeps_the_open_incident() {
         "room/a/temp",
         "35",
         "warn at 35 under the new config",
-        |e| sensor_to("a.temp", "warn")(e) && e["value"] == 35.0,
+        |e| {
+            sensor_to("a.temp", SensorState::Warn)(e)
+                && matches!(e.event, Event::SensorState { value: Some(v), .. } if v == 35.0)
+        },
     );
     // The new zone's sensor is read too.
     room.publish_until(
@@ -385,23 +409,28 @@ fn a_valid_change_applies_live_and_keeps_the_open_incident() {
         "room/b/temp",
         "45",
         "zone b's sensor",
-        sensor_to("b.temp", "warn"),
+        sensor_to("b.temp", SensorState::Warn),
     );
     // No second incident, no reset: the same incident is still open after the reload.
-    assert_eq!(count(&agent, "incident_reset"), 0);
-    let started: Vec<serde_json::Value> = agent
+    assert_eq!(
+        count(&agent, |e| matches!(e, Event::IncidentReset { .. })),
+        0
+    );
+    let started: Vec<LoggedEvent> = agent
         .events()
         .into_iter()
-        .filter(|e| e["event"] == "runbook_started" && e["zone"] == "a")
+        .filter(|e| matches!(&e.event, Event::RunbookStarted { zone, .. } if zone == "a"))
         .collect();
     assert_eq!(started.len(), 1, "{started:?}");
 
     // And it can still be reset by the operator afterwards.
     let (code, body) = post(room.api_port, "/api/v1/zones/a/reset", Some(TOKEN));
     assert!(code < 300, "{code} {body}");
-    agent.wait_for("incident_reset", DEADLINE, |e| {
-        e["event"] == "incident_reset" && e["incident"] == incident.as_str()
-    });
+    agent.wait_for(
+        "incident_reset",
+        DEADLINE,
+        |e| matches!(&e.event, Event::IncidentReset { incident: i, .. } if *i == incident),
+    );
     assert_eq!(agent.stop(), Some(0), "{}", agent.diagnostics());
 }
 
@@ -415,18 +444,23 @@ fn the_config_does_not_change_under_a_running_runbook() {
     let mut agent = room.start();
     let (code, body) = post(room.api_port, "/api/v1/zones/a/failover", Some(TOKEN));
     assert!(code < 300, "{code} {body}");
-    agent.wait_for("runbook_started", DEADLINE, |e| {
-        e["event"] == "runbook_started" && e["zone"] == "a"
-    });
+    agent.wait_for(
+        "runbook_started",
+        DEADLINE,
+        |e| matches!(&e.event, Event::RunbookStarted { zone, .. } if zone == "a"),
+    );
     let mut next = k.clone();
     next.warn_above = 30.0;
     room.write(&next);
-    let failed = sighup_until(&mut agent, "config_reload_failed", 1);
-    let reason = failed["reason"].as_str().unwrap();
+    let failed = sighup_until(&mut agent, "config_reload_failed", is_reload_failed, 1);
+    let (_, reason) = failure(&failed);
     assert!(reason.contains("runbook is running in zone a"), "{reason}");
     let s = status(room.api_port);
-    assert_eq!(zone(&s, "a").unwrap()["runbook_running"], true, "{s}");
-    assert_eq!(count(&agent, "runbook_finished"), 0);
+    assert!(zone(&s, "a").unwrap().runbook_running, "{s:?}");
+    assert_eq!(
+        count(&agent, |e| matches!(e, Event::RunbookFinished { .. })),
+        0
+    );
     assert_eq!(agent.stop(), Some(0), "{}", agent.diagnostics());
 }
 
@@ -487,27 +521,31 @@ duration = "1s"
     };
     write("250ms", 40.0);
     let mut agent = Agent::start(&path, &state.join("events.jsonl"));
-    agent.wait_for("warn at 45 over Modbus", DEADLINE, sensor_to("t", "warn"));
+    agent.wait_for(
+        "warn at 45 over Modbus",
+        DEADLINE,
+        sensor_to("t", SensorState::Warn),
+    );
     agent.wait_for_api(api_port);
 
     // warn_above 50: the rebuilt detection reads 45 again, from a new connection, as ok.
     write("300ms", 50.0);
-    let reloaded = sighup_until(&mut agent, "config_reloaded", 1);
-    let changed = reloaded["changed"].as_array().unwrap();
+    let reloaded = sighup_until(&mut agent, "config_reloaded", is_reloaded, 1);
+    let (changed, _) = reload(&reloaded);
     assert!(
-        changed.contains(&"sources".into()) && changed.contains(&"sensors".into()),
-        "{reloaded}"
+        changed.iter().any(|c| c == "sources") && changed.iter().any(|c| c == "sensors"),
+        "{reloaded:?}"
     );
     let until = Instant::now() + DEADLINE;
     loop {
         let s = status(api_port);
-        let t = &zone(&s, "z").unwrap()["sensors"][0];
-        if t["value"] == 45.0 && t["state"] == "ok" {
+        let t = &zone(&s, "z").unwrap().sensors[0];
+        if t.value == Some(45.0) && t.state == SensorState::Ok {
             break;
         }
         assert!(
             Instant::now() < until,
-            "45 is ok under warn_above 50: {s}\n{}",
+            "45 is ok under warn_above 50: {s:?}\n{}",
             agent.diagnostics()
         );
         std::thread::sleep(Duration::from_millis(100));
@@ -516,9 +554,14 @@ duration = "1s"
     // And back under 40: the reconnected source's reading warns again.
     write("250ms", 40.0);
     let seen = agent.events().len();
-    sighup_until(&mut agent, "config_reloaded", 2);
+    sighup_until(&mut agent, "config_reloaded", is_reloaded, 2);
     let until = Instant::now() + DEADLINE;
-    while !agent.events().iter().skip(seen).any(sensor_to("t", "warn")) {
+    while !agent
+        .events()
+        .iter()
+        .skip(seen)
+        .any(sensor_to("t", SensorState::Warn))
+    {
         assert!(
             Instant::now() < until,
             "no warn after the second reload\n{}",
@@ -526,6 +569,6 @@ duration = "1s"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(count(&agent, "config_reload_failed"), 0);
+    assert_eq!(count(&agent, is_reload_failed), 0);
     assert_eq!(agent.stop(), Some(0), "{}", agent.diagnostics());
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use firebreak::demo::fit::{fit, Fit};
 use hardware_sim::{PlayExtras, PlayOptions, Scenario};
 use support::agent::Agent;
+use support::events::Event;
 use support::prometheus::Prometheus;
 
 const ZONE: &str = "b3-battery-room";
@@ -146,7 +147,7 @@ fn every_dashboard_query_returns_data_from_a_prometheus_scraping_the_agent_durin
 
     let mut agent = Agent::start(&config, &state.join("events.jsonl"));
     agent.wait_for("agent_started", Duration::from_secs(30), |e| {
-        e["event"] == "agent_started"
+        matches!(e.event, Event::AgentStarted { .. })
     });
     let prom = Prometheus::start(&[format!("127.0.0.1:{api_port}")]);
     // Prometheus has scraped the agent before the scenario starts.
@@ -199,7 +200,9 @@ fn every_dashboard_query_returns_data_from_a_prometheus_scraping_the_agent_durin
     // The run was the fire it should be: the agent failed the zone over.
     let events = agent.events();
     assert!(
-        events.iter().any(|e| e["event"] == "safe_to_cut_power"),
+        events
+            .iter()
+            .any(|e| matches!(e.event, Event::SafeToCutPower { .. })),
         "{}",
         agent.diagnostics()
     );

@@ -3,6 +3,7 @@
 //! declares the room safe to cut power before it, and writes a report picture (SVG and
 //! PNG) and the event log.
 
+use firebreak::events::{Event, LoggedEvent};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -69,23 +70,30 @@ fn the_demo_plays_the_pangyo_fire_fails_over_before_the_power_cut_and_writes_a_r
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert!(png.len() > 50_000, "report.png is only {} bytes", png.len());
 
-    let events = std::fs::read_to_string(out.join("events.jsonl")).expect("events.jsonl");
-    let names: Vec<String> = events
+    let text = std::fs::read_to_string(out.join("events.jsonl")).expect("events.jsonl");
+    let events: Vec<LoggedEvent> = text
         .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("JSON lines");
-            v["event"].as_str().unwrap().to_string()
-        })
+        .map(|l| LoggedEvent::parse(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
-    let at = |n: &str| {
-        names
+    let at = |what: &str, pred: fn(&Event) -> bool| {
+        events
             .iter()
-            .position(|e| e == n)
-            .unwrap_or_else(|| panic!("no {n}"))
+            .position(|e| pred(&e.event))
+            .unwrap_or_else(|| panic!("no {what}"))
     };
-    assert!(at("agent_started") < at("runbook_started"));
-    assert!(at("runbook_started") < at("safe_to_cut_power"));
-    assert_eq!(names.iter().filter(|e| *e == "runbook_started").count(), 1);
+    let started = |e: &Event| matches!(e, Event::RunbookStarted { .. });
+    assert!(
+        at("agent_started", |e| matches!(e, Event::AgentStarted { .. }))
+            < at("runbook_started", started)
+    );
+    assert!(
+        at("runbook_started", started)
+            < at("safe_to_cut_power", |e| matches!(
+                e,
+                Event::SafeToCutPower { .. }
+            ))
+    );
+    assert_eq!(events.iter().filter(|e| started(&e.event)).count(), 1);
 }
 
 #[test]

@@ -4,9 +4,28 @@
 mod detect_support;
 
 use detect_support::jitter;
+use firebreak::detect::{Cause, FaultKind, Level, Reason, ZoneLevel};
+use firebreak::events::{Event, LoggedEvent};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// Every sensor `reason` the replay printed: of `sensor_state` lines and of the evidence
+/// of `zone_level` lines.
+fn reasons_written(stdout: &str) -> Vec<Reason> {
+    let mut out = Vec::new();
+    for l in stdout.lines().filter(|l| l.starts_with('{')) {
+        match LoggedEvent::parse(l)
+            .unwrap_or_else(|e| panic!("{e}: {l}"))
+            .event
+        {
+            Event::SensorState { reason, .. } => out.push(reason),
+            Event::ZoneLevel { evidence, .. } => out.extend(evidence.iter().map(|e| e.reason)),
+            _ => {}
+        }
+    }
+    out
+}
 
 fn contract() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config/firebreak.toml")
@@ -81,28 +100,45 @@ fn replaying_a_recorded_runaway_reports_when_and_on_what_the_zone_would_have_gon
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let events: Vec<serde_json::Value> = stdout
+    let events: Vec<LoggedEvent> = stdout
         .lines()
         .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| LoggedEvent::parse(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
-    assert!(events.iter().all(|e| e["agent"] == "pangyo-b3"));
+    assert!(events.iter().all(|e| e.agent == "pangyo-b3"));
     let critical = events
         .iter()
-        .find(|e| e["event"] == "zone_level" && e["to"] == "critical")
+        .find(|e| {
+            matches!(
+                e.event,
+                Event::ZoneLevel {
+                    to: ZoneLevel::Critical,
+                    ..
+                }
+            )
+        })
         .expect("a zone_level event to critical");
     // Recorded wall time, in the event log's format: runaway at 06:20:00Z, critical
     // within the following half minute.
-    let ts = critical["ts"].as_str().unwrap();
+    let ts = &critical.ts;
     assert!(ts.starts_with("2022-10-15T06:20:"), "{ts}");
     assert!(ts.ends_with('Z') && ts.len() == 24, "{ts}");
-    assert!(critical["evidence"].as_array().unwrap().len() >= 2);
-    assert!(events
-        .iter()
-        .any(|e| e["event"] == "sensor_state" && e["reason"] == "rise:rise_alarm"));
-    assert!(events
-        .iter()
-        .any(|e| e["event"] == "runbook_started" && e["cause"] == "fire" && e["dry_run"] == true));
+    assert!(matches!(&critical.event, Event::ZoneLevel { evidence, .. } if evidence.len() >= 2));
+    assert!(events.iter().any(|e| matches!(
+        e.event,
+        Event::SensorState {
+            reason: Reason::Rise(Level::Alarm),
+            ..
+        }
+    )));
+    assert!(events.iter().any(|e| matches!(
+        e.event,
+        Event::RunbookStarted {
+            cause: Cause::Fire,
+            dry_run: true,
+            ..
+        }
+    )));
 
     let summary = stdout
         .lines()
@@ -158,16 +194,14 @@ fn json_lines_with_epoch_ms_faults_gaps_and_unknown_sensors_replay_without_faili
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let reasons = reasons_written(&stdout);
     for reason in [
-        "fault:no_data",
-        "fault:not_a_number",
-        "fault:modbus_exception",
-        "stale",
+        Reason::Fault(FaultKind::NoData),
+        Reason::Fault(FaultKind::NotANumber),
+        Reason::Fault(FaultKind::ModbusException),
+        Reason::Stale,
     ] {
-        assert!(
-            stdout.contains(&format!("\"reason\":\"{reason}\"")),
-            "{reason} missing:\n{stdout}"
-        );
+        assert!(reasons.contains(&reason), "{reason} missing:\n{stdout}");
     }
     assert!(
         stdout.contains("ignored 30 sample(s) of 1 sensor(s) not in the config: b9.mystery (30)"),
@@ -177,6 +211,38 @@ fn json_lines_with_epoch_ms_faults_gaps_and_unknown_sensors_replay_without_faili
         stdout.contains("no zone would have gone critical"),
         "{stdout}"
     );
+}
+
+#[test]
+fn every_recorded_fault_reason_replays_as_that_fault() {
+    // An event log's `reason` (`fault:not_numeric`, ...) is a valid recorded value: the
+    // replay reads each fault kind back, rather than failing on "unknown fault".
+    let faults: Vec<FaultKind> = firebreak::names::all::<FaultKind>().collect();
+    assert!(faults.contains(&FaultKind::NotNumeric), "{faults:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("faults.csv");
+    let mut csv = String::from("ts,sensor,value\n");
+    for (i, fault) in faults.iter().enumerate() {
+        let ts = T0_MS + 2 * i as i64 * 1000;
+        writeln!(csv, "{ts},b3.temp.row1,23.0").unwrap();
+        writeln!(csv, "{},b3.temp.row1,{}", ts + 1000, fault.as_str()).unwrap();
+    }
+    std::fs::write(&input, csv).unwrap();
+    let out = replay(&input, None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reasons = reasons_written(&stdout);
+    for fault in faults {
+        assert!(
+            reasons.contains(&Reason::Fault(fault)),
+            "{} missing:\n{stdout}",
+            fault.as_str()
+        );
+    }
 }
 
 #[test]

@@ -4,20 +4,15 @@
 
 mod support;
 
+use firebreak::detect::{Cause, SensorState, ZoneLevel};
 use std::time::Duration;
 use support::agent::{start_sim, Agent};
+use support::events::{index_of, Event};
 use support::room::{knot, room_config};
 
 thread_local! {
     /// The API port of the agent a test starts (one agent per test thread).
     static API_PORT: u16 = support::free_port();
-}
-
-fn index_of(
-    events: &[serde_json::Value],
-    pred: impl Fn(&serde_json::Value) -> bool,
-) -> Option<usize> {
-    events.iter().position(pred)
 }
 
 #[test]
@@ -36,9 +31,12 @@ fn confirmed_fire_moves_the_dns_record_and_declares_safe_to_cut_power() {
     let mut agent = Agent::start(&config, &dir.path().join("state/events.jsonl"));
 
     let safe = agent.wait_for("safe_to_cut_power", Duration::from_secs(90), |e| {
-        e["event"] == "safe_to_cut_power"
+        matches!(e.event, Event::SafeToCutPower { .. })
     });
-    assert_eq!(safe["zone"], "b3-battery-room");
+    let Event::SafeToCutPower { zone, incident, .. } = &safe.event else {
+        unreachable!()
+    };
+    assert_eq!(zone, "b3-battery-room");
 
     // Checked with an independent client, not the agent's own verification.
     assert_eq!(
@@ -49,27 +47,36 @@ fn confirmed_fire_moves_the_dns_record_and_declares_safe_to_cut_power() {
     );
 
     let events = agent.events();
-    let incident = safe["incident"].as_str().unwrap().to_string();
+    let incident = incident.clone();
     let critical = index_of(&events, |e| {
-        e["event"] == "zone_level" && e["to"] == "critical"
+        matches!(
+            e.event,
+            Event::ZoneLevel {
+                to: ZoneLevel::Critical,
+                ..
+            }
+        )
     })
     .expect("zone_level to critical");
-    let started = index_of(&events, |e| e["event"] == "runbook_started").expect("runbook_started");
-    let step = index_of(&events, |e| e["event"] == "step_finished").expect("step_finished");
-    let finished =
-        index_of(&events, |e| e["event"] == "runbook_finished").expect("runbook_finished");
-    let safe_at = index_of(&events, |e| e["event"] == "safe_to_cut_power").unwrap();
+    let started = index_of(&events, |e| matches!(e.event, Event::RunbookStarted { .. }))
+        .expect("runbook_started");
+    let step = index_of(&events, |e| matches!(e.event, Event::StepFinished { .. }))
+        .expect("step_finished");
+    let finished = index_of(&events, |e| {
+        matches!(e.event, Event::RunbookFinished { .. })
+    })
+    .expect("runbook_finished");
+    let safe_at = index_of(&events, |e| matches!(e.event, Event::SafeToCutPower { .. })).unwrap();
     assert!(
         critical < started && started < step && step < finished && finished < safe_at,
         "{}",
         agent.diagnostics()
     );
 
-    let evidence = events[critical]["evidence"].as_array().unwrap();
-    let named: Vec<&str> = evidence
-        .iter()
-        .filter_map(|e| e["sensor"].as_str())
-        .collect();
+    let Event::ZoneLevel { evidence, .. } = &events[critical].event else {
+        unreachable!()
+    };
+    let named: Vec<&str> = evidence.iter().map(|e| e.sensor.as_str()).collect();
     assert!(
         named.contains(&"b3.offgas.1"),
         "off-gas is part of the evidence: {named:?}"
@@ -79,23 +86,43 @@ fn confirmed_fire_moves_the_dns_record_and_declares_safe_to_cut_power() {
         "a temperature is part of the evidence: {named:?}"
     );
 
-    assert_eq!(events[started]["cause"], "fire");
-    assert_eq!(events[started]["incident"], incident.as_str());
-    assert_eq!(events[step]["ok"], true, "{}", agent.diagnostics());
-    assert_eq!(events[step]["verified"], true);
-    assert_eq!(events[step]["incident"], incident.as_str());
-    assert_eq!(events[finished]["ok"], true);
+    let Event::RunbookStarted {
+        cause,
+        incident: started_incident,
+        ..
+    } = &events[started].event
+    else {
+        unreachable!()
+    };
+    assert_eq!(*cause, Cause::Fire);
+    assert_eq!(started_incident, &incident);
+    let Event::StepFinished {
+        ok,
+        verified,
+        incident: step_incident,
+        ..
+    } = &events[step].event
+    else {
+        unreachable!()
+    };
+    assert!(*ok, "{}", agent.diagnostics());
+    assert!(*verified);
+    assert_eq!(step_incident, &incident);
+    assert!(matches!(
+        events[finished].event,
+        Event::RunbookFinished { ok: true, .. }
+    ));
     assert_eq!(
         events
             .iter()
-            .filter(|e| e["event"] == "runbook_started")
+            .filter(|e| matches!(e.event, Event::RunbookStarted { .. }))
             .count(),
         1,
         "the runbook runs once per incident"
     );
     for e in &events {
-        assert_eq!(e["agent"], "test-b3");
-        assert!(e["ts"].as_str().is_some_and(|t| t.ends_with('Z')));
+        assert_eq!(e.agent, "test-b3");
+        assert!(e.ts.ends_with('Z'));
     }
 
     assert_eq!(
@@ -104,7 +131,10 @@ fn confirmed_fire_moves_the_dns_record_and_declares_safe_to_cut_power() {
         "clean exit on SIGTERM\n{}",
         agent.diagnostics()
     );
-    assert_eq!(agent.events().last().unwrap()["event"], "agent_stopped");
+    assert!(matches!(
+        agent.events().last().unwrap().event,
+        Event::AgentStopped { .. }
+    ));
     rt.block_on(sim.shutdown());
 }
 
@@ -126,22 +156,30 @@ fn single_sample_spike_above_critical_does_not_start_the_runbook() {
     // The agent was watching: the genuine (harmless) rise of row 2 later in the scenario
     // shows up, after the spike of row 1 has come and gone.
     agent.wait_for("row 2 warming", Duration::from_secs(60), |e| {
-        e["event"] == "sensor_state" && e["sensor"] == "b3.temp.row2" && e["to"] != "ok"
+        matches!(&e.event, Event::SensorState { sensor, to, .. }
+            if sensor == "b3.temp.row2" && *to != SensorState::Ok)
     });
     rt.block_on(async { tokio::time::timeout(Duration::from_secs(60), sim.finished()).await })
         .expect("scenario finished");
 
     let events = agent.events();
     assert!(
-        !events.iter().any(|e| e["event"] == "runbook_started"
-            || (e["event"] == "zone_level" && e["to"] == "critical")),
+        !events.iter().any(|e| matches!(
+            e.event,
+            Event::RunbookStarted { .. }
+                | Event::ZoneLevel {
+                    to: ZoneLevel::Critical,
+                    ..
+                }
+        )),
         "a one-sample spike must not start a failover\n{}",
         agent.diagnostics()
     );
     assert!(
-        !events.iter().any(|e| e["event"] == "sensor_state"
-            && e["sensor"] == "b3.temp.row1"
-            && e["to"] == "critical"),
+        !events.iter().any(
+            |e| matches!(&e.event, Event::SensorState { sensor, to: SensorState::Critical, .. }
+            if sensor == "b3.temp.row1")
+        ),
         "the spike is shorter than `for`: row 1 never counts as critical"
     );
     assert_eq!(

@@ -6,13 +6,15 @@
 
 mod support;
 
+use firebreak::detect::{SensorState, ZoneLevel};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use support::agent::{get, start_sim, Agent};
+use support::agent::{get, start_sim, status_of, Agent};
+use support::events::{parse_log, Event, LoggedEvent};
 use support::room::{knot, room_config_with};
 
 /// The value of a metric line `name{labels} value` (summed over matching lines).
@@ -136,7 +138,7 @@ flush_interval = "200ms"
     );
     let mut agent = Agent::start(&config, &state.join("events.jsonl"));
     agent.wait_for("agent_started", Duration::from_secs(20), |e| {
-        e["event"] == "agent_started"
+        matches!(e.event, Event::AgentStarted { .. })
     });
     agent.wait_for_api(port);
     // The event log's last page would still take a dozen lines on a full tmpfs (space is
@@ -162,9 +164,9 @@ flush_interval = "200ms"
         &agent,
         || knot.dig("app.example.test", "A") == vec!["198.51.100.20"],
     );
-    let status: serde_json::Value = serde_json::from_str(&get(port, "/api/v1/status").1).unwrap();
-    assert_eq!(status["zones"][0]["level"], "critical", "{status}");
-    assert_eq!(status["event_log_writable"], false, "{status}");
+    let status = status_of(&get(port, "/api/v1/status").1);
+    assert_eq!(status.zones[0].level, ZoneLevel::Critical, "{status:?}");
+    assert!(!status.event_log_writable, "{status:?}");
 
     // ... and everyone hears about the disk.
     assert_eq!(
@@ -198,9 +200,22 @@ flush_interval = "200ms"
     filler.join().unwrap();
     std::fs::remove_file(state.join("filler")).unwrap();
     assert_eq!(agent.stop(), Some(0), "{}", agent.diagnostics());
-    let events = agent.events();
-    assert_eq!(events.first().unwrap()["event"], "agent_started");
-    assert_eq!(events.last().unwrap()["event"], "agent_stopped");
+    // Every line but the test's own padding reads as an event.
+    let text = std::fs::read_to_string(&agent.event_log).unwrap();
+    let ours: String = text
+        .lines()
+        .filter(|l| !l.starts_with(r#"{"event":"test_padding""#))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let events = parse_log(&ours, "events.jsonl");
+    assert!(matches!(
+        events.first().unwrap().event,
+        Event::AgentStarted { .. }
+    ));
+    assert!(matches!(
+        events.last().unwrap().event,
+        Event::AgentStopped { .. }
+    ));
     sim_rt.block_on(sim.shutdown());
 }
 
@@ -220,10 +235,9 @@ fn libfaketime() -> PathBuf {
         })
 }
 
-fn ts_offset_s(event: &serde_json::Value, real: SystemTime) -> f64 {
-    let ts = event["ts"].as_str().unwrap();
-    let t =
-        time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).unwrap();
+fn ts_offset_s(event: &LoggedEvent, real: SystemTime) -> f64 {
+    let t = time::OffsetDateTime::parse(&event.ts, &time::format_description::well_known::Rfc3339)
+        .unwrap();
     let real = time::OffsetDateTime::from(real);
     (t - real).as_seconds_f64()
 }
@@ -262,7 +276,7 @@ fn stepping_the_wall_clock_back_and_forth_changes_no_decision() {
         ],
     );
     let started = agent.wait_for("agent_started", Duration::from_secs(20), |e| {
-        e["event"] == "agent_started"
+        matches!(e.event, Event::AgentStarted { .. })
     });
     let ahead = ts_offset_s(&started, SystemTime::now());
     assert!(
@@ -284,11 +298,11 @@ fn stepping_the_wall_clock_back_and_forth_changes_no_decision() {
         })
     };
     let safe = agent.wait_for("safe_to_cut_power", Duration::from_secs(90), |e| {
-        e["event"] == "safe_to_cut_power"
+        matches!(e.event, Event::SafeToCutPower { .. })
     });
     stepping.store(false, std::sync::atomic::Ordering::Relaxed);
     stepper.join().unwrap();
-    assert_eq!(safe["zone"], "b3-battery-room");
+    assert_eq!(safe.event.zone(), Some("b3-battery-room"));
     assert_eq!(knot.dig("app.example.test", "A"), vec!["198.51.100.20"]);
 
     let events = agent.events();
@@ -299,24 +313,39 @@ fn stepping_the_wall_clock_back_and_forth_changes_no_decision() {
     );
     // Holds and rates run on the monotonic clock: no sensor went stale or frozen when
     // the wall clock jumped, and the fire was confirmed on its real evidence.
-    let silenced: Vec<&serde_json::Value> = events
+    let silenced: Vec<&LoggedEvent> = events
         .iter()
-        .filter(|e| e["event"] == "sensor_state" && (e["to"] == "stale" || e["to"] == "fault"))
+        .filter(|e| {
+            matches!(
+                e.event,
+                Event::SensorState {
+                    to: SensorState::Stale | SensorState::Fault,
+                    ..
+                }
+            )
+        })
         .collect();
     assert!(silenced.is_empty(), "{silenced:?}");
-    let critical = events
-        .iter()
-        .find(|e| e["event"] == "zone_level" && e["to"] == "critical")
-        .expect("zone went critical");
-    let evidence = critical["evidence"].to_string();
+    let Some(Event::ZoneLevel { evidence, .. }) = events.iter().map(|e| &e.event).find(|e| {
+        matches!(
+            e,
+            Event::ZoneLevel {
+                to: ZoneLevel::Critical,
+                ..
+            }
+        )
+    }) else {
+        panic!("zone went critical")
+    };
     assert!(
-        evidence.contains("b3.offgas.1") && evidence.contains("b3.temp"),
-        "{evidence}"
+        evidence.iter().any(|e| e.sensor == "b3.offgas.1")
+            && evidence.iter().any(|e| e.sensor.starts_with("b3.temp")),
+        "{evidence:?}"
     );
     assert_eq!(
         events
             .iter()
-            .filter(|e| e["event"] == "runbook_started")
+            .filter(|e| matches!(e.event, Event::RunbookStarted { .. }))
             .count(),
         1
     );

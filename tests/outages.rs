@@ -15,8 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use firebreak::detect::{SensorState, ZoneLevel};
+use firebreak::events::Connection;
 use support::agent::{get, Agent};
+use support::events::{Event, LoggedEvent};
 use support::mosquitto::{Mosquitto, Options};
 use support::victoria::Victoria;
 
@@ -188,8 +190,19 @@ fn wait_until(what: &str, agent: &Agent, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn is(e: &Value, event: &str, key: &str, val: &str, to: &str) -> bool {
-    e["event"] == event && e[key] == val && e["to"] == to
+/// `sensor_state` of `sensor` to `to`.
+fn sensor_to(e: &LoggedEvent, sensor: &str, to: SensorState) -> bool {
+    matches!(&e.event, Event::SensorState { sensor: s, to: t, .. } if s == sensor && *t == to)
+}
+
+/// `zone_level` of `zone` to `to`.
+fn zone_to(e: &LoggedEvent, zone: &str, to: ZoneLevel) -> bool {
+    matches!(&e.event, Event::ZoneLevel { zone: z, to: t, .. } if z == zone && *t == to)
+}
+
+/// `source_state` of `source` to `to`.
+fn source_to(e: &LoggedEvent, source: &str, to: Connection) -> bool {
+    matches!(&e.event, Event::SourceState { source: s, to: t, .. } if s == source && *t == to)
 }
 
 /// Every `sensor_state` and `zone_level` transition (who, from, to) appears once, and
@@ -197,18 +210,19 @@ fn is(e: &Value, event: &str, key: &str, val: &str, to: &str) -> bool {
 fn assert_no_duplicates(agent: &Agent) {
     let mut seen = HashMap::new();
     for e in agent.events() {
-        let who = match e["event"].as_str() {
-            Some("sensor_state") => e["sensor"].as_str().unwrap_or_default().to_string(),
-            Some("zone_level") => e["zone"].as_str().unwrap_or_default().to_string(),
-            Some("source_state") => e["source"].as_str().unwrap_or_default().to_string(),
+        let (who, from, to) = match &e.event {
+            Event::SensorState {
+                sensor, from, to, ..
+            } => (sensor.clone(), from.to_string(), to.to_string()),
+            Event::ZoneLevel { zone, from, to, .. } => {
+                (zone.clone(), from.to_string(), to.to_string())
+            }
+            Event::SourceState { source, from, to } => {
+                (source.clone(), from.to_string(), to.to_string())
+            }
             _ => continue,
         };
-        let key = (
-            e["event"].as_str().unwrap_or_default().to_string(),
-            who,
-            e["from"].to_string(),
-            e["to"].to_string(),
-        );
+        let key = (e.name(), who, from, to);
         *seen.entry(key).or_insert(0) += 1;
     }
     let repeated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
@@ -219,7 +233,7 @@ fn assert_no_duplicates(agent: &Agent) {
     );
 }
 
-fn count(agent: &Agent, pred: impl Fn(&Value) -> bool) -> usize {
+fn count(agent: &Agent, pred: impl Fn(&LoggedEvent) -> bool) -> usize {
     agent.events().iter().filter(|e| pred(e)).count()
 }
 
@@ -309,16 +323,16 @@ topic = "room/t2"
     // Warning before the outage.
     value.store(40.0f64.to_bits(), Ordering::Relaxed);
     agent.wait_for("zone z at warning", WAIT, |e| {
-        is(e, "zone_level", "zone", "z", "warning")
+        zone_to(e, "z", ZoneLevel::Warning)
     });
 
     broker.kill();
     agent.wait_for("source_state broker down", WAIT, |e| {
-        is(e, "source_state", "source", "broker", "down")
+        source_to(e, "broker", Connection::Down)
     });
     broker.restart();
     agent.wait_for("source_state broker up", WAIT, |e| {
-        is(e, "source_state", "source", "broker", "up")
+        source_to(e, "broker", Connection::Up)
     });
     let after_restart = samples(api, "broker");
     wait_until("samples after the restart", &agent, || {
@@ -328,9 +342,11 @@ topic = "room/t2"
     // Detection goes on: both sensors reach alarm, the zone is critical (confirm 2) and
     // its runbook runs, once.
     value.store(60.0f64.to_bits(), Ordering::Relaxed);
-    agent.wait_for("zone z critical, safe to cut power", WAIT, |e| {
-        e["event"] == "safe_to_cut_power" && e["zone"] == "z"
-    });
+    agent.wait_for(
+        "zone z critical, safe to cut power",
+        WAIT,
+        |e| matches!(&e.event, Event::SafeToCutPower { zone, .. } if zone == "z"),
+    );
     // A little more time for any late duplicate to show up.
     let n = samples(api, "broker");
     wait_until("more samples", &agent, || samples(api, "broker") >= n + 10);
@@ -338,29 +354,34 @@ topic = "room/t2"
     stop.store(true, Ordering::Relaxed);
     let _ = publisher.join();
     assert_eq!(
-        count(&agent, |e| e["event"] == "sensor_state"
-            && e["to"] == "stale"),
+        count(&agent, |e| matches!(
+            e.event,
+            Event::SensorState {
+                to: SensorState::Stale,
+                ..
+            }
+        )),
         0,
         "a sensor went stale during a short broker outage\n{}",
         agent.diagnostics()
     );
     assert_eq!(
-        count(&agent, |e| e["event"] == "source_state"),
+        count(&agent, |e| matches!(e.event, Event::SourceState { .. })),
         2,
         "one down and one up\n{}",
         agent.diagnostics()
     );
     assert_no_duplicates(&agent);
     assert_eq!(
-        count(&agent, |e| e["event"] == "runbook_started"),
+        count(&agent, |e| matches!(e.event, Event::RunbookStarted { .. })),
         1,
         "one failover\n{}",
         agent.diagnostics()
     );
     for s in ["m.t1", "m.t2"] {
-        for to in ["warn", "alarm"] {
+        for to in [SensorState::Warn, SensorState::Alarm] {
             assert_eq!(
-                count(&agent, |e| is(e, "sensor_state", "sensor", s, to)),
+                count(&agent, |e| sensor_to(e, s, to)),
                 1,
                 "{s} to {to} once\n{}",
                 agent.diagnostics()
@@ -443,11 +464,11 @@ fn a_dead_modbus_device_goes_stale_and_returns_while_a_slow_one_and_the_others_k
     rt.block_on(dead.shutdown());
     for s in ["dead.t0", "dead.t1"] {
         agent.wait_for(&format!("{s} stale"), WAIT, |e| {
-            is(e, "sensor_state", "sensor", s, "stale")
+            sensor_to(e, s, SensorState::Stale)
         });
     }
     agent.wait_for("source_state dead down", WAIT, |e| {
-        is(e, "source_state", "source", "dead", "down")
+        source_to(e, "dead", Connection::Down)
     });
     let (fast1, slow1, outage) = (
         samples(api, "fast"),
@@ -468,22 +489,22 @@ fn a_dead_modbus_device_goes_stale_and_returns_while_a_slow_one_and_the_others_k
     let dead = start_device(&rt, dead_addr);
     for s in ["dead.t0", "dead.t1"] {
         agent.wait_for(&format!("{s} back"), WAIT, |e| {
-            e["event"] == "sensor_state" && e["sensor"] == s && e["from"] == "stale"
+            matches!(&e.event, Event::SensorState { sensor, from: SensorState::Stale, .. } if sensor == s)
         });
     }
     agent.wait_for("source_state dead up", WAIT, |e| {
-        is(e, "source_state", "source", "dead", "up")
+        source_to(e, "dead", Connection::Up)
     });
 
     // Detection goes on.
     fast.control().set_value("dev", "t0", Some(60.0)).unwrap();
     agent.wait_for("fast.t0 alarm", WAIT, |e| {
-        is(e, "sensor_state", "sensor", "fast.t0", "alarm")
+        sensor_to(e, "fast.t0", SensorState::Alarm)
     });
 
     for s in ["fast.t0", "fast.t1", "slow.t0", "slow.t1"] {
         assert_eq!(
-            count(&agent, |e| is(e, "sensor_state", "sensor", s, "stale")),
+            count(&agent, |e| sensor_to(e, s, SensorState::Stale)),
             0,
             "{s} went stale\n{}",
             agent.diagnostics()
@@ -543,7 +564,7 @@ spool_max = "16MiB"
     // Detection does not wait for telemetry.
     device.control().set_value("dev", "t0", Some(40.0)).unwrap();
     agent.wait_for("dev.t0 warn while telemetry is down", WAIT, |e| {
-        is(e, "sensor_state", "sensor", "dev.t0", "warn")
+        sensor_to(e, "dev.t0", SensorState::Warn)
     });
     if let Some(rest) = Duration::from_secs(30).checked_sub(down.elapsed()) {
         std::thread::sleep(rest);
@@ -559,7 +580,7 @@ spool_max = "16MiB"
     rt.block_on(device.shutdown());
     for s in ["dev.t0", "dev.t1"] {
         agent.wait_for(&format!("{s} stale"), WAIT, |e| {
-            is(e, "sensor_state", "sensor", s, "stale")
+            sensor_to(e, s, SensorState::Stale)
         });
     }
     let observed = samples(api, "dev");

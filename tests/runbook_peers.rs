@@ -5,9 +5,11 @@
 mod support;
 
 use base64::Engine as _;
+use firebreak::detect::{Cause, ZoneLevel};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::agent::{post, rt, Agent};
+use support::agent::{post, rt, status_of, Agent};
+use support::events::{count, Event, LoggedEvent};
 use support::haproxy::Haproxy;
 use support::knot::Knot;
 use support::receiver::Receiver;
@@ -164,8 +166,30 @@ fn start_agent(config: &Path, log: &Path, port: u16) -> Agent {
     agent
 }
 
-fn count(events: &[serde_json::Value], pred: impl Fn(&serde_json::Value) -> bool) -> usize {
-    events.iter().filter(|e| pred(e)).count()
+fn is_safe(e: &LoggedEvent) -> bool {
+    matches!(e.event, Event::SafeToCutPower { .. })
+}
+
+/// A finished step of the type `step_type`.
+fn is_step_of_type(e: &LoggedEvent, step_type: &str) -> bool {
+    matches!(&e.event, Event::StepFinished { step_type: t, .. } if t == step_type)
+}
+
+/// A finished step named `name`.
+fn is_step_named(e: &LoggedEvent, name: &str) -> bool {
+    matches!(&e.event, Event::StepFinished { step, .. } if step == name)
+}
+
+fn is_resumed(e: &LoggedEvent) -> bool {
+    matches!(e.event, Event::RunbookStarted { resumed: true, .. })
+}
+
+/// The incident an event names (panics for one that names none).
+fn incident(e: &LoggedEvent) -> String {
+    e.event
+        .incident()
+        .unwrap_or_else(|| panic!("no incident: {e:?}"))
+        .to_string()
 }
 
 #[test]
@@ -185,10 +209,8 @@ fn manual_failover_runs_every_step_type_against_real_peers_and_declares_safe() {
 
     let (status, body) = post(port, "/api/v1/zones/b3/failover", Some(TOKEN));
     assert_eq!(status, 202, "{body}");
-    let safe = agent.wait_for("safe_to_cut_power", Duration::from_secs(60), |e| {
-        e["event"] == "safe_to_cut_power"
-    });
-    let incident = safe["incident"].as_str().unwrap().to_string();
+    let safe = agent.wait_for("safe_to_cut_power", Duration::from_secs(60), is_safe);
+    let incident = incident(&safe);
 
     assert_eq!(p.knot.dig("app.example.test", "A"), vec!["198.51.100.20"]);
     for server in ["b3-web-1", "b3-web-2"] {
@@ -212,27 +234,41 @@ fn manual_failover_runs_every_step_type_against_real_peers_and_declares_safe() {
     let events = agent.events();
     let started = events
         .iter()
-        .find(|e| e["event"] == "runbook_started")
+        .find(|e| matches!(e.event, Event::RunbookStarted { .. }))
         .unwrap();
-    assert_eq!(started["cause"], "manual");
+    assert!(matches!(
+        started.event,
+        Event::RunbookStarted {
+            cause: Cause::Manual,
+            ..
+        }
+    ));
     let steps: Vec<_> = events
         .iter()
-        .filter(|e| e["event"] == "step_finished")
+        .filter(|e| matches!(e.event, Event::StepFinished { .. }))
         .collect();
     assert_eq!(steps.len(), 4);
     assert!(
-        steps
-            .iter()
-            .all(|s| s["ok"] == true && s["verified"] == true),
+        steps.iter().all(|s| matches!(
+            s.event,
+            Event::StepFinished {
+                ok: true,
+                verified: true,
+                ..
+            }
+        )),
         "{steps:#?}"
     );
-    let cmd = steps.iter().find(|s| s["type"] == "command").unwrap();
+    let cmd = steps
+        .iter()
+        .find(|s| is_step_of_type(s, "command"))
+        .unwrap();
+    let Event::StepFinished { detail, .. } = &cmd.event else {
+        unreachable!()
+    };
     assert!(
-        cmd["detail"]
-            .as_str()
-            .unwrap()
-            .contains("stopping batch in b3"),
-        "command output in the event: {cmd}"
+        detail.as_deref().unwrap().contains("stopping batch in b3"),
+        "command output in the event: {cmd:?}"
     );
 
     // A second failover while the incident is open is refused; reset ends the incident.
@@ -240,9 +276,9 @@ fn manual_failover_runs_every_step_type_against_real_peers_and_declares_safe() {
     let (status, body) = post(port, "/api/v1/zones/b3/reset", Some(TOKEN));
     assert_eq!(status, 200, "{body}");
     let reset = agent.wait_for("incident_reset", Duration::from_secs(5), |e| {
-        e["event"] == "incident_reset"
+        matches!(e.event, Event::IncidentReset { .. })
     });
-    assert_eq!(reset["incident"], incident.as_str());
+    assert_eq!(self::incident(&reset), incident);
     assert_eq!(agent.stop(), Some(0));
 }
 
@@ -260,28 +296,24 @@ fn killed_agent_resumes_the_runbook_without_repeating_finished_steps() {
     let mut agent = start_agent(&config, &log, port);
     assert_eq!(post(port, "/api/v1/zones/b3/failover", Some(TOKEN)).0, 202);
     agent.wait_for("the DNS step", Duration::from_secs(30), |e| {
-        e["event"] == "step_finished" && e["type"] == "dns_update"
+        is_step_of_type(e, "dns_update")
     });
     agent.kill9(); // in the middle of the wait step
     let serial_after_update = p.knot.soa_serial();
     assert_eq!(serial_after_update, serial_before + 1);
 
     let mut agent = Agent::start(&config, &log);
-    let resumed = agent.wait_for("resumed runbook", Duration::from_secs(20), |e| {
-        e["event"] == "runbook_started" && e["resumed"] == true
-    });
-    let safe = agent.wait_for("safe_to_cut_power", Duration::from_secs(30), |e| {
-        e["event"] == "safe_to_cut_power"
-    });
+    let resumed = agent.wait_for("resumed runbook", Duration::from_secs(20), is_resumed);
+    let safe = agent.wait_for("safe_to_cut_power", Duration::from_secs(30), is_safe);
     assert_eq!(
-        resumed["incident"], safe["incident"],
+        incident(&resumed),
+        incident(&safe),
         "the same incident across the restart"
     );
 
     let events = agent.events();
     assert_eq!(
-        count(&events, |e| e["event"] == "step_finished"
-            && e["type"] == "dns_update"),
+        count(&events, |e| is_step_of_type(e, "dns_update")),
         1,
         "DNS step not repeated"
     );
@@ -308,19 +340,19 @@ fn a_failed_step_means_not_safe_to_cut_power_even_with_on_failure_continue() {
     let mut agent = start_agent(&config, &log, port);
     assert_eq!(post(port, "/api/v1/zones/b3/failover", Some(TOKEN)).0, 202);
     let verdict = agent.wait_for("verdict", Duration::from_secs(30), |e| {
-        e["event"] == "not_safe_to_cut_power"
+        matches!(e.event, Event::NotSafeToCutPower { .. })
     });
-    let reasons = verdict["reasons"].to_string();
+    let Event::NotSafeToCutPower { reasons, .. } = &verdict.event else {
+        unreachable!()
+    };
+    let reasons = reasons.join("\n");
     assert!(
         reasons.contains("tell the incident channel") && reasons.contains("500"),
         "{reasons}"
     );
     // The DNS step after it still ran (continue).
     assert_eq!(p.knot.dig("app.example.test", "A"), vec!["198.51.100.20"]);
-    assert_eq!(
-        count(&agent.events(), |e| e["event"] == "safe_to_cut_power"),
-        0
-    );
+    assert_eq!(count(&agent.events(), is_safe), 0);
     assert_eq!(agent.stop(), Some(0));
 }
 
@@ -410,18 +442,16 @@ fn status_shows_zones_sensors_and_the_incident() {
     let (config, log) = write_config(dir.path(), port, true, &http_step(&p));
     let mut agent = start_agent(&config, &log, port);
     assert_eq!(post(port, "/api/v1/zones/b3/failover", Some(TOKEN)).0, 202);
-    agent.wait_for("safe", Duration::from_secs(20), |e| {
-        e["event"] == "safe_to_cut_power"
-    });
-    let status: serde_json::Value = rt().block_on(async {
+    agent.wait_for("safe", Duration::from_secs(20), is_safe);
+    let status = status_of(&rt().block_on(async {
         reqwest::get(format!("http://127.0.0.1:{port}/api/v1/status"))
             .await
             .unwrap()
-            .json()
+            .text()
             .await
             .unwrap()
-    });
-    assert_eq!(status["event_log_writable"], true);
+    }));
+    assert!(status.event_log_writable);
     let ready = rt().block_on(async {
         reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
             .await
@@ -430,11 +460,11 @@ fn status_shows_zones_sensors_and_the_incident() {
             .as_u16()
     });
     assert_eq!(ready, 200);
-    let zone = &status["zones"][0];
-    assert_eq!(zone["id"], "b3");
-    assert_eq!(zone["level"], "critical");
-    assert_eq!(zone["safe_to_cut_power"], true);
-    assert!(zone["incident"].is_string());
+    let zone = &status.zones[0];
+    assert_eq!(zone.id, "b3");
+    assert_eq!(zone.level, ZoneLevel::Critical);
+    assert!(zone.safe_to_cut_power);
+    assert!(zone.incident.is_some());
     let incidents: serde_json::Value = rt().block_on(async {
         reqwest::get(format!("http://127.0.0.1:{port}/api/v1/incidents"))
             .await
@@ -540,15 +570,16 @@ retain = true
     std::fs::write(&config, text).unwrap();
     let mut agent = start_agent(&config, &log, port);
     assert_eq!(post(port, "/api/v1/zones/b3/failover", Some(TOKEN)).0, 202);
-    let safe = agent.wait_for("safe", Duration::from_secs(20), |e| {
-        e["event"] == "safe_to_cut_power"
-    });
+    let safe = agent.wait_for("safe", Duration::from_secs(20), is_safe);
     let step = agent
         .events()
         .into_iter()
-        .find(|e| e["event"] == "step_finished")
+        .find(|e| matches!(e.event, Event::StepFinished { .. }))
         .unwrap();
-    assert_eq!(step["verified"], true, "QoS 1 publish acknowledged: {step}");
+    assert!(
+        matches!(step.event, Event::StepFinished { verified: true, .. }),
+        "QoS 1 publish acknowledged: {step:?}"
+    );
 
     // A client we did not write sees the retained flag.
     let out = std::process::Command::new("mosquitto_sub")
@@ -571,7 +602,7 @@ retain = true
             String::from_utf8_lossy(&out.stdout)
         )
     });
-    assert_eq!(msg["incident"], safe["incident"]);
+    assert_eq!(msg["incident"], incident(&safe));
     assert_eq!(msg["state"], "failed_over");
     assert_eq!(agent.stop(), Some(0));
 }
@@ -595,23 +626,27 @@ fn cli_failover_drill_and_reset_reach_the_running_agent() {
     assert_eq!(drill["pass"], true, "{body}");
     assert!(p.receiver.posts().is_empty(), "a drill sends no webhook");
     agent.wait_for("drill events", Duration::from_secs(10), |e| {
-        e["event"] == "runbook_started" && e["cause"] == "drill"
+        matches!(
+            e.event,
+            Event::RunbookStarted {
+                cause: Cause::Drill,
+                ..
+            }
+        )
     });
 
     let (code, out) = cli(&["failover", "--zone", "b3"]);
     assert_eq!(code, Some(0), "{out}");
-    let safe = agent.wait_for("safe", Duration::from_secs(20), |e| {
-        e["event"] == "safe_to_cut_power"
-    });
+    let safe = agent.wait_for("safe", Duration::from_secs(20), is_safe);
     assert_eq!(p.receiver.posts().len(), 1);
 
     let (code, out) = cli(&["reset", "--zone", "b3", "--by", "operator-kim"]);
     assert_eq!(code, Some(0), "{out}");
     let reset = agent.wait_for("reset", Duration::from_secs(10), |e| {
-        e["event"] == "incident_reset"
+        matches!(e.event, Event::IncidentReset { .. })
     });
-    assert_eq!(reset["incident"], safe["incident"]);
-    assert_eq!(reset["by"], "operator-kim");
+    assert_eq!(incident(&reset), incident(&safe));
+    assert!(matches!(&reset.event, Event::IncidentReset { by, .. } if by == "operator-kim"));
 
     let (code, out) = cli(&["reset", "--zone", "b3"]);
     assert_eq!(code, Some(1), "nothing left to reset: {out}");
@@ -673,20 +708,14 @@ fn killed_again_and_again_at_random_points_the_runbook_still_finishes_each_step_
     let mut kills = 0;
     for _ in 0..8 {
         std::thread::sleep(next_delay());
-        if agent
-            .events()
-            .iter()
-            .any(|e| e["event"] == "safe_to_cut_power")
-        {
+        if agent.events().iter().any(is_safe) {
             break;
         }
         agent.kill9();
         kills += 1;
         agent = Agent::start(&config, &log);
     }
-    let safe = agent.wait_for("safe_to_cut_power", Duration::from_secs(60), |e| {
-        e["event"] == "safe_to_cut_power"
-    });
+    let safe = agent.wait_for("safe_to_cut_power", Duration::from_secs(60), is_safe);
     assert!(
         kills >= 3,
         "the runbook was interrupted several times ({kills})"
@@ -702,8 +731,7 @@ fn killed_again_and_again_at_random_points_the_runbook_still_finishes_each_step_
     ];
     for name in names {
         assert_eq!(
-            count(&events, |e| e["event"] == "step_finished"
-                && e["step"] == name),
+            count(&events, |e| is_step_named(e, name)),
             1,
             "step {name} finished exactly once\n{}",
             agent.diagnostics()
@@ -712,16 +740,11 @@ fn killed_again_and_again_at_random_points_the_runbook_still_finishes_each_step_
     assert!(
         events
             .iter()
-            .filter(|e| e["event"] == "runbook_started")
-            .all(|e| e["incident"] == safe["incident"]),
+            .filter(|e| matches!(e.event, Event::RunbookStarted { .. }))
+            .all(|e| incident(e) == incident(&safe)),
         "one incident throughout"
     );
-    assert!(
-        count(&events, |e| e["event"] == "runbook_started"
-            && e["resumed"] == true)
-            >= 1,
-        "the runbook was resumed"
-    );
+    assert!(count(&events, is_resumed) >= 1, "the runbook was resumed");
     // A step killed before its result was logged runs again (at least once); one whose
     // result was logged never does. So each action ran at least once and at most once
     // per interruption.
@@ -762,40 +785,37 @@ fn dns_server_down_fails_the_runbook_clearly_and_a_second_failover_completes_it_
     p.knot.stop();
     assert_eq!(post(port, "/api/v1/zones/b3/failover", Some(TOKEN)).0, 202);
     let not_safe = agent.wait_for("not_safe_to_cut_power", Duration::from_secs(30), |e| {
-        e["event"] == "not_safe_to_cut_power"
+        matches!(e.event, Event::NotSafeToCutPower { .. })
     });
-    let reasons = not_safe["reasons"].to_string();
+    let Event::NotSafeToCutPower { reasons, .. } = &not_safe.event else {
+        unreachable!()
+    };
+    let reasons = reasons.join("\n");
     assert!(
         reasons.contains("move app to the DR site"),
         "the reason names the DNS step: {reasons}"
     );
     let dns_failed = agent.wait_for("the DNS step's failure", Duration::from_secs(5), |e| {
-        e["event"] == "step_finished" && e["type"] == "dns_update"
+        is_step_of_type(e, "dns_update")
     });
-    assert_eq!(dns_failed["ok"], false);
-    assert!(
-        dns_failed["attempts"].as_u64().unwrap() >= 2,
-        "retried: {dns_failed}"
-    );
-    assert_eq!(
-        count(&agent.events(), |e| e["event"] == "safe_to_cut_power"),
-        0
-    );
+    let Event::StepFinished { ok, attempts, .. } = &dns_failed.event else {
+        unreachable!()
+    };
+    assert!(!*ok);
+    assert!(*attempts >= 2, "retried: {dns_failed:?}");
+    assert_eq!(count(&agent.events(), is_safe), 0);
 
     // Once the server is back, the operator's second failover finishes the incident.
     p.knot.restart();
     let (status, body) = post(port, "/api/v1/zones/b3/failover", Some(TOKEN));
     assert_eq!(status, 202, "{body}");
-    let safe = agent.wait_for("safe_to_cut_power", Duration::from_secs(30), |e| {
-        e["event"] == "safe_to_cut_power"
-    });
-    assert_eq!(safe["incident"], not_safe["incident"], "the same incident");
+    let safe = agent.wait_for("safe_to_cut_power", Duration::from_secs(30), is_safe);
+    assert_eq!(incident(&safe), incident(&not_safe), "the same incident");
     assert_eq!(p.knot.dig("app.example.test", "A"), vec!["198.51.100.20"]);
 
     let events = agent.events();
     assert_eq!(
-        count(&events, |e| e["event"] == "step_finished"
-            && e["step"] == "stop batch writers"),
+        count(&events, |e| is_step_named(e, "stop batch writers")),
         1,
         "the step that had succeeded did not run again"
     );
@@ -810,9 +830,7 @@ fn dns_server_down_fails_the_runbook_clearly_and_a_second_failover_completes_it_
         "the webhook ran once, in the retry"
     );
     assert!(
-        count(&events, |e| e["event"] == "runbook_started"
-            && e["resumed"] == true)
-            == 1,
+        count(&events, is_resumed) == 1,
         "the retry is logged as a resumed runbook"
     );
     // Once safe, another failover is refused.

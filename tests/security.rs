@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 use support::agent::{get, post, post_full, Agent};
+use support::events::Event;
 
 fn firebreak(args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_firebreak"))
@@ -134,7 +135,7 @@ fn secrets_never_appear_in_logs_state_or_api_answers() {
     );
     assert_eq!(status, 202, "{body}");
     agent.wait_for("runbook_finished", Duration::from_secs(60), |e| {
-        e["event"] == "runbook_finished"
+        matches!(e.event, Event::RunbookFinished { .. })
     });
     let (status, body) = post(
         port,
@@ -270,7 +271,7 @@ fn operator_actions_are_rate_limited_even_with_the_right_token() {
         !agent
             .events()
             .iter()
-            .any(|e| e["event"] == "runbook_started"),
+            .any(|e| matches!(e.event, Event::RunbookStarted { .. })),
         "nothing ran"
     );
 }

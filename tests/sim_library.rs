@@ -16,9 +16,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use firebreak::demo::fit::Fit;
+use firebreak::detect::ZoneLevel;
 use hardware_sim::score::{self, Score};
 use hardware_sim::{PlayExtras, PlayOptions, Scenario};
 use support::agent::Agent;
+use support::events::Event;
 use support::mosquitto::{Mosquitto, Options};
 
 /// Wall seconds a scenario should take at most (the speed follows from its duration).
@@ -112,7 +114,7 @@ fn run_one(file: &Path, broker_port: u16) -> (Score, String) {
 
     // Nothing happens until the agent is polling every device.
     agent.wait_for("agent_started", Duration::from_secs(60), |e| {
-        e["event"] == "agent_started"
+        matches!(e.event, Event::AgentStarted { .. })
     });
     let until = Instant::now() + Duration::from_secs(60);
     while !sim
@@ -133,17 +135,31 @@ fn run_one(file: &Path, broker_port: u16) -> (Score, String) {
     rt.block_on(sim.finished());
 
     let events = agent.events();
-    if let Some(critical) = events
-        .iter()
-        .find(|e| e["event"] == "zone_level" && e["to"] == "critical")
-    {
+    if let Some(Event::ZoneLevel { evidence, .. }) = events.iter().map(|e| &e.event).find(|e| {
+        matches!(
+            e,
+            Event::ZoneLevel {
+                to: ZoneLevel::Critical,
+                ..
+            }
+        )
+    }) {
         // Why the zone went critical, for the people reading the test's output.
-        println!("{}: critical on {}", scenario.name, critical["evidence"]);
+        println!(
+            "{}: critical on {}",
+            scenario.name,
+            serde_json::to_string(evidence).unwrap()
+        );
     }
+    // The scorer is the simulator's, a crate of its own: it reads the lines as JSON.
+    let lines: Vec<serde_json::Value> = events
+        .iter()
+        .map(|e| serde_json::to_value(e).unwrap())
+        .collect();
     let result = score::score(
         &scenario.name,
         scenario.truth.as_ref(),
-        &events,
+        &lines,
         Some(time::OffsetDateTime::from(t0)),
         speed,
     )

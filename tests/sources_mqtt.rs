@@ -6,7 +6,7 @@ mod support;
 
 use firebreak::clock::SystemClock;
 use firebreak::config::{self, Config};
-use firebreak::detect::{FaultKind, Reading, Sample};
+use firebreak::detect::{FaultKind, Level, Reading, Reason, Sample, SensorState};
 use firebreak::sources::metrics::{ErrorKind, SourceMetrics};
 use firebreak::sources::mqtt;
 use std::collections::HashMap;
@@ -14,6 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use support::agent::Agent;
+use support::events::{Event, LoggedEvent};
 use support::mosquitto::{Mosquitto, Options};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -460,7 +461,7 @@ duration = "1s"
                      topic: &str,
                      payload: &[u8],
                      what: &str,
-                     pred: &dyn Fn(&serde_json::Value) -> bool| {
+                     pred: &dyn Fn(&LoggedEvent) -> bool| {
         let until = std::time::Instant::now() + DEADLINE;
         loop {
             broker.publish(topic, payload, None);
@@ -475,12 +476,10 @@ duration = "1s"
             std::thread::sleep(Duration::from_millis(300));
         }
     };
-    let is = |sensor: &'static str, to: &'static str, reason: &'static str| {
-        move |e: &serde_json::Value| {
-            e["event"] == "sensor_state"
-                && e["sensor"] == sensor
-                && e["to"] == to
-                && e["reason"] == reason
+    let is = |sensor: &'static str, to: SensorState, reason: Reason| {
+        move |e: &LoggedEvent| {
+            matches!(&e.event, Event::SensorState { sensor: s, to: t, reason: r, .. }
+                if s == sensor && *t == to && *r == reason)
         }
     };
     republish(
@@ -488,32 +487,42 @@ duration = "1s"
         "dc1/b3/asd1/state",
         br#"{"obscuration": 0.2}"#,
         "smoke at alarm",
-        &is("b3.smoke.asd1", "alarm", "above:alarm_above"),
+        &is(
+            "b3.smoke.asd1",
+            SensorState::Alarm,
+            Reason::Above(Level::Alarm),
+        ),
     );
     republish(
         &mut agent,
         "dc1/b3/temp1",
         b"40",
         "temperature at warn",
-        &is("b3.temp.1", "warn", "above:warn_above"),
+        &is("b3.temp.1", SensorState::Warn, Reason::Above(Level::Warn)),
     );
     republish(
         &mut agent,
         "dc1/b3/temp1",
         b"{not json",
         "temperature faulted",
-        &is("b3.temp.1", "fault", "fault:bad_payload"),
+        &is(
+            "b3.temp.1",
+            SensorState::Fault,
+            Reason::Fault(FaultKind::BadPayload),
+        ),
     );
     republish(
         &mut agent,
         "dc1/b3/temp1",
         b"22",
         "temperature back",
-        &|e: &serde_json::Value| {
-            e["event"] == "sensor_state"
-                && e["sensor"] == "b3.temp.1"
-                && e["from"] == "fault"
-                && e["to"] == "ok"
+        &|e: &LoggedEvent| {
+            matches!(&e.event, Event::SensorState {
+                sensor,
+                from: SensorState::Fault,
+                to: SensorState::Ok,
+                ..
+            } if sensor == "b3.temp.1")
         },
     );
     assert_eq!(agent.stop(), Some(0), "{}", agent.diagnostics());

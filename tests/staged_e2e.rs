@@ -6,10 +6,15 @@
 mod support;
 
 use base64::Engine as _;
+use firebreak::detect::{Cause, SensorState, ZoneLevel};
+use firebreak::events::UndoneBy;
+use firebreak::incident::Stage;
+use firebreak::staged::Basis;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-use support::agent::Agent;
+use support::agent::{status_of, Agent};
+use support::events::{index_of, Event, LoggedEvent};
 use support::knot::Knot;
 use support::mosquitto::{Mosquitto, Options};
 use support::receiver::Receiver;
@@ -246,28 +251,34 @@ budget = "90s"
     path
 }
 
-fn index_of(
-    events: &[serde_json::Value],
-    pred: impl Fn(&serde_json::Value) -> bool,
-) -> Option<usize> {
-    events.iter().position(pred)
+fn is_started(e: &LoggedEvent, stage: Stage) -> bool {
+    matches!(&e.event, Event::RunbookStarted { stage: s, .. } if *s == stage)
 }
 
-fn is_started(e: &serde_json::Value, stage: &str) -> bool {
-    e["event"] == "runbook_started" && e["stage"] == stage
+fn is_finished(e: &LoggedEvent, runbook: &str) -> bool {
+    matches!(&e.event, Event::RunbookFinished { runbook: r, .. } if r == runbook)
+}
+
+fn is_level(e: &LoggedEvent, level: ZoneLevel) -> bool {
+    matches!(&e.event, Event::ZoneLevel { to, .. } if *to == level)
+}
+
+fn is_safe(e: &LoggedEvent) -> bool {
+    matches!(e.event, Event::SafeToCutPower { .. })
+}
+
+/// The incident an event names (panics for one that names none).
+fn incident(e: &LoggedEvent) -> &str {
+    e.event
+        .incident()
+        .unwrap_or_else(|| panic!("no incident: {e:?}"))
 }
 
 const MOVE_APP: &str = "[[runbooks.steps]]\n{{dns_move}}\n";
 
-fn get_json(rt: &tokio::runtime::Runtime, port: u16, path: &str) -> serde_json::Value {
-    rt.block_on(async {
-        reqwest::get(format!("http://127.0.0.1:{port}{path}"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    })
+/// The agent's status document, as its type.
+fn get_status(rt: &tokio::runtime::Runtime, port: u16) -> firebreak::api::status::Status {
+    status_of(&get_text(rt, port, "/api/v1/status"))
 }
 
 fn get_text(rt: &tokio::runtime::Runtime, port: u16, path: &str) -> String {
@@ -307,36 +318,26 @@ fn offgas_alarm_prepares_and_only_the_confirmed_fire_fails_over() {
 
     // The prepare has run while the zone was at alarm on the off-gas sensor alone.
     agent.wait_for("the prepare runbook's end", Duration::from_secs(90), |e| {
-        e["event"] == "runbook_finished" && e["runbook"] == "prepare-b3"
+        is_finished(e, "prepare-b3")
     });
-    agent.wait_for("safe_to_cut_power", Duration::from_secs(90), |e| {
-        e["event"] == "safe_to_cut_power"
-    });
+    agent.wait_for("safe_to_cut_power", Duration::from_secs(90), is_safe);
     let events = agent.events();
     let d = agent.diagnostics();
 
-    let alarm = index_of(&events, |e| {
-        e["event"] == "zone_level" && e["to"] == "alarm"
-    })
-    .expect("zone at alarm");
-    let prepare = index_of(&events, |e| is_started(e, "prepare")).expect("prepare started");
-    let critical = index_of(&events, |e| {
-        e["event"] == "zone_level" && e["to"] == "critical"
-    })
-    .expect("zone critical");
-    let failover = index_of(&events, |e| is_started(e, "failover")).expect("failover started");
-    let failover_done = index_of(&events, |e| {
-        e["event"] == "runbook_finished" && e["runbook"] == "evacuate-b3"
-    })
-    .unwrap();
-    let safe = index_of(&events, |e| e["event"] == "safe_to_cut_power").unwrap();
+    let alarm = index_of(&events, |e| is_level(e, ZoneLevel::Alarm)).expect("zone at alarm");
+    let prepare = index_of(&events, |e| is_started(e, Stage::Prepare)).expect("prepare started");
+    let critical = index_of(&events, |e| is_level(e, ZoneLevel::Critical)).expect("zone critical");
+    let failover = index_of(&events, |e| is_started(e, Stage::Failover)).expect("failover started");
+    let failover_done = index_of(&events, |e| is_finished(e, "evacuate-b3")).unwrap();
+    let safe = index_of(&events, is_safe).unwrap();
     assert!(alarm < prepare && prepare < critical, "{d}");
-    let alarm_evidence: Vec<&str> = events[alarm]["evidence"]
-        .as_array()
-        .unwrap()
+    let Event::ZoneLevel { evidence, .. } = &events[alarm].event else {
+        unreachable!()
+    };
+    let alarm_evidence: Vec<&str> = evidence
         .iter()
-        .filter(|e| e["state"] == "alarm")
-        .filter_map(|e| e["sensor"].as_str())
+        .filter(|e| e.state == SensorState::Alarm)
+        .map(|e| e.sensor.as_str())
         .collect();
     assert_eq!(alarm_evidence, ["b3.offgas.1"], "one sensor's word: {d}");
     assert!(critical < failover, "no failover before critical: {d}");
@@ -344,24 +345,22 @@ fn offgas_alarm_prepares_and_only_the_confirmed_fire_fails_over() {
         failover_done < safe,
         "safe only after the failover runbook: {d}"
     );
+    assert_eq!(events.iter().filter(|e| is_safe(e)).count(), 1);
+    let runbook = |e: &LoggedEvent| match &e.event {
+        Event::RunbookStarted { runbook, .. } => runbook.clone(),
+        other => panic!("not runbook_started: {other:?}"),
+    };
+    assert_eq!(runbook(&events[prepare]), "prepare-b3");
+    assert_eq!(runbook(&events[failover]), "evacuate-b3");
     assert_eq!(
-        events
-            .iter()
-            .filter(|e| e["event"] == "safe_to_cut_power")
-            .count(),
-        1
-    );
-    assert_eq!(events[prepare]["runbook"], "prepare-b3");
-    assert_eq!(events[failover]["runbook"], "evacuate-b3");
-    assert_eq!(
-        events[prepare]["incident"], events[failover]["incident"],
+        incident(&events[prepare]),
+        incident(&events[failover]),
         "one incident, two stages"
     );
-    for e in events
-        .iter()
-        .filter(|e| e["event"] == "step_finished" && e["incident"] == events[prepare]["incident"])
-    {
-        assert_eq!(e["ok"], true, "{d}");
+    for e in events.iter().filter(|e| {
+        matches!(&e.event, Event::StepFinished { incident: i, .. } if i == incident(&events[prepare]))
+    }) {
+        assert!(matches!(e.event, Event::StepFinished { ok: true, .. }), "{d}");
     }
 
     // Independent checks: Knot serves the lowered TTL and the moved record, the webhook
@@ -372,15 +371,16 @@ fn offgas_alarm_prepares_and_only_the_confirmed_fire_fails_over() {
     let prep_posts: Vec<_> = posts.iter().filter(|p| p.path == "/prepare").collect();
     assert_eq!(prep_posts.len(), 1, "{d}");
     let body: serde_json::Value = serde_json::from_str(&prep_posts[0].body).unwrap();
-    assert_eq!(body["incident"], events[prepare]["incident"]);
+    assert_eq!(body["incident"], incident(&events[prepare]));
     assert_eq!(body["level"], "alarm");
 
-    let status = get_json(&rt, api_port, "/api/v1/status");
-    let zone = &status["zones"][0];
-    assert_eq!(zone["prepare"]["runbook"], "prepare-b3");
-    assert_eq!(zone["prepare"]["incident"], events[prepare]["incident"]);
-    assert_eq!(zone["prepare"]["undone"], false);
-    assert_eq!(zone["safe_to_cut_power"], true);
+    let status = get_status(&rt, api_port);
+    let zone = &status.zones[0];
+    let prep = zone.prepare.as_ref().expect("the zone's prepare");
+    assert_eq!(prep.runbook, "prepare-b3");
+    assert_eq!(prep.incident, incident(&events[prepare]));
+    assert!(!prep.undone);
+    assert!(zone.safe_to_cut_power);
 
     assert_eq!(agent.stop(), Some(0));
     rt.block_on(sim.shutdown());
@@ -421,36 +421,35 @@ fn offgas_that_clears_prepares_then_undoes_after_the_cooldown_without_failing_ov
     let mut agent = Agent::start(&config, &dir.path().join("state/events.jsonl"));
 
     let undone = agent.wait_for("prepare_undone", Duration::from_secs(60), |e| {
-        e["event"] == "prepare_undone"
+        matches!(e.event, Event::PrepareUndone { .. })
     });
     let events = agent.events();
     let d = agent.diagnostics();
-    assert_eq!(undone["by"], "cooldown", "{d}");
-    assert_eq!(undone["ok"], true, "{d}");
-    assert_eq!(undone["zone"], ZONE);
-    let prepare = index_of(&events, |e| is_started(e, "prepare")).expect("prepare started");
-    assert_eq!(undone["incident"], events[prepare]["incident"]);
-    let undo = index_of(&events, |e| is_started(e, "undo")).expect("undo started");
+    let Event::PrepareUndone { by, ok, zone, .. } = &undone.event else {
+        unreachable!()
+    };
+    assert_eq!(*by, UndoneBy::Cooldown, "{d}");
+    assert!(*ok, "{d}");
+    assert_eq!(zone, ZONE);
+    let prepare = index_of(&events, |e| is_started(e, Stage::Prepare)).expect("prepare started");
+    assert_eq!(incident(&undone), incident(&events[prepare]));
+    let undo = index_of(&events, |e| is_started(e, Stage::Undo)).expect("undo started");
     let normal = events
         .iter()
-        .rposition(|e| e["event"] == "zone_level" && e["to"] == "normal")
+        .rposition(|e| is_level(e, ZoneLevel::Normal))
         .expect("zone back to normal");
     assert!(prepare < normal && normal < undo, "{d}");
     assert!(
-        !events.iter().any(|e| is_started(e, "failover")
-            || (e["event"] == "zone_level" && e["to"] == "critical")
-            || e["event"] == "safe_to_cut_power"),
+        !events.iter().any(|e| is_started(e, Stage::Failover)
+            || is_level(e, ZoneLevel::Critical)
+            || is_safe(e)),
         "no failover for off-gas that clears: {d}"
     );
     // The cooldown is a lower bound: normal for 3 s before the undo. Event stamps are
     // taken when each line is written, a few ms after the detection time the cooldown
     // counts from, hence the margin.
-    let ts = |e: &serde_json::Value| {
-        time::OffsetDateTime::parse(
-            e["ts"].as_str().unwrap(),
-            &time::format_description::well_known::Rfc3339,
-        )
-        .unwrap()
+    let ts = |e: &LoggedEvent| {
+        time::OffsetDateTime::parse(&e.ts, &time::format_description::well_known::Rfc3339).unwrap()
     };
     assert!(
         ts(&events[undo]) - ts(&events[normal]) >= time::Duration::milliseconds(2500),
@@ -465,14 +464,16 @@ fn offgas_that_clears_prepares_then_undoes_after_the_cooldown_without_failing_ov
         "DNS app untouched"
     );
     assert_eq!(hook.posts().len(), 1, "the prepare's webhook, once: {d}");
-    let status = get_json(&rt, api_port, "/api/v1/status");
-    assert_eq!(status["zones"][0]["prepare"]["undone"], true);
-    assert_eq!(status["zones"][0]["prepare"]["running"], false);
-    assert!(status["zones"][0]["incident"].is_null());
-    // On mains with level temperatures, the expected power loss is unknown: null, not absent.
-    let zone = status["zones"][0].as_object().unwrap();
-    assert!(zone["seconds_to_power_loss"].is_null(), "{zone:?}");
-    assert!(zone["power_loss_basis"].is_null(), "{zone:?}");
+    let status = get_status(&rt, api_port);
+    let zone = &status.zones[0];
+    let prep = zone.prepare.as_ref().expect("the zone's prepare");
+    assert!(prep.undone);
+    assert!(!prep.running);
+    assert!(zone.incident.is_none());
+    // On mains with level temperatures, the expected power loss is unknown: null, not
+    // absent (`status_of` checks that the document holds every field of its type).
+    assert!(zone.seconds_to_power_loss.is_none(), "{zone:?}");
+    assert!(zone.power_loss_basis.is_none(), "{zone:?}");
 
     assert_eq!(agent.stop(), Some(0));
     rt.block_on(sim.shutdown());
@@ -549,25 +550,35 @@ body = '{"step":"stop"}'
     );
     let mut agent = Agent::start(&config, &dir.path().join("state/events.jsonl"));
 
-    let safe = agent.wait_for("safe_to_cut_power", Duration::from_secs(60), |e| {
-        e["event"] == "safe_to_cut_power"
-    });
+    let safe = agent.wait_for("safe_to_cut_power", Duration::from_secs(60), is_safe);
     let events = agent.events();
     let d = agent.diagnostics();
-    let skipped: Vec<&serde_json::Value> = events
+    let skipped: Vec<&LoggedEvent> = events
         .iter()
-        .filter(|e| e["event"] == "step_skipped")
+        .filter(|e| matches!(e.event, Event::StepSkipped { .. }))
         .collect();
     assert_eq!(skipped.len(), 1, "{d}");
-    assert_eq!(skipped[0]["step"], "warm the DR caches");
-    assert_eq!(skipped[0]["runbook"], "evacuate-b3");
-    assert_eq!(skipped[0]["incident"], safe["incident"]);
-    let reason = skipped[0]["reason"].as_str().unwrap();
+    let Event::StepSkipped {
+        step,
+        runbook,
+        incident: skipped_incident,
+        reason,
+    } = &skipped[0].event
+    else {
+        unreachable!()
+    };
+    assert_eq!(step, "warm the DR caches");
+    assert_eq!(runbook, "evacuate-b3");
+    assert_eq!(skipped_incident, incident(&safe));
     assert!(reason.starts_with("power loss expected in"), "{reason}");
     let ran: Vec<(&str, bool)> = events
         .iter()
-        .filter(|e| e["event"] == "step_finished" && e["runbook"] == "evacuate-b3")
-        .map(|e| (e["step"].as_str().unwrap(), e["ok"] == true))
+        .filter_map(|e| match &e.event {
+            Event::StepFinished {
+                runbook, step, ok, ..
+            } if runbook == "evacuate-b3" => Some((step.as_str(), *ok)),
+            _ => None,
+        })
         .collect();
     assert_eq!(
         ran,
@@ -578,15 +589,24 @@ body = '{"step":"stop"}'
         ],
         "{d}"
     );
-    let started = index_of(&events, |e| is_started(e, "failover")).unwrap();
-    assert_eq!(events[started]["cause"], "power");
+    let started = index_of(&events, |e| is_started(e, Stage::Failover)).unwrap();
+    assert!(matches!(
+        events[started].event,
+        Event::RunbookStarted {
+            cause: Cause::Power,
+            ..
+        }
+    ));
     // The must steps finished with battery to spare: the runbook took far less than the
     // 120 s of runtime the UPS reported when the zone went critical.
     let finished = events
         .iter()
-        .find(|e| e["event"] == "runbook_finished" && e["runbook"] == "evacuate-b3")
+        .find(|e| is_finished(e, "evacuate-b3"))
         .unwrap();
-    assert!(finished["elapsed_ms"].as_u64().unwrap() < 100_000, "{d}");
+    assert!(
+        matches!(finished.event, Event::RunbookFinished { elapsed_ms, .. } if elapsed_ms < 100_000),
+        "{d}"
+    );
     assert_eq!(knot.dig("app.example.test", "A"), ["198.51.100.20"]);
     assert_eq!(
         hook.posts()
@@ -597,10 +617,10 @@ body = '{"step":"stop"}'
     );
 
     // The estimate is exposed while the UPS counts down.
-    let status = get_json(&rt, api_port, "/api/v1/status");
-    let zone = &status["zones"][0];
-    assert_eq!(zone["power_loss_basis"], "ups_runtime", "{zone}");
-    let left = zone["seconds_to_power_loss"].as_f64().unwrap();
+    let status = get_status(&rt, api_port);
+    let zone = &status.zones[0];
+    assert_eq!(zone.power_loss_basis, Some(Basis::UpsRuntime), "{zone:?}");
+    let left = zone.seconds_to_power_loss.unwrap();
     assert!(left > 0.0 && left <= 120.0, "{left}");
     let metrics = get_text(&rt, api_port, "/metrics");
     assert!(
@@ -671,7 +691,7 @@ fn operator_reset_of_a_prepared_zone_undoes_the_prepare() {
     );
     let mut agent = Agent::start(&config, &dir.path().join("state/events.jsonl"));
     let finished = agent.wait_for("the prepare runbook's end", Duration::from_secs(60), |e| {
-        e["event"] == "runbook_finished" && e["runbook"] == "prepare-b3"
+        is_finished(e, "prepare-b3")
     });
     assert_eq!(ttl(&knot, "api.example.test"), 5, "{}", agent.diagnostics());
 
@@ -691,23 +711,29 @@ fn operator_reset_of_a_prepared_zone_undoes_the_prepare() {
         )
     });
     assert_eq!(code, 200, "{body}\n{}", agent.diagnostics());
-    assert_eq!(body["incident"], finished["incident"]);
+    assert_eq!(body["incident"], incident(&finished));
 
     let undone = agent.wait_for("prepare_undone", Duration::from_secs(30), |e| {
-        e["event"] == "prepare_undone"
+        matches!(e.event, Event::PrepareUndone { .. })
     });
     let d = agent.diagnostics();
-    assert_eq!(undone["by"], "reset", "{d}");
-    assert_eq!(undone["ok"], true, "{d}");
-    assert_eq!(undone["incident"], finished["incident"]);
+    let Event::PrepareUndone { by, ok, .. } = &undone.event else {
+        unreachable!()
+    };
+    assert_eq!(*by, UndoneBy::Reset, "{d}");
+    assert!(*ok, "{d}");
+    assert_eq!(incident(&undone), incident(&finished));
     let events = agent.events();
     let reset = events
         .iter()
-        .find(|e| e["event"] == "incident_reset")
+        .find(|e| matches!(e.event, Event::IncidentReset { .. }))
         .expect("incident_reset");
-    assert_eq!(reset["by"], "operator-kim");
-    assert_eq!(reset["incident"], finished["incident"]);
-    assert!(!events.iter().any(|e| is_started(e, "failover")), "{d}");
+    assert!(matches!(&reset.event, Event::IncidentReset { by, .. } if by == "operator-kim"));
+    assert_eq!(incident(reset), incident(&finished));
+    assert!(
+        !events.iter().any(|e| is_started(e, Stage::Failover)),
+        "{d}"
+    );
     assert_eq!(ttl(&knot, "api.example.test"), 300, "{d}");
 
     assert_eq!(agent.stop(), Some(0));

@@ -1,6 +1,9 @@
 //! `firebreak replay` with a staged response (config/staged-response.toml): the prepare
 //! and failover decisions, and the undo after the cooldown, with their recorded times.
 
+use firebreak::detect::ZoneLevel;
+use firebreak::events::{Event, LoggedEvent};
+use firebreak::incident::Stage;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,6 +61,24 @@ fn replay(dir: &Path, csv: &str) -> (String, serde_json::Value) {
     (stdout, report)
 }
 
+/// The events of the `--json` export, as the agent's type.
+fn events(report: &serde_json::Value) -> Vec<LoggedEvent> {
+    serde_json::from_value(report["events"].clone()).expect("the export's events")
+}
+
+/// The event lines among the replay's output, as the agent's type.
+fn printed_events(stdout: &str) -> Vec<Event> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| {
+            LoggedEvent::parse(l)
+                .unwrap_or_else(|e| panic!("{e}: {l}"))
+                .event
+        })
+        .collect()
+}
+
 fn ms(ts: &str) -> i64 {
     let t =
         time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).unwrap();
@@ -91,13 +112,19 @@ fn replay_of_offgas_that_clears_shows_the_prepare_and_its_undo_after_the_cooldow
     let prepare_at = ms(decisions[0]["ts"].as_str().unwrap()) - T0_MS;
     assert!((208_000..=209_000).contains(&prepare_at), "{prepare_at}");
     // Normal once below warn_above - hysteresis (3 ppm) at ~778 s; undone 10 min later.
-    let normal = report["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .rfind(|e| e["event"] == "zone_level" && e["to"] == "normal")
+    let normal = events(&report)
+        .into_iter()
+        .rfind(|e| {
+            matches!(
+                e.event,
+                Event::ZoneLevel {
+                    to: ZoneLevel::Normal,
+                    ..
+                }
+            )
+        })
         .expect("back to normal");
-    let normal_at = ms(normal["ts"].as_str().unwrap());
+    let normal_at = ms(&normal.ts);
     let undo_at = ms(decisions[1]["ts"].as_str().unwrap());
     assert!(undo_at - normal_at >= 600_000, "{stdout}");
     assert!(undo_at - normal_at <= 601_000, "{stdout}");
@@ -111,7 +138,12 @@ fn replay_of_offgas_that_clears_shows_the_prepare_and_its_undo_after_the_cooldow
         stdout.contains("would have undone its prepare runbook `prepare-b3`"),
         "{stdout}"
     );
-    assert!(stdout.contains("\"event\":\"prepare_undone\""), "{stdout}");
+    assert!(
+        printed_events(&stdout)
+            .iter()
+            .any(|e| matches!(e, Event::PrepareUndone { .. })),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("no zone would have gone critical"),
         "{stdout}"
@@ -151,16 +183,19 @@ fn replay_of_a_runaway_shows_the_prepare_at_alarm_then_the_failover_at_critical(
         report["criticals"][0]["ts"], decisions[1]["ts"],
         "the failover decision is the critical"
     );
-    let started: Vec<(&str, &str)> = report["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["event"] == "runbook_started")
-        .map(|e| (e["stage"].as_str().unwrap(), e["runbook"].as_str().unwrap()))
+    let started: Vec<(Stage, String)> = events(&report)
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::RunbookStarted { stage, runbook, .. } => Some((stage, runbook)),
+            _ => None,
+        })
         .collect();
     assert_eq!(
         started,
-        [("prepare", "prepare-b3"), ("failover", "evacuate-b3")]
+        [
+            (Stage::Prepare, "prepare-b3".to_string()),
+            (Stage::Failover, "evacuate-b3".to_string())
+        ]
     );
     assert!(
         stdout.contains("would have started its failover runbook `evacuate-b3`"),

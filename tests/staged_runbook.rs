@@ -5,7 +5,7 @@
 use firebreak::clock::SystemClock;
 use firebreak::config::{load_str, Config};
 use firebreak::detect::Cause;
-use firebreak::events::EventLog;
+use firebreak::events::{Event, EventLog, LoggedEvent};
 use firebreak::incident::{dispatch_stage, PowerBoard, Shared, Stage};
 use firebreak::journal::Journal;
 use std::path::Path;
@@ -72,16 +72,35 @@ fn shared(config: Config) -> Arc<Shared> {
     })
 }
 
-fn events(shared: &Shared) -> Vec<serde_json::Value> {
+/// Every event the run wrote, as the agent's type.
+fn events(shared: &Shared) -> Vec<Event> {
     std::fs::read_to_string(&shared.config.agent.event_log)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| {
+            LoggedEvent::parse(l)
+                .unwrap_or_else(|e| panic!("{e}: {l}"))
+                .event
+        })
         .collect()
 }
 
-fn named<'a>(events: &'a [serde_json::Value], name: &str) -> Vec<&'a serde_json::Value> {
-    events.iter().filter(|e| e["event"] == name).collect()
+/// The names of the steps that finished.
+fn finished_steps(events: &[Event]) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StepFinished { step, .. } => Some(step.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn safe_verdicts(events: &[Event]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, Event::SafeToCutPower { .. }))
+        .count()
 }
 
 #[tokio::test(start_paused = true)]
@@ -107,33 +126,53 @@ async fn only_the_should_steps_that_do_not_fit_before_the_expected_power_loss_ar
     );
 
     let ev = events(&s);
-    let skipped: Vec<&str> = named(&ev, "step_skipped")
+    let skipped: Vec<(&str, &str, &str, &str)> = ev
         .iter()
-        .map(|e| e["step"].as_str().unwrap())
+        .filter_map(|e| match e {
+            Event::StepSkipped {
+                runbook,
+                incident,
+                step,
+                reason,
+            } => Some((
+                step.as_str(),
+                runbook.as_str(),
+                incident.as_str(),
+                reason.as_str(),
+            )),
+            _ => None,
+        })
         .collect();
     // 18 s left after the first step: the 30 s drain cannot fit, the 10 s page can.
-    assert_eq!(skipped, ["drain batch jobs"]);
-    for e in named(&ev, "step_skipped") {
-        assert_eq!(e["runbook"], "failover");
-        assert_eq!(e["incident"], d.incident.as_str());
-        let reason = e["reason"].as_str().unwrap();
+    assert_eq!(
+        skipped.iter().map(|s| s.0).collect::<Vec<_>>(),
+        ["drain batch jobs"]
+    );
+    for (_, runbook, incident, reason) in skipped {
+        assert_eq!(runbook, "failover");
+        assert_eq!(incident, d.incident.as_str());
         assert!(reason.contains("power loss expected in"), "{reason}");
     }
-    let ran: Vec<&str> = named(&ev, "step_finished")
-        .iter()
-        .map(|e| e["step"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        ran,
+        finished_steps(&ev),
         ["lower the DNS TTL", "page the on-call", "move the service"]
     );
     assert_eq!(
-        named(&ev, "safe_to_cut_power").len(),
+        safe_verdicts(&ev),
         1,
         "skipped should steps do not stand in the way of cutting power"
     );
-    let started = named(&ev, "runbook_started");
-    assert_eq!(started[0]["stage"], "failover");
+    let started = ev
+        .iter()
+        .find(|e| matches!(e, Event::RunbookStarted { .. }))
+        .unwrap();
+    assert!(matches!(
+        started,
+        Event::RunbookStarted {
+            stage: Stage::Failover,
+            ..
+        }
+    ));
     let journaled = s.journal.load("z").unwrap().unwrap();
     assert_eq!(
         journaled.steps[1].status,
@@ -153,8 +192,8 @@ async fn without_an_expected_power_loss_every_step_runs() {
     let d = dispatch_stage(s.clone(), 0, Cause::Fire, 1, Stage::Failover, None, None);
     assert!(d.task.await.unwrap());
     let ev = events(&s);
-    assert!(named(&ev, "step_skipped").is_empty());
-    assert_eq!(named(&ev, "step_finished").len(), 2);
+    assert!(!ev.iter().any(|e| matches!(e, Event::StepSkipped { .. })));
+    assert_eq!(finished_steps(&ev).len(), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -164,11 +203,27 @@ async fn a_prepare_runbook_never_declares_safe_to_cut_power_and_is_not_journaled
     let d = dispatch_stage(s.clone(), 0, Cause::Fire, 1, Stage::Prepare, None, None);
     assert!(d.task.await.unwrap());
     let ev = events(&s);
-    assert_eq!(named(&ev, "runbook_started")[0]["stage"], "prepare");
-    assert_eq!(named(&ev, "runbook_started")[0]["runbook"], "prepare");
-    assert_eq!(named(&ev, "runbook_finished")[0]["ok"], true);
-    assert!(named(&ev, "safe_to_cut_power").is_empty());
-    assert!(named(&ev, "not_safe_to_cut_power").is_empty());
+    let started = ev
+        .iter()
+        .find(|e| matches!(e, Event::RunbookStarted { .. }))
+        .unwrap();
+    assert!(matches!(
+        started,
+        Event::RunbookStarted {
+            stage: Stage::Prepare,
+            ..
+        }
+    ));
+    assert!(matches!(started, Event::RunbookStarted { runbook, .. } if runbook == "prepare"));
+    let finished = ev
+        .iter()
+        .find(|e| matches!(e, Event::RunbookFinished { .. }))
+        .unwrap();
+    assert!(matches!(finished, Event::RunbookFinished { ok: true, .. }));
+    assert_eq!(safe_verdicts(&ev), 0);
+    assert!(!ev
+        .iter()
+        .any(|e| matches!(e, Event::NotSafeToCutPower { .. })));
     assert!(
         s.journal.load("z").unwrap().is_none(),
         "a prepare opens no failover incident"
@@ -198,15 +253,15 @@ async fn a_failover_told_to_wait_starts_after_its_prepare_and_continues_its_inci
     let ev = events(&s);
     let order: Vec<String> = ev
         .iter()
-        .filter(|e| e["event"] != "step_finished")
-        .map(|e| {
-            format!(
-                "{} {}",
-                e["event"].as_str().unwrap(),
-                e["runbook"]
-                    .as_str()
-                    .unwrap_or(e["zone"].as_str().unwrap_or(""))
-            )
+        .filter_map(|e| {
+            let what = match e {
+                Event::StepFinished { .. } => return None,
+                Event::RunbookStarted { runbook, .. } => format!("runbook_started {runbook}"),
+                Event::RunbookFinished { runbook, .. } => format!("runbook_finished {runbook}"),
+                Event::SafeToCutPower { zone, .. } => format!("safe_to_cut_power {zone}"),
+                other => format!("{other:?}"),
+            };
+            Some(what)
         })
         .collect();
     assert_eq!(
@@ -239,9 +294,10 @@ async fn a_failover_that_does_not_wait_runs_alongside_its_prepare() {
     // The 1 s failover ends while the 5 s prepare still runs.
     assert!(!prep.task.is_finished());
     let ev = events(&s);
-    assert_eq!(named(&ev, "safe_to_cut_power").len(), 1);
-    assert!(named(&ev, "runbook_finished")
-        .iter()
-        .all(|e| e["runbook"] == "failover"));
+    assert_eq!(safe_verdicts(&ev), 1);
+    assert!(ev.iter().all(|e| match e {
+        Event::RunbookFinished { runbook, .. } => runbook == "failover",
+        _ => true,
+    }));
     assert!(prep.task.await.unwrap());
 }

@@ -5,10 +5,12 @@
 mod support;
 
 use fantoccini::{Client, Locator};
+use firebreak::detect::Cause;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::agent::{start_sim, Agent};
+use support::agent::{start_sim, status_of, Agent};
 use support::chrome::ChromeDriver;
+use support::events::Event;
 
 const TOKEN: &str = "page-test-token-0123456789";
 const ZONE: &str = "b3-battery-room";
@@ -297,7 +299,15 @@ fn operator_actions_need_the_token_and_show_their_result() {
         agent
             .events()
             .iter()
-            .filter(|e| e["event"] == "runbook_started" && e["cause"] == "drill")
+            .filter(|e| {
+                matches!(
+                    e.event,
+                    Event::RunbookStarted {
+                        cause: Cause::Drill,
+                        ..
+                    }
+                )
+            })
             .count()
     };
 
@@ -419,10 +429,13 @@ fn operator_actions_need_the_token_and_show_their_result() {
         c.dismiss_alert().await.unwrap();
         assert!(text_of(&c, "#action-result").await.contains("Cancelled"));
         assert!(
-            !agent
-                .events()
-                .iter()
-                .any(|e| e["event"] == "runbook_started" && e["cause"] == "manual"),
+            !agent.events().iter().any(|e| matches!(
+                e.event,
+                Event::RunbookStarted {
+                    cause: Cause::Manual,
+                    ..
+                }
+            )),
             "a dismissed confirmation starts no failover"
         );
 
@@ -499,7 +512,7 @@ fn operator_actions_need_the_token_and_show_their_result() {
         assert!(agent
             .events()
             .iter()
-            .any(|e| e["event"] == "incident_reset"));
+            .any(|e| matches!(e.event, Event::IncidentReset { .. })));
 
         // The agent goes away: the page says its data is stale.
         agent.kill9();
@@ -528,13 +541,15 @@ fn plain_get_serves_the_current_levels_server_rendered() {
 
     rt.block_on(async {
         let base = format!("http://127.0.0.1:{port}");
-        let status: serde_json::Value = reqwest::get(format!("{base}/api/v1/status"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let level = status["zones"][0]["level"].as_str().unwrap().to_string();
+        let status = status_of(
+            &reqwest::get(format!("{base}/api/v1/status"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
+        let level = status.zones[0].level.as_str().to_string();
         let r = reqwest::get(format!("{base}/")).await.unwrap();
         assert_eq!(r.status(), 200);
         let ctype = r.headers()["content-type"].to_str().unwrap().to_string();

@@ -12,6 +12,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::agent::{post, Agent};
+use support::events::Event;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 const TOKEN: &str = "notify-test-token-0123456789";
@@ -160,12 +161,16 @@ timeout = "10s"
     }
 }
 
-fn count(agent: &Agent, event: &str) -> usize {
-    agent
-        .events()
-        .iter()
-        .filter(|e| e["event"] == event)
-        .count()
+fn count(agent: &Agent, pred: impl Fn(&Event) -> bool) -> usize {
+    agent.events().iter().filter(|e| pred(&e.event)).count()
+}
+
+fn is_reloaded(e: &Event) -> bool {
+    matches!(e, Event::ConfigReloaded { .. })
+}
+
+fn is_reload_failed(e: &Event) -> bool {
+    matches!(e, Event::ConfigReloadFailed { .. })
 }
 
 #[test]
@@ -188,7 +193,7 @@ fn a_reload_applied_or_rejected_is_bracketed_by_reloading_and_ready() {
     let (done, more_pings) = systemd.next(&agent, "READY=1 after the reload");
     assert_eq!(done, ["READY=1", "STATUS=watching; config reloaded"]);
     assert_eq!(
-        count(&agent, "config_reloaded"),
+        count(&agent, is_reloaded),
         1,
         "READY=1 comes after the reload's event"
     );
@@ -209,7 +214,7 @@ fn a_reload_applied_or_rejected_is_bracketed_by_reloading_and_ready() {
             "STATUS=watching; the last config reload was rejected (see the log)"
         ]
     );
-    assert_eq!(count(&agent, "config_reload_failed"), 1);
+    assert_eq!(count(&agent, is_reload_failed), 1);
 
     assert_eq!(agent.stop(), Some(0), "{}", agent.diagnostics());
     let (stopping, _) = systemd.next(&agent, "STOPPING=1");
@@ -243,7 +248,7 @@ fn the_reload_command_returns_when_the_reload_is_over_and_fails_when_it_was_reje
     assert_eq!(String::from_utf8_lossy(&out.stdout), "config reloaded\n");
     // Over when the command returns: the event is written and systemd has had both
     // RELOADING=1 and READY=1 (so a systemd 252 reload job ends with READY=1, not before).
-    assert_eq!(count(&agent, "config_reloaded"), 1);
+    assert_eq!(count(&agent, is_reloaded), 1);
     let (reloading, _) = systemd.next(&agent, "RELOADING=1");
     assert_eq!(reloading[0], "RELOADING=1");
     let (ready, _) = systemd.next(&agent, "READY=1");
@@ -263,10 +268,13 @@ fn the_reload_command_returns_when_the_reload_is_over_and_fails_when_it_was_reje
     let failed = agent
         .events()
         .into_iter()
-        .find(|e| e["event"] == "config_reload_failed")
+        .find(|e| is_reload_failed(&e.event))
         .expect("config_reload_failed written before the command returned");
+    let Event::ConfigReloadFailed { reason, .. } = &failed.event else {
+        unreachable!()
+    };
     assert!(
-        stderr.contains(failed["reason"].as_str().unwrap()),
+        stderr.contains(reason.as_str()),
         "the reason of the event: {stderr}"
     );
 
@@ -289,11 +297,13 @@ fn a_command_steps_child_inherits_neither_the_notify_socket_nor_the_watchdog() {
 
     let (code, body) = post(room.api_port, "/api/v1/zones/z/failover", Some(TOKEN));
     assert!(code < 300, "{code} {body}");
-    let finished = agent.wait_for("runbook_finished", DEADLINE, |e| {
-        e["event"] == "runbook_finished" && e["zone"] == "z"
-    });
+    let finished = agent.wait_for(
+        "runbook_finished",
+        DEADLINE,
+        |e| matches!(&e.event, Event::RunbookFinished { zone, .. } if zone == "z"),
+    );
     let env = std::fs::read_to_string(&seen)
-        .unwrap_or_else(|e| panic!("the step did not run ({e}): {finished}"));
+        .unwrap_or_else(|e| panic!("the step did not run ({e}): {finished:?}"));
     assert!(
         env.lines().any(|l| l == "FIREBREAK_TEST_INHERITED=yes"),
         "the rest of the environment is inherited:\n{env}"

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::agent::Agent;
+use support::events::{Event, LoggedEvent};
 use support::mosquitto::{Mosquitto, Options};
 
 const TOKEN: &str = "mqtt-status-token";
@@ -222,6 +223,11 @@ fn json(p: &str) -> serde_json::Value {
     serde_json::from_str(p).unwrap_or(serde_json::Value::Null)
 }
 
+/// A message of the events topic, as the event it carries.
+fn event(p: &str) -> LoggedEvent {
+    LoggedEvent::parse(p).unwrap_or_else(|e| panic!("not an event ({e}): {p}"))
+}
+
 fn zone_doc(msgs: &[(String, String)]) -> Option<serde_json::Value> {
     msgs.iter()
         .rev()
@@ -247,7 +253,7 @@ fn a_subscriber_sees_online_the_zone_go_critical_and_safe_events_and_offline_by_
     assert_eq!(first["level"], "normal");
     assert_eq!(first["incident"], serde_json::Value::Null);
     sub.wait_message("agent_started on the events topic", &agent, |t, p| {
-        t == format!("{PREFIX}/events") && json(p)["event"] == "agent_started"
+        t == format!("{PREFIX}/events") && matches!(event(p).event, Event::AgentStarted { .. })
     });
 
     assert_eq!(post(api_port, "/api/v1/zones/b3/failover"), 202);
@@ -262,13 +268,13 @@ fn a_subscriber_sees_online_the_zone_go_critical_and_safe_events_and_offline_by_
 
     // Every event, in the event log's order and shape.
     sub.wait_message("safe_to_cut_power on the events topic", &agent, |t, p| {
-        t == format!("{PREFIX}/events") && json(p)["event"] == "safe_to_cut_power"
+        t == format!("{PREFIX}/events") && matches!(event(p).event, Event::SafeToCutPower { .. })
     });
-    let published: Vec<serde_json::Value> = sub
+    let published: Vec<LoggedEvent> = sub
         .messages()
         .iter()
         .filter(|(t, _)| t == &format!("{PREFIX}/events"))
-        .map(|(_, p)| json(p))
+        .map(|(_, p)| event(p))
         .collect();
     let logged = agent.events();
     assert_eq!(
@@ -276,10 +282,7 @@ fn a_subscriber_sees_online_the_zone_go_critical_and_safe_events_and_offline_by_
         logged[..published.len()].to_vec(),
         "the events topic carries the event log's lines"
     );
-    let names: Vec<&str> = published
-        .iter()
-        .filter_map(|e| e["event"].as_str())
-        .collect();
+    let names: Vec<&str> = published.iter().map(LoggedEvent::name).collect();
     for want in [
         "agent_started",
         "runbook_started",
@@ -339,7 +342,9 @@ fn a_clean_shutdown_says_offline_after_agent_stopped() {
     let msgs = sub.messages();
     let stopped = msgs
         .iter()
-        .position(|(t, p)| t.ends_with("/events") && json(p)["event"] == "agent_stopped")
+        .position(|(t, p)| {
+            t.ends_with("/events") && matches!(event(p).event, Event::AgentStopped { .. })
+        })
         .unwrap_or_else(|| panic!("agent_stopped published: {msgs:?}"));
     let offline = msgs
         .iter()

@@ -5,6 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 use support::agent::{start_sim, Agent};
+use support::events::Event;
 use support::prometheus::Prometheus;
 
 #[test]
@@ -61,7 +62,7 @@ duration = "1s"
     .unwrap();
     let mut agent = Agent::start(&config, &state.join("events.jsonl"));
     agent.wait_for("agent_started", Duration::from_secs(20), |e| {
-        e["event"] == "agent_started"
+        matches!(e.event, Event::AgentStarted { .. })
     });
     let prom = Prometheus::start(&[format!("127.0.0.1:{api_port}")]);
 

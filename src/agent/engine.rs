@@ -9,7 +9,7 @@ use super::reload::restart_only_changes;
 use crate::api::{self, ApiCommand, Refusal};
 use crate::config::{self, Config};
 use crate::detect::{Cause, Detector, Output, SensorState};
-use crate::events::Event;
+use crate::events::{Event, UndoneBy};
 use crate::incident::{self, PowerBoard, Shared, Stage};
 use crate::journal::StepStatus;
 use crate::sinks::influxdb::{self as influx, Telemetry};
@@ -169,7 +169,7 @@ impl Engine {
                 wait_for_prepare,
             } => Some(self.start_failover(zone as usize, cause, wait_for_prepare)),
             Effect::Undo { zone } => {
-                self.start_undo(zone as usize, "cooldown");
+                self.start_undo(zone as usize, UndoneBy::Cooldown);
                 None
             }
         }
@@ -374,7 +374,14 @@ impl Engine {
                 None => {}
             }
         }
-        let name = |up: bool| if up { "up" } else { "down" };
+        let name = |up: bool| {
+            use crate::events::Connection;
+            if up {
+                Connection::Up
+            } else {
+                Connection::Down
+            }
+        };
         for (source, up) in changes {
             self.write(&Event::SourceState {
                 source,
@@ -624,7 +631,7 @@ impl Engine {
     }
 
     /// Runs the prepare runbook's undo steps, then writes `prepare_undone`.
-    fn start_undo(&mut self, zone: usize, by: &'static str) {
+    fn start_undo(&mut self, zone: usize, by: UndoneBy) {
         let Some(p) = self.prepares.get_mut(&zone) else {
             return;
         };
@@ -638,17 +645,17 @@ impl Engine {
         let zone_id = shared.config.zones[zone].id.clone();
         if !p.ran.load(std::sync::atomic::Ordering::Relaxed) {
             // `[cluster]`: the zone's leader ran the prepare and undoes it.
-            tracing::info!(zone = %zone_id, incident = %incident, by, "the prepare ran on the zone's leader, not here: nothing to undo");
+            tracing::info!(zone = %zone_id, incident = %incident, by = by.as_str(), "the prepare ran on the zone's leader, not here: nothing to undo");
             return;
         }
-        tracing::warn!(zone = %zone_id, incident = %incident, by, "undoing the prepare runbook");
+        tracing::warn!(zone = %zone_id, incident = %incident, by = by.as_str(), "undoing the prepare runbook");
         let has_steps = incident::stage_steps(&shared.config, zone, Stage::Undo)
             .is_some_and(|(_, steps)| !steps.is_empty());
         if !has_steps {
             shared.write(&Event::PrepareUndone {
                 zone: zone_id,
                 incident,
-                by: by.to_string(),
+                by,
                 ok: true,
             });
             // `[cluster]`: once undone, the zone's leadership (won for the prepare) is free.
@@ -669,7 +676,7 @@ impl Engine {
             shared.write(&Event::PrepareUndone {
                 zone: zone_id,
                 incident,
-                by: by.to_string(),
+                by,
                 ok,
             });
             shared.coordinator.prepare_over(&shared, zone).await;
@@ -725,7 +732,7 @@ impl Engine {
         }
         let id = p.incident.clone();
         let _ = self.stager.reset(zone as u32);
-        self.start_undo(zone, "reset");
+        self.start_undo(zone, UndoneBy::Reset);
         self.write(&Event::IncidentReset {
             zone: self.shared.config.zones[zone].id.clone(),
             incident: id.clone(),

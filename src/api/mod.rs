@@ -6,6 +6,7 @@
 
 pub mod limit;
 pub mod page;
+pub mod status;
 pub mod trend;
 
 use crate::incident::DrillRow;
@@ -61,6 +62,7 @@ pub enum ApiCommand {
         zone: String,
         reply: oneshot::Sender<Result<Vec<DrillRow>, Refusal>>,
     },
+    /// The status document, as JSON ([`status::Status`] reads it).
     Status {
         reply: oneshot::Sender<serde_json::Value>,
     },
@@ -225,6 +227,15 @@ async fn ask<T>(
     }
 }
 
+/// The engine's status document does not read as [`status::Status`]: a bug, said as such.
+fn unreadable(e: serde_json::Error) -> Response {
+    tracing::error!(error = %e, "the status document does not read as its type");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("the status document is malformed: {e}"),
+    )
+}
+
 fn refused(r: Refusal) -> Response {
     match r {
         Refusal::UnknownZone(z) => error(StatusCode::NOT_FOUND, format!("unknown zone `{z}`")),
@@ -242,13 +253,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
     {
         // Config loaded and sources started (both before the engine answers), and the
         // event log takes writes.
-        Ok(status) if status["event_log_writable"] == true => {
-            (StatusCode::OK, "ready\n").into_response()
-        }
-        Ok(_) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the event log cannot be written",
-        ),
+        Ok(v) => match status::Status::from_json(v) {
+            Ok(s) if s.event_log_writable => (StatusCode::OK, "ready\n").into_response(),
+            Ok(_) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the event log cannot be written",
+            ),
+            Err(e) => unreadable(e),
+        },
         Err(r) => r,
     }
 }
@@ -311,7 +323,14 @@ async fn status_page(State(state): State<AppState>) -> Response {
     )
     .await
     {
-        Ok(v) => page::page(Some(&v), None, &now),
+        Ok(v) => match status::Status::from_json(v) {
+            Ok(s) => page::page(Some(&s), None, &now),
+            Err(e) => page::page(
+                None,
+                Some(&format!("the agent's status is malformed: {e}")),
+                &now,
+            ),
+        },
         Err(_) => page::page(
             None,
             Some("the agent's engine did not answer in time"),
@@ -329,11 +348,14 @@ async fn status_fragment(State(state): State<AppState>) -> Response {
     )
     .await
     {
-        Ok(v) => (
-            page_headers("text/html; charset=utf-8"),
-            page::zones_fragment(&v),
-        )
-            .into_response(),
+        Ok(v) => match status::Status::from_json(v) {
+            Ok(s) => (
+                page_headers("text/html; charset=utf-8"),
+                page::zones_fragment(&s),
+            )
+                .into_response(),
+            Err(e) => unreadable(e),
+        },
         Err(r) => r,
     }
 }

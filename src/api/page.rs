@@ -1,13 +1,15 @@
 //! The local status page (`GET /`): one self-contained page for the person standing in
-//! the building. Rendered here, on the server, from the same JSON as `/api/v1/status`, so
-//! it is complete without JavaScript; the script only polls `/ui/zones` (this same
-//! rendering, as a fragment) and runs operator actions with the token.
+//! the building. Rendered here, on the server, from the same document as `/api/v1/status`
+//! ([`Status`]), so it is complete without JavaScript; the script only polls `/ui/zones`
+//! (this same rendering, as a fragment) and runs operator actions with the token.
 //!
 //! Every string from the status (zone and sensor ids, step names, errors) goes through
 //! [`esc`] before it reaches the HTML.
 
+use super::status::{Sensor, Status, Zone};
 use crate::config::Kind;
-use serde_json::Value;
+use crate::detect::{Reason, SensorState, ZoneLevel};
+use crate::journal::StepStatus;
 use std::fmt::Write as _;
 
 pub const CSS: &str = include_str!("assets/page.css");
@@ -35,20 +37,15 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => esc(s),
-        Value::Null => String::new(),
-        other => esc(&other.to_string()),
-    }
-}
-
 /// The whole page. `status` is `None` when the engine did not answer (`why` says so);
 /// `rendered_at` is the wall time (RFC 3339) the view was made, shown to readers without JS.
-pub fn page(status: Option<&Value>, why: Option<&str>, rendered_at: &str) -> String {
-    let rendered = time_of(&Value::String(rendered_at.to_string()));
-    let agent = status.map(|s| text(&s["agent"])).unwrap_or_default();
-    let level = status.map(worst_level).unwrap_or("no data").to_uppercase();
+pub fn page(status: Option<&Status>, why: Option<&str>, rendered_at: &str) -> String {
+    let rendered = time_of(Some(rendered_at));
+    let agent = status.map(|s| esc(&s.agent)).unwrap_or_default();
+    let level = status
+        .map(|s| s.worst_level().as_str())
+        .unwrap_or("no data")
+        .to_uppercase();
     let body = match status {
         Some(s) => zones_fragment(s),
         None => format!(
@@ -92,63 +89,33 @@ pub fn page(status: Option<&Value>, why: Option<&str>, rendered_at: &str) -> Str
     )
 }
 
-fn level_symbol(level: &str) -> &'static str {
+fn level_symbol(level: ZoneLevel) -> &'static str {
     match level {
-        "normal" => "\u{2713}",
-        "warning" => "!",
-        "alarm" => "!!",
-        "critical" => "\u{2716}",
-        _ => "?",
+        ZoneLevel::Normal => "\u{2713}",
+        ZoneLevel::Warning => "!",
+        ZoneLevel::Alarm => "!!",
+        ZoneLevel::Critical => "\u{2716}",
     }
 }
 
-fn level_class(level: &str) -> &'static str {
+fn level_class(level: ZoneLevel) -> &'static str {
     match level {
-        "normal" => "lvl-normal",
-        "warning" => "lvl-warning",
-        "alarm" => "lvl-alarm",
-        "critical" => "lvl-critical",
-        _ => "lvl-unknown",
+        ZoneLevel::Normal => "lvl-normal",
+        ZoneLevel::Warning => "lvl-warning",
+        ZoneLevel::Alarm => "lvl-alarm",
+        ZoneLevel::Critical => "lvl-critical",
     }
-}
-
-fn rank(level: &str) -> u8 {
-    match level {
-        "critical" => 4,
-        "alarm" => 3,
-        "warning" => 2,
-        "normal" => 1,
-        _ => 0,
-    }
-}
-
-/// The most severe zone level (`normal` without zones).
-fn worst_level(status: &Value) -> &str {
-    status["zones"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|z| z["level"].as_str().unwrap_or(""))
-        .max_by_key(|l| rank(l))
-        .unwrap_or("normal")
 }
 
 /// The part the script replaces on every poll: summary banner and one card per zone.
-pub fn zones_fragment(status: &Value) -> String {
-    let empty = Vec::new();
-    let zones = status["zones"].as_array().unwrap_or(&empty);
+pub fn zones_fragment(status: &Status) -> String {
+    let zones = &status.zones;
     let mut out = String::new();
-    let worst = worst_level(status);
+    let worst = status.worst_level();
     let at_risk: Vec<String> = zones
         .iter()
-        .filter(|z| rank(z["level"].as_str().unwrap_or("")) > 1)
-        .map(|z| {
-            format!(
-                "{} {}",
-                text(&z["id"]),
-                z["level"].as_str().unwrap_or("unknown").to_uppercase()
-            )
-        })
+        .filter(|z| z.level > ZoneLevel::Normal)
+        .map(|z| format!("{} {}", esc(&z.id), z.level.as_str().to_uppercase()))
         .collect();
     let summary = if zones.is_empty() {
         "No zones configured".to_string()
@@ -161,13 +128,13 @@ pub fn zones_fragment(status: &Value) -> String {
         out,
         r#"<p class="banner {cls}" id="summary" data-level="{lvl}"><span class="sym" aria-hidden="true">{sym}</span> {summary}</p>"#,
         cls = level_class(worst),
-        lvl = esc(worst),
+        lvl = worst.as_str(),
         sym = level_symbol(worst),
     );
-    if status["dry_run"] == true {
+    if status.dry_run {
         out.push_str(r#"<p class="note">DRY RUN: this agent changes nothing; it will never declare safe to cut power.</p>"#);
     }
-    if status["event_log_writable"] == false {
+    if !status.event_log_writable {
         out.push_str(r#"<p class="note warn">The event log cannot be written.</p>"#);
     }
     for z in zones {
@@ -176,19 +143,19 @@ pub fn zones_fragment(status: &Value) -> String {
     out
 }
 
-fn zone_card(out: &mut String, z: &Value) {
-    let id = text(&z["id"]);
-    let level = z["level"].as_str().unwrap_or("unknown");
+fn zone_card(out: &mut String, z: &Zone) {
+    let id = esc(&z.id);
+    let level = z.level;
     let _ = write!(
         out,
         r#"<section class="zone {cls}" data-zone="{id}" data-level="{lvl}" data-runbook-running="{running}" aria-labelledby="z-{id}">
 <header class="zone-head"><h2 id="z-{id}">{id}</h2><p class="level"><span class="sym" aria-hidden="true">{sym}</span> <span class="level-text">{up}</span></p></header>
 "#,
         cls = level_class(level),
-        lvl = esc(level),
+        lvl = level.as_str(),
         sym = level_symbol(level),
-        up = esc(&level.to_uppercase()),
-        running = z["runbook_running"] == true,
+        up = level.as_str().to_uppercase(),
+        running = z.runbook_running,
     );
     safety(out, z);
     power(out, z);
@@ -203,20 +170,19 @@ fn zone_card(out: &mut String, z: &Value) {
 }
 
 /// The one line the operator came for: may the power be cut?
-fn safety(out: &mut String, z: &Value) {
-    let has_incident = !z["incident"].is_null();
-    let running = z["runbook_running"] == true;
-    let (cls, msg) = if z["safe_to_cut_power"] == true {
+fn safety(out: &mut String, z: &Zone) {
+    let has_incident = z.incident.is_some();
+    let (cls, msg) = if z.safe_to_cut_power {
         (
             "safe-yes",
             "\u{2713} SAFE TO CUT POWER: failover ran and every step was verified".to_string(),
         )
-    } else if running {
+    } else if z.runbook_running {
         (
             "safe-no",
             "\u{2716} DO NOT CUT POWER YET: failover is running".to_string(),
         )
-    } else if has_incident && !z["finished_at"].is_null() {
+    } else if has_incident && z.finished_at.is_some() {
         (
             "safe-no",
             "\u{2716} NOT SAFE TO CUT POWER: failover did not complete and verify (see steps)"
@@ -250,62 +216,56 @@ fn fmt_secs(s: f64) -> String {
     }
 }
 
-/// UPS state from the zone's power sensors, and issue 11's forecast when present.
-fn power(out: &mut String, z: &Value) {
-    let empty = Vec::new();
-    let sensors = z["sensors"].as_array().unwrap_or(&empty);
+/// UPS state from the zone's power sensors, and the expected power loss when known.
+fn power(out: &mut String, z: &Zone) {
     let mut parts: Vec<String> = Vec::new();
-    for s in sensors {
-        let id = text(&s["id"]);
-        match (s["kind"].as_str(), s["value"].as_f64()) {
-            (Some("on_battery"), Some(v)) => parts.push(format!(
+    for s in &z.sensors {
+        let id = esc(&s.id);
+        match (s.kind, s.value) {
+            (Kind::OnBattery, Some(v)) => parts.push(format!(
                 r#"<span class="{}">UPS {} ({id})</span>"#,
                 if v >= 1.0 { "pw-bad" } else { "pw-ok" },
                 if v >= 1.0 { "ON BATTERY" } else { "on mains" }
             )),
-            (Some("on_battery"), None) => {
+            (Kind::OnBattery, None) => {
                 parts.push(format!("<span>UPS on battery: unknown ({id})</span>"))
             }
-            (Some("runtime"), Some(v)) => {
+            (Kind::Runtime, Some(v)) => {
                 parts.push(format!("<span>UPS runtime {} ({id})</span>", fmt_secs(v)))
             }
-            (Some("runtime"), None) => {
-                parts.push(format!("<span>UPS runtime unknown ({id})</span>"))
-            }
+            (Kind::Runtime, None) => parts.push(format!("<span>UPS runtime unknown ({id})</span>")),
             _ => {}
         }
     }
-    if let Some(secs) = z.get("seconds_to_power_loss").and_then(Value::as_f64) {
+    if let Some(secs) = z.seconds_to_power_loss {
         let basis = z
-            .get("power_loss_basis")
-            .map(text)
-            .filter(|b| !b.is_empty())
-            .map(|b| format!(" ({b})"))
+            .power_loss_basis
+            .map(|b| format!(" ({})", esc(b.as_str())))
             .unwrap_or_default();
         parts.push(format!(
             r#"<strong class="pw-bad">Power loss in {}{basis}</strong>"#,
             fmt_secs(secs)
         ));
     }
-    if let Some(prep) = z.get("prepare").filter(|p| !p.is_null()) {
-        let shown = match prep {
-            Value::Object(m) => m
-                .iter()
-                .map(|(k, v)| format!("{}: {}", esc(k), text(v)))
-                .collect::<Vec<_>>()
-                .join(", "),
-            other => text(other),
-        };
-        parts.push(format!("<span>Prepare: {shown}</span>"));
+    if let Some(p) = &z.prepare {
+        // In the order of the document's keys, as they always were shown.
+        parts.push(format!(
+            "<span>Prepare: incident: {}, ran_here: {}, runbook: {}, running: {}, undone: {}</span>",
+            esc(&p.incident),
+            p.ran_here,
+            esc(&p.runbook),
+            p.running,
+            p.undone
+        ));
     }
     if !parts.is_empty() {
         let _ = writeln!(out, r#"<p class="power">{}</p>"#, parts.join(" · "));
     }
 }
 
-fn time_of(ts: &Value) -> String {
+fn time_of(ts: Option<&str>) -> String {
     // RFC 3339 `2026-11-25T10:00:00.000Z`: the page shows the UTC time of day.
-    match ts.as_str() {
+    match ts {
         Some(t) => match t.get(11..19) {
             Some(hms) => format!(r#"<time datetime="{}">{} UTC</time>"#, esc(t), esc(hms)),
             None => esc(t),
@@ -315,53 +275,52 @@ fn time_of(ts: &Value) -> String {
 }
 
 /// Incident id, the decision and each step with result and time.
-fn timeline(out: &mut String, z: &Value) {
-    if z["incident"].is_null() {
+fn timeline(out: &mut String, z: &Zone) {
+    let Some(incident) = &z.incident else {
         return;
-    }
+    };
     let _ = writeln!(
         out,
         r#"<div class="incident"><p>Incident <code class="incident-id">{}</code></p><ol class="timeline">"#,
-        text(&z["incident"])
+        esc(incident)
     );
     let _ = writeln!(
         out,
         r#"<li class="decision">{} Decision: {} · runbook <code>{}</code> started</li>"#,
-        time_of(&z["started_at"]),
-        z["cause"]
-            .as_str()
+        time_of(z.started_at.as_deref()),
+        z.cause
+            .as_deref()
             .map(|c| esc(&c.to_uppercase()))
             .unwrap_or_else(|| "incident".into()),
-        text(&z["runbook"]),
+        esc(&z.runbook),
     );
-    let empty = Vec::new();
-    for s in z["steps"].as_array().unwrap_or(&empty) {
-        let status = s["status"].as_str().unwrap_or("pending");
-        let (cls, word) = match status {
-            "succeeded" if s["verified"] == true => ("st-ok", "OK, verified"),
-            "succeeded" => ("st-warn", "OK, not verified"),
-            "failed" => ("st-bad", "FAILED"),
-            "started" => ("st-run", "running"),
-            _ => ("st-wait", "pending"),
+    for s in z.steps.iter().flatten() {
+        let (cls, word) = match s.status {
+            StepStatus::Succeeded if s.verified => ("st-ok", "OK, verified"),
+            StepStatus::Succeeded => ("st-warn", "OK, not verified"),
+            StepStatus::Failed => ("st-bad", "FAILED"),
+            StepStatus::Started => ("st-run", "running"),
+            StepStatus::Pending | StepStatus::Skipped => ("st-wait", "pending"),
         };
-        let err = s["error"]
-            .as_str()
+        let err = s
+            .error
+            .as_deref()
             .map(|e| format!(r#" <span class="err">{}</span>"#, esc(e)))
             .unwrap_or_default();
         let _ = writeln!(
             out,
             r#"<li class="step {cls}">{} <span class="step-name">{}</span>: <strong>{word}</strong>{err}</li>"#,
-            time_of(&s["finished_at"]),
-            text(&s["name"]),
+            time_of(s.finished_at.as_deref()),
+            esc(&s.name),
         );
     }
-    if !z["finished_at"].is_null() {
-        let safe = z["safe_to_cut_power"] == true;
+    if z.finished_at.is_some() {
+        let safe = z.safe_to_cut_power;
         let _ = writeln!(
             out,
             r#"<li class="{}">{} Runbook finished: {}</li>"#,
             if safe { "st-ok" } else { "st-bad" },
-            time_of(&z["finished_at"]),
+            time_of(z.finished_at.as_deref()),
             if safe {
                 "safe to cut power"
             } else {
@@ -372,86 +331,83 @@ fn timeline(out: &mut String, z: &Value) {
     out.push_str("</ol></div>\n");
 }
 
-fn state_symbol(state: &str) -> &'static str {
+fn state_symbol(state: SensorState) -> &'static str {
     match state {
-        "ok" => "\u{2713}",
-        "warn" => "!",
-        "alarm" => "!!",
-        "critical" => "\u{2716}",
-        "stale" => "\u{231b}",
-        _ => "?",
+        SensorState::Ok => "\u{2713}",
+        SensorState::Warn => "!",
+        SensorState::Alarm => "!!",
+        SensorState::Critical => "\u{2716}",
+        SensorState::Stale => "\u{231b}",
+        SensorState::Fault => "?",
     }
 }
 
-fn sensors(out: &mut String, z: &Value) {
-    let empty = Vec::new();
-    let list = z["sensors"].as_array().unwrap_or(&empty);
-    if list.is_empty() {
+fn state_class(state: SensorState) -> &'static str {
+    match state {
+        SensorState::Ok => "s-ok",
+        SensorState::Warn => "s-warn",
+        SensorState::Alarm => "s-alarm",
+        SensorState::Critical => "s-critical",
+        SensorState::Stale | SensorState::Fault => "s-stale",
+    }
+}
+
+fn sensors(out: &mut String, z: &Zone) {
+    if z.sensors.is_empty() {
         return;
     }
     out.push_str(
         r#"<table class="sensors"><thead><tr><th>Sensor</th><th>Value</th><th>State</th><th>Age</th><th>Trend</th></tr></thead><tbody>
 "#,
     );
-    for s in list {
-        let state = s["state"].as_str().unwrap_or("unknown");
-        let evidence = state != "ok";
-        let kind = s["kind"].as_str().unwrap_or("");
-        let unit = Kind::parse(kind).map(Kind::unit).unwrap_or("");
-        let value = match (kind, s["value"].as_f64()) {
-            ("on_battery", Some(v)) if v >= 1.0 => "ON BATTERY".to_string(),
-            ("on_battery", Some(_)) => "on mains".to_string(),
-            (_, Some(v)) => format!("{} {}", fmt_num(v), esc(unit)),
-            (_, None) => "no value".into(),
-        };
-        let age = s["age_ms"]
-            .as_u64()
-            .map(|ms| {
-                if ms < 1000 {
-                    "&lt; 1 s".to_string()
-                } else {
-                    fmt_secs(ms as f64 / 1000.0)
-                }
-            })
-            .unwrap_or_default();
-        let state_cls = match state {
-            "ok" => "s-ok",
-            "warn" => "s-warn",
-            "alarm" => "s-alarm",
-            "critical" => "s-critical",
-            _ => "s-stale",
-        };
-        let _ = writeln!(
-            out,
-            r#"<tr class="sensor{ev}" data-sensor="{id}"><th scope="row">{id} <small>{kind}</small>{evtag}</th><td class="value">{value}</td><td class="state {state_cls}"><span aria-hidden="true">{sym}</span> {st}{why}</td><td class="age">{age}</td><td class="trend">{trend}</td></tr>"#,
-            why = match s["reason"].as_str() {
-                Some(r) if evidence && !r.is_empty() && r != "cleared" => {
-                    format!(r#"<small class="reason">{}</small>"#, esc(r))
-                }
-                _ => String::new(),
-            },
-            ev = if evidence { " evidence" } else { "" },
-            evtag = if evidence {
-                r#" <span class="evtag">evidence</span>"#
-            } else {
-                ""
-            },
-            id = text(&s["id"]),
-            kind = esc(kind),
-            sym = state_symbol(state),
-            st = esc(&state.to_uppercase()),
-            trend = sparkline(&s["trend"]),
-        );
+    for s in &z.sensors {
+        sensor_row(out, s);
     }
     out.push_str("</tbody></table>\n");
 }
 
-/// An inline SVG polyline of the trend (gaps break the line); empty without data.
-pub fn sparkline(trend: &Value) -> String {
-    let Some(points) = trend.as_array() else {
-        return String::new();
+fn sensor_row(out: &mut String, s: &Sensor) {
+    let state = s.state;
+    let evidence = state != SensorState::Ok;
+    let value = match (s.kind, s.value) {
+        (Kind::OnBattery, Some(v)) if v >= 1.0 => "ON BATTERY".to_string(),
+        (Kind::OnBattery, Some(_)) => "on mains".to_string(),
+        (kind, Some(v)) => format!("{} {}", fmt_num(v), esc(kind.unit())),
+        (_, None) => "no value".into(),
     };
-    let values: Vec<Option<f64>> = points.iter().map(Value::as_f64).collect();
+    let age = if s.age_ms < 1000 {
+        "&lt; 1 s".to_string()
+    } else {
+        fmt_secs(s.age_ms as f64 / 1000.0)
+    };
+    let _ = writeln!(
+        out,
+        r#"<tr class="sensor{ev}" data-sensor="{id}"><th scope="row">{id} <small>{kind}</small>{evtag}</th><td class="value">{value}</td><td class="state {state_cls}"><span aria-hidden="true">{sym}</span> {st}{why}</td><td class="age">{age}</td><td class="trend">{trend}</td></tr>"#,
+        why = if evidence && s.reason != Reason::Cleared {
+            format!(
+                r#"<small class="reason">{}</small>"#,
+                esc(s.reason.as_str())
+            )
+        } else {
+            String::new()
+        },
+        ev = if evidence { " evidence" } else { "" },
+        evtag = if evidence {
+            r#" <span class="evtag">evidence</span>"#
+        } else {
+            ""
+        },
+        id = esc(&s.id),
+        kind = esc(s.kind.as_str()),
+        state_cls = state_class(state),
+        sym = state_symbol(state),
+        st = state.as_str().to_uppercase(),
+        trend = sparkline(&s.trend),
+    );
+}
+
+/// An inline SVG polyline of the trend (gaps break the line); empty without data.
+pub fn sparkline(values: &[Option<f64>]) -> String {
     let known: Vec<f64> = values.iter().flatten().copied().collect();
     if known.len() < 2 {
         return String::new();
@@ -499,35 +455,60 @@ pub fn sparkline(trend: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::api::status::fixtures::{self, sensor, status};
+    use crate::api::status::Prepare;
+    use crate::detect::{Level, Reason};
+    use crate::journal::StepRecord;
+    use crate::staged::Basis;
 
     const TS: &str = "2026-11-25T10:00:00.000Z";
 
-    fn zone(level: &str) -> Value {
-        json!({
-            "id": "b3-battery-room",
-            "level": level,
-            "incident": null,
-            "runbook": "evacuate-b3",
-            "runbook_running": false,
-            "safe_to_cut_power": false,
-            "steps": null,
-            "sensors": [
-                {"id": "b3.temp.row1", "kind": "temperature", "state": "ok", "value": 24.5, "age_ms": 120, "trend": [24.0, 24.2, null, 24.5]},
-                {"id": "b3.offgas.1", "kind": "offgas", "state": "critical", "reason": "above:critical_above", "value": 250.0, "age_ms": 90_000},
-                {"id": "ups-b3-1.on_battery", "kind": "on_battery", "state": "ok", "value": 1.0, "age_ms": 10},
-                {"id": "ups-b3-1.runtime", "kind": "runtime", "state": "ok", "value": 600.0, "age_ms": 10},
-            ],
-        })
+    fn aged(mut s: Sensor, age_ms: u64) -> Sensor {
+        s.age_ms = age_ms;
+        s
     }
 
-    fn status(zones: Vec<Value>) -> Value {
-        json!({"agent": "edge-1", "dry_run": false, "event_log_writable": true, "zones": zones})
+    fn zone(level: ZoneLevel) -> Zone {
+        let mut temp = aged(
+            sensor("b3.temp.row1", Kind::Temperature, SensorState::Ok, 24.5),
+            120,
+        );
+        temp.trend = vec![Some(24.0), Some(24.2), None, Some(24.5)];
+        let mut gas = aged(
+            sensor("b3.offgas.1", Kind::Offgas, SensorState::Critical, 250.0),
+            90_000,
+        );
+        gas.reason = Reason::Above(Level::Critical);
+        let mut z = fixtures::zone("b3-battery-room", level, "evacuate-b3");
+        z.sensors = vec![
+            temp,
+            gas,
+            aged(
+                sensor("ups-b3-1.on_battery", Kind::OnBattery, SensorState::Ok, 1.0),
+                10,
+            ),
+            aged(
+                sensor("ups-b3-1.runtime", Kind::Runtime, SensorState::Ok, 600.0),
+                10,
+            ),
+        ];
+        z
+    }
+
+    fn step(name: &str, status: StepStatus) -> StepRecord {
+        StepRecord {
+            name: name.into(),
+            status,
+            verified: false,
+            attempts: 0,
+            error: None,
+            finished_at: None,
+        }
     }
 
     #[test]
     fn level_is_written_in_words_not_only_colour() {
-        let html = page(Some(&status(vec![zone("alarm")])), None, TS);
+        let html = page(Some(&status(vec![zone(ZoneLevel::Alarm)])), None, TS);
         assert!(html.contains(r#"data-level="alarm""#));
         assert!(html.contains(r#"<span class="level-text">ALARM</span>"#));
         assert!(html.contains("AT RISK: b3-battery-room ALARM"));
@@ -536,11 +517,14 @@ mod tests {
 
     #[test]
     fn every_string_from_the_status_is_escaped() {
-        let mut z = zone("critical");
-        z["id"] = json!("<script>alert(1)</script>");
-        z["sensors"][0]["id"] = json!("a\"b'c&d");
-        z["incident"] = json!("i<1>");
-        z["steps"] = json!([{"name": "<img src=x>", "status": "failed", "error": "</li><b>x", "finished_at": "2026-11-25T1\u{e9}:00<b>0"}]);
+        let mut z = zone(ZoneLevel::Critical);
+        z.id = "<script>alert(1)</script>".into();
+        z.sensors[0].id = "a\"b'c&d".into();
+        z.incident = Some("i<1>".into());
+        let mut s = step("<img src=x>", StepStatus::Failed);
+        s.error = Some("</li><b>x".into());
+        s.finished_at = Some("2026-11-25T1\u{e9}:00<b>0".into());
+        z.steps = Some(vec![s]);
         let html = zones_fragment(&status(vec![z]));
         for raw in ["<script>", "a\"b'c&d", "i<1>", "<img", "</li><b>", "<b>0"] {
             assert!(!html.contains(raw), "{raw} must be escaped");
@@ -551,13 +535,17 @@ mod tests {
 
     #[test]
     fn safe_to_cut_power_and_the_step_timeline_are_shown() {
-        let mut z = zone("critical");
-        z["incident"] = json!("b3-20261125T100000000Z-1");
-        z["cause"] = json!("fire");
-        z["started_at"] = json!("2026-11-25T10:00:00.000Z");
-        z["finished_at"] = json!("2026-11-25T10:00:04.000Z");
-        z["safe_to_cut_power"] = json!(true);
-        z["steps"] = json!([{"name": "move app", "status": "succeeded", "verified": true, "attempts": 1, "finished_at": "2026-11-25T10:00:03.500Z"}]);
+        let mut z = zone(ZoneLevel::Critical);
+        z.incident = Some("b3-20261125T100000000Z-1".into());
+        z.cause = Some("fire".into());
+        z.started_at = Some("2026-11-25T10:00:00.000Z".into());
+        z.finished_at = Some("2026-11-25T10:00:04.000Z".into());
+        z.safe_to_cut_power = true;
+        let mut s = step("move app", StepStatus::Succeeded);
+        s.verified = true;
+        s.attempts = 1;
+        s.finished_at = Some("2026-11-25T10:00:03.500Z".into());
+        z.steps = Some(vec![s]);
         let html = zones_fragment(&status(vec![z]));
         assert!(html.contains("SAFE TO CUT POWER"));
         assert!(html.contains("Decision: FIRE"));
@@ -569,14 +557,16 @@ mod tests {
 
     #[test]
     fn a_running_or_failed_runbook_says_not_to_cut_power() {
-        let mut z = zone("critical");
-        z["incident"] = json!("i-1");
-        z["runbook_running"] = json!(true);
+        let mut z = zone(ZoneLevel::Critical);
+        z.incident = Some("i-1".into());
+        z.runbook_running = true;
         let html = zones_fragment(&status(vec![z.clone()]));
         assert!(html.contains("DO NOT CUT POWER YET"));
-        z["runbook_running"] = json!(false);
-        z["finished_at"] = json!("2026-11-25T10:00:04.000Z");
-        z["steps"] = json!([{"name": "s", "status": "failed", "error": "timeout"}]);
+        z.runbook_running = false;
+        z.finished_at = Some("2026-11-25T10:00:04.000Z".into());
+        let mut s = step("s", StepStatus::Failed);
+        s.error = Some("timeout".into());
+        z.steps = Some(vec![s]);
         let html = zones_fragment(&status(vec![z]));
         assert!(html.contains("NOT SAFE TO CUT POWER"));
         assert!(html.contains("FAILED"));
@@ -585,7 +575,7 @@ mod tests {
 
     #[test]
     fn evidence_sensors_show_value_state_age_and_trend() {
-        let html = zones_fragment(&status(vec![zone("critical")]));
+        let html = zones_fragment(&status(vec![zone(ZoneLevel::Critical)]));
         assert!(html.contains(r#"<tr class="sensor evidence" data-sensor="b3.offgas.1">"#));
         assert!(html.contains("250 ppm"));
         assert!(html.contains(r#"<small class="reason">above:critical_above</small>"#));
@@ -601,17 +591,26 @@ mod tests {
 
     #[test]
     fn ups_state_and_issue_11_fields_are_rendered_when_present_and_tolerated_when_absent() {
-        let html = zones_fragment(&status(vec![zone("warning")]));
+        let html = zones_fragment(&status(vec![zone(ZoneLevel::Warning)]));
         assert!(html.contains("ON BATTERY"));
         assert!(html.contains("UPS runtime 10 min 00 s (ups-b3-1.runtime)"));
         assert!(!html.contains("Power loss in"));
-        let mut z = zone("warning");
-        z["seconds_to_power_loss"] = json!(95.0);
-        z["power_loss_basis"] = json!("runtime <ups>");
-        z["prepare"] = json!({"step": "drain"});
+        assert!(!html.contains("Prepare:"));
+        let mut z = zone(ZoneLevel::Warning);
+        z.seconds_to_power_loss = Some(95.0);
+        z.power_loss_basis = Some(Basis::UpsRuntime);
+        z.prepare = Some(Prepare {
+            incident: "b3-<1>".into(),
+            runbook: "prepare-b3".into(),
+            running: true,
+            undone: false,
+            ran_here: true,
+        });
         let html = zones_fragment(&status(vec![z]));
-        assert!(html.contains("Power loss in 1 min 35 s (runtime &lt;ups&gt;)"));
-        assert!(html.contains("Prepare: step: drain"));
+        assert!(html.contains("Power loss in 1 min 35 s (ups_runtime)"));
+        assert!(html.contains(
+            "Prepare: incident: b3-&lt;1&gt;, ran_here: true, runbook: prepare-b3, running: true, undone: false"
+        ));
     }
 
     #[test]
@@ -626,7 +625,7 @@ mod tests {
 
     #[test]
     fn the_page_references_only_its_own_assets() {
-        let html = page(Some(&status(vec![zone("normal")])), None, TS);
+        let html = page(Some(&status(vec![zone(ZoneLevel::Normal)])), None, TS);
         assert!(!html.contains("http://") && !html.contains("https://"));
         assert!(!CSS.contains("http") && !CSS.contains("@import"));
         assert!(!JS.contains("http://") && !JS.contains("https://"));
@@ -635,7 +634,7 @@ mod tests {
 
     #[test]
     fn sparkline_keeps_noise_flat_and_shows_a_real_rise() {
-        let flat = sparkline(&json!([22.4, 22.6, 22.4]));
+        let flat = sparkline(&[Some(22.4), Some(22.6), Some(22.4)]);
         let ys: Vec<f64> = flat
             .split("points=\"")
             .nth(1)
@@ -649,9 +648,9 @@ mod tests {
         let spread = ys.iter().cloned().fold(f64::MIN, f64::max)
             - ys.iter().cloned().fold(f64::MAX, f64::min);
         assert!(spread < 6.0, "0.2 C of noise stays nearly flat: {flat}");
-        let rise = sparkline(&json!([23.0, 50.0, 85.0]));
+        let rise = sparkline(&[Some(23.0), Some(50.0), Some(85.0)]);
         assert!(rise.contains(r#"points="0.0,26.0 60.0,"#), "{rise}");
         assert!(rise.contains("120.0,2.0"), "{rise}");
-        assert!(sparkline(&json!([1.0])).is_empty(), "one point is no trend");
+        assert!(sparkline(&[Some(1.0)]).is_empty(), "one point is no trend");
     }
 }

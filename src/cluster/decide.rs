@@ -8,7 +8,8 @@ use crate::incident::Reopen;
 use crate::journal::{Incident, StepStatus};
 
 /// This agent's part in a zone's response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     /// The zone is not critical (nothing to coordinate).
     Idle,
@@ -26,14 +27,7 @@ pub enum Role {
 
 impl Role {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Idle => "idle",
-            Role::Leader => "leader",
-            Role::Follower => "follower",
-            Role::Alone => "alone",
-            Role::Holding => "holding",
-            Role::Done => "done",
-        }
+        crate::names::name_of(&self)
     }
 }
 

@@ -315,7 +315,7 @@ impl Cluster {
             shared.write(&Event::ClusterRole {
                 zone: self.zones[zone].clone(),
                 node: self.cfg.node.clone(),
-                role: role.as_str(),
+                role,
                 leader,
             });
         }
@@ -339,7 +339,7 @@ impl Cluster {
             shared.write(&Event::ClusterLost {
                 zone: self.zones[zone].clone(),
                 node: self.cfg.node.clone(),
-                policy: policy.as_str(),
+                policy,
                 error: error.to_string(),
             });
         }

@@ -36,7 +36,8 @@ pub struct Cluster {
 }
 
 /// What an agent does with a critical zone when etcd cannot be reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OnClusterLoss {
     /// Run the runbook alone: a duplicate, idempotent failover beats none while the room
     /// burns.
@@ -47,10 +48,7 @@ pub enum OnClusterLoss {
 
 impl OnClusterLoss {
     pub fn as_str(self) -> &'static str {
-        match self {
-            OnClusterLoss::Act => "act",
-            OnClusterLoss::Hold => "hold",
-        }
+        crate::names::name_of(&self)
     }
 }
 
@@ -133,7 +131,8 @@ pub struct MqttSource {
     pub subscribe: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Kind {
     Temperature,
     Offgas,
@@ -156,19 +155,11 @@ impl Kind {
     ];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Temperature => "temperature",
-            Kind::Offgas => "offgas",
-            Kind::Smoke => "smoke",
-            Kind::OnBattery => "on_battery",
-            Kind::Runtime => "runtime",
-            Kind::Charge => "charge",
-            Kind::Voltage => "voltage",
-        }
+        crate::names::name_of(&self)
     }
 
     pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+        crate::names::from_name(s)
     }
 
     pub fn unit(self) -> &'static str {
@@ -204,7 +195,10 @@ pub enum SensorInput {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Table {
     Holding,
     Input,
@@ -216,12 +210,7 @@ pub enum Table {
 
 impl Table {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Table::Holding => "holding",
-            Table::Input => "input",
-            Table::Coil => "coil",
-            Table::Discrete => "discrete",
-        }
+        crate::names::name_of(&self)
     }
 
     /// Coils and discrete inputs hold single bits; a sensor on them reads 0 or 1.
@@ -239,7 +228,8 @@ impl Table {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RegType {
     U16,
     I16,
@@ -250,14 +240,7 @@ pub enum RegType {
 
 impl RegType {
     pub fn parse(s: &str) -> Option<RegType> {
-        Some(match s {
-            "u16" => RegType::U16,
-            "i16" => RegType::I16,
-            "u32" => RegType::U32,
-            "i32" => RegType::I32,
-            "f32" => RegType::F32,
-            _ => return None,
-        })
+        crate::names::from_name(s)
     }
 
     /// Number of 16-bit registers the type occupies.
@@ -337,7 +320,8 @@ pub struct Runbook {
 }
 
 /// Whether a step may be skipped when power is expected to go before the runbook ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Priority {
     #[default]
     Must,
@@ -346,10 +330,7 @@ pub enum Priority {
 
 impl Priority {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Must => "must",
-            Priority::Should => "should",
-        }
+        crate::names::name_of(&self)
     }
 }
 
@@ -436,7 +417,8 @@ pub struct TsigRef {
     pub secret_file: PathBuf,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ServerState {
     Drain,
     Maint,
@@ -445,11 +427,7 @@ pub enum ServerState {
 
 impl ServerState {
     pub fn as_str(self) -> &'static str {
-        match self {
-            ServerState::Drain => "drain",
-            ServerState::Maint => "maint",
-            ServerState::Ready => "ready",
-        }
+        crate::names::name_of(&self)
     }
 }
 

@@ -21,7 +21,10 @@ use anyhow::Context as _;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::api::status::Status;
+use crate::config::{Config, Kind};
+use crate::detect::SensorState;
+use crate::events::LoggedEvent;
 use report::Threshold;
 use view::View;
 
@@ -271,12 +274,12 @@ async fn run_async(opts: DemoOptions) -> anyhow::Result<DemoResult> {
         view.sim_s = sim.sim_time().as_secs_f64();
         for ev in follower.read()? {
             let sim_s = sim_seconds(&ev, t0, speed);
-            if let Some(line) = view.apply_event(&ev, sim_s) {
+            if let Some(line) = view.apply_event(&ev.event, sim_s) {
                 say.event(&line);
             }
         }
         match http.get(&status_url).send().await {
-            Ok(r) => match r.json::<Value>().await {
+            Ok(r) => match r.json::<Status>().await {
                 Ok(status) => view.apply_status(&status, view.sim_s),
                 Err(_) => view.status_ok = false,
             },
@@ -321,7 +324,7 @@ async fn run_async(opts: DemoOptions) -> anyhow::Result<DemoResult> {
     sim.shutdown().await;
     for ev in follower.read()? {
         let sim_s = sim_seconds(&ev, t0, speed);
-        if let Some(line) = view.apply_event(&ev, sim_s) {
+        if let Some(line) = view.apply_event(&ev.event, sim_s) {
             say.event(&line);
         }
     }
@@ -402,10 +405,9 @@ fn expectation(s: &hardware_sim::score::Score) -> String {
 }
 
 /// Scenario seconds of an event (0 for events before the scenario started).
-fn sim_seconds(ev: &Value, t0: time::OffsetDateTime, speed: f64) -> f64 {
-    ev["ts"]
-        .as_str()
-        .and_then(|t| hardware_sim::score::parse_ts(t).ok())
+fn sim_seconds(ev: &LoggedEvent, t0: time::OffsetDateTime, speed: f64) -> f64 {
+    hardware_sim::score::parse_ts(&ev.ts)
+        .ok()
         .map(|ts| ((ts - t0).as_seconds_f64() * speed).max(0.0))
         .unwrap_or(0.0)
 }
@@ -415,21 +417,23 @@ fn summary(view: &View) -> String {
     let zones: Vec<String> = view
         .zones
         .iter()
-        .map(|z| format!("{} {}", z.id, z.level.badge()))
+        .map(|z| format!("{} {}", z.id, view::badge(z.level)))
         .collect();
     let sensors: Vec<String> = view
         .series
         .iter()
-        .filter(|(_, s)| {
-            matches!(
-                s.kind.as_str(),
-                "temperature" | "offgas" | "smoke" | "runtime"
-            )
+        .filter_map(|(id, s)| match s.kind {
+            Some(kind @ (Kind::Temperature | Kind::Offgas | Kind::Smoke | Kind::Runtime)) => {
+                Some((id, s, kind))
+            }
+            _ => None,
         })
-        .filter_map(|(id, s)| {
-            s.value.map(|v| match s.state.as_str() {
-                "stale" | "fault" => format!("{id} {} ({})", view::with_unit(&s.kind, v), s.state),
-                _ => format!("{id} {}", view::with_unit(&s.kind, v)),
+        .filter_map(|(id, s, kind)| {
+            s.value.map(|v| match s.state {
+                Some(state @ (SensorState::Stale | SensorState::Fault)) => {
+                    format!("{id} {} ({state})", view::with_unit(kind, v))
+                }
+                _ => format!("{id} {}", view::with_unit(kind, v)),
             })
         })
         .collect();
@@ -445,6 +449,8 @@ fn summary(view: &View) -> String {
 struct Follower {
     path: PathBuf,
     pos: u64,
+    /// Every line read, as JSON: for the simulator's scorer, which is its own crate and
+    /// reads the event log's contract without the agent's types.
     all: Vec<Value>,
 }
 
@@ -457,7 +463,7 @@ impl Follower {
         }
     }
 
-    fn read(&mut self) -> anyhow::Result<Vec<Value>> {
+    fn read(&mut self) -> anyhow::Result<Vec<LoggedEvent>> {
         let mut out = Vec::new();
         let Ok(mut f) = std::fs::File::open(&self.path) else {
             return Ok(out);
@@ -473,7 +479,10 @@ impl Follower {
             match serde_json::from_str::<Value>(line.trim()) {
                 Ok(v) => {
                     self.all.push(v.clone());
-                    out.push(v);
+                    match LoggedEvent::from_json(v) {
+                        Ok(ev) => out.push(ev),
+                        Err(e) => tracing::warn!(error = %e, "unreadable event log line"),
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "unreadable event log line"),
             }

@@ -11,6 +11,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::view::{Level, MarkKind, View};
+use crate::config::Kind;
 
 const FONT: &[u8] = include_bytes!("font/DejaVuSans.ttf");
 const WIDTH: u32 = 1400;
@@ -40,13 +41,13 @@ pub struct Threshold {
 }
 
 /// The kinds drawn, in order, with their axis titles.
-const PANELS: &[(&str, &str)] = &[
-    ("temperature", "temperature (°C)"),
-    ("offgas", "off-gas (ppm)"),
-    ("smoke", "smoke obscuration (%/m)"),
-    ("runtime", "UPS runtime left (s)"),
-    ("charge", "UPS charge (%)"),
-    ("voltage", "UPS input (V)"),
+const PANELS: &[(Kind, &str)] = &[
+    (Kind::Temperature, "temperature (°C)"),
+    (Kind::Offgas, "off-gas (ppm)"),
+    (Kind::Smoke, "smoke obscuration (%/m)"),
+    (Kind::Runtime, "UPS runtime left (s)"),
+    (Kind::Charge, "UPS charge (%)"),
+    (Kind::Voltage, "UPS input (V)"),
 ];
 
 fn register_font() -> Result<(), ReportError> {
@@ -73,13 +74,13 @@ pub fn write(
         path: dir.to_path_buf(),
         source,
     })?;
-    let panels: Vec<(&str, &str)> = PANELS
+    let panels: Vec<(Kind, &str)> = PANELS
         .iter()
         .copied()
         .filter(|(kind, _)| {
             view.series
                 .values()
-                .any(|s| s.kind == *kind && !s.points.is_empty())
+                .any(|s| s.kind == Some(*kind) && !s.points.is_empty())
         })
         .collect();
     if panels.is_empty() {
@@ -134,7 +135,7 @@ fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     view: &View,
     thresholds: &BTreeMap<String, Vec<Threshold>>,
-    panels: &[(&str, &str)],
+    panels: &[(Kind, &str)],
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     root.fill(&WHITE)?;
     let (header, body) = root.split_vertically(HEADER);
@@ -170,9 +171,9 @@ fn draw<DB: DrawingBackend>(
         let series: Vec<(&String, &super::view::Series)> = view
             .series
             .iter()
-            .filter(|(_, s)| s.kind == *kind && !s.points.is_empty())
+            .filter(|(_, s)| s.kind == Some(*kind) && !s.points.is_empty())
             .collect();
-        let lines = thresholds.get(*kind).cloned().unwrap_or_default();
+        let lines = thresholds.get(kind.as_str()).cloned().unwrap_or_default();
         let values = series
             .iter()
             .flat_map(|(_, s)| s.points.iter().map(|p| p.1))
@@ -276,26 +277,42 @@ fn draw<DB: DrawingBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::api::status::fixtures::{sensor, status, zone};
+    use crate::detect::SensorState;
+    use crate::events::Event;
 
     #[test]
     fn the_report_is_an_svg_and_a_png_with_every_signal_and_decision() {
         let mut view = View::new("test-fire", "a fire", 10.0, 600.0, Some(540.0));
         for i in 0..60 {
             let t = i as f64 * 10.0;
-            view.apply_status(
-                &json!({"zones": [{"id": "b3", "level": "normal", "sensors": [
-                    {"id": "b3.temp.row1", "kind": "temperature", "state": "ok", "value": 23.0 + t / 10.0},
-                    {"id": "b3.offgas.1", "kind": "offgas", "state": "ok", "value": t / 2.0}]}]}),
-                t,
-            );
+            let mut z = zone("b3", Level::Normal, "evacuate-b3");
+            z.sensors = vec![
+                sensor(
+                    "b3.temp.row1",
+                    Kind::Temperature,
+                    SensorState::Ok,
+                    23.0 + t / 10.0,
+                ),
+                sensor("b3.offgas.1", Kind::Offgas, SensorState::Ok, t / 2.0),
+            ];
+            view.apply_status(&status(vec![z]), t);
         }
         view.apply_event(
-            &json!({"event": "zone_level", "zone": "b3", "from": "normal", "to": "critical", "evidence": []}),
+            &Event::ZoneLevel {
+                zone: "b3".into(),
+                from: Level::Normal,
+                to: Level::Critical,
+                evidence: Vec::new(),
+            },
             300.0,
         );
         view.apply_event(
-            &json!({"event": "safe_to_cut_power", "zone": "b3", "incident": "b3-1"}),
+            &Event::SafeToCutPower {
+                zone: "b3".into(),
+                incident: "b3-1".into(),
+                dry_run_steps: Vec::new(),
+            },
             320.0,
         );
         let thresholds = BTreeMap::from([(

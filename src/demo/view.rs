@@ -1,11 +1,18 @@
-//! What the demo shows, as a pure model: event lines and status snapshots go in (each with
-//! the scenario time they belong to), a text frame comes out. The same model feeds the
+//! What the demo shows, as a pure model: events and status snapshots go in (each with the
+//! scenario time they belong to), a text frame comes out. The same model feeds the
 //! report's picture (the sensors' series and the decision marks).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde_json::Value;
+use crate::api::status::Status;
+use crate::config::Kind;
+use crate::detect::SensorState;
+use crate::events::{Event, EvidenceItem};
+use crate::journal::StepStatus;
+
+/// A zone's level (normal, warning, alarm, critical), as the agent reports it.
+pub use crate::detect::ZoneLevel as Level;
 
 /// A moment worth a vertical line in the report.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,32 +34,13 @@ pub enum MarkKind {
     NotSafe,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Normal,
-    Warning,
-    Alarm,
-    Critical,
-}
-
-impl Level {
-    pub fn parse(s: &str) -> Level {
-        match s {
-            "warning" => Level::Warning,
-            "alarm" => Level::Alarm,
-            "critical" => Level::Critical,
-            _ => Level::Normal,
-        }
-    }
-
-    /// The level as a word and a symbol: never colour alone.
-    pub fn badge(self) -> &'static str {
-        match self {
-            Level::Normal => "· NORMAL",
-            Level::Warning => "! WARNING",
-            Level::Alarm => "▲ ALARM",
-            Level::Critical => "■ CRITICAL",
-        }
+/// The level as a word and a symbol: never colour alone.
+pub fn badge(level: Level) -> &'static str {
+    match level {
+        Level::Normal => "· NORMAL",
+        Level::Warning => "! WARNING",
+        Level::Alarm => "▲ ALARM",
+        Level::Critical => "■ CRITICAL",
     }
 }
 
@@ -69,9 +57,11 @@ pub struct Outcome {
 /// One sensor as the agent last reported it, with what it has seen so far.
 #[derive(Debug, Clone, Default)]
 pub struct Series {
-    pub kind: String,
+    /// `None` until a status snapshot names it.
+    pub kind: Option<Kind>,
     pub zone: String,
-    pub state: String,
+    /// `None` until an event or a status snapshot gives it.
+    pub state: Option<SensorState>,
     pub value: Option<f64>,
     pub points: Vec<(f64, f64)>,
 }
@@ -79,7 +69,8 @@ pub struct Series {
 #[derive(Debug, Clone)]
 pub struct StepView {
     pub name: String,
-    pub status: String,
+    pub status: StepStatus,
+    /// The step's error, if it failed.
     pub detail: String,
 }
 
@@ -153,34 +144,37 @@ impl View {
         self.zones.last_mut().expect("just pushed")
     }
 
-    /// Takes one event log line (parsed) that happened at scenario time `sim_s`; returns
+    /// Takes one event of the event log that happened at scenario time `sim_s`; returns
     /// the line to print for it, if it is one a person follows.
-    pub fn apply_event(&mut self, ev: &Value, sim_s: f64) -> Option<String> {
-        let s = |k: &str| ev[k].as_str().unwrap_or("").to_string();
+    pub fn apply_event(&mut self, ev: &Event, sim_s: f64) -> Option<String> {
         let at = clock(sim_s);
-        let line = match ev["event"].as_str().unwrap_or("") {
-            "sensor_state" => {
-                let sensor = s("sensor");
+        let line = match ev {
+            Event::SensorState {
+                sensor,
+                from,
+                to,
+                value,
+                reason,
+                ..
+            } => {
                 let entry = self.series.entry(sensor.clone()).or_default();
-                entry.state = s("to");
+                entry.state = Some(*to);
                 Some(format!(
-                    "{at}  sensor {sensor} {} -> {} ({}{})",
-                    s("from"),
-                    s("to"),
-                    ev["value"]
-                        .as_f64()
+                    "{at}  sensor {sensor} {from} -> {to} ({}{reason})",
+                    value
                         .map(|v| format!("{}, ", number(v)))
                         .unwrap_or_default(),
-                    s("reason")
                 ))
             }
-            "zone_level" => {
-                let level = Level::parse(&s("to"));
-                let evidence: Vec<String> = ev["evidence"]
-                    .as_array()
-                    .map(|list| list.iter().map(evidence_line).collect())
-                    .unwrap_or_default();
-                let zone = self.zone_mut(&s("zone"));
+            Event::ZoneLevel {
+                zone: id,
+                to,
+                evidence,
+                ..
+            } => {
+                let level = *to;
+                let evidence: Vec<String> = evidence.iter().map(evidence_line).collect();
+                let zone = self.zone_mut(id);
                 zone.level = level;
                 zone.since_s = Some(sim_s);
                 if level > Level::Normal {
@@ -188,75 +182,80 @@ impl View {
                 }
                 self.marks.push(Mark {
                     sim_s,
-                    label: s("to"),
+                    label: level.as_str().to_string(),
                     kind: MarkKind::Level(level),
                 });
-                let mut line = format!("{at}  ZONE {} is now {}", s("zone"), level.badge());
+                let mut line = format!("{at}  ZONE {id} is now {}", badge(level));
                 if level > Level::Normal && !evidence.is_empty() {
                     let _ = write!(line, ": {}", evidence.join("; "));
                 }
                 Some(line)
             }
-            "runbook_started" => {
-                let zone = self.zone_mut(&s("zone"));
-                zone.runbook = s("runbook");
+            Event::RunbookStarted {
+                runbook,
+                zone,
+                incident,
+                cause,
+                stage,
+                ..
+            } => {
+                self.zone_mut(zone).runbook = runbook.clone();
                 self.marks.push(Mark {
                     sim_s,
-                    label: format!("runbook {}", s("runbook")),
+                    label: format!("runbook {runbook}"),
                     kind: MarkKind::RunbookStarted,
                 });
                 Some(format!(
-                    "{at}  RUNBOOK {} started ({}, incident {}{})",
-                    s("runbook"),
-                    s("cause"),
-                    s("incident"),
-                    match ev["stage"].as_str() {
-                        Some(stage) => format!(", stage {stage}"),
-                        None => String::new(),
-                    }
+                    "{at}  RUNBOOK {runbook} started ({cause}, incident {incident}, stage {})",
+                    stage.as_str()
                 ))
             }
-            "step_finished" => {
-                let ok = ev["ok"].as_bool() == Some(true);
+            Event::StepFinished {
+                step,
+                ok,
+                error,
+                detail,
+                ..
+            } => {
                 self.marks.push(Mark {
                     sim_s,
-                    label: s("step"),
-                    kind: MarkKind::Step { ok },
+                    label: step.clone(),
+                    kind: MarkKind::Step { ok: *ok },
                 });
-                let detail = ev["detail"].as_str().or(ev["error"].as_str()).unwrap_or("");
+                let detail = detail.as_deref().or(error.as_deref()).unwrap_or("");
                 Some(format!(
-                    "{at}    step `{}`: {} {detail}",
-                    s("step"),
-                    if ok { "✓ ok" } else { "✗ FAILED" }
+                    "{at}    step `{step}`: {} {detail}",
+                    if *ok { "✓ ok" } else { "✗ FAILED" }
                 ))
             }
-            "step_skipped" => Some(format!(
-                "{at}    step `{}` skipped: {}",
-                s("step"),
-                s("reason")
-            )),
-            "runbook_finished" => Some(format!(
-                "{at}  RUNBOOK {} finished ({}) in {:.1} s of wall time",
-                s("runbook"),
-                if ev["ok"].as_bool() == Some(true) {
+            Event::StepSkipped { step, reason, .. } => {
+                Some(format!("{at}    step `{step}` skipped: {reason}"))
+            }
+            Event::RunbookFinished {
+                runbook,
+                ok,
+                elapsed_ms,
+                ..
+            } => Some(format!(
+                "{at}  RUNBOOK {runbook} finished ({}) in {:.1} s of wall time",
+                if *ok {
                     "every step ok"
                 } else {
                     "with failures"
                 },
-                ev["elapsed_ms"].as_f64().unwrap_or(0.0) / 1000.0
+                *elapsed_ms as f64 / 1000.0
             )),
-            "safe_to_cut_power" => {
-                let notes: Vec<String> = ev["dry_run_steps"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(|n| format!("`{n}` was only rehearsed (dry run)"))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+            Event::SafeToCutPower {
+                zone,
+                dry_run_steps,
+                ..
+            } => {
+                let notes: Vec<String> = dry_run_steps
+                    .iter()
+                    .map(|n| format!("`{n}` was only rehearsed (dry run)"))
+                    .collect();
                 self.outcome = Some(Outcome {
-                    zone: s("zone"),
+                    zone: zone.clone(),
                     safe: true,
                     sim_s,
                     notes,
@@ -266,23 +265,14 @@ impl View {
                     label: "SAFE TO CUT POWER".into(),
                     kind: MarkKind::Safe,
                 });
-                Some(format!("{at}  ✓ SAFE TO CUT POWER in {}", s("zone")))
+                Some(format!("{at}  ✓ SAFE TO CUT POWER in {zone}"))
             }
-            "not_safe_to_cut_power" => {
-                let notes: Vec<String> = ev["reasons"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(String::from)
-                            .collect()
-                    })
-                    .unwrap_or_default();
+            Event::NotSafeToCutPower { zone, reasons, .. } => {
                 self.outcome = Some(Outcome {
-                    zone: s("zone"),
+                    zone: zone.clone(),
                     safe: false,
                     sim_s,
-                    notes: notes.clone(),
+                    notes: reasons.clone(),
                 });
                 self.marks.push(Mark {
                     sim_s,
@@ -290,12 +280,11 @@ impl View {
                     kind: MarkKind::NotSafe,
                 });
                 Some(format!(
-                    "{at}  ✗ NOT SAFE TO CUT POWER in {}: {}",
-                    s("zone"),
-                    notes.join("; ")
+                    "{at}  ✗ NOT SAFE TO CUT POWER in {zone}: {}",
+                    reasons.join("; ")
                 ))
             }
-            "agent_started" => Some(format!("{at}  agent started")),
+            Event::AgentStarted { .. } => Some(format!("{at}  agent started")),
             _ => None,
         };
         if let Some(line) = &line {
@@ -305,39 +294,30 @@ impl View {
     }
 
     /// Takes one `/api/v1/status` document read at scenario time `sim_s`.
-    pub fn apply_status(&mut self, status: &Value, sim_s: f64) {
+    pub fn apply_status(&mut self, status: &Status, sim_s: f64) {
         self.status_ok = true;
-        let empty = Vec::new();
-        for z in status["zones"].as_array().unwrap_or(&empty) {
-            let id = z["id"].as_str().unwrap_or("").to_string();
-            let zone = self.zone_mut(&id);
-            zone.level = Level::parse(z["level"].as_str().unwrap_or("normal"));
-            if let Some(rb) = z["runbook"].as_str() {
-                zone.runbook = rb.to_string();
-            }
-            if let Some(steps) = z["steps"].as_array() {
+        for z in &status.zones {
+            let zone = self.zone_mut(&z.id);
+            zone.level = z.level;
+            zone.runbook = z.runbook.clone();
+            if let Some(steps) = &z.steps {
                 zone.steps = steps
                     .iter()
                     .map(|st| StepView {
-                        name: st["name"].as_str().unwrap_or("").to_string(),
-                        status: st["status"].as_str().unwrap_or("").to_string(),
-                        detail: st["detail"]
-                            .as_str()
-                            .or(st["error"].as_str())
-                            .unwrap_or("")
-                            .to_string(),
+                        name: st.name.clone(),
+                        status: st.status,
+                        detail: st.error.clone().unwrap_or_default(),
                     })
                     .collect();
             }
-            for sensor in z["sensors"].as_array().unwrap_or(&empty) {
-                let sid = sensor["id"].as_str().unwrap_or("").to_string();
-                let entry = self.series.entry(sid).or_default();
-                entry.kind = sensor["kind"].as_str().unwrap_or("").to_string();
-                entry.zone = id.clone();
-                entry.state = sensor["state"].as_str().unwrap_or("").to_string();
-                entry.value = sensor["value"].as_f64().filter(|v| v.is_finite());
+            for sensor in &z.sensors {
+                let entry = self.series.entry(sensor.id.clone()).or_default();
+                entry.kind = Some(sensor.kind);
+                entry.zone = z.id.clone();
+                entry.state = Some(sensor.state);
+                entry.value = sensor.value.filter(|v| v.is_finite());
                 if let Some(v) = entry.value {
-                    if entry.state != "stale" {
+                    if sensor.state != SensorState::Stale {
                         entry.points.push((sim_s, v));
                     }
                 }
@@ -371,13 +351,13 @@ impl View {
                 .since_s
                 .map(|s| format!(" since {}", clock(s)))
                 .unwrap_or_default();
-            let _ = writeln!(out, "ZONE {}   {}{since}", zone.id, zone.level.badge());
+            let _ = writeln!(out, "ZONE {}   {}{since}", zone.id, badge(zone.level));
             let mut sensors: Vec<(&String, &Series)> = self
                 .series
                 .iter()
                 .filter(|(_, s)| s.zone == zone.id)
                 .collect();
-            sensors.sort_by_key(|(id, s)| (std::cmp::Reverse(state_rank(&s.state)), (*id).clone()));
+            sensors.sort_by_key(|(id, s)| (std::cmp::Reverse(state_rank(s.state)), (*id).clone()));
             let spark = width.saturating_sub(60).clamp(10, 40);
             for (id, s) in sensors.iter().take(12) {
                 let values: Vec<f64> = s.points.iter().map(|p| p.1).collect();
@@ -387,9 +367,12 @@ impl View {
                     "  {:<24} {:>12}  {:<9} {}",
                     truncate(id, 24),
                     s.value
-                        .map(|v| with_unit(&s.kind, v))
+                        .map(|v| match s.kind {
+                            Some(kind) => with_unit(kind, v),
+                            None => number(v),
+                        })
                         .unwrap_or_else(|| "—".into()),
-                    state_badge(&s.state),
+                    state_badge(s.state),
                     sparkline(tail)
                 );
             }
@@ -402,20 +385,20 @@ impl View {
             if !zone.steps.is_empty() {
                 let _ = writeln!(out, "  runbook {}:", zone.runbook);
                 for st in &zone.steps {
-                    let mark = match st.status.as_str() {
-                        "succeeded" => "✓",
-                        "failed" => "✗",
-                        "started" => "▶",
-                        "skipped" => "↷",
-                        _ => "·",
+                    let mark = match st.status {
+                        StepStatus::Succeeded => "✓",
+                        StepStatus::Failed => "✗",
+                        StepStatus::Started => "▶",
+                        StepStatus::Skipped => "↷",
+                        StepStatus::Pending => "·",
                     };
                     let rehearsal = self
                         .rehearsed
                         .iter()
                         .any(|r| r.starts_with(&format!("`{}`", st.name)));
-                    let status = match st.status.as_str() {
-                        "succeeded" if rehearsal => "rehearsed only (dry run)",
-                        other => other,
+                    let status = match st.status {
+                        StepStatus::Succeeded if rehearsal => "rehearsed only (dry run)",
+                        other => other.as_str(),
                     };
                     let mut line = format!("    {mark} {:<40} {status}", truncate(&st.name, 40));
                     if !st.detail.is_empty() {
@@ -479,53 +462,49 @@ impl View {
     }
 }
 
-fn evidence_line(e: &Value) -> String {
+fn evidence_line(e: &EvidenceItem) -> String {
     format!(
         "{} {} {} ({})",
-        e["sensor"].as_str().unwrap_or("?"),
-        e["state"].as_str().unwrap_or("?"),
-        e["value"]
-            .as_f64()
-            .map(number)
-            .unwrap_or_else(|| "—".into()),
-        e["reason"].as_str().unwrap_or("")
+        e.sensor,
+        e.state,
+        e.value.map(number).unwrap_or_else(|| "—".into()),
+        e.reason
     )
 }
 
-fn state_rank(state: &str) -> u8 {
+fn state_rank(state: Option<SensorState>) -> u8 {
     match state {
-        "critical" => 5,
-        "alarm" => 4,
-        "warn" => 3,
-        "stale" | "fault" => 2,
-        "ok" => 1,
-        _ => 0,
+        Some(SensorState::Critical) => 5,
+        Some(SensorState::Alarm) => 4,
+        Some(SensorState::Warn) => 3,
+        Some(SensorState::Stale | SensorState::Fault) => 2,
+        Some(SensorState::Ok) => 1,
+        None => 0,
     }
 }
 
-fn state_badge(state: &str) -> String {
+fn state_badge(state: Option<SensorState>) -> &'static str {
     match state {
-        "critical" => "■ CRIT".into(),
-        "alarm" => "▲ ALARM".into(),
-        "warn" => "! warn".into(),
-        "stale" => "? stale".into(),
-        "fault" => "✗ fault".into(),
-        "ok" => "ok".into(),
-        other => other.to_string(),
+        Some(SensorState::Critical) => "■ CRIT",
+        Some(SensorState::Alarm) => "▲ ALARM",
+        Some(SensorState::Warn) => "! warn",
+        Some(SensorState::Stale) => "? stale",
+        Some(SensorState::Fault) => "✗ fault",
+        Some(SensorState::Ok) => "ok",
+        None => "",
     }
 }
 
 /// A value with the unit its kind is measured in.
-pub fn with_unit(kind: &str, v: f64) -> String {
+pub fn with_unit(kind: Kind, v: f64) -> String {
     match kind {
-        "temperature" => format!("{v:.1} °C"),
-        "offgas" => format!("{v:.0} ppm"),
-        "smoke" => format!("{v:.3} %/m"),
-        "runtime" => format!("{v:.0} s"),
-        "charge" | "humidity" => format!("{v:.0} %"),
-        "voltage" => format!("{v:.0} V"),
-        "on_battery" => if v >= 0.5 { "ON BATT" } else { "mains" }.to_string(),
-        _ => number(v),
+        Kind::Temperature => format!("{v:.1} °C"),
+        Kind::Offgas => format!("{v:.0} ppm"),
+        Kind::Smoke => format!("{v:.3} %/m"),
+        Kind::Runtime => format!("{v:.0} s"),
+        Kind::Charge => format!("{v:.0} %"),
+        Kind::Voltage => format!("{v:.0} V"),
+        Kind::OnBattery => if v >= 0.5 { "ON BATT" } else { "mains" }.to_string(),
     }
 }
 
@@ -608,7 +587,9 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::api::status::fixtures::{sensor, status, zone};
+    use crate::detect::Reason;
+    use crate::journal::StepRecord;
 
     fn view() -> View {
         View::new("pangyo-replay", "a fire", 20.0, 1200.0, Some(1080.0))
@@ -626,9 +607,17 @@ mod tests {
         let mut v = view();
         let line = v
             .apply_event(
-                &json!({"event": "zone_level", "zone": "b3", "from": "normal", "to": "alarm",
-                        "evidence": [{"sensor": "b3.offgas.1", "state": "alarm", "value": 24.0,
-                                      "reason": "above:alarm_above"}]}),
+                &Event::ZoneLevel {
+                    zone: "b3".into(),
+                    from: Level::Normal,
+                    to: Level::Alarm,
+                    evidence: vec![EvidenceItem {
+                        sensor: "b3.offgas.1".into(),
+                        state: SensorState::Alarm,
+                        value: Some(24.0),
+                        reason: Reason::Above(crate::detect::Level::Alarm),
+                    }],
+                },
                 65.0,
             )
             .unwrap();
@@ -649,15 +638,29 @@ mod tests {
     fn status_snapshots_build_each_sensors_series_and_the_runbook_steps() {
         let mut v = view();
         v.rehearsed = vec!["`move dns` (dns_update step)".into()];
+        let step = |name: &str, status: StepStatus, error: Option<&str>| StepRecord {
+            name: name.into(),
+            status,
+            verified: false,
+            attempts: 1,
+            error: error.map(String::from),
+            finished_at: None,
+        };
         for (t, temp) in [(0.0, 23.0), (5.0, 24.0), (10.0, 30.0)] {
-            v.apply_status(
-                &json!({"zones": [{"id": "b3", "level": "normal", "runbook": "evacuate",
-                    "steps": [{"name": "move dns", "status": "succeeded", "detail": "dry run: would update"},
-                              {"name": "flag", "status": "started"}],
-                    "sensors": [{"id": "b3.temp.row1", "kind": "temperature", "state": "ok", "value": temp},
-                                {"id": "b3.offgas.1", "kind": "offgas", "state": "stale", "value": 3.0}]}]}),
-                t,
-            );
+            let mut z = zone("b3", Level::Normal, "evacuate");
+            z.steps = Some(vec![
+                step(
+                    "move dns",
+                    StepStatus::Succeeded,
+                    Some("dry run: would update"),
+                ),
+                step("flag", StepStatus::Started, None),
+            ]);
+            z.sensors = vec![
+                sensor("b3.temp.row1", Kind::Temperature, SensorState::Ok, temp),
+                sensor("b3.offgas.1", Kind::Offgas, SensorState::Stale, 3.0),
+            ];
+            v.apply_status(&status(vec![z]), t);
         }
         assert_eq!(
             v.series["b3.temp.row1"].points,
@@ -680,8 +683,11 @@ mod tests {
     fn the_verdict_gives_the_lead_before_the_power_cut_and_the_rehearsed_steps() {
         let mut v = view();
         v.apply_event(
-            &json!({"event": "safe_to_cut_power", "zone": "b3", "incident": "b3-1",
-                    "dry_run_steps": ["move dns"]}),
+            &Event::SafeToCutPower {
+                zone: "b3".into(),
+                incident: "b3-1".into(),
+                dry_run_steps: vec!["move dns".into()],
+            },
             500.0,
         );
         let o = v.outcome.clone().unwrap();
@@ -692,8 +698,11 @@ mod tests {
             "*** SAFE TO CUT POWER in b3 at 08:20, 9 min 40 s before the scenario cuts the power (at 18:00) ***"
         );
         v.apply_event(
-            &json!({"event": "not_safe_to_cut_power", "zone": "b3", "incident": "b3-1",
-                    "reasons": ["step `x` failed: timeout"]}),
+            &Event::NotSafeToCutPower {
+                zone: "b3".into(),
+                incident: "b3-1".into(),
+                reasons: vec!["step `x` failed: timeout".into()],
+            },
             1100.0,
         );
         let o = v.outcome.clone().unwrap();
@@ -706,7 +715,11 @@ mod tests {
     fn a_narrow_terminal_gets_no_line_wider_than_itself_and_the_whole_verdict() {
         let mut v = view();
         v.apply_event(
-            &json!({"event": "safe_to_cut_power", "zone": "b3-battery-room", "incident": "b3-1"}),
+            &Event::SafeToCutPower {
+                zone: "b3-battery-room".into(),
+                incident: "b3-1".into(),
+                dry_run_steps: Vec::new(),
+            },
             500.0,
         );
         let frame = v.render(60);
@@ -723,9 +736,9 @@ mod tests {
 
     #[test]
     fn units_follow_the_sensor_kind() {
-        assert_eq!(with_unit("temperature", 31.25), "31.2 °C");
-        assert_eq!(with_unit("on_battery", 1.0), "ON BATT");
-        assert_eq!(with_unit("runtime", 600.4), "600 s");
+        assert_eq!(with_unit(Kind::Temperature, 31.25), "31.2 °C");
+        assert_eq!(with_unit(Kind::OnBattery, 1.0), "ON BATT");
+        assert_eq!(with_unit(Kind::Runtime, 600.4), "600 s");
         assert_eq!(span(61.0), "1 min 1 s");
         assert_eq!(clock(1080.0), "18:00");
     }

@@ -7,7 +7,9 @@
 pub mod rise;
 
 use crate::config::{Config, DetectParams, Kind, SourceSpec};
+use crate::names;
 use rise::{Nanos, RiseWindow};
+use serde::{Deserialize, Serialize};
 
 const NONE: Nanos = Nanos::MAX;
 
@@ -19,7 +21,8 @@ pub enum Level {
     Critical = 3,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SensorState {
     Ok,
     Warn,
@@ -31,14 +34,11 @@ pub enum SensorState {
 
 impl SensorState {
     pub fn as_str(self) -> &'static str {
-        match self {
-            SensorState::Ok => "ok",
-            SensorState::Warn => "warn",
-            SensorState::Alarm => "alarm",
-            SensorState::Critical => "critical",
-            SensorState::Stale => "stale",
-            SensorState::Fault => "fault",
-        }
+        names::name_of(&self)
+    }
+
+    pub fn parse(s: &str) -> Option<SensorState> {
+        names::from_name(s)
     }
 
     fn from_level(l: Level) -> Self {
@@ -51,51 +51,42 @@ impl SensorState {
     }
 }
 
-/// Why a reading could not be used; reported by sources or found by the core.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Why a reading could not be used; reported by sources or found by the core. Named as
+/// a `reason` is written (`fault:modbus_exception`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum FaultKind {
+    #[serde(rename = "fault:modbus_exception")]
     ModbusException,
+    #[serde(rename = "fault:out_of_range")]
     OutOfRange,
+    #[serde(rename = "fault:not_a_number")]
     NotANumber,
+    #[serde(rename = "fault:bad_payload")]
     BadPayload,
+    #[serde(rename = "fault:no_data")]
     NoData,
     /// An MQTT payload over the 64 KiB limit.
+    #[serde(rename = "fault:payload_too_large")]
     PayloadTooLarge,
     /// A payload that parsed but holds no number (text, object, null).
+    #[serde(rename = "fault:not_numeric")]
     NotNumeric,
     /// The sensor's `json_pointer` names nothing in the payload.
+    #[serde(rename = "fault:missing_field")]
     MissingField,
     /// The value has not changed at all for `frozen_after`.
+    #[serde(rename = "fault:frozen")]
     Frozen,
 }
 
 impl FaultKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            FaultKind::ModbusException => "fault:modbus_exception",
-            FaultKind::OutOfRange => "fault:out_of_range",
-            FaultKind::NotANumber => "fault:not_a_number",
-            FaultKind::BadPayload => "fault:bad_payload",
-            FaultKind::NoData => "fault:no_data",
-            FaultKind::PayloadTooLarge => "fault:payload_too_large",
-            FaultKind::NotNumeric => "fault:not_numeric",
-            FaultKind::MissingField => "fault:missing_field",
-            FaultKind::Frozen => "fault:frozen",
-        }
+        names::name_of(&self)
     }
 
     /// The kind named by a reason string (`fault:modbus_exception`, ...).
     pub fn parse(s: &str) -> Option<FaultKind> {
-        [
-            FaultKind::ModbusException,
-            FaultKind::OutOfRange,
-            FaultKind::NotANumber,
-            FaultKind::BadPayload,
-            FaultKind::NoData,
-            FaultKind::Frozen,
-        ]
-        .into_iter()
-        .find(|f| f.as_str() == s)
+        names::from_name(s)
     }
 }
 
@@ -130,9 +121,55 @@ impl Reason {
             Reason::OnBatteryTooLong => "power:on_battery_too_long",
         }
     }
+
+    /// The reason named by `s` (`above:alarm_above`, `fault:frozen`, ...).
+    pub fn parse(s: &str) -> Option<Reason> {
+        Reason::all().find(|r| r.as_str() == s)
+    }
+
+    /// Every reason the core gives, one per name.
+    // Design: `as_str` is the one table (the names nest a level or a fault kind, which
+    // serde's attributes cannot spell); `parse` searches it, so the two cannot disagree.
+    pub fn all() -> impl Iterator<Item = Reason> {
+        // A new variant does not compile here until it is listed below.
+        let _listed = |r: Reason| match r {
+            Reason::Above(_)
+            | Reason::Below(_)
+            | Reason::Rise(_)
+            | Reason::Fault(_)
+            | Reason::Stale
+            | Reason::Cleared
+            | Reason::RuntimeBelowReserve
+            | Reason::OnBatteryTooLong => (),
+        };
+        [Level::Warn, Level::Alarm, Level::Critical]
+            .into_iter()
+            .flat_map(|l| [Reason::Above(l), Reason::Below(l), Reason::Rise(l)])
+            .chain(names::all::<FaultKind>().map(Reason::Fault))
+            .chain([
+                Reason::Stale,
+                Reason::Cleared,
+                Reason::RuntimeBelowReserve,
+                Reason::OnBatteryTooLong,
+            ])
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+impl Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Reason {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        Reason::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown reason `{s}`")))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ZoneLevel {
     Normal,
     Warning,
@@ -142,16 +179,16 @@ pub enum ZoneLevel {
 
 impl ZoneLevel {
     pub fn as_str(self) -> &'static str {
-        match self {
-            ZoneLevel::Normal => "normal",
-            ZoneLevel::Warning => "warning",
-            ZoneLevel::Alarm => "alarm",
-            ZoneLevel::Critical => "critical",
-        }
+        names::name_of(&self)
+    }
+
+    pub fn parse(s: &str) -> Option<ZoneLevel> {
+        names::from_name(s)
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Cause {
     Fire,
     Power,
@@ -161,12 +198,35 @@ pub enum Cause {
 
 impl Cause {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Cause::Fire => "fire",
-            Cause::Power => "power",
-            Cause::Manual => "manual",
-            Cause::Drill => "drill",
-        }
+        names::name_of(&self)
+    }
+
+    pub fn parse(s: &str) -> Option<Cause> {
+        names::from_name(s)
+    }
+}
+
+impl std::fmt::Display for SensorState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for ZoneLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

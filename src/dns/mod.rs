@@ -70,7 +70,8 @@ const MAX_TTL: u32 = 0x7fff_ffff;
 const MAX_TXT_LEN: usize = 65_000;
 
 /// TSIG HMAC algorithm. Only the ones hickory-proto (ring) can compute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum TsigAlgorithm {
     HmacSha256,
     HmacSha384,
@@ -80,11 +81,7 @@ pub enum TsigAlgorithm {
 impl TsigAlgorithm {
     /// Name as used by BIND, Knot and RFC 8945 (`hmac-sha256`, ...).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::HmacSha256 => "hmac-sha256",
-            Self::HmacSha384 => "hmac-sha384",
-            Self::HmacSha512 => "hmac-sha512",
-        }
+        crate::names::name_of(&self)
     }
 
     fn to_hickory(self) -> HickoryTsigAlgorithm {
@@ -150,7 +147,8 @@ impl fmt::Debug for TsigKey {
 }
 
 /// Record types Firebreak can move.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum RecordKind {
     A,
     Aaaa,
@@ -161,12 +159,7 @@ pub enum RecordKind {
 impl RecordKind {
     /// Upper-case mnemonic as in zone files (`A`, `AAAA`, `CNAME`, `TXT`).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::A => "A",
-            Self::Aaaa => "AAAA",
-            Self::Cname => "CNAME",
-            Self::Txt => "TXT",
-        }
+        crate::names::name_of(&self)
     }
 
     fn record_type(self) -> RecordType {

@@ -4,7 +4,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Error classes counted per source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// Could not connect (refused, unresolvable, TLS/auth refused, timed out).
     Connect,
@@ -25,12 +26,7 @@ impl ErrorKind {
     ];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Connect => "connect",
-            ErrorKind::Transport => "transport",
-            ErrorKind::Exception => "exception",
-            ErrorKind::BadValue => "bad_value",
-        }
+        crate::names::name_of(&self)
     }
 }
 

@@ -1,5 +1,8 @@
-//! Runs the real `firebreak` binary against a config and reads its event log.
+//! Runs the real `firebreak` binary against a config and reads its event log and its
+//! status document as the agent's types.
 
+use super::events::{read_log, LoggedEvent};
+use firebreak::api::status::Status;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -43,15 +46,9 @@ impl Agent {
         }
     }
 
-    /// Every event written so far, parsed.
-    pub fn events(&self) -> Vec<serde_json::Value> {
-        let text = std::fs::read_to_string(&self.event_log).unwrap_or_default();
-        text.lines()
-            .map(|l| {
-                serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("event log line is not JSON ({e}): {l}"))
-            })
-            .collect()
+    /// Every event written so far.
+    pub fn events(&self) -> Vec<LoggedEvent> {
+        read_log(&self.event_log)
     }
 
     /// Waits until an event satisfies `pred`, or panics after `deadline` with the log so far.
@@ -59,8 +56,8 @@ impl Agent {
         &mut self,
         what: &str,
         deadline: Duration,
-        pred: impl Fn(&serde_json::Value) -> bool,
-    ) -> serde_json::Value {
+        pred: impl Fn(&LoggedEvent) -> bool,
+    ) -> LoggedEvent {
         let until = Instant::now() + deadline;
         loop {
             if let Some(e) = self.events().into_iter().find(|e| pred(e)) {
@@ -179,6 +176,28 @@ pub fn get(port: u16, path: &str) -> (u16, String) {
         let status = r.status().as_u16();
         (status, r.text().await.unwrap_or_default())
     })
+}
+
+/// Reads an agent's status document (`/api/v1/status`) as its type, after checking that
+/// the type holds the whole document: read and written back, it is the same JSON.
+pub fn status_of(body: &str) -> Status {
+    let raw: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("status is not JSON ({e}): {body}"));
+    let status = Status::from_json(raw.clone())
+        .unwrap_or_else(|e| panic!("status does not read as its type ({e}): {body}"));
+    assert_eq!(
+        serde_json::to_value(&status).unwrap(),
+        raw,
+        "the status type drops or changes part of the document"
+    );
+    status
+}
+
+/// GETs an agent's `/api/v1/status` as its type (see [`status_of`]).
+pub fn status(port: u16) -> Status {
+    let (code, body) = get(port, "/api/v1/status");
+    assert_eq!(code, 200, "{body}");
+    status_of(&body)
 }
 
 /// POSTs to an agent's API on loopback; returns (status, body).

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod chrome;
 pub mod etcd;
+pub mod events;
 pub mod haproxy;
 pub mod knot;
 pub mod mosquitto;

@@ -70,7 +70,8 @@ pub enum Telemetry {
 }
 
 /// Why telemetry was dropped: the `reason` label of `firebreak_telemetry_dropped_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DropReason {
     /// The queue from the engine was full.
     QueueFull = 0,
@@ -90,17 +91,13 @@ impl DropReason {
         DropReason::SpoolError,
     ];
     pub fn as_str(self) -> &'static str {
-        match self {
-            DropReason::QueueFull => "queue_full",
-            DropReason::SpoolFull => "spool_full",
-            DropReason::Rejected => "rejected",
-            DropReason::SpoolError => "spool_error",
-        }
+        crate::names::name_of(&self)
     }
 }
 
 /// Failed write requests by kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// Connection refused, timeout, 5xx: spooled and retried.
     Unavailable = 0,
@@ -120,12 +117,7 @@ impl ErrorKind {
         ErrorKind::Rejected,
     ];
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Unavailable => "unavailable",
-            ErrorKind::Auth => "auth",
-            ErrorKind::RateLimited => "rate_limited",
-            ErrorKind::Rejected => "rejected",
-        }
+        crate::names::name_of(&self)
     }
 }
 

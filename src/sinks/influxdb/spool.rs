@@ -38,7 +38,8 @@ const FLAG_EVENTS: u8 = 1;
 const FLAG_GZIP: u8 = 2;
 
 /// The two lanes of the spool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Lane {
     /// Sensor and zone lines: dropped first when the spool is full.
     Data = 0,
@@ -48,10 +49,7 @@ pub enum Lane {
 
 impl Lane {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Lane::Data => "data",
-            Lane::Events => "events",
-        }
+        crate::names::name_of(&self)
     }
 }
 

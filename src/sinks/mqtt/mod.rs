@@ -18,7 +18,9 @@
 //! `mqtt_backlog_full`); zone state is never dropped, only the latest of each is kept.
 
 use crate::config::{Config, MqttSource};
+use crate::detect::Cause;
 use crate::events::{Event, EvidenceItem};
+use crate::incident::Stage;
 use crate::sources::mqtt::{options, MqttError};
 use crate::sources::Jitter;
 use rumqttc::{AsyncClient, ClientError, Event as MqttEvent, LastWill, Outgoing, Packet, QoS};
@@ -161,7 +163,7 @@ pub fn apply(zones: &mut [ZoneStatus], event: &Event, ts: &str) -> Option<usize>
             zone, to, evidence, ..
         } => {
             let zi = find(zones, zone)?;
-            zones[zi].level = to;
+            zones[zi].level = to.as_str();
             zones[zi].evidence = evidence.clone();
             zi
         }
@@ -171,7 +173,7 @@ pub fn apply(zones: &mut [ZoneStatus], event: &Event, ts: &str) -> Option<usize>
             runbook,
             stage,
             ..
-        } if *stage == "prepare" => {
+        } if *stage == Stage::Prepare => {
             let zi = find(zones, zone)?;
             zones[zi].prepare = Some(PrepareStatus {
                 incident: incident.clone(),
@@ -210,7 +212,7 @@ pub fn apply(zones: &mut [ZoneStatus], event: &Event, ts: &str) -> Option<usize>
             cause,
             stage,
             ..
-        } if *cause != crate::detect::Cause::Drill.as_str() && *stage == "failover" => {
+        } if *cause != Cause::Drill && *stage == Stage::Failover => {
             let zi = find(zones, zone)?;
             zones[zi].incident = Some(incident.clone());
             zones[zi].safe_to_cut_power = false;
@@ -559,6 +561,7 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::{Level, Reason, SensorState, ZoneLevel};
 
     fn zones() -> Vec<ZoneStatus> {
         vec![ZoneStatus::new("b3"), ZoneStatus::new("b4")]
@@ -569,13 +572,13 @@ mod tests {
         let mut z = zones();
         let level = Event::ZoneLevel {
             zone: "b3".into(),
-            from: "alarm",
-            to: "critical",
+            from: ZoneLevel::Alarm,
+            to: ZoneLevel::Critical,
             evidence: vec![EvidenceItem {
                 sensor: "b3.offgas.1".into(),
-                state: "critical",
+                state: SensorState::Critical,
                 value: Some(250.0),
-                reason: "above",
+                reason: Reason::Above(Level::Critical),
             }],
         };
         assert_eq!(apply(&mut z, &level, "t1"), Some(0));
@@ -583,10 +586,10 @@ mod tests {
             runbook: "r".into(),
             zone: "b3".into(),
             incident: "b3-1".into(),
-            cause: "fire",
+            cause: Cause::Fire,
             dry_run: false,
             resumed: false,
-            stage: "failover",
+            stage: Stage::Failover,
         };
         assert_eq!(apply(&mut z, &started, "t2"), Some(0));
         assert_eq!(z[0].incident.as_deref(), Some("b3-1"));
@@ -627,10 +630,10 @@ mod tests {
             runbook: "prep".into(),
             zone: "b3".into(),
             incident: "b3-1".into(),
-            cause: "fire",
+            cause: Cause::Fire,
             dry_run: false,
             resumed: false,
-            stage: "prepare",
+            stage: Stage::Prepare,
         };
         assert_eq!(apply(&mut z, &started, "t1"), Some(0));
         assert_eq!(
@@ -655,7 +658,7 @@ mod tests {
         let undone = Event::PrepareUndone {
             zone: "b3".into(),
             incident: "b3-1".into(),
-            by: "cooldown".into(),
+            by: crate::events::UndoneBy::Cooldown,
             ok: true,
         };
         assert_eq!(apply(&mut z, &undone, "t3"), Some(0));
@@ -680,10 +683,10 @@ mod tests {
             runbook: "r".into(),
             zone: "b3".into(),
             incident: "drill-b3-1".into(),
-            cause: "drill",
+            cause: Cause::Drill,
             dry_run: true,
             resumed: false,
-            stage: "failover",
+            stage: Stage::Failover,
         };
         assert_eq!(apply(&mut z, &drill, "t"), None);
         let other = Event::AgentStopped { reason: "x".into() };
