@@ -1,16 +1,65 @@
 //! The event log: append-only JSON lines (../shared/contract/events.md), each written and
 //! fsync'd before the agent acts on it, and read back as [`LoggedEvent`]s.
 
-use crate::cluster::Role;
 use crate::config::OnClusterLoss;
 use crate::detect::{Cause, Reason, SensorState, ZoneLevel};
-use crate::incident::Stage;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
+
+/// Which of a zone's runbooks an incident run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// The zone's `prepare_runbook`, started at alarm; never declares safe to cut power.
+    Prepare,
+    /// The zone's `runbook`, started at critical; journaled, ends in the verdict.
+    Failover,
+    /// The prepare runbook's `undo_steps`.
+    Undo,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        crate::names::name_of(&self)
+    }
+
+    /// The zone level the stage runs at (`{{level}}` in its templates).
+    pub fn level(self) -> &'static str {
+        match self {
+            Stage::Prepare => "alarm",
+            Stage::Failover => "critical",
+            Stage::Undo => "normal",
+        }
+    }
+}
+
+/// This agent's part in a zone's response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The zone is not critical (nothing to coordinate).
+    Idle,
+    /// Runs the zone's runbook.
+    Leader,
+    /// Another agent runs it; this one takes over if that one dies.
+    Follower,
+    /// etcd lost with `on_cluster_loss = "act"`: runs the runbook without coordination.
+    Alone,
+    /// etcd lost with `on_cluster_loss = "hold"`: runs nothing until etcd is back.
+    Holding,
+    /// The zone's incident has finished (here or on a peer).
+    Done,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        crate::names::name_of(&self)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventLogError {

@@ -33,31 +33,7 @@ pub struct Shared {
     pub coordinator: Arc<dyn Coordinator>,
 }
 
-/// Which of a zone's runbooks an incident run is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    /// The zone's `prepare_runbook`, started at alarm; never declares safe to cut power.
-    Prepare,
-    /// The zone's `runbook`, started at critical; journaled, ends in the verdict.
-    Failover,
-    /// The prepare runbook's `undo_steps`.
-    Undo,
-}
-
-impl Stage {
-    pub fn as_str(self) -> &'static str {
-        crate::names::name_of(&self)
-    }
-
-    fn level(self) -> &'static str {
-        match self {
-            Stage::Prepare => "alarm",
-            Stage::Failover => "critical",
-            Stage::Undo => "normal",
-        }
-    }
-}
+pub use crate::events::Stage;
 
 /// The runbook and steps a stage runs for a zone (`None`: the zone has no prepare runbook).
 pub fn stage_steps(

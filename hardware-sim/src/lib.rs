@@ -18,6 +18,7 @@ pub mod control;
 pub mod library;
 pub mod modbus;
 pub mod mqtt;
+pub mod overrides;
 pub mod registers;
 pub mod report;
 pub mod room;

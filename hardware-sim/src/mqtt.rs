@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use crate::runner::Override;
+use crate::overrides::Override;
 use crate::scenario::{asd_level, MqttDevice, MqttModel};
 use crate::timeline::Fault;
 

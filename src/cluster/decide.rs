@@ -7,29 +7,7 @@ use crate::config::OnClusterLoss;
 use crate::incident::Reopen;
 use crate::journal::{Incident, StepStatus};
 
-/// This agent's part in a zone's response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// The zone is not critical (nothing to coordinate).
-    Idle,
-    /// Runs the zone's runbook.
-    Leader,
-    /// Another agent runs it; this one takes over if that one dies.
-    Follower,
-    /// etcd lost with `on_cluster_loss = "act"`: runs the runbook without coordination.
-    Alone,
-    /// etcd lost with `on_cluster_loss = "hold"`: runs nothing until etcd is back.
-    Holding,
-    /// The zone's incident has finished (here or on a peer).
-    Done,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        crate::names::name_of(&self)
-    }
-}
+pub use crate::events::Role;
 
 /// Why etcd gave no usable answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,6 +3,9 @@
 //! path).
 
 use std::fmt;
+use std::time::Duration;
+
+use super::duration::parse_duration;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,5 +49,28 @@ pub struct Issue {
 impl fmt::Display for Issue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem found while validating a scenario, each with its path.
+#[derive(Default)]
+pub(super) struct Issues(pub(super) Vec<Issue>);
+
+impl Issues {
+    pub(super) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Issue {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    pub(super) fn duration(&mut self, path: impl Into<String>, text: &str) -> Option<Duration> {
+        match parse_duration(text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.push(path, e);
+                None
+            }
+        }
     }
 }

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::duration::parse_duration;
+use super::error::Issues;
 use super::raw::{RawDevice, RawEvent, RawSegment};
-use super::validate::Issues;
 
 /// Replaces every `{ at = "0s", room = ROLE }` entry with the room model's segments for
 /// that role, merged in time order with the entry's other (non-value) segments, and adds

@@ -240,3 +240,6 @@ fn empty_timeline() -> Timeline {
     )])
     .expect("a set at 0s is a valid timeline")
 }
+
+/// How often a `noise` entry draws a new value when it does not say.
+pub(super) const DEFAULT_NOISE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);

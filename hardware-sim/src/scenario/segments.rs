@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use super::duration::format_duration;
+use super::error::Issues;
+use super::model::DEFAULT_NOISE_EVERY;
 use super::raw::{RawEvent, RawSegment};
-use super::validate::{Issues, DEFAULT_NOISE_EVERY};
 use crate::timeline::{
     self, DeviceEvent, DeviceTimeline, Fault, GoneMode, Presence, Segment, SegmentKind, Timeline,
 };

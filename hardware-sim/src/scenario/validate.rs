@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::duration::{format_duration, parse_duration};
-use super::error::Issue;
+use super::duration::format_duration;
+use super::error::{Issue, Issues};
 use super::expand::expand_room;
 use super::model::*;
 use super::raw::*;
@@ -18,29 +18,6 @@ use crate::registers::{DataType, Encoding, Table, WordOrder};
 /// Unit id range accepted for a device (0 is broadcast, so never a device's own id).
 const UNIT_RANGE: std::ops::RangeInclusive<i64> = 1..=255;
 const DEFAULT_LISTEN: &str = "127.0.0.1:0";
-pub(super) const DEFAULT_NOISE_EVERY: Duration = Duration::from_secs(1);
-
-#[derive(Default)]
-pub(super) struct Issues(pub(super) Vec<Issue>);
-
-impl Issues {
-    pub(super) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Issue {
-            path: path.into(),
-            message: message.into(),
-        });
-    }
-
-    pub(super) fn duration(&mut self, path: impl Into<String>, text: &str) -> Option<Duration> {
-        match parse_duration(text) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                self.push(path, e);
-                None
-            }
-        }
-    }
-}
 
 pub(super) fn validate(mut raw: RawFile) -> Result<Scenario, Vec<Issue>> {
     let mut issues = Issues::default();

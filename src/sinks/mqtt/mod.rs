@@ -19,8 +19,8 @@
 
 use crate::config::{Config, MqttSource};
 use crate::detect::Cause;
+use crate::events::Stage;
 use crate::events::{Event, EvidenceItem};
-use crate::incident::Stage;
 use crate::sources::mqtt::{options, MqttError};
 use crate::sources::Jitter;
 use rumqttc::{AsyncClient, ClientError, Event as MqttEvent, LastWill, Outgoing, Packet, QoS};
