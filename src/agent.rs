@@ -7,7 +7,6 @@ use crate::detect::{Detector, Reading, Sample};
 use crate::events::{Event, EventLog, EventLogError};
 use crate::incident::{self, Coordinator, Shared};
 use crate::journal::{Journal, JournalError};
-use crate::runbook;
 use crate::sinks::influxdb::{
     self as influx, Sink, SinkConfig, Telemetry, TelemetryTx, WallFromMono,
 };
@@ -187,7 +186,7 @@ pub fn summary(path: &Path, c: &Config) -> String {
                 "    {}. {}: {}{}",
                 i + 1,
                 step.name,
-                runbook::describe(c, step),
+                step.action.describe(),
                 should_mark(step)
             );
         }
@@ -197,7 +196,7 @@ pub fn summary(path: &Path, c: &Config) -> String {
                 "    undo {}. {}: {}{}",
                 i + 1,
                 step.name,
-                runbook::describe(c, step),
+                step.action.describe(),
                 should_mark(step)
             );
         }
@@ -441,7 +440,11 @@ pub async fn run_until_reloadable(
                 engine.trends.record(clock.mono(), |i| detector.sensor_state(i as u32).1);
                 engine.handle(&mut detector);
                 engine.tick(&detector);
-                engine.watch_sources();
+                // Sources stop with the agent (their token is a child of `shutdown`): a
+                // stop is not a source going down.
+                if !shutdown.is_cancelled() {
+                    engine.watch_sources();
+                }
             }
             Some(cmd) = cmd_rx.recv() => {
                 engine.command(cmd, &mut detector);

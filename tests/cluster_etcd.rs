@@ -1063,7 +1063,7 @@ fn dns_step(knot: &support::knot::Knot, dir: &Path, value: &str) -> firebreak::c
 #[test]
 fn a_deposed_leaders_dns_update_is_refused_by_the_fencing_record() {
     use firebreak::dns;
-    use firebreak::runbook::dns_update::run_fenced;
+    use firebreak::runbook::steps::dns_update::run::run_fenced;
     let knot = knot();
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -1098,9 +1098,11 @@ fn a_deposed_leaders_dns_update_is_refused_by_the_fencing_record() {
 
     // The race the read cannot see: the deposed leader read the fence before the new
     // leader wrote it. The server's prerequisite refuses the stale compare-and-swap.
-    let spec =
-        firebreak::runbook::dns_update::spec(&dns_step(&knot, dir.path(), "192.0.2.99"), timeout)
-            .unwrap();
+    let spec = firebreak::runbook::steps::dns_update::run::spec(
+        &dns_step(&knot, dir.path(), "192.0.2.99"),
+        timeout,
+    )
+    .unwrap();
     let stale = dns::Fence {
         name: dns::fence_name("app.example.test"),
         current: Some("7".into()),

@@ -2,6 +2,7 @@
 //! environment overrides; serde builds the raw structs while `serde_ignored` collects every
 //! unknown key; `toml_edit` spans turn key paths into line numbers.
 
+use super::collect::{clean_serde_message, ignored_path, typed_path};
 use super::raw::RawConfig;
 use super::validate::validate;
 use super::{model::Config, ConfigError, Problem};
@@ -111,48 +112,6 @@ pub fn load_str(
         Some(config) if errors.is_empty() => Ok(Loaded { config, warnings }),
         _ => Err(fail(errors, warnings)),
     }
-}
-
-fn ignored_path(p: &serde_ignored::Path<'_>) -> String {
-    use serde_ignored::Path as P;
-    match p {
-        P::Root => String::new(),
-        P::Seq { parent, index } => format!("{}[{index}]", ignored_path(parent)),
-        P::Map { parent, key } => {
-            let parent = ignored_path(parent);
-            if parent.is_empty() {
-                key.to_string()
-            } else {
-                format!("{parent}.{key}")
-            }
-        }
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
-            ignored_path(parent)
-        }
-    }
-}
-
-fn typed_path(p: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    let mut out = String::new();
-    for seg in p.iter() {
-        match seg {
-            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
-            Segment::Map { key } | Segment::Enum { variant: key } => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(key);
-            }
-            Segment::Unknown => {}
-        }
-    }
-    out
-}
-
-fn clean_serde_message(m: &str) -> String {
-    // The config crate appends its own origin; the path and line say it better.
-    m.split(" for key `").next().unwrap_or(m).trim().to_string()
 }
 
 /// 1-based line of byte `offset`. The end of a text that ends in a newline (where

@@ -2,7 +2,13 @@
 //! parsed, every default applied. Built only by `validate`, so holding one means the
 //! file made sense.
 
-use crate::dns::{RecordKind, TsigAlgorithm};
+pub use crate::runbook::steps::command::CommandStep;
+pub use crate::runbook::steps::dns_update::{DnsStep, TsigRef};
+pub use crate::runbook::steps::haproxy::{HaproxySocket, HaproxyStep, ServerState};
+pub use crate::runbook::steps::http::HttpStep;
+pub use crate::runbook::steps::mqtt_publish::MqttPublishStep;
+pub use crate::runbook::steps::wait::WaitStep;
+pub use crate::runbook::steps::Action;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -357,121 +363,8 @@ impl Step {
     /// How long the step is expected to take: its timeout (one attempt at worst), a
     /// `wait` its duration. Used to decide which `should` steps to skip.
     pub fn expected_duration(&self) -> Duration {
-        match self.action {
-            Action::Wait(d) => d,
-            _ => self.timeout,
-        }
+        self.action.info().expected_duration(self.timeout)
     }
-}
-
-#[derive(Debug, Clone)]
-pub enum Action {
-    DnsUpdate(DnsStep),
-    Haproxy(HaproxyStep),
-    Http(HttpStep),
-    Command(CommandStep),
-    MqttPublish(MqttPublishStep),
-    Wait(Duration),
-}
-
-impl Action {
-    /// Whether running the step again after an interruption cannot do harm: DNS replace,
-    /// HAProxy state, HTTP with an Idempotency-Key, MQTT publish and waits are; a command
-    /// is only when it says so.
-    pub fn is_idempotent(&self) -> bool {
-        match self {
-            Action::Command(c) => c.idempotent,
-            _ => true,
-        }
-    }
-
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Action::DnsUpdate(_) => "dns_update",
-            Action::Haproxy(_) => "haproxy",
-            Action::Http(_) => "http",
-            Action::Command(_) => "command",
-            Action::MqttPublish(_) => "mqtt_publish",
-            Action::Wait(_) => "wait",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct DnsStep {
-    pub server: SocketAddr,
-    pub zone: String,
-    pub record: String,
-    pub rtype: RecordKind,
-    pub ttl: u32,
-    pub values: Vec<String>,
-    pub prerequisite: Option<Vec<String>>,
-    pub tsig: Option<TsigRef>,
-    pub verify_servers: Vec<SocketAddr>,
-}
-
-#[derive(Debug, Clone)]
-pub struct TsigRef {
-    pub key: String,
-    pub algorithm: TsigAlgorithm,
-    pub secret_file: PathBuf,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ServerState {
-    Drain,
-    Maint,
-    Ready,
-}
-
-impl ServerState {
-    pub fn as_str(self) -> &'static str {
-        crate::names::name_of(&self)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HaproxySocket {
-    Tcp(String),
-    Unix(PathBuf),
-}
-
-#[derive(Debug, Clone)]
-pub struct HaproxyStep {
-    pub socket: HaproxySocket,
-    pub backend: String,
-    pub servers: Vec<String>,
-    pub state: ServerState,
-    pub wait_sessions_below: Option<u32>,
-}
-
-#[derive(Debug, Clone)]
-pub struct HttpStep {
-    pub method: String,
-    pub url: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Option<String>,
-    pub expect_status: Vec<u16>,
-    pub ca_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone)]
-pub struct CommandStep {
-    pub argv: Vec<String>,
-    pub env: Vec<(String, String)>,
-    pub cwd: Option<PathBuf>,
-    /// Safe to run again if the agent died while it was running.
-    pub idempotent: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct MqttPublishStep {
-    pub source: usize,
-    pub topic: String,
-    pub payload: String,
-    pub qos: u8,
-    pub retain: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -531,13 +424,8 @@ impl Config {
                 .enumerate()
                 .map(|(s, st)| ("undo_steps", s, st));
             for (list, s, step) in steps.chain(undo) {
-                if let Action::DnsUpdate(d) = &step.action {
-                    if let Some(t) = &d.tsig {
-                        out.push((
-                            format!("runbooks[{r}].{list}[{s}].tsig_secret_file"),
-                            t.secret_file.clone(),
-                        ));
-                    }
+                for (key, path) in step.action.info().secret_files() {
+                    out.push((format!("runbooks[{r}].{list}[{s}].{key}"), path));
                 }
             }
         }

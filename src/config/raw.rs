@@ -216,8 +216,8 @@ pub struct RawRunbook {
     pub undo_steps: Vec<RawStep>,
 }
 
-/// One step, all step types' keys side by side; validation checks that each key set
-/// belongs to the step's `type`.
+/// One step: the keys every step type has; the rest are the step type's own, checked by
+/// its folder under `src/runbook/steps/`.
 #[derive(Debug, Default, Deserialize)]
 pub struct RawStep {
     pub name: Option<String>,
@@ -232,44 +232,9 @@ pub struct RawStep {
     /// Extension: rehearse this step only ("dry run: would ..."); it is left out of the
     /// safe-to-cut verdict and listed in the `safe_to_cut_power` event's `dry_run_steps`.
     pub dry_run: Option<bool>,
-    // dns_update
-    pub server: Option<String>,
-    pub zone: Option<String>,
-    pub record: Option<String>,
-    pub rtype: Option<String>,
-    pub ttl: Option<i64>,
-    pub values: Option<Vec<String>>,
-    pub prerequisite: Option<Vec<String>>,
-    pub tsig_key: Option<String>,
-    pub tsig_algorithm: Option<String>,
-    pub tsig_secret_file: Option<String>,
-    pub verify_servers: Option<Vec<String>>,
-    // haproxy
-    pub socket: Option<String>,
-    pub backend: Option<String>,
-    pub servers: Option<Vec<String>>,
-    pub state: Option<String>,
-    pub wait_sessions_below: Option<i64>,
-    // http
-    pub method: Option<String>,
-    pub url: Option<String>,
-    pub headers: Option<BTreeMap<String, String>>,
-    pub body: Option<String>,
-    pub expect_status: Option<Vec<i64>>,
-    pub ca_file: Option<String>,
-    // command
-    pub argv: Option<Vec<String>>,
-    pub env: Option<BTreeMap<String, String>>,
-    pub cwd: Option<String>,
-    pub idempotent: Option<bool>,
-    // mqtt_publish
-    pub source: Option<String>,
-    pub topic: Option<String>,
-    pub payload: Option<String>,
-    pub qos: Option<i64>,
-    pub retain: Option<bool>,
-    // wait
-    pub duration: Option<String>,
+    /// The step type's own keys, read by its folder under `src/runbook/steps/`.
+    #[serde(flatten)]
+    pub params: BTreeMap<String, ::config::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -54,6 +54,38 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// `host[:port]` or `[v6]:port`, with the protocol's default port when none is given.
+pub fn split_host_port(s: &str, default_port: u16) -> Result<(String, u16), String> {
+    if s.is_empty() {
+        return Err("no host".into());
+    }
+    if s.contains('/') {
+        return Err("unexpected path after host:port".into());
+    }
+    // [v6]:port
+    if let Some(rest) = s.strip_prefix('[') {
+        let (h, after) = rest.split_once(']').ok_or("unclosed [")?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().map_err(|_| format!("bad port `{p}`"))?,
+            None if after.is_empty() => default_port,
+            None => return Err(format!("unexpected `{after}`")),
+        };
+        return Ok((h.to_string(), port));
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) => {
+            let port: u16 = p
+                .parse()
+                .map_err(|_| format!("bad port `{p}` (1 to 65535)"))?;
+            if port == 0 || h.is_empty() {
+                return Err("host and port 1 to 65535 needed".into());
+            }
+            Ok((h.to_string(), port))
+        }
+        None => Ok((s.to_string(), default_port)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,15 +1,10 @@
 //! Runbooks: the steps that move a zone's services out, run once per incident, each one
-//! verified. One file per step type; this file runs them in order with timeouts, retries
-//! and `on_failure`, and reports each step to the event log.
+//! verified. One folder per step type under `steps/`; this file runs them in order with
+//! timeouts, retries and `on_failure`, and reports each step to the event log.
 
-pub mod command;
+pub mod steps;
 
-pub mod dns_update;
-pub mod haproxy;
-pub mod http;
-pub mod mqtt_publish;
-
-use crate::config::{Action, Config, OnFailure, SourceSpec, Step};
+use crate::config::{Config, OnFailure, Step};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -17,7 +12,7 @@ pub enum StepError {
     #[error("{0}")]
     Dns(#[from] crate::dns::DnsError),
     #[error("{0}")]
-    Haproxy(#[from] haproxy::HaproxyError),
+    Haproxy(#[from] steps::haproxy::run::HaproxyError),
     #[error("cannot read secret file {path}: {source}")]
     Secret {
         path: String,
@@ -42,6 +37,9 @@ pub enum StepError {
     NotVerified(String),
     #[error("step type `{0}` is not implemented in this build yet")]
     Unsupported(&'static str),
+    /// A step type's own failure, for types that need no variant of their own.
+    #[error("{message}")]
+    Failed { message: String, retryable: bool },
 }
 
 impl StepError {
@@ -59,6 +57,7 @@ impl StepError {
             // A command's failure is its own business; running it again is for `retries`
             // only when the operator said it is idempotent.
             StepError::Command(_) => true,
+            StepError::Failed { retryable, .. } => *retryable,
             StepError::Secret { .. }
             | StepError::Unsupported(_)
             | StepError::Interrupted
@@ -117,45 +116,28 @@ pub async fn execute(step: &Step, ctx: &StepContext<'_>) -> Result<StepOutcome, 
             verified: false,
             detail: format!(
                 "dry run (step configured dry_run, nothing contacted): would run {}",
-                ctx.vars.render(&describe(ctx.config, step))
+                ctx.vars.render(&step.action.describe())
             ),
         });
     }
-    let dry_run = ctx.dry_run;
-    match &step.action {
-        Action::DnsUpdate(d) => dns_update::run_fenced(d, step.timeout, dry_run, ctx.fence).await,
-        Action::Haproxy(h) => Ok(haproxy::run(h, step.timeout, dry_run).await?),
-        Action::Wait(d) => {
-            if !dry_run {
-                tokio::time::sleep(*d).await;
-            }
-            Ok(StepOutcome {
-                verified: !dry_run,
-                detail: format!(
-                    "{} {}",
-                    if dry_run {
-                        "dry run: would wait"
-                    } else {
-                        "waited"
-                    },
-                    crate::config::units::format_duration(*d)
-                ),
-            })
-        }
-        Action::Http(h) => {
-            http::run_fenced(h, &step.name, ctx.vars, step.timeout, dry_run, ctx.fence).await
-        }
-        Action::Command(c) => command::run(c, ctx.vars, dry_run).await,
-        Action::MqttPublish(m) => match &ctx.config.sources[m.source].spec {
-            SourceSpec::Mqtt(src) => {
-                mqtt_publish::run(m, src, ctx.vars, step.timeout, dry_run).await
-            }
-            SourceSpec::Modbus(_) => Err(StepError::Mqtt(
-                "the step's source is not an MQTT source".into(),
-            )),
-        },
-    }
+    execute_action(step, ctx).await
 }
+
+macro_rules! define_execute {
+    ($($name:ident => $Variant:ident($Step:ident)),* $(,)?) => {
+        /// The step's own runner (`steps/<type>/run.rs`).
+        async fn execute_action(
+            step: &Step,
+            ctx: &StepContext<'_>,
+        ) -> Result<StepOutcome, StepError> {
+            match &step.action {
+                $(steps::Action::$Variant(s) => steps::$name::run::execute(s, step, ctx).await,)*
+            }
+        }
+    };
+}
+
+steps::with_step_types!(define_execute);
 
 /// The result of a step after its retries.
 #[derive(Debug, Clone)]
@@ -214,38 +196,6 @@ pub async fn run_step(step: &Step, ctx: &StepContext<'_>) -> StepReport {
 /// Whether a failed step ends the runbook.
 pub fn aborts(step: &Step, report: &StepReport) -> bool {
     !report.ok && step.on_failure == OnFailure::Abort
-}
-
-/// Summary line per step, for `check-config` and steps configured `dry_run`.
-pub fn describe(config: &Config, step: &Step) -> String {
-    match &step.action {
-        Action::DnsUpdate(d) => format!(
-            "{} {} {} -> {} @ {}{}",
-            step.action.type_name(),
-            d.record,
-            d.rtype,
-            d.values.join(", "),
-            d.server,
-            if d.tsig.is_some() {
-                " (TSIG)"
-            } else {
-                " (unsigned)"
-            }
-        ),
-        Action::Haproxy(h) => format!(
-            "haproxy {}/{} -> {}",
-            h.backend,
-            h.servers.join(","),
-            h.state.as_str()
-        ),
-        Action::Http(h) => format!("http {} {}", h.method, h.url),
-        Action::Command(c) => format!("command {}", c.argv.join(" ")),
-        Action::MqttPublish(m) => format!(
-            "mqtt_publish {} via {}",
-            m.topic, config.sources[m.source].name
-        ),
-        Action::Wait(d) => format!("wait {}", crate::config::units::format_duration(*d)),
-    }
 }
 
 #[cfg(test)]

@@ -390,7 +390,9 @@ fn should_steps_are_skipped_only_when_the_remaining_steps_do_not_fit_before_powe
     let c = staged_config();
     let must = |n: &str| {
         let mut s = step(&c, n);
-        s.action = crate::config::Action::Wait(Duration::from_secs(10));
+        s.action = crate::config::Action::Wait(crate::config::WaitStep {
+            duration: Duration::from_secs(10),
+        });
         s
     };
     let should = |n: &str| Step {

@@ -137,7 +137,7 @@ fn main() {
         s.values = vec![format!("198.51.100.{}", 1 + i % 200)];
         let t0 = Instant::now();
         let out = rt
-            .block_on(firebreak::runbook::dns_update::run(
+            .block_on(firebreak::runbook::steps::dns_update::run::run(
                 &s,
                 Duration::from_secs(3),
                 false,

@@ -2,8 +2,9 @@
 //! Its own short-lived connection (a client id of its own, so the source's subscription is
 //! not kicked off); QoS 1 waits for the broker's PUBACK.
 
-use super::{StepError, StepOutcome, TemplateVars};
-use crate::config::{MqttPublishStep, MqttSource};
+use super::MqttPublishStep;
+use crate::config::{MqttSource, SourceSpec, Step};
+use crate::runbook::{StepContext, StepError, StepOutcome, TemplateVars};
 use rumqttc::{AsyncClient, Event, Outgoing, Packet, QoS};
 use std::time::Duration;
 
@@ -88,4 +89,18 @@ pub async fn run(
             ),
         }
     })
+}
+
+/// The step engine's entry: publishes through the step's source's broker.
+pub async fn execute(
+    m: &MqttPublishStep,
+    step: &Step,
+    ctx: &StepContext<'_>,
+) -> Result<StepOutcome, StepError> {
+    match &ctx.config.sources[m.source].spec {
+        SourceSpec::Mqtt(src) => run(m, src, ctx.vars, step.timeout, ctx.dry_run).await,
+        SourceSpec::Modbus(_) => Err(StepError::Mqtt(
+            "the step's source is not an MQTT source".into(),
+        )),
+    }
 }

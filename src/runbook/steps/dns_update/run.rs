@@ -1,8 +1,9 @@
 //! The `dns_update` step: replace an RRset with a TSIG-signed RFC 2136 UPDATE, then query
 //! the server (and any `verify_servers`) until the new RRset answers.
 
-use super::{StepError, StepOutcome};
-use crate::config::DnsStep;
+use super::DnsStep;
+use crate::config::Step;
+use crate::runbook::{StepContext, StepError, StepOutcome};
 use crate::dns::{self, TsigKey, UpdateSpec};
 use std::time::Duration;
 
@@ -170,4 +171,13 @@ async fn verify_until(spec: &UpdateSpec, step: &DnsStep) -> Result<(), StepError
         }
     }
     Ok(())
+}
+
+/// The step engine's entry.
+pub async fn execute(
+    d: &DnsStep,
+    step: &Step,
+    ctx: &StepContext<'_>,
+) -> Result<StepOutcome, StepError> {
+    run_fenced(d, step.timeout, ctx.dry_run, ctx.fence).await
 }

@@ -1,8 +1,9 @@
 //! The `http` step: a webhook call with a templated body, an `Idempotency-Key` so a
 //! receiver can drop a repeat (incident + step), and the expected status codes.
 
-use super::{StepError, StepOutcome, TemplateVars};
-use crate::config::HttpStep;
+use super::HttpStep;
+use crate::config::Step;
+use crate::runbook::{StepContext, StepError, StepOutcome, TemplateVars};
 use std::time::Duration;
 
 fn client(step: &HttpStep, timeout: Duration) -> Result<reqwest::Client, StepError> {
@@ -103,4 +104,13 @@ pub async fn run_fenced(
             ),
         })
     }
+}
+
+/// The step engine's entry.
+pub async fn execute(
+    h: &HttpStep,
+    step: &Step,
+    ctx: &StepContext<'_>,
+) -> Result<StepOutcome, StepError> {
+    run_fenced(h, &step.name, ctx.vars, step.timeout, ctx.dry_run, ctx.fence).await
 }

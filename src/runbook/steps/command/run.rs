@@ -2,8 +2,9 @@
 //! timeout), with the exit code and the last lines of output reported. The child does not
 //! inherit systemd's `NOTIFY_SOCKET` and watchdog variables.
 
-use super::{StepError, StepOutcome, TemplateVars};
-use crate::config::CommandStep;
+use super::CommandStep;
+use crate::config::Step;
+use crate::runbook::{StepContext, StepError, StepOutcome, TemplateVars};
 use std::process::Stdio;
 use tokio::io::AsyncReadExt;
 
@@ -120,4 +121,13 @@ fn which(program: &str) -> Option<std::path::PathBuf> {
         .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
         .map(|d| d.join(program))
         .find(|p| executable(p))
+}
+
+/// The step engine's entry.
+pub async fn execute(
+    c: &CommandStep,
+    _step: &Step,
+    ctx: &StepContext<'_>,
+) -> Result<StepOutcome, StepError> {
+    run(c, ctx.vars, ctx.dry_run).await
 }

@@ -1,8 +1,9 @@
 //! The `haproxy` step: set servers' state over the runtime API, verified with
 //! `show servers state`.
 
-use super::StepOutcome;
-use crate::config::{HaproxySocket, HaproxyStep, ServerState};
+use super::{HaproxySocket, HaproxyStep, ServerState};
+use crate::config::Step;
+use crate::runbook::{StepContext, StepError, StepOutcome};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -168,4 +169,13 @@ pub async fn run(
         verified: true,
         detail: format!("set and verified: {target}"),
     })
+}
+
+/// The step engine's entry.
+pub async fn execute(
+    h: &HaproxyStep,
+    step: &Step,
+    ctx: &StepContext<'_>,
+) -> Result<StepOutcome, StepError> {
+    Ok(run(h, step.timeout, ctx.dry_run).await?)
 }
