@@ -11,8 +11,6 @@ use std::time::Duration;
 pub enum StepError {
     #[error("{0}")]
     Dns(#[from] crate::dns::DnsError),
-    #[error("{0}")]
-    Haproxy(#[from] steps::haproxy::run::HaproxyError),
     #[error("cannot read secret file {path}: {source}")]
     Secret {
         path: String,
@@ -47,7 +45,6 @@ impl StepError {
     pub fn is_retryable(&self) -> bool {
         match self {
             StepError::Dns(e) => e.is_retryable(),
-            StepError::Haproxy(e) => e.is_retryable(),
             StepError::Timeout(_)
             | StepError::NotVerified(_)
             | StepError::Http(_)

@@ -38,6 +38,16 @@ impl HaproxyError {
     }
 }
 
+/// The step engine sees a runtime API error as a step failure, retryable or not.
+impl From<HaproxyError> for StepError {
+    fn from(e: HaproxyError) -> Self {
+        StepError::Failed {
+            retryable: e.is_retryable(),
+            message: e.to_string(),
+        }
+    }
+}
+
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
