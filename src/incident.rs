@@ -77,8 +77,7 @@ impl PowerBoard {
 
     /// Power is expected to be lost `seconds` from now (`None`: unknown).
     pub fn set(&self, zone: usize, seconds: Option<f64>) {
-        let at = seconds
-            .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.clamp(0.0, 1e9)));
+        let at = seconds.map(|s| crate::clock::now() + Duration::from_secs_f64(s.clamp(0.0, 1e9)));
         let mut d = self.deadlines.lock().unwrap_or_else(|e| e.into_inner());
         if zone >= d.len() {
             d.resize(zone + 1, None);
@@ -92,7 +91,7 @@ impl PowerBoard {
         d.get(zone)
             .copied()
             .flatten()
-            .map(|at| at.saturating_duration_since(tokio::time::Instant::now()))
+            .map(|at| at.saturating_duration_since(crate::clock::now()))
     }
 }
 
@@ -334,7 +333,7 @@ pub async fn run_stage(shared: Arc<Shared>, zone: usize, mut inc: Incident, stag
         dry_run: inc.dry_run,
         fence,
     };
-    let started = tokio::time::Instant::now();
+    let started = crate::clock::now();
     let mut budget_warned = false;
     for (i, step) in steps.iter().enumerate() {
         let Some(rec) = inc.steps.get(i).cloned() else {
@@ -574,7 +573,7 @@ pub async fn drill(
             stage: Stage::Failover,
         });
     }
-    let started = tokio::time::Instant::now();
+    let started = crate::clock::now();
     let mut rows = Vec::new();
     for step in &rb.steps {
         let report = runbook::run_step(step, &ctx).await;

@@ -1,6 +1,7 @@
 //! A table of broken configs (`tests/broken_configs/*.toml`): each starts with
 //! `# expect: TEXT` lines, and `check-config` must exit 64 with every TEXT in its output,
 //! line numbers included, and never panic.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,7 @@
 //! Redundant agents (`[cluster]`) with a real etcd: two real `firebreak` binaries watch
 //! the same simulated room; a fire runs the zone's runbook once, a killed leader is
 //! replaced without repeating a step, and a lost etcd follows `on_cluster_loss`.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! The `command` step: argv without a shell, templated, exit code and output reported,
 //! and the whole process group killed on timeout.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 use firebreak::config::{Action, CommandStep, OnFailure, Step};
 use firebreak::runbook::{run_step, StepContext, TemplateVars};

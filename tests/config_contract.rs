@@ -1,5 +1,6 @@
 //! The config contract: the reference file passes verbatim, a broken file is reported in
 //! full (every problem, with its key path and line), and the CLI exits as documented.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 use firebreak::config::{load_str, Problem};
 use std::collections::HashMap;

@@ -2,6 +2,7 @@
 //! rejected (the old config keeps running: API, detection, the log says why); a valid change
 //! is applied (new threshold, new zone, dry_run) without dropping an open incident; and the
 //! config never changes under a running runbook.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 mod support;
 

@@ -4,6 +4,7 @@
 //!
 //! The agent runs the demo's config (config/demo.toml fitted to this run) plus an InfluxDB
 //! sink whose server is down, so that the spool panels have something to show.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! `--no-tui`, no external services. It plays the Pangyo-like scenario to its power cut,
 //! declares the room safe to cut power before it, and writes a report picture (SVG and
 //! PNG) and the event log.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 use firebreak::events::{Event, LoggedEvent};
 use std::path::Path;

@@ -1,4 +1,5 @@
 //! Properties of the detection core, checked on generated inputs (proptest).
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 use firebreak::config::validate::builtin_defaults;
 use firebreak::config::Kind;

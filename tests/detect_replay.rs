@@ -1,5 +1,6 @@
 //! `firebreak replay`: recorded telemetry in, the events and a summary out, through the
 //! real binary, on small files generated here.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 mod detect_support;
 

@@ -1,6 +1,7 @@
 //! Every scenario of ../shared/DOMAIN.md played through the detection core in virtual time,
 //! with the contract's default parameters (config/firebreak.toml): the fire and power ones
 //! go critical in time, on more than one piece of evidence; the nuisance ones never do.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 mod detect_support;
 

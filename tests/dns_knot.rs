@@ -1,5 +1,6 @@
 //! DNS failover against a real Knot DNS server (knotd) started per test, checked with
 //! kdig, an independent client.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 #[path = "support/knot.rs"]
 mod knot;

@@ -5,6 +5,7 @@
 //!
 //! This is the one test that reads event lines as JSON by key; every other test reads them
 //! as `firebreak::events::LoggedEvent` (tests/support/events.rs).
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! The whole chain, with real protocols: the simulator plays a room over Modbus TCP, the
 //! real `firebreak` binary watches it, and on a confirmed fire moves a DNS record on a real
 //! Knot server with a TSIG-signed RFC 2136 UPDATE.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 mod support;
 

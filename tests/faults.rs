@@ -3,6 +3,7 @@
 //! each case the agent stays up, keeps deciding, fails over, and says what went wrong.
 //! (Broker, device, InfluxDB and DNS outages and kill -9 are in sources_*, telemetry_*
 //! and runbook_peers.)
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 mod support;
 

@@ -4,6 +4,7 @@
 //! with garbage length prefixes there). Every exchange must end in a result or an error
 //! within its timeout: no panic, no hang. No real server sends such replies, so this one is
 //! written here.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 use firebreak::dns::{
     query_rrset_ttl, send_update, RecordKind, TsigAlgorithm, TsigKey, UpdateSpec,

@@ -2,6 +2,7 @@
 //! that sees data from outside — MQTT payloads, Modbus register decoding, config text,
 //! the replay readers, TSIG secret files. Each property runs CASES random inputs; a crash
 //! is a failed test with the shrunk input printed.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 use firebreak::config::{load_str, RegType, RegisterSpec, Table, WordOrder};
 use firebreak::sources::modbus::decode::decode;

@@ -5,6 +5,7 @@
 //! log explains what happened (`source_state` down/up, `sensor_state` stale and back).
 //!
 //! No timed assertions: the tests wait for outcomes with generous deadlines.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! The runbook engine against real peers started by the tests: Knot (DNS), HAProxy, a
 //! local HTTP receiver, a command; manual failover through the API, resume after kill -9,
 //! drills that change nothing, and the API's token rules.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Security behaviour of the agent binary: secrets never reach logs or API answers, secret
 //! files that others can read are reported, operator actions are rate-limited, and the
 //! agent will not run as root unless told to.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! mbpoll and pymodbus's client read every documented register of every Modbus device of
 //! the `encoding` scenario (hardware-sim/README.md, "Device models"), and mosquitto_sub
 //! receives the smoke detector's JSON.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 mod support;
 

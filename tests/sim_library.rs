@@ -9,6 +9,7 @@
 //! `max_on_battery` are divided by the speed and the per-minute `rise_*` thresholds are
 //! multiplied by it (`stale_after` not below 2 s of wall time). The scenarios run
 //! concurrently, each with its own agent and its own MQTT topic prefix on one broker.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 mod support;
 

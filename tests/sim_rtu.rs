@@ -1,5 +1,6 @@
 //! The simulator's environment module over Modbus RTU (a socat pseudo-terminal pair as the
 //! serial cable), read by pymodbus's serial client, a client we did not write.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! word order, scale, bit, negative and "no data" value, and RTU over a socat pty pair with
 //! several unit ids on one line; the simulator for coalescing (counting the requests it
 //! saw), device isolation, exceptions and a device that disappears and returns.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Coils and discrete inputs: the config rules for bit tables, and a UPS "on battery"
 //! contact served as a discrete input by the simulator reaching the detection core.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 use firebreak::clock::{Clock, SystemClock};
 use firebreak::config::{self, Config, Table};

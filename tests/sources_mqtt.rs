@@ -1,6 +1,7 @@
 //! The MQTT source against a real Mosquitto: payload forms, password auth, TLS with a
 //! throwaway CA (with and without a client certificate), a broker that dies and comes back,
 //! and malformed payloads that fault a sensor without stopping anything.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! `firebreak probe`, run as a technician would: against a pymodbus server and a real
 //! Mosquitto. mbpoll (a client we did not write) reads the same registers and agrees.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 mod support;
 

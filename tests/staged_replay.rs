@@ -1,5 +1,6 @@
 //! `firebreak replay` with a staged response (config/staged-response.toml): the prepare
 //! and failover decisions, and the undo after the cooldown, with their recorded times.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 use firebreak::detect::ZoneLevel;
 use firebreak::events::{Event, LoggedEvent};

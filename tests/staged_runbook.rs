@@ -1,6 +1,7 @@
 //! Staged response in virtual time: `should` steps skipped when power is expected to go
 //! first, prepare runbooks that never declare safe to cut power, a failover that waits for
 //! its prepare when told to. Steps are `wait` steps, so tokio's paused clock runs them.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 use firebreak::clock::SystemClock;
 use firebreak::config::{load_str, Config};

@@ -1,6 +1,7 @@
 //! The local status page in a real browser: headless Chromium (Debian `chromium` +
 //! `chromium-driver`) over WebDriver, the real `firebreak` binary, and the simulator
 //! playing a room over Modbus TCP. Screenshots are saved under `target/status-page/`.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 mod support;
 

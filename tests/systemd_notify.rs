@@ -5,6 +5,7 @@
 //! unit's ExecReload=) returns only when the reload is over and fails when it was
 //! rejected; and a `command` step's child inherits neither NOTIFY_SOCKET nor the watchdog
 //! variables.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! The InfluxDB sink against a real VictoriaMetrics (which speaks the InfluxDB v2 write
 //! API): exact points, outages, restarts with a spool left behind, a bounded spool, and a
 //! server that refuses a batch.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 mod support;
 

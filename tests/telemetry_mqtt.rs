@@ -2,6 +2,7 @@
 //! write): the real agent binary says `online`, publishes the zone going critical with its
 //! verdict and every event, republishes its retained state after a broker restart that lost
 //! it, and its last will says `offline` when it is killed.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! A real Prometheus scrapes the real agent binary while the simulator feeds it: the
 //! documented metric names come back from Prometheus's own query API.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 mod support;
 

@@ -165,7 +165,7 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
         .posts
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .take(std::time::Instant::now());
+        .take(crate::clock::now());
     if let Err(wait) = taken {
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         tracing::warn!(retry_after_s = secs, "operator request refused: rate limit");
@@ -315,7 +315,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 async fn status_page(State(state): State<AppState>) -> Response {
-    let now = crate::events::format_ts(std::time::SystemTime::now());
+    let now = crate::events::format_ts(crate::clock::wall_now());
     let html = match ask(
         &state,
         |reply| ApiCommand::Status { reply },

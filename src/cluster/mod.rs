@@ -461,7 +461,7 @@ impl Cluster {
                 Err(ClusterError::Unreachable(e)) if n < tries => {
                     tracing::debug!(error = %e, attempt = n, "etcd request failed; trying again");
                     n += 1;
-                    tokio::time::sleep(RETRY_PAUSE).await;
+                    crate::clock::sleep(RETRY_PAUSE).await;
                 }
                 r => return r,
             }
@@ -602,7 +602,7 @@ impl Cluster {
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(SYNC_EVERY) => {}
+                    _ = crate::clock::sleep(SYNC_EVERY) => {}
                 }
                 for zone in 0..me.zones.len() {
                     let Ok(Some(local)) = journal.load(&me.zones[zone]) else {
@@ -648,7 +648,7 @@ impl Cluster {
                 }
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(POLL) => {}
+                    _ = crate::clock::sleep(POLL) => {}
                 }
             }
         })
@@ -679,7 +679,7 @@ impl Cluster {
             self.metrics.peers.set(peers.len() as i64);
             *self.peers.lock().unwrap_or_else(|e| e.into_inner()) = peers;
             self.set_reachable(true);
-            tokio::time::sleep(every).await;
+            crate::clock::sleep(every).await;
             if self
                 .client
                 .lease_keep_alive(lease)
@@ -750,7 +750,7 @@ async fn keep_alive(
         };
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(pause) => {}
+            _ = crate::clock::sleep(pause) => {}
         }
     }
 }
@@ -941,7 +941,7 @@ async fn run_failover(
                 if cluster.lost(&shared, zone, &e) == Loss::Act {
                     return run_alone(&shared, zone, &candidate).await;
                 }
-                tokio::time::sleep(POLL).await;
+                crate::clock::sleep(POLL).await;
                 continue;
             }
         };
@@ -954,7 +954,7 @@ async fn run_failover(
                 }
                 AsFollower::Follow => {
                     cluster.set_role(&shared, zone, Role::Follower, Some(leader));
-                    tokio::time::sleep(POLL).await;
+                    crate::clock::sleep(POLL).await;
                     continue;
                 }
             }
@@ -974,7 +974,7 @@ async fn run_failover(
                         }
                     }
                 }
-                tokio::time::sleep(POLL).await;
+                crate::clock::sleep(POLL).await;
                 continue;
             }
         };
@@ -1005,7 +1005,7 @@ async fn run_failover(
                             if cluster.lost(&shared, zone, &e) == Loss::Act {
                                 return run_alone(&shared, zone, &candidate).await;
                             }
-                            tokio::time::sleep(POLL).await;
+                            crate::clock::sleep(POLL).await;
                             continue;
                         }
                     },
@@ -1046,7 +1046,7 @@ async fn run_failover(
         }
         // Stopped: deposed, or etcd lost under `hold`. Campaign again: the zone's leader
         // (maybe this agent, once etcd is back) finishes the incident.
-        tokio::time::sleep(POLL).await;
+        crate::clock::sleep(POLL).await;
     }
 }
 

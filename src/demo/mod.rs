@@ -15,7 +15,8 @@ use std::io::{BufRead, BufReader, IsTerminal, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use anyhow::Context as _;
 use serde_json::Value;
@@ -238,7 +239,7 @@ async fn run_async(opts: DemoOptions) -> anyhow::Result<DemoResult> {
     let status_url = format!("http://{api}/api/v1/status");
 
     // The scenario starts once the agent polls every device, so that it sees it all.
-    let ready_by = Instant::now() + Duration::from_secs(30);
+    let ready_by = crate::clock::now() + Duration::from_secs(30);
     loop {
         let polled = sim
             .devices()
@@ -252,20 +253,17 @@ async fn run_async(opts: DemoOptions) -> anyhow::Result<DemoResult> {
             let r = (&mut agent).await;
             anyhow::bail!("the agent stopped before the scenario began: {r:?}");
         }
-        if Instant::now() > ready_by {
+        if crate::clock::now() > ready_by {
             anyhow::bail!("the agent did not poll every simulated device within 30 s");
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        crate::clock::sleep(Duration::from_millis(20)).await;
     }
     sim.start();
-    let t0 = time::OffsetDateTime::from(
-        sim.started_wall()
-            .unwrap_or_else(std::time::SystemTime::now),
-    );
+    let t0 = time::OffsetDateTime::from(sim.started_wall().unwrap_or_else(crate::clock::wall_now));
     say.enter();
 
     let mut follower = Follower::new(log_path.clone());
-    let limit = Instant::now() + scenario.duration.div_f64(speed) + Duration::from_secs(60);
+    let limit = crate::clock::now() + scenario.duration.div_f64(speed) + Duration::from_secs(60);
     let mut ended_at: Option<Instant> = None;
     let mut next_summary = 0.0;
     let mut interrupted = false;
@@ -295,12 +293,12 @@ async fn run_async(opts: DemoOptions) -> anyhow::Result<DemoResult> {
         let story_told =
             view.outcome.is_some() && view.power_cut_s.is_none_or(|cut| view.sim_s >= cut);
         if story_told && ended_at.is_none() {
-            ended_at = Some(Instant::now());
+            ended_at = Some(crate::clock::now());
         }
         // A moment after that, for the lines that follow it.
         if ended_at.is_some_and(|t| t.elapsed() > Duration::from_millis(1500))
             || sim.is_finished()
-            || Instant::now() > limit
+            || crate::clock::now() > limit
         {
             break;
         }
@@ -313,7 +311,7 @@ async fn run_async(opts: DemoOptions) -> anyhow::Result<DemoResult> {
             break;
         }
         tokio::select! {
-            _ = tokio::time::sleep(FRAME) => {}
+            _ = crate::clock::sleep(FRAME) => {}
             _ = tokio::signal::ctrl_c() => { interrupted = true; break; }
         }
     }

@@ -377,7 +377,7 @@ pub(super) fn rcode_name(rcode: ResponseCode) -> String {
 }
 
 pub(super) fn unix_now() -> u64 {
-    SystemTime::now()
+    crate::clock::wall_now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)

@@ -73,8 +73,8 @@ pub(super) async fn udp_exchange(
     let sock = UdpSocket::bind(local)
         .await
         .map_err(io_err(server, "binding a UDP socket"))?;
-    let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + timeout;
+    let started = crate::clock::now();
+    let deadline = crate::clock::now() + timeout;
     let timed_out = || DnsError::Timeout {
         server,
         after: timeout,
@@ -137,7 +137,7 @@ pub(super) async fn tcp_exchange(
             request.len()
         ))
     })?;
-    let started = Instant::now();
+    let started = crate::clock::now();
     let work = async {
         let mut stream = TcpStream::connect(server)
             .await

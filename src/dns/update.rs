@@ -27,7 +27,7 @@ pub async fn send_update_fenced(
     prerequisite: Option<&[String]>,
     fence: Option<&Fence>,
 ) -> Result<UpdateOutcome, DnsError> {
-    let started = Instant::now();
+    let started = crate::clock::now();
     let plan = plan(spec)?;
     let prereq_rdatas = prerequisite
         .map(|vals| {

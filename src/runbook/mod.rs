@@ -150,7 +150,7 @@ pub struct StepReport {
 /// Runs a step with its timeout and up to `retries` more attempts (exponential backoff
 /// from 200 ms), stopping early on errors that retrying cannot fix.
 pub async fn run_step(step: &Step, ctx: &StepContext<'_>) -> StepReport {
-    let started = tokio::time::Instant::now();
+    let started = crate::clock::now();
     let mut backoff = Duration::from_millis(200);
     let mut attempts = 0;
     loop {
@@ -183,7 +183,7 @@ pub async fn run_step(step: &Step, ctx: &StepContext<'_>) -> StepReport {
                         detail: None,
                     };
                 }
-                tokio::time::sleep(backoff).await;
+                crate::clock::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
@@ -199,7 +199,7 @@ pub fn aborts(step: &Step, report: &StepReport) -> bool {
 mod dry_run_step_tests {
     use super::*;
 
-    const CONFIG: &str = r#"
+    pub(super) const CONFIG: &str = r#"
 [agent]
 name = "t"
 state_dir = "/tmp/firebreak-unit"
@@ -266,5 +266,92 @@ dry_run = true
             "dry run (step configured dry_run, nothing contacted): would run \
              dns_update app.example.test A -> 198.51.100.20 @ 127.0.0.1:9 (unsigned)"
         );
+    }
+}
+
+/// Timeouts, retries and backoff on paused time: the durations are exact, not measured.
+#[cfg(test)]
+mod timing_tests {
+    use super::*;
+    use crate::config::Priority;
+    use crate::runbook::steps::{Action, WaitStep};
+
+    fn wait_step(wait: Duration, timeout: Duration, retries: u32) -> Step {
+        Step {
+            name: "drain".into(),
+            timeout,
+            retries,
+            on_failure: OnFailure::Abort,
+            priority: Priority::Must,
+            dry_run: false,
+            action: Action::Wait(WaitStep { duration: wait }),
+        }
+    }
+
+    async fn run(step: &Step) -> StepReport {
+        let config =
+            crate::config::load_str(dry_run_step_tests::CONFIG, "unit", Default::default())
+                .expect("valid")
+                .config;
+        let vars = TemplateVars {
+            zone: "z".into(),
+            incident: "z-1".into(),
+            level: "critical".into(),
+            cause: "fire".into(),
+            agent: "t".into(),
+            runbook: "r".into(),
+        };
+        let ctx = StepContext {
+            config: &config,
+            vars: &vars,
+            dry_run: false,
+            fence: None,
+        };
+        run_step(step, &ctx).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_step_within_its_timeout_takes_its_own_time_once() {
+        let report = run(&wait_step(
+            Duration::from_secs(30),
+            Duration::from_secs(31),
+            2,
+        ))
+        .await;
+        assert!(report.ok, "{report:?}");
+        assert_eq!(report.attempts, 1);
+        assert_eq!(report.elapsed, Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_step_that_outlasts_its_timeout_is_retried_after_200_then_400_ms_and_reported() {
+        let report = run(&wait_step(
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+            2,
+        ))
+        .await;
+        assert!(!report.ok);
+        assert_eq!(report.attempts, 3);
+        assert_eq!(report.error.as_deref(), Some("timed out after 1s"));
+        // Three attempts of 1 s, and the pauses between them.
+        assert_eq!(report.elapsed, Duration::from_millis(3_000 + 200 + 400));
+        assert!(aborts(
+            &wait_step(Duration::ZERO, Duration::ZERO, 0),
+            &report
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pause_between_retries_doubles_up_to_ten_seconds() {
+        let report = run(&wait_step(
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+            8,
+        ))
+        .await;
+        assert_eq!(report.attempts, 9);
+        // 0.2 + 0.4 + 0.8 + 1.6 + 3.2 + 6.4 + 10 + 10 s of pauses, 9 attempts of 1 s.
+        assert_eq!(report.elapsed, Duration::from_millis(32_600 + 9_000));
     }
 }

@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The record's file name in the runtime directory.
 pub const FILE: &str = "reload.json";
@@ -83,7 +83,7 @@ pub fn run(pid: i32, timeout: &str) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     };
-    let until = Instant::now() + timeout;
+    let until = crate::clock::now() + timeout;
     loop {
         match read(&dir) {
             Some(r) if r.started_usec >= asked => {
@@ -106,7 +106,7 @@ pub fn run(pid: i32, timeout: &str) -> ExitCode {
             eprintln!("error: the agent (pid {pid}) exited during the reload");
             return ExitCode::FAILURE;
         }
-        if Instant::now() >= until {
+        if crate::clock::now() >= until {
             eprintln!(
                 "error: the agent (pid {pid}) did not report the reload's outcome within {} \
                  ({})",

@@ -4,6 +4,7 @@
 //! 2. a full `dns_update` + verify against a local Knot server.
 //!
 //! Needs knotd (apt-get install knot knot-dnsutils). Not a test: figures only.
+#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
 
 #[path = "../support/knot.rs"]
 mod knot;

@@ -358,7 +358,7 @@ impl Sink {
             let (shutdown, hard_stop) = (shutdown.clone(), hard_stop.clone());
             tokio::spawn(async move {
                 shutdown.cancelled().await;
-                tokio::time::sleep(grace).await;
+                crate::clock::sleep(grace).await;
                 hard_stop.cancel();
             })
         };
@@ -458,7 +458,7 @@ const INTAKE_BURST: usize = 1024;
 
 impl Intake {
     async fn run(mut self, flush: Duration, shutdown: CancellationToken) {
-        let mut ticker = tokio::time::interval_at(Instant::now() + flush, flush);
+        let mut ticker = tokio::time::interval_at(crate::clock::now() + flush, flush);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -541,9 +541,9 @@ fn spool_batch(spool: &Mutex<Spool>, stats: &Stats, b: Batch) {
 /// While the disk is full every batch fails: log the first failure, then at most one line
 /// every 30 s with the number of batches dropped meanwhile (the counter has them all).
 fn log_spool_error(e: &std::io::Error, lines: u32) {
-    static LAST: Mutex<(Option<std::time::Instant>, u64)> = Mutex::new((None, 0));
+    static LAST: Mutex<(Option<Instant>, u64)> = Mutex::new((None, 0));
     let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
-    let now = std::time::Instant::now();
+    let now = crate::clock::now();
     if last
         .0
         .is_some_and(|t| now.duration_since(t) < Duration::from_secs(30))
@@ -592,7 +592,7 @@ impl Writer {
             let waiting = self
                 .down
                 .as_ref()
-                .is_some_and(|d| d.retry_at > Instant::now());
+                .is_some_and(|d| d.retry_at > crate::clock::now());
             if waiting || self.hard_stop.is_cancelled() {
                 // Not sending now: live batches go to disk until the next attempt.
                 if let Some(b) = held.take() {
@@ -749,7 +749,7 @@ impl Writer {
         let wait = after.map_or(backoff, |a| a.max(backoff).min(self.backoff_max * 4));
         self.down = Some(Down {
             kind,
-            retry_at: Instant::now() + wait,
+            retry_at: crate::clock::now() + wait,
             backoff,
         });
     }

@@ -123,7 +123,7 @@ impl ZoneStatus {
             evidence: Vec::new(),
             incident: None,
             safe_to_cut_power: false,
-            ts: crate::events::format_ts(SystemTime::now()),
+            ts: crate::events::format_ts(crate::clock::wall_now()),
             seconds_to_power_loss: None,
             power_loss_basis: None,
             prepare: None,
@@ -340,7 +340,7 @@ impl StatusPublisher {
                                 tracing::warn!(source = %name, error = %e, "MQTT status publisher cannot reach the broker; retrying");
                                 down_logged = true;
                             }
-                            tokio::time::sleep(backoff.mul_f64(jitter.next_factor())).await;
+                            crate::clock::sleep(backoff.mul_f64(jitter.next_factor())).await;
                             backoff = (backoff * 2).min(max.max(BACKOFF_START));
                         }
                     }
@@ -433,15 +433,15 @@ impl Publisher {
             self.take(m);
         }
         let stop = async {
-            let until = tokio::time::Instant::now() + STOP_GRACE;
-            while tokio::time::Instant::now() < until {
+            let until = crate::clock::now() + STOP_GRACE;
+            while crate::clock::now() < until {
                 if self.stats.connected.load(Ordering::Relaxed) {
                     self.flush();
                     if self.backlog.is_empty() && !self.dirty.iter().any(|d| *d) {
                         break;
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                crate::clock::sleep(Duration::from_millis(20)).await;
             }
             let _ = self
                 .client
@@ -470,7 +470,7 @@ impl Publisher {
                 self.seeded = true;
             }
             StatusMsg::Event { event, line } => {
-                let ts = crate::events::format_ts(SystemTime::now());
+                let ts = crate::events::format_ts(crate::clock::wall_now());
                 if let Some(zi) = apply(&mut self.zones, &event, &ts) {
                     self.dirty[zi] = true;
                 }
@@ -488,7 +488,7 @@ impl Publisher {
                 if let Some(zi) = self.zones.iter().position(|z| z.zone == zone) {
                     self.zones[zi].seconds_to_power_loss = seconds;
                     self.zones[zi].power_loss_basis = basis;
-                    self.zones[zi].ts = crate::events::format_ts(SystemTime::now());
+                    self.zones[zi].ts = crate::events::format_ts(crate::clock::wall_now());
                     self.dirty[zi] = true;
                 }
             }
@@ -500,7 +500,7 @@ impl Publisher {
                 if let Some(zi) = self.zones.iter().position(|z| z.zone == zone) {
                     self.zones[zi].incident = Some(incident);
                     self.zones[zi].safe_to_cut_power = safe;
-                    self.zones[zi].ts = crate::events::format_ts(SystemTime::now());
+                    self.zones[zi].ts = crate::events::format_ts(crate::clock::wall_now());
                     self.dirty[zi] = true;
                 }
             }

@@ -213,7 +213,7 @@ async fn poll_forever(device: &Device, clock: Arc<dyn Clock>, tx: mpsc::Sender<S
                 device.metrics.error(kind);
                 device.metrics.set_connected(false);
                 up = Some(false);
-                tokio::time::sleep(backoff.mul_f64(jitter.next_factor())).await;
+                crate::clock::sleep(backoff.mul_f64(jitter.next_factor())).await;
                 backoff = (backoff * 2).min(cfg.reconnect_max);
                 ticker.reset();
             }

@@ -161,7 +161,7 @@ async fn run(sub: &Subscriber, clock: Arc<dyn Clock>, tx: mpsc::Sender<Sample>) 
                     up = Some(false);
                 }
                 sub.metrics.error(ErrorKind::Connect);
-                tokio::time::sleep(backoff.mul_f64(jitter.next_factor())).await;
+                crate::clock::sleep(backoff.mul_f64(jitter.next_factor())).await;
                 backoff = (backoff * 2).min(sub.cfg.reconnect_max);
             }
         }
@@ -212,7 +212,7 @@ async fn run(sub: &Subscriber, clock: Arc<dyn Clock>, tx: mpsc::Sender<Sample>) 
                 sub.metrics.error(kind);
                 up = Some(false);
                 sub.metrics.set_connected(false);
-                tokio::time::sleep(backoff.mul_f64(jitter.next_factor())).await;
+                crate::clock::sleep(backoff.mul_f64(jitter.next_factor())).await;
                 backoff = (backoff * 2).min(sub.cfg.reconnect_max);
             }
         }

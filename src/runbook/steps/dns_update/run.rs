@@ -166,7 +166,7 @@ async fn verify_until(spec: &UpdateSpec, step: &DnsStep) -> Result<(), StepError
                 Err(e) if !e.is_retryable() => return Err(e.into()),
                 Err(e) => tracing::debug!(%server, error = %e, "verify query failed; retrying"),
             }
-            tokio::time::sleep(delay).await;
+            crate::clock::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(1));
         }
     }

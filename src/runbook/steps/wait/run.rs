@@ -11,7 +11,7 @@ pub async fn execute(
     ctx: &StepContext<'_>,
 ) -> Result<StepOutcome, StepError> {
     if !ctx.dry_run {
-        tokio::time::sleep(w.duration).await;
+        crate::clock::sleep(w.duration).await;
     }
     Ok(StepOutcome {
         verified: !ctx.dry_run,
