@@ -1,10 +1,9 @@
 //! Zero allocations per sample: `observe`, `tick` and `drain` in steady state, counted by a
 //! global allocator that only counts on the thread under test.
-#![allow(clippy::disallowed_methods)]
-// tests and benches time real peers and real work (clippy.toml)
 // The counting allocator is the only unsafe code in the workspace outside dependencies.
 #![allow(unsafe_code)]
 
+#[path = "it/detect_support/mod.rs"]
 mod detect_support;
 
 use detect_support::*;

@@ -5,7 +5,8 @@
 //! per second on one core" is what is measured even when other processes share the
 //! machine's cores (wall time would count the time the thread waited for a core). Set
 //! `DETECT_BENCH_WALL=1` to time with the wall clock instead.
-#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
+// Benches time real work and real peers (clippy.toml).
+#![allow(clippy::disallowed_methods)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use firebreak::config::validate::builtin_defaults;

@@ -6,7 +6,8 @@
 //! Design: the CSV (about 3 GB) is written to a temp file first rather than streamed, so
 //! the figure is what `firebreak replay --input day.csv` costs, file reading included;
 //! generation is not timed. The temp directory is removed at the end.
-#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
+// Benches time real work and real peers (clippy.toml).
+#![allow(clippy::disallowed_methods)]
 
 use firebreak::config::load_str;
 use std::collections::HashMap;

@@ -4,9 +4,10 @@
 //! 2. a full `dns_update` + verify against a local Knot server.
 //!
 //! Needs knotd (apt-get install knot knot-dnsutils). Not a test: figures only.
-#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
+// Benches time real work and real peers (clippy.toml).
+#![allow(clippy::disallowed_methods)]
 
-#[path = "../support/knot.rs"]
+#[path = "../it/support/knot.rs"]
 mod knot;
 
 use base64::Engine as _;

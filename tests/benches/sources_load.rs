@@ -10,9 +10,10 @@
 //! The agent binary is the one Cargo builds alongside this bench (`CARGO_BIN_EXE_firebreak`,
 //! which Cargo sets for benches as for integration tests), so a `cargo bench` measures
 //! the release build of the same commit.
-#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
+// Benches time real work and real peers (clippy.toml).
+#![allow(clippy::disallowed_methods)]
 
-#[path = "../support/mosquitto.rs"]
+#[path = "../it/support/mosquitto.rs"]
 #[allow(dead_code)]
 mod mosquitto;
 

@@ -7,9 +7,10 @@
 //! spool size to build and replay, default 64; the issue asks for 1024).
 //! A point is one observed sample (`Telemetry::Sensor`): one line of line protocol with two
 //! fields, the value and the state code.
-#![allow(clippy::disallowed_methods)] // tests and benches time real peers and real work (clippy.toml)
+// Benches time real work and real peers (clippy.toml).
+#![allow(clippy::disallowed_methods)]
 
-#[path = "../support/mod.rs"]
+#[path = "../it/support/mod.rs"]
 mod support;
 
 use firebreak::detect::SensorState;

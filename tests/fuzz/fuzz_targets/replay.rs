@@ -7,7 +7,7 @@
 //! grows with the time span, not the bytes: inputs spanning more than a day (which
 //! libFuzzer would report as timeouts) only go through the line parsers. The library
 //! refuses a step of more than `MAX_GAP` (7 days) between samples; a regression test in
-//! tests/fuzz_inputs.rs covers it.
+//! tests/it/fuzz_inputs.rs covers it.
 #![no_main]
 
 use firebreak::config::Config;
