@@ -3,9 +3,9 @@
 //! a technician can pick the right config before writing it. Read-only: no write function
 //! code is ever sent.
 
-use crate::config::validate::parse_modbus_url;
 use crate::config::{MqttSource, Table};
 use crate::sources::modbus;
+use crate::sources::modbus::config::parse_modbus_url;
 use crate::sources::mqtt::{self, payload};
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -261,7 +261,7 @@ fn numeric_pointers(v: &serde_json::Value, at: String, out: &mut Vec<(String, St
 /// Subscribes and prints messages to stdout as they arrive.
 pub async fn mqtt(p: &MqttProbe) -> Result<(), ProbeError> {
     let (host, port, tls) =
-        crate::config::validate::parse_mqtt_url(&p.url).map_err(ProbeError::Usage)?;
+        crate::sources::mqtt::config::parse_mqtt_url(&p.url).map_err(ProbeError::Usage)?;
     crate::mqtt_topic::check_filter(&p.topic).map_err(ProbeError::Usage)?;
     let cfg = MqttSource {
         host,

@@ -165,3 +165,66 @@ pub fn clean_serde_message(m: &str) -> String {
     // The config crate appends its own origin; the path and line say it better.
     m.split(" for key `").next().unwrap_or(m).trim().to_string()
 }
+
+/// Reads a component's own keys (`params`: every key of its table but the ones all
+/// components of its kind share) into its raw struct `R`, for a `noun` (step, source) of
+/// type `kind`. Reports unknown keys, and keys another type takes (`taken_elsewhere`) as not
+/// applying to this one, each at `{path}.{key}` and all at once; then a type error, if any.
+///
+/// Design: not `#[serde(tag = "type")]`. An internally tagged enum buffers the table and
+/// deserializes the variant from that buffer, where neither `serde_ignored` nor
+/// `serde_path_to_error` can see: a misspelled key would be silently dropped, or with
+/// `deny_unknown_fields` stop the load at the first one.
+pub fn read_keys<R: serde::de::DeserializeOwned>(
+    c: &mut Collector,
+    path: &str,
+    noun: &str,
+    kind: &str,
+    params: std::collections::BTreeMap<String, ::config::Value>,
+    taken_elsewhere: &dyn Fn(&str) -> bool,
+) -> Option<R> {
+    // Keys the type does not take are reported and left out, so that the reading below,
+    // which stops at its first type error, sees only the type's own keys.
+    let own = super::fields::of::<R>();
+    let mut params = params;
+    params.retain(|key, _| {
+        if own.contains(&key.as_str()) {
+            return true;
+        }
+        let message = if taken_elsewhere(key) {
+            format!("does not apply to a `{kind}` {noun}")
+        } else {
+            format!("unknown key `{key}`")
+        };
+        c.err(format!("{path}.{key}"), message);
+        false
+    });
+    let table = ::config::Value::new(
+        None,
+        ::config::ValueKind::Table(params.into_iter().collect()),
+    );
+    let mut unknown = Vec::new();
+    let raw = {
+        // Nested keys nothing takes (inside a table-valued key of the type's own).
+        let mut on_unknown = |p: serde_ignored::Path<'_>| unknown.push(ignored_path(&p));
+        let de = serde_ignored::Deserializer::new(table, &mut on_unknown);
+        serde_path_to_error::deserialize::<_, R>(de)
+    };
+    for key in unknown {
+        let last = key.rsplit('.').next().unwrap_or(&key);
+        c.err(format!("{path}.{key}"), format!("unknown key `{last}`"));
+    }
+    match raw {
+        Ok(raw) => Some(raw),
+        Err(e) => {
+            let at = typed_path(e.path());
+            let at = if at.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}.{at}")
+            };
+            c.err(at, clean_serde_message(&e.inner().to_string()));
+            None
+        }
+    }
+}

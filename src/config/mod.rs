@@ -3,6 +3,7 @@
 
 pub mod collect;
 mod duration;
+pub mod fields;
 mod load;
 pub mod model;
 pub mod raw;

@@ -79,63 +79,9 @@ pub struct Source {
     pub spec: SourceSpec,
 }
 
-#[derive(Debug, Clone)]
-pub enum SourceSpec {
-    Modbus(ModbusSource),
-    Mqtt(MqttSource),
-}
-
-#[derive(Debug, Clone)]
-pub struct ModbusSource {
-    pub link: ModbusLink,
-    pub unit: u8,
-    pub poll_interval: Duration,
-    pub timeout: Duration,
-    pub max_registers_per_read: u16,
-    pub max_gap: u16,
-    pub reconnect_max: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum ModbusLink {
-    Tcp {
-        host: String,
-        port: u16,
-    },
-    Rtu {
-        path: String,
-        baud: u32,
-        parity: Parity,
-        stop_bits: u8,
-        data_bits: u8,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Parity {
-    None,
-    Even,
-    Odd,
-}
-
-#[derive(Debug, Clone)]
-pub struct MqttSource {
-    pub host: String,
-    pub port: u16,
-    pub tls: bool,
-    pub client_id: String,
-    pub username: Option<String>,
-    pub password_file: Option<PathBuf>,
-    pub ca_file: Option<PathBuf>,
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    pub keep_alive: Duration,
-    /// Connect timeout.
-    pub timeout: Duration,
-    pub reconnect_max: Duration,
-    /// Extra topic filters (may hold wildcards) from `subscribe`.
-    pub subscribe: Vec<String>,
-}
+/// A source's protocol and settings, and each type's built source: in the type's folder
+/// under `src/sources/` (`config.rs`).
+pub use crate::sources::config::{ModbusLink, ModbusSource, MqttSource, Parity, SourceSpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -373,21 +319,9 @@ pub struct Telemetry {
     pub mqtt: Option<TelemetryMqtt>,
 }
 
-#[derive(Debug, Clone)]
-pub struct Influx {
-    pub url: String,
-    pub org: String,
-    pub bucket: String,
-    pub token_file: Option<PathBuf>,
-    pub flush_interval: Duration,
-    pub spool_max: u64,
-}
-
-#[derive(Debug, Clone)]
-pub struct TelemetryMqtt {
-    pub source: usize,
-    pub prefix: String,
-}
+/// Each sink's settings: in its folder under `src/sinks/` (`config.rs`).
+pub use crate::sinks::influxdb::config::Influx;
+pub use crate::sinks::mqtt::config::TelemetryMqtt;
 
 impl Config {
     /// Secret files the config names, with the key path that names them.

@@ -64,27 +64,9 @@ pub struct RawSource {
     #[serde(rename = "type")]
     pub kind: Option<String>,
     pub url: Option<String>,
-    // Modbus
-    pub unit: Option<i64>,
-    pub poll_interval: Option<String>,
-    pub timeout: Option<String>,
-    pub max_registers_per_read: Option<i64>,
-    pub max_gap: Option<i64>,
-    /// Cap of the exponential reconnect backoff (Modbus and MQTT). Default "30s".
-    pub reconnect_max: Option<String>,
-    // MQTT
-    pub client_id: Option<String>,
-    pub username: Option<String>,
-    pub password_file: Option<String>,
-    pub ca_file: Option<String>,
-    /// Client certificate and key (PEM) for mqtts:// brokers that ask for one.
-    pub cert_file: Option<String>,
-    pub key_file: Option<String>,
-    /// MQTT keep-alive. Default "15s".
-    pub keep_alive: Option<String>,
-    /// Topic filters (wildcards allowed) subscribed to once; sensors whose topic they cover
-    /// share that subscription.
-    pub subscribe: Option<Vec<String>>,
+    /// The source type's own keys, read by its folder's `config.rs` under `src/sources/`.
+    #[serde(flatten)]
+    pub params: BTreeMap<String, ::config::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -239,22 +221,8 @@ pub struct RawStep {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct RawTelemetry {
-    pub influxdb: Option<RawInflux>,
-    pub mqtt: Option<RawTelemetryMqtt>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct RawInflux {
-    pub url: Option<String>,
-    pub org: Option<String>,
-    pub bucket: Option<String>,
-    pub token_file: Option<String>,
-    pub flush_interval: Option<String>,
-    pub spool_max: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct RawTelemetryMqtt {
-    pub source: Option<String>,
-    pub prefix: Option<String>,
+    /// `[telemetry.influxdb]`, read by `src/sinks/influxdb/config.rs`.
+    pub influxdb: Option<crate::sinks::influxdb::config::Raw>,
+    /// `[telemetry.mqtt]`, read by `src/sinks/mqtt/config.rs`.
+    pub mqtt: Option<crate::sinks::mqtt::config::Raw>,
 }

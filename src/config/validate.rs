@@ -4,7 +4,6 @@
 use super::collect::{Collector, Problem};
 use super::model::*;
 use super::raw::*;
-use super::units::{parse_size, split_host_port};
 use crate::runbook::steps;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -493,288 +492,18 @@ fn source(c: &mut Collector, path: &str, s: &RawSource) -> Option<Source> {
         .required_str(&format!("{path}.name"), &s.name)
         .map(str::to_string);
     let url = c.required_str(&format!("{path}.url"), &s.url);
-    let spec = match s.kind.as_deref() {
-        None => {
-            c.err(
-                format!("{path}.type"),
-                "missing (required): \"modbus\" or \"mqtt\"",
-            );
-            None
-        }
-        Some("modbus") => {
-            for (k, set) in [
-                ("client_id", s.client_id.is_some()),
-                ("username", s.username.is_some()),
-                ("password_file", s.password_file.is_some()),
-                ("ca_file", s.ca_file.is_some()),
-                ("cert_file", s.cert_file.is_some()),
-                ("key_file", s.key_file.is_some()),
-                ("keep_alive", s.keep_alive.is_some()),
-                ("subscribe", s.subscribe.is_some()),
-            ] {
-                c.not_for(path.to_string(), k, set, "a modbus source");
-            }
-            let reconnect_max = reconnect_max(c, path, &s.reconnect_max);
-            let link = url.and_then(|u| match parse_modbus_url(u) {
-                Ok(l) => Some(l),
-                Err(e) => {
-                    c.err(format!("{path}.url"), e);
-                    None
-                }
-            });
-            let unit = match s.unit {
-                None => 1,
-                Some(u) if (0..=255).contains(&u) => u as u8,
-                Some(u) => {
-                    c.err(
-                        format!("{path}.unit"),
-                        format!("{u} is not a Modbus unit id (0 to 255; RTU uses 1 to 247)"),
-                    );
-                    1
-                }
-            };
-            if matches!(link, Some(ModbusLink::Rtu { .. })) && !(1..=247).contains(&unit) {
-                c.err(
-                    format!("{path}.unit"),
-                    format!("{unit} is not an RTU unit id (1 to 247)"),
-                );
-            }
-            let poll_interval = c.duration(
-                &format!("{path}.poll_interval"),
-                &s.poll_interval,
-                Duration::from_secs(1),
-            );
-            let timeout = c.duration(
-                &format!("{path}.timeout"),
-                &s.timeout,
-                Duration::from_secs(1),
-            );
-            if poll_interval.is_zero() {
-                c.err(format!("{path}.poll_interval"), "must be more than 0");
-            }
-            if timeout.is_zero() {
-                c.err(format!("{path}.timeout"), "must be more than 0");
-            }
-            let max_registers_per_read = c
-                .int_in(
-                    &format!("{path}.max_registers_per_read"),
-                    s.max_registers_per_read,
-                    1..=125,
-                    ", the Modbus limit",
-                )
-                .map_or(125, |n| n as u16);
-            let max_gap = c
-                .int_in(&format!("{path}.max_gap"), s.max_gap, 0..=124, "")
-                .map_or(0, |n| n as u16);
-            link.map(|link| {
-                SourceSpec::Modbus(ModbusSource {
-                    link,
-                    unit,
-                    poll_interval,
-                    timeout,
-                    max_registers_per_read,
-                    max_gap,
-                    reconnect_max,
-                })
-            })
-        }
-        Some("mqtt") => {
-            for (k, set) in [
-                ("unit", s.unit.is_some()),
-                ("poll_interval", s.poll_interval.is_some()),
-                ("max_registers_per_read", s.max_registers_per_read.is_some()),
-                ("max_gap", s.max_gap.is_some()),
-            ] {
-                c.not_for(path.to_string(), k, set, "an mqtt source");
-            }
-            let timeout = c.duration(
-                &format!("{path}.timeout"),
-                &s.timeout,
-                Duration::from_secs(5),
-            );
-            if timeout.is_zero() {
-                c.err(format!("{path}.timeout"), "must be more than 0");
-            }
-            let keep_alive = c.duration(
-                &format!("{path}.keep_alive"),
-                &s.keep_alive,
-                Duration::from_secs(15),
-            );
-            // rumqttc refuses keep-alives under 1s (and 0 would disable liveness checks).
-            if keep_alive < Duration::from_secs(1) || keep_alive > Duration::from_secs(65535) {
-                c.err(
-                    format!("{path}.keep_alive"),
-                    "must be between 1s and 65535s",
-                );
-            }
-            let reconnect_max = reconnect_max(c, path, &s.reconnect_max);
-            let mut subscribe = Vec::new();
-            for (i, f) in s.subscribe.iter().flatten().enumerate() {
-                match crate::mqtt_topic::check_filter(f) {
-                    Ok(()) => subscribe.push(f.clone()),
-                    Err(e) => c.err(format!("{path}.subscribe[{i}]"), format!("`{f}`: {e}")),
-                }
-            }
-            if s.cert_file.is_some() != s.key_file.is_some() {
-                let missing = if s.cert_file.is_some() {
-                    "key_file"
-                } else {
-                    "cert_file"
-                };
-                c.err(
-                    format!("{path}.{missing}"),
-                    "cert_file and key_file go together (a client certificate needs its key)",
-                );
-            }
-            let endpoint = url.and_then(|u| match parse_mqtt_url(u) {
-                Ok(e) => Some(e),
-                Err(e) => {
-                    c.err(format!("{path}.url"), e);
-                    None
-                }
-            });
-            if s.password_file.is_some() && s.username.is_none() {
-                c.err(
-                    format!("{path}.username"),
-                    "password_file is set but username is missing",
-                );
-            }
-            if let Some((_, _, false)) = endpoint {
-                for (k, set) in [
-                    ("ca_file", s.ca_file.is_some()),
-                    ("cert_file", s.cert_file.is_some()),
-                    ("key_file", s.key_file.is_some()),
-                ] {
-                    if set {
-                        c.err(
-                            format!("{path}.{k}"),
-                            "applies only to TLS brokers (mqtts://)",
-                        );
-                    }
-                }
-            }
-            endpoint.map(|(host, port, tls)| {
-                SourceSpec::Mqtt(MqttSource {
-                    host,
-                    port,
-                    tls,
-                    client_id: s.client_id.clone().unwrap_or_else(|| {
-                        format!("firebreak-{}", name.as_deref().unwrap_or("agent"))
-                    }),
-                    username: s.username.clone(),
-                    password_file: s.password_file.as_deref().map(PathBuf::from),
-                    ca_file: s.ca_file.as_deref().map(PathBuf::from),
-                    cert_file: s.cert_file.as_deref().map(PathBuf::from),
-                    key_file: s.key_file.as_deref().map(PathBuf::from),
-                    keep_alive,
-                    timeout,
-                    reconnect_max,
-                    subscribe,
-                })
-            })
-        }
-        Some(other) => {
-            c.err(
-                format!("{path}.type"),
-                format!("unknown source type `{other}` (\"modbus\" or \"mqtt\")"),
-            );
-            None
-        }
-    };
+    let spec = crate::sources::config::validate(
+        c,
+        path,
+        name.as_deref(),
+        s.kind.as_deref(),
+        url,
+        s.params.clone(),
+    );
     Some(Source {
         name: name?,
         spec: spec?,
     })
-}
-
-fn reconnect_max(c: &mut Collector, path: &str, v: &Option<String>) -> Duration {
-    let d = c.duration(&format!("{path}.reconnect_max"), v, Duration::from_secs(30));
-    if d < Duration::from_millis(250) || d > Duration::from_secs(3600) {
-        c.err(
-            format!("{path}.reconnect_max"),
-            "must be between 250ms (the first retry) and 1h",
-        );
-    }
-    d
-}
-
-pub fn parse_modbus_url(u: &str) -> Result<ModbusLink, String> {
-    if let Some(rest) = u.strip_prefix("tcp://") {
-        let (host, port) = split_host_port(rest, 502).map_err(|e| format!("`{u}`: {e}"))?;
-        return Ok(ModbusLink::Tcp { host, port });
-    }
-    if let Some(rest) = u.strip_prefix("rtu://") {
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        if !path.starts_with('/') {
-            return Err(format!(
-                "`{u}`: the serial device must be an absolute path (rtu:///dev/ttyUSB0?baud=19200)"
-            ));
-        }
-        let (mut baud, mut parity, mut stop_bits, mut data_bits) =
-            (19200u32, Parity::Even, 1u8, 8u8);
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair
-                .split_once('=')
-                .ok_or_else(|| format!("`{u}`: `{pair}` is not key=value"))?;
-            match k {
-                "baud" => {
-                    baud = v
-                        .parse()
-                        .map_err(|_| format!("`{u}`: baud `{v}` is not a number"))?
-                }
-                "parity" => {
-                    parity = match v {
-                        "N" | "n" | "none" => Parity::None,
-                        "E" | "e" | "even" => Parity::Even,
-                        "O" | "o" | "odd" => Parity::Odd,
-                        _ => return Err(format!("`{u}`: parity `{v}` is not N, E or O")),
-                    }
-                }
-                "stop" => {
-                    stop_bits = match v {
-                        "1" => 1,
-                        "2" => 2,
-                        _ => return Err(format!("`{u}`: stop `{v}` is not 1 or 2")),
-                    }
-                }
-                "data" => {
-                    data_bits = match v {
-                        "7" => 7,
-                        "8" => 8,
-                        _ => return Err(format!("`{u}`: data `{v}` is not 7 or 8")),
-                    }
-                }
-                _ => {
-                    return Err(format!(
-                        "`{u}`: unknown option `{k}` (baud, parity, stop, data)"
-                    ))
-                }
-            }
-        }
-        return Ok(ModbusLink::Rtu {
-            path: path.to_string(),
-            baud,
-            parity,
-            stop_bits,
-            data_bits,
-        });
-    }
-    Err(format!("`{u}` is not a Modbus URL (tcp://host:port or rtu:///dev/ttyUSB0?baud=19200&parity=N&stop=1)"))
-}
-
-pub fn parse_mqtt_url(u: &str) -> Result<(String, u16, bool), String> {
-    let (rest, tls, default_port) = if let Some(r) = u.strip_prefix("mqtt://") {
-        (r, false, 1883)
-    } else if let Some(r) = u.strip_prefix("mqtts://") {
-        (r, true, 8883)
-    } else {
-        return Err(format!(
-            "`{u}` is not an MQTT URL (mqtt://host:port or mqtts://host:port)"
-        ));
-    };
-    let (host, port) = split_host_port(rest.trim_end_matches('/'), default_port)
-        .map_err(|e| format!("`{u}`: {e}"))?;
-    Ok((host, port, tls))
 }
 
 /// Built-in detection defaults per kind; `[detect.<kind>]` and sensor keys override them.
@@ -1511,70 +1240,14 @@ fn telemetry(
     let Some(raw) = raw else {
         return Telemetry::default();
     };
-    let influxdb = raw.influxdb.as_ref().and_then(|i| {
-        let p = "telemetry.influxdb";
-        let url =
-            c.required_str(&format!("{p}.url"), &i.url)
-                .and_then(|u| match url::Url::parse(u) {
-                    Ok(parsed) if parsed.scheme() == "http" || parsed.scheme() == "https" => {
-                        Some(u.to_string())
-                    }
-                    Ok(_) => {
-                        c.err(
-                            format!("{p}.url"),
-                            format!("`{u}` must be an http:// or https:// URL"),
-                        );
-                        None
-                    }
-                    Err(e) => {
-                        c.err(format!("{p}.url"), format!("`{u}` is not a URL: {e}"));
-                        None
-                    }
-                });
-        let org = c
-            .required_str(&format!("{p}.org"), &i.org)
-            .map(str::to_string);
-        let bucket = c
-            .required_str(&format!("{p}.bucket"), &i.bucket)
-            .map(str::to_string);
-        let flush_interval = c.duration(
-            &format!("{p}.flush_interval"),
-            &i.flush_interval,
-            Duration::from_secs(1),
-        );
-        let spool_max = match &i.spool_max {
-            None => 256 * 1024 * 1024,
-            Some(s) => parse_size(s).unwrap_or_else(|e| {
-                c.err(format!("{p}.spool_max"), e);
-                0
-            }),
-        };
-        Some(Influx {
-            url: url?,
-            org: org?,
-            bucket: bucket?,
-            token_file: i.token_file.as_deref().map(PathBuf::from),
-            flush_interval,
-            spool_max,
-        })
-    });
+    let influxdb = raw
+        .influxdb
+        .as_ref()
+        .and_then(|i| crate::sinks::influxdb::config::validate(c, "telemetry.influxdb", i));
     let mqtt = raw.mqtt.as_ref().and_then(|m| {
         let p = "telemetry.mqtt";
         let source = mqtt_source_ref(c, &format!("{p}.source"), &m.source, source_index, sources);
-        let prefix = m
-            .prefix
-            .clone()
-            .unwrap_or_else(|| format!("firebreak/{}", agent.name));
-        if prefix.contains(['+', '#']) || prefix.ends_with('/') {
-            c.err(
-                format!("{p}.prefix"),
-                "must not contain wildcards or end with '/'",
-            );
-        }
-        Some(TelemetryMqtt {
-            source: source?,
-            prefix,
-        })
+        crate::sinks::mqtt::config::validate(c, p, m, source, &agent.name)
     });
     Telemetry { influxdb, mqtt }
 }

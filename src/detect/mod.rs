@@ -6,7 +6,7 @@
 
 pub mod rise;
 
-use crate::config::{Config, DetectParams, Kind, SourceSpec};
+use crate::config::{Config, DetectParams, Kind};
 use crate::names;
 use rise::{Nanos, RiseWindow};
 use serde::{Deserialize, Serialize};
@@ -494,10 +494,7 @@ impl Detector {
             .sensors
             .iter()
             .map(|s| {
-                let expected_interval = match &config.sources[s.source].spec {
-                    SourceSpec::Modbus(m) => m.poll_interval,
-                    SourceSpec::Mqtt(_) => std::time::Duration::from_millis(250),
-                };
+                let expected_interval = config.sources[s.source].spec.expected_interval();
                 let per_window =
                     s.detect.rise_window.as_secs_f64() / expected_interval.as_secs_f64().max(1e-3);
                 SensorSpec {

@@ -9,21 +9,18 @@
 //!   `execute` is the one entry the engine calls.
 //! - `README.md` shows a sample.
 //!
-//! Design: the step enum is not `#[serde(tag = "type")]`. An internally tagged enum
-//! buffers the table and deserializes the variant from that buffer, where neither
-//! `serde_ignored` nor `serde_path_to_error` can see: a misspelled key would be silently
-//! dropped, or with `deny_unknown_fields` stop the load at the first one. Instead a step's
-//! common keys are read by `config`, the rest are kept as values, and [`validate`] reads
-//! them into the chosen type's raw struct with both, so every unknown key is reported, by
-//! name and line, and a key that belongs to another step type says so.
+//! A step's common keys are read by `config`, the rest are kept as values, and
+//! [`validate`] reads them into the chosen type's raw struct with `config::collect::read_keys`
+//! (its Design note says why the step enum is not `#[serde(tag = "type")]`), so every
+//! unknown key is reported, by name and line, and a key that belongs to another step type
+//! says so. Sources are read the same way (`sources/config.rs`).
 
-use crate::config::collect::{clean_serde_message, ignored_path, typed_path, Collector};
+use crate::config::collect::{read_keys, Collector};
+use crate::config::fields;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
-
-mod fields;
 
 /// The time limit of a step that sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -193,53 +190,13 @@ fn read<T: StepConfig>(
     params: BTreeMap<String, ::config::Value>,
     refs: &Refs,
 ) -> Option<T> {
-    // Keys the type does not take are reported and left out, so that the reading below,
-    // which stops at its first type error, sees only the type's own keys.
-    let own = fields::of::<T::Raw>();
-    let mut params = params;
-    params.retain(|key, _| {
-        if own.contains(&key.as_str()) {
-            return true;
-        }
-        let elsewhere = TYPE_NAMES
+    let elsewhere = |key: &str| {
+        TYPE_NAMES
             .iter()
-            .any(|other| *other != kind && keys_of(other).contains(&key.as_str()));
-        let message = if elsewhere {
-            format!("does not apply to a `{kind}` step")
-        } else {
-            format!("unknown key `{key}`")
-        };
-        c.err(format!("{path}.{key}"), message);
-        false
-    });
-    let table = ::config::Value::new(
-        None,
-        ::config::ValueKind::Table(params.into_iter().collect()),
-    );
-    let mut unknown = Vec::new();
-    let raw = {
-        // Nested keys nothing takes (inside a table-valued key of the step's own).
-        let mut on_unknown = |p: serde_ignored::Path<'_>| unknown.push(ignored_path(&p));
-        let de = serde_ignored::Deserializer::new(table, &mut on_unknown);
-        serde_path_to_error::deserialize::<_, T::Raw>(de)
+            .any(|other| *other != kind && keys_of(other).contains(&key))
     };
-    for key in unknown {
-        let last = key.rsplit('.').next().unwrap_or(&key);
-        c.err(format!("{path}.{key}"), format!("unknown key `{last}`"));
-    }
-    match raw {
-        Ok(raw) => T::validate(c, path, raw, refs),
-        Err(e) => {
-            let at = typed_path(e.path());
-            let at = if at.is_empty() {
-                path.to_string()
-            } else {
-                format!("{path}.{at}")
-            };
-            c.err(at, clean_serde_message(&e.inner().to_string()));
-            None
-        }
-    }
+    let raw = read_keys::<T::Raw>(c, path, "step", kind, params, &elsewhere)?;
+    T::validate(c, path, raw, refs)
 }
 
 /// Reports `{{placeholders}}` that are not known template variables.

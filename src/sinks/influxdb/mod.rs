@@ -21,6 +21,7 @@
 //! a `queue_full` drop when the queue is full.
 
 pub mod client;
+pub mod config;
 pub mod line;
 pub mod spool;
 

@@ -17,6 +17,8 @@
 //! While the broker is away, events wait in a bounded backlog (overflow counted as
 //! `mqtt_backlog_full`); zone state is never dropped, only the latest of each is kept.
 
+pub mod config;
+
 use crate::config::{Config, MqttSource};
 use crate::detect::Cause;
 use crate::events::Stage;

@@ -1,6 +1,7 @@
 //! Modbus polling: one task per device, coalesced reads, exceptions kept apart from
 //! transport failures (only the latter reconnect), capped exponential backoff with jitter.
 
+pub mod config;
 pub mod decode;
 pub mod plan;
 pub mod rtu;

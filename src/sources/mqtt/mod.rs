@@ -5,6 +5,7 @@
 //! this task only paces those attempts (capped exponential backoff with jitter) and
 //! subscribes again on every ConnAck, because a clean session starts with none.
 
+pub mod config;
 pub mod payload;
 pub mod tls;
 

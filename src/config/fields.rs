@@ -1,5 +1,5 @@
 //! The field names of a `#[derive(Deserialize)]` struct, read from what serde passes to
-//! `deserialize_struct`, so a key of another step type can be named as such. Written here
+//! `deserialize_struct`, so a key of another step or source type can be named as such. Written here
 //! because it is a dozen lines; `serde-aux`'s `serde_introspect` does the same.
 
 use serde::de::{self, Deserialize, Deserializer, Visitor};

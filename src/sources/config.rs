@@ -1,0 +1,180 @@
+//! Source types: one folder each (`modbus/`, `mqtt/`), whose `config.rs` owns the type's
+//! keys, their pure validation and the built source; one line in [`with_source_types!`]
+//! registers a type.
+//!
+//! Like a runbook step folder, a source folder spans two layers: `config.rs` is
+//! configuration (it imports only `config::collect`, `config::units` and pure grammars such
+//! as `mqtt_topic`, so `config` may use it without importing anything that does I/O); the
+//! rest of the folder is the source task. The keys every source has (`name`, `type`, `url`)
+//! are read by `config`; the rest are read into the type's raw struct with
+//! `config::collect::read_keys`, so an unknown key, or a key of the other type, is reported
+//! by name and line.
+
+use crate::config::collect::{read_keys, Collector};
+use crate::config::fields;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub use super::modbus::config::{ModbusLink, ModbusSource, Parity};
+pub use super::mqtt::config::MqttSource;
+
+/// How a source type's keys become a source.
+pub trait SourceConfig: Sized {
+    /// The type's own keys as written (every field optional: validation reports what is
+    /// missing, with its path).
+    type Raw: DeserializeOwned;
+
+    /// Checks the keys, reporting every problem at `{path}.{key}`. `name` and `url` are
+    /// the source's common keys (already reported when missing).
+    fn validate(
+        c: &mut Collector,
+        path: &str,
+        name: Option<&str>,
+        url: Option<&str>,
+        raw: Self::Raw,
+    ) -> Option<Self>;
+
+    /// How often a reading is expected (the detection core sizes its rate-of-rise windows
+    /// with it): a polled source's poll interval, a pushed one's typical rate.
+    fn expected_interval(&self) -> Duration;
+}
+
+/// The list of source types: `type` name => `SourceSpec` variant (the type's built source
+/// in its folder's `config.rs`). Adding a source type is a folder under `src/sources/` and
+/// one line here (and its task in `agent.rs`'s source start-up, its summary in
+/// `check-config`).
+macro_rules! with_source_types {
+    ($then:ident) => {
+        $then! {
+            modbus => Modbus(ModbusSource),
+            mqtt => Mqtt(MqttSource),
+        }
+    };
+}
+
+macro_rules! define_sources {
+    ($($name:ident => $Variant:ident($Spec:ident)),* $(,)?) => {
+        /// A configured source's protocol and settings: one variant per source type.
+        #[derive(Debug, Clone)]
+        pub enum SourceSpec {
+            $($Variant($Spec),)*
+        }
+
+        /// Every source type's name, as written in `type = "..."`.
+        pub const TYPE_NAMES: &[&str] = &[$(stringify!($name)),*];
+
+        impl SourceSpec {
+            /// The source type's name, as written in `type = "..."`.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(SourceSpec::$Variant(_) => stringify!($name),)*
+                }
+            }
+
+            /// How often a reading is expected ([`SourceConfig::expected_interval`]).
+            pub fn expected_interval(&self) -> Duration {
+                match self {
+                    $(SourceSpec::$Variant(s) => s.expected_interval(),)*
+                }
+            }
+        }
+
+        /// The keys a source type takes (its raw struct's fields).
+        fn keys_of(kind: &str) -> &'static [&'static str] {
+            match kind {
+                $(stringify!($name) => fields::of::<<$Spec as SourceConfig>::Raw>(),)*
+                _ => &[],
+            }
+        }
+
+        /// Reads and checks the keys of a source of type `kind`; `None` for an unknown type.
+        fn validate_kind(
+            c: &mut Collector,
+            path: &str,
+            kind: &str,
+            name: Option<&str>,
+            url: Option<&str>,
+            params: BTreeMap<String, ::config::Value>,
+        ) -> Option<Option<SourceSpec>> {
+            match kind {
+                $(stringify!($name) => Some(
+                    read::<$Spec>(c, path, kind, name, url, params).map(SourceSpec::$Variant)
+                ),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+with_source_types!(define_sources);
+
+/// `"modbus" or "mqtt"`: the known types, for messages.
+fn type_list() -> String {
+    let quoted: Vec<String> = TYPE_NAMES.iter().map(|t| format!("\"{t}\"")).collect();
+    match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// Reads a source's own keys (`params`: every key but `name`, `type` and `url`) as a source
+/// of type `kind`. Reports a missing or unknown type, unknown keys (and keys of another type
+/// as such), type errors and the type's own validation problems.
+pub fn validate(
+    c: &mut Collector,
+    path: &str,
+    name: Option<&str>,
+    kind: Option<&str>,
+    url: Option<&str>,
+    params: BTreeMap<String, ::config::Value>,
+) -> Option<SourceSpec> {
+    let Some(kind) = kind else {
+        c.err(
+            format!("{path}.type"),
+            format!("missing (required): {}", type_list()),
+        );
+        return None;
+    };
+    match validate_kind(c, path, kind, name, url, params) {
+        Some(spec) => spec,
+        None => {
+            c.err(
+                format!("{path}.type"),
+                format!("unknown source type `{kind}` ({})", type_list()),
+            );
+            None
+        }
+    }
+}
+
+fn read<T: SourceConfig>(
+    c: &mut Collector,
+    path: &str,
+    kind: &str,
+    name: Option<&str>,
+    url: Option<&str>,
+    params: BTreeMap<String, ::config::Value>,
+) -> Option<T> {
+    let elsewhere = |key: &str| {
+        TYPE_NAMES
+            .iter()
+            .any(|other| *other != kind && keys_of(other).contains(&key))
+    };
+    let raw = read_keys::<T::Raw>(c, path, "source", kind, params, &elsewhere)?;
+    T::validate(c, path, name, url, raw)
+}
+
+/// `reconnect_max`, which every source type takes: the cap of its exponential reconnect
+/// backoff. Default 30 s.
+pub fn reconnect_max(c: &mut Collector, path: &str, v: &Option<String>) -> Duration {
+    let d = c.duration(&format!("{path}.reconnect_max"), v, Duration::from_secs(30));
+    if d < Duration::from_millis(250) || d > Duration::from_secs(3600) {
+        c.err(
+            format!("{path}.reconnect_max"),
+            "must be between 250ms (the first retry) and 1h",
+        );
+    }
+    d
+}
