@@ -178,3 +178,145 @@ pub fn reconnect_max(c: &mut Collector, path: &str, v: &Option<String>) -> Durat
     }
     d
 }
+
+#[cfg(test)]
+mod tests {
+    fn problems(source: &str) -> Vec<String> {
+        let text = format!(
+            r#"
+[agent]
+name = "t"
+state_dir = "/tmp/firebreak-unit"
+
+[[sources]]
+{source}
+
+[[sensors]]
+id = "t1"
+zone = "z"
+kind = "temperature"
+source = "env"
+register = {{ table = "input", address = 0, type = "i16" }}
+
+[[zones]]
+id = "z"
+runbook = "r"
+
+[[runbooks]]
+name = "r"
+
+[[runbooks.steps]]
+name = "drain"
+type = "wait"
+duration = "1s"
+"#
+        );
+        match crate::config::load_str(&text, "unit", Default::default()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn every_wrong_key_of_a_source_is_reported_at_once_with_its_line() {
+        let p = problems(
+            r#"name = "env"
+type = "modbus"
+url = "tcp://127.0.0.1:1502"
+unti = 1
+keep_alive = "15s"
+poll_interval = 5"#,
+        );
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(
+            p.contains(&"sources[0].unti: unknown key `unti` (line 10)".to_string()),
+            "{p:?}"
+        );
+        assert!(
+            p.contains(
+                &"sources[0].keep_alive: does not apply to a `modbus` source (line 11)".to_string()
+            ),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|e| e.starts_with("sources[0].poll_interval: ") && e.contains("line 12")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_or_unknown_source_type_names_the_known_ones() {
+        let missing = problems("name = \"env\"\nurl = \"tcp://127.0.0.1:1502\"");
+        assert!(
+            missing.iter().any(
+                |e| e.starts_with(r#"sources[0].type: missing (required): "modbus" or "mqtt""#)
+            ),
+            "{missing:?}"
+        );
+        let unknown = problems("name = \"env\"\ntype = \"bacnet\"\nurl = \"tcp://127.0.0.1:1502\"");
+        assert!(
+            unknown.iter().any(|e| e.starts_with(
+                r#"sources[0].type: unknown source type `bacnet` ("modbus" or "mqtt")"#
+            )),
+            "{unknown:?}"
+        );
+    }
+
+    #[test]
+    fn a_source_says_how_often_it_reads() {
+        let config = crate::config::load_str(
+            r#"
+[agent]
+name = "t"
+state_dir = "/tmp/firebreak-unit"
+
+[[sources]]
+name = "env"
+type = "modbus"
+url = "tcp://127.0.0.1:1502"
+poll_interval = "2s"
+
+[[sources]]
+name = "bus"
+type = "mqtt"
+url = "mqtt://127.0.0.1:1883"
+
+[[sensors]]
+id = "t1"
+zone = "z"
+kind = "temperature"
+source = "env"
+register = { table = "input", address = 0, type = "i16" }
+
+[[zones]]
+id = "z"
+runbook = "r"
+
+[[runbooks]]
+name = "r"
+
+[[runbooks.steps]]
+name = "drain"
+type = "wait"
+duration = "1s"
+"#,
+            "unit",
+            Default::default(),
+        )
+        .expect("valid")
+        .config;
+        let intervals: Vec<_> = config
+            .sources
+            .iter()
+            .map(|s| (s.spec.type_name(), s.spec.expected_interval()))
+            .collect();
+        assert_eq!(
+            intervals,
+            [
+                ("modbus", std::time::Duration::from_secs(2)),
+                ("mqtt", std::time::Duration::from_millis(250))
+            ]
+        );
+    }
+}
