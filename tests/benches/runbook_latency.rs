@@ -5,8 +5,8 @@
 //!
 //! Needs knotd (apt-get install knot knot-dnsutils). Not a test: figures only.
 
-#[path = "../support/knot.rs"]
-mod knot;
+#[path = "../support/mod.rs"]
+mod support;
 
 use base64::Engine as _;
 use firebreak::clock::SystemClock;
@@ -17,6 +17,7 @@ use firebreak::incident::{dispatch, Shared};
 use firebreak::journal::Journal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::knot;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
