@@ -3,7 +3,6 @@
 //!
 //! Started through [`super::peer::Peer`]; tests include the whole support tree
 //! (`mod support;`) and use `support::knot`.
-//!
 #![allow(dead_code)]
 
 use std::fs;

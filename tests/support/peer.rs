@@ -9,8 +9,8 @@
 //! - **Ready deadline.** [`Peer::wait_ready`] polls a probe until it holds; when the
 //!   deadline passes or the peer exits first, it panics with the peer's name and the tail
 //!   of its log.
-//! - **Keep the log.** stdout and stderr are appended to one log file (kept across
-//!   restarts); [`Peer::log`] reads it back for diagnostics.
+//! - **Keep the log.** stdout and stderr (or stderr alone) are appended to one log file,
+//!   kept across restarts; [`Peer::log`] reads it back for diagnostics.
 //! - **Kill on drop.** SIGKILL (to the whole process group when the peer was started in its
 //!   own) and a wait, so no peer outlives its test. [`Peer::stop`] and [`Peer::restart`]
 //!   serve the outage tests.
@@ -46,6 +46,16 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
         .chain(EXTRA_DIRS.iter().map(PathBuf::from))
         .map(|d| d.join(name))
         .find(|p| p.is_file())
+}
+
+/// The program an environment variable names (an empty value counts as unset), else
+/// `default` when it exists: pymodbus's python (`FIREBREAK_PYMODBUS_PYTHON`, else
+/// target/pyvenv/bin/python).
+pub fn find_with_override(var: &str, default: &Path) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    default.is_file().then(|| default.to_path_buf())
 }
 
 /// The message for a missing peer: what is missing and the command that installs it.

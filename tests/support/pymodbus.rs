@@ -12,12 +12,9 @@ const MISSING: &str = "pymodbus not found: run scripts/test (it creates target/p
 /// The python that has pymodbus: `FIREBREAK_PYMODBUS_PYTHON` (an empty value counts as
 /// unset), else target/pyvenv/bin/python; panics with the install command otherwise.
 pub fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("FIREBREAK_PYMODBUS_PYTHON").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyvenv/bin/python");
-    assert!(p.is_file(), "{MISSING}");
-    p
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyvenv/bin/python");
+    peer::find_with_override("FIREBREAK_PYMODBUS_PYTHON", &venv)
+        .unwrap_or_else(|| panic!("{MISSING}"))
 }
 
 pub struct PyModbus {
