@@ -7,8 +7,8 @@
 // Benches time real work and real peers (clippy.toml).
 #![allow(clippy::disallowed_methods)]
 
-#[path = "../it/support/knot.rs"]
-mod knot;
+#[path = "../it/support/mod.rs"]
+mod support;
 
 use base64::Engine as _;
 use firebreak::clock::SystemClock;
@@ -19,6 +19,7 @@ use firebreak::incident::{dispatch, Shared};
 use firebreak::journal::Journal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::knot;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]

@@ -13,16 +13,16 @@
 // Benches time real work and real peers (clippy.toml).
 #![allow(clippy::disallowed_methods)]
 
-#[path = "../it/support/mosquitto.rs"]
-#[allow(dead_code)]
-mod mosquitto;
+#[path = "../it/support/mod.rs"]
+mod support;
 
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use std::fmt::Write as _;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::mosquitto;
 
 const DEVICES: usize = 100;
 const REGISTERS: usize = 10;
@@ -191,15 +191,6 @@ fn machine() -> String {
     )
 }
 
-struct AgentProcess(Child);
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn sim_requests(sim: &hardware_sim::PlayHandle) -> (u64, u64) {
     (0..DEVICES)
         .map(|d| sim.stats(&format!("dev{d}")).expect("device"))
@@ -237,22 +228,18 @@ fn main() {
         ))
         .expect("start the simulator");
     let dir = tempfile::tempdir().unwrap();
-    let api = mosquitto::free_port();
+    let api = support::free_port();
     let config = dir.path().join("firebreak.toml");
     std::fs::write(&config, agent_config(dir.path(), &sim, broker.port, api)).unwrap();
-    let stderr = std::fs::File::create(dir.path().join("agent.stderr")).unwrap();
-    let agent = AgentProcess(
-        Command::new(env!("CARGO_BIN_EXE_firebreak"))
-            .args(["run", "--allow-root", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start the firebreak binary"),
-    );
-    let pid = agent.0.id();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_firebreak"));
+    cmd.args(["run", "--allow-root", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn");
+    // Killed on drop.
+    let mut agent =
+        support::peer::Peer::with_log("firebreak", &dir.path().join("agent.stderr")).stderr_only();
+    agent.start(cmd);
+    let pid = agent.pid().expect("agent running");
     let http = reqwest::Client::new();
 
     // Publisher: every second, one message per MQTT sensor (QoS 1), in 10 batches of 100

@@ -1,14 +1,14 @@
 //! DNS failover against a real Knot DNS server (knotd) started per test, checked with
 //! kdig, an independent client.
 
-use crate::support::knot;
+use crate::support;
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use firebreak::dns::{self, DnsError, RecordKind, Transport, TsigAlgorithm, TsigKey, UpdateSpec};
-use knot::Knot;
+use support::knot::{self, Knot};
 
 const ZONE: &str = "example.test";
 const KEY_NAME: &str = "firebreak";

@@ -582,7 +582,9 @@ retain = true
     );
 
     // A client we did not write sees the retained flag.
-    let out = std::process::Command::new("mosquitto_sub")
+    let mosquitto_sub =
+        support::peer::require("mosquitto_sub", "apt-get install -y mosquitto-clients");
+    let out = std::process::Command::new(mosquitto_sub)
         .args([
             "-h",
             "127.0.0.1",

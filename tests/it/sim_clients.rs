@@ -166,7 +166,8 @@ fn play_encoding(rt: &tokio::runtime::Runtime, broker: &Mosquitto) -> hardware_s
 
 fn mbpoll(port: u16, table: &str, address: u16, count: usize) -> Vec<u16> {
     let kind = if table == "input" { "3:hex" } else { "4:hex" };
-    let out = Command::new("mbpoll")
+    let bin = support::peer::require("mbpoll", "apt-get install -y mbpoll");
+    let out = Command::new(bin)
         .args(["-m", "tcp", "-p", &port.to_string(), "-a", "1", "-t", kind])
         .args(["-r", &(address + 1).to_string(), "-c", &count.to_string()])
         .args(["-1", "-q", "127.0.0.1"])
@@ -255,7 +256,9 @@ fn mosquitto_sub_receives_the_smoke_detectors_json() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     // The detector publishes every second and does not retain: mosquitto_sub waits for
     // the first message it gets (up to 30 s), whenever its subscription lands.
-    let sub = Command::new("mosquitto_sub")
+    let mosquitto_sub =
+        support::peer::require("mosquitto_sub", "apt-get install -y mosquitto-clients");
+    let sub = Command::new(mosquitto_sub)
         .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
         .args(["-t", "dc1/b3/asd1/state", "-C", "1", "-W", "30"])
         .stdout(std::process::Stdio::piped())

@@ -59,7 +59,8 @@ fn probe_modbus_prints_every_plausible_decoding_and_agrees_with_mbpoll() {
     assert!(text.contains("2.35"), "{text}");
 
     // mbpoll reads the same raw words.
-    let mb = Command::new("mbpoll")
+    let mbpoll = support::peer::require("mbpoll", "apt-get install -y mbpoll");
+    let mb = Command::new(mbpoll)
         .args([
             "-m",
             "tcp",

@@ -642,12 +642,7 @@ body = '{"step":"stop"}'
 
 /// The retained `<prefix>/zones/<zone>` document, read with `mosquitto_sub -C 1`.
 fn retained_zone_document(broker: &Mosquitto) -> serde_json::Value {
-    let sub = ["/usr/bin/mosquitto_sub", "/usr/local/bin/mosquitto_sub"]
-        .iter()
-        .find(|p| Path::new(p).is_file())
-        .unwrap_or_else(|| {
-            panic!("mosquitto_sub not found: install it with `apt-get install -y mosquitto-clients` (or run scripts/test)")
-        });
+    let sub = support::peer::require("mosquitto_sub", "apt-get install -y mosquitto-clients");
     let out = std::process::Command::new(sub)
         .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
         .args(["-t", &format!("firebreak/test-b3/zones/{ZONE}")])

@@ -6,43 +6,36 @@
 use crate::support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use support::agent::Agent;
 use support::events::{Event, LoggedEvent};
 use support::mosquitto::{Mosquitto, Options};
+use support::peer::Peer;
 
 const TOKEN: &str = "mqtt-status-token";
 const PREFIX: &str = "firebreak/test-b3";
 
 fn mosquitto_sub() -> PathBuf {
-    ["/usr/bin/mosquitto_sub", "/usr/local/bin/mosquitto_sub"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("mosquitto_sub not found: install it with `apt-get install -y mosquitto-clients` (or run scripts/test)")
-        })
+    support::peer::require("mosquitto_sub", "apt-get install -y mosquitto-clients")
 }
 
 /// A `mosquitto_sub` on `<prefix>/#` writing `topic|payload` lines to a file.
 struct Subscriber {
-    child: Child,
+    _peer: Peer,
     out: PathBuf,
 }
 
 impl Subscriber {
     fn start(broker: &Mosquitto, dir: &Path) -> Subscriber {
         let out = dir.join(format!("sub-{}.out", next_id()));
-        let child = Command::new(mosquitto_sub())
-            .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-q", "1"])
-            .args(["-t", &format!("{PREFIX}/#"), "-F", "%t|%p"])
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mosquitto_sub");
-        let s = Subscriber { child, out };
+        let mut cmd = Command::new(mosquitto_sub());
+        cmd.args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-q", "1"])
+            .args(["-t", &format!("{PREFIX}/#"), "-F", "%t|%p"]);
+        // Its output file is its log (stderr too: `messages` keeps only `topic|payload`).
+        let mut peer = Peer::with_log("mosquitto_sub", &out);
+        peer.start(cmd);
+        let s = Subscriber { _peer: peer, out };
         // Listening once a probe published after it started comes through.
         let until = Instant::now() + Duration::from_secs(10);
         let probe = format!("{PREFIX}/probe|ready");
@@ -104,13 +97,6 @@ impl Subscriber {
             );
             std::thread::sleep(Duration::from_millis(25));
         }
-    }
-}
-
-impl Drop for Subscriber {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -2,13 +2,14 @@
 //! status document as the agent's types.
 
 use super::events::{read_log, LoggedEvent};
+use super::peer::Peer;
 use firebreak::api::status::Status;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub struct Agent {
-    child: Option<Child>,
+    peer: Peer,
     pub event_log: PathBuf,
     pub stderr_log: PathBuf,
 }
@@ -27,20 +28,18 @@ impl Agent {
     /// As `start`, with more environment variables (`RUST_LOG` is `info` unless given).
     pub fn start_with_env(config: &Path, event_log: &Path, env: &[(&str, &str)]) -> Agent {
         let stderr_log = config.with_extension("stderr.log");
-        let stderr = std::fs::File::create(&stderr_log).expect("create stderr log");
-        let child = Command::new(env!("CARGO_BIN_EXE_firebreak"))
-            // Tests may run as root (CI containers); the flag is harmless otherwise.
-            .args(["run", "--allow-root", "--config"])
+        // A fresh log per start, as before: the file is truncated, then appended to.
+        std::fs::File::create(&stderr_log).expect("create stderr log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_firebreak"));
+        // Tests may run as root (CI containers); the flag is harmless otherwise.
+        cmd.args(["run", "--allow-root", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start the firebreak binary");
+            .envs(env.iter().copied());
+        let mut peer = Peer::with_log("firebreak", &stderr_log).stderr_only();
+        peer.start(cmd);
         Agent {
-            child: Some(child),
+            peer,
             event_log: event_log.to_path_buf(),
             stderr_log,
         }
@@ -63,11 +62,7 @@ impl Agent {
             if let Some(e) = self.events().into_iter().find(|e| pred(e)) {
                 return e;
             }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+            if let Some(status) = self.peer.exited() {
                 panic!(
                     "agent exited ({status}) before {what}\n{}",
                     self.diagnostics()
@@ -116,46 +111,27 @@ impl Agent {
 
     /// The running agent's process id.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("agent running").id()
+        self.peer.pid().expect("agent running")
     }
 
     /// Sends a signal (`HUP`, `TERM`, ...) to the running agent, as `kill -SIG` would.
     pub fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().expect("agent running").id();
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &pid.to_string()])
-            .status()
-            .expect("run kill")
-            .success();
+        let pid = self.pid();
+        let signal: nix::sys::signal::Signal = format!("SIG{sig}")
+            .parse()
+            .unwrap_or_else(|e| panic!("no signal SIG{sig}: {e}"));
+        let ok = self.peer.signal(signal).is_ok();
         assert!(ok, "kill -{sig} {pid} failed");
     }
 
     /// Kills the agent with SIGKILL, as a crash or power loss would.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.peer.stop();
     }
 
     /// Sends SIGTERM and waits for a clean exit; returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
-        let mut child = self.child.take()?;
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let until = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status.code();
-            }
-            if Instant::now() > until {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.peer.terminate(Duration::from_secs(10))?.code()
     }
 }
 
@@ -222,15 +198,6 @@ pub fn post_full(
         let headers = resp.headers().clone();
         (status, headers, resp.text().await.unwrap_or_default())
     })
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 /// Starts the simulator in-process (real Modbus TCP on loopback) on a shipped scenario.

@@ -1,68 +1,50 @@
 //! Headless Chromium driven over WebDriver: starts Debian's `chromedriver` on an ephemeral
 //! loopback port and opens sessions with fantoccini.
 
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use super::peer::{self, Peer};
 
 const INSTALL: &str = "apt-get install chromium chromium-driver";
 
 pub struct ChromeDriver {
-    child: Child,
+    peer: Peer,
     pub port: u16,
     pub log: PathBuf,
-}
-
-fn find(program: &str) -> PathBuf {
-    for dir in ["/usr/bin", "/usr/local/bin", "/usr/lib/chromium"] {
-        let p = Path::new(dir).join(program);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("`{program}` is not installed; install it with: {INSTALL}");
 }
 
 impl ChromeDriver {
     /// Starts chromedriver and waits until it answers `/status`.
     pub fn start(dir: &Path) -> ChromeDriver {
-        let driver = find("chromedriver");
-        find("chromium");
+        let driver = peer::require("chromedriver", INSTALL);
+        peer::require("chromium", INSTALL);
         let port = super::free_port();
         let log = dir.join("chromedriver.log");
-        let child = Command::new(driver)
-            .arg(format!("--port={port}"))
-            .arg(format!("--log-path={}", log.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // Its own process group, so the browsers it starts go down with it.
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start chromedriver ({INSTALL}): {e}"));
-        let mut me = ChromeDriver { child, port, log };
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return me;
-            }
-            if let Ok(Some(status)) = me.child.try_wait() {
-                panic!("chromedriver exited ({status})\n{}", me.diagnostics());
-            }
-            assert!(
-                Instant::now() < until,
-                "chromedriver did not listen on {port}\n{}",
+        // Its own process group, so the browsers it starts go down with it. Its stdout
+        // and stderr go to chromedriver.out; its log proper to chromedriver.log.
+        let mut peer = Peer::with_log("chromedriver", &dir.join("chromedriver.out")).own_group();
+        let mut cmd = Command::new(driver);
+        cmd.arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()));
+        peer.start(cmd);
+        let mut me = ChromeDriver { peer, port, log };
+        if let Err(e) = me.peer.try_wait_ready(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        }) {
+            panic!(
+                "{e}: chromedriver did not listen on {port}\n{}",
                 me.diagnostics()
             );
-            std::thread::sleep(Duration::from_millis(50));
         }
+        me
     }
 
     /// A new headless browser session; `javascript: false` disables scripts in pages.
     pub async fn session(&self, profile: &Path, javascript: bool) -> fantoccini::Client {
         let mut options = serde_json::json!({
-            "binary": find("chromium"),
+            "binary": peer::require("chromium", INSTALL),
             "args": [
                 "--headless=new",
                 "--no-sandbox",
@@ -95,19 +77,10 @@ impl ChromeDriver {
 
     pub fn diagnostics(&self) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(40).collect();
         format!(
-            "--- chromedriver log (last lines) ---\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            "--- chromedriver log (last lines) ---\n{}\n{}",
+            peer::tail(&log, 40),
+            self.peer.log_tail(40)
         )
-    }
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        let pgid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

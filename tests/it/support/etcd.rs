@@ -3,19 +3,19 @@
 //! the test fails naming the package.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-const NOT_FOUND: &str =
-    "etcd not found: install it with `apt-get install etcd-server` (Debian's etcd 3.4)";
-const CTL_NOT_FOUND: &str =
-    "etcdctl not found: install it with `apt-get install etcd-client` (Debian's etcd 3.4)";
+use super::peer::{self, Peer};
+
+/// Debian's etcd 3.4.
+const INSTALL: &str = "apt-get install etcd-server";
+const CTL_INSTALL: &str = "apt-get install etcd-client";
 const START_ATTEMPTS: usize = 3;
 const READY_DEADLINE: Duration = Duration::from_secs(30);
 
 pub struct Etcd {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
+    peer: Peer,
     client_port: u16,
     peer_port: u16,
     binary: PathBuf,
@@ -29,17 +29,6 @@ pub struct Etcd {
     tls: Option<PathBuf>,
     /// More etcd flags (`start_args`).
     args: Vec<String>,
-}
-
-fn find(name: &str) -> Option<PathBuf> {
-    ["/usr/bin", "/usr/local/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
-}
-
-fn find_etcd() -> Option<PathBuf> {
-    find("etcd")
 }
 
 impl Etcd {
@@ -64,7 +53,7 @@ impl Etcd {
     }
 
     fn start_with(tls: Option<PathBuf>, args: &[&str]) -> Etcd {
-        let binary = find_etcd().unwrap_or_else(|| panic!("{NOT_FOUND}"));
+        let binary = peer::require("etcd", INSTALL);
         let mut last = String::new();
         for attempt in 1..=START_ATTEMPTS {
             let mut etcd = Etcd::member(&binary, "test");
@@ -87,13 +76,9 @@ impl Etcd {
 
     fn member(binary: &Path, name: &str) -> Etcd {
         Etcd {
-            child: None,
+            peer: Peer::new("etcd"),
             client_port: super::free_port(),
             peer_port: super::free_port(),
-            dir: tempfile::Builder::new()
-                .prefix("etcd-test-")
-                .tempdir()
-                .expect("temp dir for etcd"),
             binary: binary.to_path_buf(),
             name: name.to_string(),
             initial_cluster: String::new(),
@@ -110,7 +95,7 @@ impl Etcd {
     /// Starts a cluster of `n` members (each its own process, ports and data dir) and
     /// waits until every member answers `/health` (which needs a quorum).
     pub fn start_cluster(n: usize) -> Vec<Etcd> {
-        let binary = find_etcd().unwrap_or_else(|| panic!("{NOT_FOUND}"));
+        let binary = peer::require("etcd", INSTALL);
         let mut members: Vec<Etcd> = (0..n)
             .map(|i| Etcd::member(&binary, &format!("m{i}")))
             .collect();
@@ -132,12 +117,6 @@ impl Etcd {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("etcd log");
-        let log2 = log.try_clone().expect("etcd log handle");
         let client = self.url();
         let peer = self.peer_url();
         let mut cmd = Command::new(&self.binary);
@@ -150,11 +129,10 @@ impl Etcd {
                 .arg(d.join("ca.crt"))
                 .arg("--client-cert-auth");
         }
-        let child = cmd
-            .arg("--name")
+        cmd.arg("--name")
             .arg(&self.name)
             .arg("--data-dir")
-            .arg(self.dir.path().join("data"))
+            .arg(self.peer.dir().join("data"))
             .arg("--listen-client-urls")
             .arg(&client)
             .arg("--advertise-client-urls")
@@ -167,49 +145,13 @@ impl Etcd {
             .arg(&self.initial_cluster)
             .arg("--listen-metrics-urls")
             .arg(format!("http://127.0.0.1:{}", self.metrics_port))
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log2))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.binary.display()));
-        self.child = Some(child);
+            .args(&self.args);
+        self.peer.start(cmd);
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + READY_DEADLINE;
-        loop {
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    return Err(format!("etcd exited: {status}"));
-                }
-            }
-            if self.healthy() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!("not healthy after {READY_DEADLINE:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn healthy(&self) -> bool {
-        use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let req = format!(
-            "GET /health HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
-            self.metrics_port
-        );
-        if s.write_all(req.as_bytes()).is_err() {
-            return false;
-        }
-        let mut body = String::new();
-        let _ = s.read_to_string(&mut body);
-        body.contains("\"health\":\"true\"")
+        let port = self.metrics_port;
+        self.peer.try_wait_ready(READY_DEADLINE, || healthy(port))
     }
 
     /// The client URL for `[cluster] etcd`.
@@ -218,14 +160,10 @@ impl Etcd {
         format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("etcd.log")
-    }
-
     /// Runs `etcdctl` (v3 API) against this etcd, as `user` (`name:password`) when given;
     /// its output. Panics with etcdctl's error when it fails.
     pub fn ctl(&self, user: Option<&str>, args: &[&str]) -> Vec<u8> {
-        let etcdctl = find("etcdctl").unwrap_or_else(|| panic!("{CTL_NOT_FOUND}"));
+        let etcdctl = peer::require("etcdctl", CTL_INSTALL);
         let mut cmd = Command::new(etcdctl);
         cmd.env("ETCDCTL_API", "3")
             .arg("--endpoints")
@@ -264,32 +202,29 @@ impl Etcd {
     }
 
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.peer.dir()
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        self.peer.log()
     }
 
     /// Kills etcd (its data and ports are kept for `restart`).
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.peer.stop();
     }
 
     /// Starts etcd again on the same data dir and ports after `stop`.
     pub fn restart(&mut self) {
-        self.spawn();
+        self.peer.restart();
         if let Err(e) = self.wait_ready() {
             panic!("etcd did not come back: {e}\n{}", self.log());
         }
     }
 }
 
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// True when etcd's metrics listener on `port` says `/health` is true.
+fn healthy(port: u16) -> bool {
+    peer::http_get(port, "/health", Duration::from_secs(2))
+        .is_some_and(|(_, body)| body.contains("\"health\":\"true\""))
 }

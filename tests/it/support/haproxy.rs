@@ -2,32 +2,21 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use super::peer::{self, Peer};
 
 pub struct Haproxy {
-    child: Child,
+    peer: Peer,
     pub port: u16,
-    _dir: tempfile::TempDir,
-}
-
-fn find(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 impl Haproxy {
     /// Starts HAProxy with backend `backend` holding `servers` (all ready).
     pub fn start(backend: &str, servers: &[&str]) -> Haproxy {
-        let bin = find("haproxy").unwrap_or_else(|| {
-            panic!("haproxy not found: install it with `apt-get install -y haproxy` (or run scripts/test, which installs it)")
-        });
-        let dir = tempfile::tempdir().unwrap();
+        let bin = peer::require("haproxy", "apt-get install -y haproxy");
+        let mut peer = Peer::new("haproxy");
         let port = super::free_port();
         let mut cfg = format!(
             "global\n  stats socket ipv4@127.0.0.1:{port} level admin\n\ndefaults\n  mode http\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\n\nbackend {backend}\n"
@@ -35,33 +24,17 @@ impl Haproxy {
         for (i, s) in servers.iter().enumerate() {
             cfg.push_str(&format!("  server {s} 127.0.0.1:{}\n", 9 + i));
         }
-        let path = dir.path().join("haproxy.cfg");
+        let path = peer.dir().join("haproxy.cfg");
         std::fs::write(&path, cfg).unwrap();
-        let child = Command::new(bin)
-            .args(["-db", "-f"])
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start haproxy");
-        let mut h = Haproxy {
-            child,
-            port,
-            _dir: dir,
-        };
-        let until = Instant::now() + Duration::from_secs(10);
-        while h.command("show info").is_err() {
-            if let Ok(Some(status)) = h.child.try_wait() {
-                panic!("haproxy exited at start: {status}");
-            }
-            assert!(
-                Instant::now() < until,
-                "haproxy did not open its runtime API on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        h
+        let mut cmd = Command::new(bin);
+        cmd.args(["-db", "-f"]).arg(&path);
+        peer.start(cmd);
+        peer.wait_ready(
+            &format!("runtime API `show info` on port {port}"),
+            Duration::from_secs(10),
+            || command(port, "show info").is_ok(),
+        );
+        Haproxy { peer, port }
     }
 
     pub fn socket_url(&self) -> String {
@@ -69,12 +42,12 @@ impl Haproxy {
     }
 
     pub fn command(&self, line: &str) -> std::io::Result<String> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
-        s.set_read_timeout(Some(Duration::from_secs(2)))?;
-        s.write_all(format!("{line}\n").as_bytes())?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
-        Ok(out)
+        command(self.port, line)
+    }
+
+    /// What HAProxy has written to stdout and stderr.
+    pub fn log(&self) -> String {
+        self.peer.log()
     }
 
     /// srv_admin_state of a server (bit 0x08 drain, 0x01 maintenance).
@@ -90,9 +63,12 @@ impl Haproxy {
     }
 }
 
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// One line to the runtime API on 127.0.0.1:`port`; the whole answer.
+fn command(port: u16, line: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(format!("{line}\n").as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
 }

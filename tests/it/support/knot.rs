@@ -1,31 +1,21 @@
 //! Test support: a real Knot DNS server (`knotd`) in a throwaway directory on a free
 //! 127.0.0.1 port, plus `kdig` as an independent client to check what it serves.
 //!
-//! Self-contained (std + tempfile only) so any integration test can include it with
-//! `#[path = "support/knot.rs"] mod knot;`.
-//!
-//! ```ignore
-//! let knot = Knot::start("example.test", &[("app", "A", "192.0.2.10")],
-//!                        Some(("firebreak", "hmac-sha256", SECRET_B64)));
-//! assert_eq!(knot.dig("app.example.test", "A"), vec!["192.0.2.10"]);
-//! ```
-//!
-//! Knot's configuration is YAML but it does not accept flow style (`{ a: b }`): the file
-//! is written in block style. Updates live in memory only (`zonefile-sync: -1`,
-//! `journal-content: none`); the server is SIGKILLed on drop.
+//! Started through [`super::peer::Peer`]; tests include the whole support tree
+//! (`mod support;`) and use `support::knot`.
 #![allow(dead_code)]
 
 use std::fs;
 use std::io::Write as _;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const NOT_FOUND: &str =
-    "knotd not found: install it with `apt-get install -y knot knot-dnsutils` (or run scripts/test, which installs it)";
-const KDIG_NOT_FOUND: &str =
-    "kdig not found: install it with `apt-get install -y knot knot-dnsutils` (or run scripts/test, which installs it)";
+pub use super::peer::find_program;
+use super::peer::{self, Peer};
+
+const INSTALL: &str = "apt-get install -y knot knot-dnsutils";
 
 /// How long one knotd start may take to answer before we give up on that attempt.
 const READY_DEADLINE: Duration = Duration::from_secs(15);
@@ -34,25 +24,10 @@ const START_ATTEMPTS: usize = 5;
 
 /// A running knotd serving one zone. Killed (and its directory removed) on drop.
 pub struct Knot {
-    child: Child,
-    dir: tempfile::TempDir,
+    peer: Peer,
     port: u16,
     zone: String,
-    knotd: PathBuf,
     kdig: Option<PathBuf>,
-}
-
-/// Find an executable on PATH, then in the sbin directories that a non-root PATH lacks.
-pub fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(
-            ["/usr/sbin", "/usr/local/sbin", "/sbin", "/usr/bin"]
-                .iter()
-                .map(PathBuf::from),
-        )
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 /// True when knotd is installed (lets a caller skip instead of panicking, if it prefers).
@@ -86,36 +61,21 @@ impl Knot {
         records: &[(&str, &str, &str)],
         key: Option<(&str, &str, &str)>,
     ) -> Result<Knot, String> {
-        let knotd = find_program("knotd").ok_or_else(|| NOT_FOUND.to_string())?;
+        let knotd = find_program("knotd").ok_or_else(|| peer::missing("knotd", INSTALL))?;
         let kdig = find_program("kdig");
         let zone = zone.trim_end_matches('.').to_ascii_lowercase();
         let mut last_err = String::new();
         for attempt in 1..=START_ATTEMPTS {
-            let dir = tempfile::Builder::new()
-                .prefix("knot-test-")
-                .tempdir()
-                .map_err(|e| format!("cannot create temp dir for knotd: {e}"))?;
-            let port = free_port()?;
-            write_files(dir.path(), port, &zone, records, key)?;
-            let log = fs::File::create(dir.path().join("knotd.log"))
-                .map_err(|e| format!("cannot create knotd log: {e}"))?;
-            let log2 = log
-                .try_clone()
-                .map_err(|e| format!("cannot clone knotd log handle: {e}"))?;
-            let child = Command::new(&knotd)
-                .arg("-c")
-                .arg(dir.path().join("knot.conf"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(log))
-                .stderr(Stdio::from(log2))
-                .spawn()
-                .map_err(|e| format!("cannot run {}: {e}", knotd.display()))?;
+            let mut peer = Peer::new("knotd");
+            let port = super::free_tcp_udp_port()?;
+            write_files(peer.dir(), port, &zone, records, key)?;
+            let mut cmd = Command::new(&knotd);
+            cmd.arg("-c").arg(peer.dir().join("knot.conf"));
+            peer.try_start(cmd)?;
             let mut knot = Knot {
-                child,
-                dir,
+                peer,
                 port,
                 zone: zone.clone(),
-                knotd: knotd.clone(),
                 kdig: kdig.clone(),
             };
             match knot.wait_ready() {
@@ -140,25 +100,12 @@ impl Knot {
 
     /// Kills knotd (the server goes away; its directory and port are kept).
     pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.peer.stop();
     }
 
     /// Starts knotd again on the same directory and port after `stop`.
     pub fn restart(&mut self) {
-        let log = fs::OpenOptions::new()
-            .append(true)
-            .open(self.dir.path().join("knotd.log"))
-            .expect("knotd log");
-        let log2 = log.try_clone().expect("knotd log handle");
-        self.child = Command::new(&self.knotd)
-            .arg("-c")
-            .arg(self.dir.path().join("knot.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log2))
-            .spawn()
-            .expect("restart knotd");
+        self.peer.restart();
         if let Err(e) = self.wait_ready() {
             panic!("knotd did not come back: {e}\n{}", self.log());
         }
@@ -180,12 +127,12 @@ impl Knot {
 
     /// Directory holding knot.conf, the zone file and knotd.log.
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.peer.dir()
     }
 
     /// Everything knotd has logged so far.
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("knotd.log")).unwrap_or_default()
+        self.peer.log()
     }
 
     /// Current SOA serial of the zone, read with kdig.
@@ -211,7 +158,7 @@ impl Knot {
         let kdig = self
             .kdig
             .as_ref()
-            .unwrap_or_else(|| panic!("{KDIG_NOT_FOUND}"));
+            .unwrap_or_else(|| panic!("{}", peer::missing("kdig", INSTALL)));
         let out = Command::new(kdig)
             .arg("@127.0.0.1")
             .arg("-p")
@@ -240,33 +187,27 @@ impl Knot {
 
     /// Poll with SOA queries until the zone is served (NOERROR with an answer).
     fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + READY_DEADLINE;
         let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
             .map_err(|e| format!("cannot bind probe socket: {e}"))?;
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .map_err(|e| format!("cannot set probe timeout: {e}"))?;
+        let addr = self.addr();
+        let zone = self.zone.clone();
         let mut id: u16 = 0x4b4e;
         let mut buf = [0u8; 4096];
         let mut last = String::from("no reply yet");
-        while Instant::now() < deadline {
-            if let Some(status) = self
-                .child
-                .try_wait()
-                .map_err(|e| format!("cannot check knotd: {e}"))?
-            {
-                return Err(format!("knotd exited with {status}"));
-            }
+        let probe = || {
             id = id.wrapping_add(1);
-            let query = soa_query(id, &self.zone);
+            let query = soa_query(id, &zone);
             // Unconnected socket: a closed port gives no error, only the read timeout
             // below, which paces the loop.
-            if let Err(e) = sock.send_to(&query, self.addr()) {
+            if let Err(e) = sock.send_to(&query, addr) {
                 last = format!("send failed: {e}");
             }
             let until = Instant::now() + Duration::from_millis(50);
             while Instant::now() < until {
                 match sock.recv_from(&mut buf) {
-                    Ok((n, from)) if from == self.addr() && n >= 12 => {
+                    Ok((n, from)) if from == addr && n >= 12 => {
                         let rid = u16::from_be_bytes([buf[0], buf[1]]);
                         let rcode = buf[3] & 0x0f;
                         let ancount = u16::from_be_bytes([buf[6], buf[7]]);
@@ -274,7 +215,7 @@ impl Knot {
                             continue;
                         }
                         if rcode == 0 && ancount > 0 {
-                            return Ok(());
+                            return true;
                         }
                         last = format!("answered rcode {rcode} with {ancount} answers");
                         break;
@@ -283,49 +224,12 @@ impl Knot {
                     Err(_) => break,
                 }
             }
-        }
-        Err(format!(
-            "no SOA answer for {} on {} within {READY_DEADLINE:?} ({last})",
-            self.zone,
-            self.addr()
-        ))
-    }
-}
-
-impl Drop for Knot {
-    fn drop(&mut self) {
-        // SIGKILL is fine for a throwaway directory (SIGTERM takes ~2 s).
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port free on 127.0.0.1 for both TCP and UDP at the time of the call.
-fn free_port() -> Result<u16, String> {
-    let mut last = String::new();
-    for _ in 0..50 {
-        let tcp = match TcpListener::bind((Ipv4Addr::LOCALHOST, 0)) {
-            Ok(t) => t,
-            Err(e) => {
-                last = e.to_string();
-                continue;
-            }
+            false
         };
-        let port = match tcp.local_addr() {
-            Ok(a) => a.port(),
-            Err(e) => {
-                last = e.to_string();
-                continue;
-            }
-        };
-        match UdpSocket::bind((Ipv4Addr::LOCALHOST, port)) {
-            Ok(_udp) => return Ok(port),
-            Err(e) => last = e.to_string(),
-        }
+        self.peer
+            .try_wait_ready(READY_DEADLINE, probe)
+            .map_err(|e| format!("{e}: no SOA answer for {zone} on {addr} ({last})"))
     }
-    Err(format!(
-        "cannot find a free TCP+UDP port on 127.0.0.1: {last}"
-    ))
 }
 
 fn write_files(

@@ -4,10 +4,13 @@
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-const MISSING: &str = "mosquitto not found: install it with `apt-get install -y mosquitto mosquitto-clients` (or run scripts/test)";
+use super::free_port;
+use super::peer::{self, Peer};
+
+const INSTALL: &str = "apt-get install -y mosquitto mosquitto-clients";
 
 #[derive(Debug, Default, Clone)]
 pub struct Options {
@@ -19,31 +22,11 @@ pub struct Options {
 }
 
 pub struct Mosquitto {
-    child: Option<Child>,
+    peer: Peer,
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub tls_port: Option<u16>,
     pub mtls_port: Option<u16>,
-    conf: PathBuf,
-    log: PathBuf,
-}
-
-fn find(prog: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .chain(["/usr/sbin", "/usr/bin", "/usr/local/sbin"])
-        .map(|d| Path::new(d).join(prog))
-        .find(|p| p.is_file());
-    found
-}
-
-pub fn free_port() -> u16 {
-    // Bound and released: the broker binds it a moment later (a small, accepted race).
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
 }
 
 fn run(cmd: &mut Command) {
@@ -68,7 +51,7 @@ pub fn make_certs(dir: &Path) {
 /// As `make_certs`, with the server certificate's extended key usage `server_usage`
 /// (etcd's JSON gateway also uses the server certificate as a client certificate).
 pub fn make_certs_with(dir: &Path, server_usage: &str) {
-    let openssl = find("openssl").expect("openssl not found: apt-get install -y openssl");
+    let openssl = peer::require("openssl", "apt-get install -y openssl");
     let ec = [
         "-newkey",
         "ec",
@@ -120,7 +103,7 @@ pub fn make_certs_with(dir: &Path, server_usage: &str) {
 
 impl Mosquitto {
     pub fn start(opts: Options) -> Mosquitto {
-        let bin = find("mosquitto").unwrap_or_else(|| panic!("{MISSING}"));
+        let bin = peer::require("mosquitto", INSTALL);
         let dir = tempfile::tempdir().expect("temp dir");
         // Started as root, mosquitto drops to its own user before reading its files.
         world_readable(dir.path(), 0o755);
@@ -133,8 +116,7 @@ impl Mosquitto {
         } else {
             let pw = dir.path().join("passwd");
             for (i, (user, pass)) in opts.users.iter().enumerate() {
-                let mut cmd =
-                    Command::new(find("mosquitto_passwd").unwrap_or_else(|| panic!("{MISSING}")));
+                let mut cmd = Command::new(peer::require("mosquitto_passwd", INSTALL));
                 if i == 0 {
                     cmd.arg("-c");
                 }
@@ -164,72 +146,51 @@ impl Mosquitto {
         let conf_path = dir.path().join("mosquitto.conf");
         std::fs::write(&conf_path, conf).unwrap();
         world_readable(&conf_path, 0o644);
-        let log = dir.path().join("mosquitto.log");
+        let mut peer = Peer::with_log("mosquitto", &dir.path().join("mosquitto.log")).stderr_only();
+        let mut cmd = Command::new(bin);
+        cmd.arg("-c").arg(&conf_path);
+        peer.start(cmd);
         let mut m = Mosquitto {
-            child: None,
+            peer,
             port,
             tls_port,
             mtls_port,
-            conf: conf_path,
-            log,
             dir,
         };
-        m.spawn(&bin);
+        m.wait_ready();
         m
     }
 
-    fn spawn(&mut self, bin: &Path) {
-        let log = std::fs::File::create(&self.log).unwrap();
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(&self.conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start mosquitto: {e}"));
-        self.child = Some(child);
-        let until = Instant::now() + Duration::from_secs(10);
+    /// Waits until every listener accepts connections.
+    fn wait_ready(&mut self) {
         let ports: Vec<u16> = [Some(self.port), self.tls_port, self.mtls_port]
             .into_iter()
             .flatten()
             .collect();
-        for p in ports {
-            while TcpStream::connect(("127.0.0.1", p)).is_err() {
-                if let Some(status) = self
-                    .child
-                    .as_mut()
-                    .and_then(|c| c.try_wait().ok().flatten())
-                {
-                    panic!("mosquitto exited ({status}):\n{}", self.log_text());
-                }
-                assert!(
-                    Instant::now() < until,
-                    "mosquitto did not listen on {p}:\n{}",
-                    self.log_text()
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        self.peer.wait_ready(
+            &format!("listening on {ports:?}"),
+            Duration::from_secs(10),
+            || {
+                ports
+                    .iter()
+                    .all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok())
+            },
+        );
     }
 
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.peer.log()
     }
 
     /// Kills the broker (SIGKILL, as a crash or power loss would).
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.peer.stop();
     }
 
     /// Starts the broker again with the same config and ports.
     pub fn restart(&mut self) {
-        self.kill();
-        let bin = find("mosquitto").unwrap_or_else(|| panic!("{MISSING}"));
-        self.spawn(&bin);
+        self.peer.restart();
+        self.wait_ready();
     }
 
     pub fn ca_file(&self) -> PathBuf {
@@ -247,7 +208,7 @@ impl Mosquitto {
             .path()
             .join(format!("payload-{}", std::process::id()));
         std::fs::write(&file, payload).unwrap();
-        let mut cmd = Command::new(find("mosquitto_pub").unwrap_or_else(|| panic!("{MISSING}")));
+        let mut cmd = Command::new(peer::require("mosquitto_pub", INSTALL));
         cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q", "1"])
             .args(["-t", topic, "-f"])
             .arg(&file);
@@ -255,11 +216,5 @@ impl Mosquitto {
             cmd.args(["-u", u, "-P", p]);
         }
         run(&mut cmd);
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        self.kill();
     }
 }

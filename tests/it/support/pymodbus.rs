@@ -1,40 +1,39 @@
 //! pymodbus 3.16.1 (a Modbus server we did not write) as a child process, over TCP or RTU,
 //! and socat pseudo-terminal pairs to carry RTU without hardware.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use super::peer::{self, Peer};
 
 const MISSING: &str = "pymodbus not found: run scripts/test (it creates target/pyvenv with `pip install pymodbus[serial]==3.16.1`) or set FIREBREAK_PYMODBUS_PYTHON to a python that has it";
 
+/// The python that has pymodbus: `FIREBREAK_PYMODBUS_PYTHON` (an empty value counts as
+/// unset), else target/pyvenv/bin/python; panics with the install command otherwise.
 pub fn python() -> PathBuf {
-    // An empty value counts as unset.
-    if let Some(p) = std::env::var_os("FIREBREAK_PYMODBUS_PYTHON").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyvenv/bin/python");
-    assert!(p.is_file(), "{MISSING}");
-    p
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyvenv/bin/python");
+    peer::find_with_override("FIREBREAK_PYMODBUS_PYTHON", &venv)
+        .unwrap_or_else(|| panic!("{MISSING}"))
 }
 
 pub struct PyModbus {
-    child: Option<Child>,
+    peer: Peer,
     pub port: Option<u16>,
 }
 
 impl PyModbus {
     /// Serves `devices` (see tests/it/support/pymodbus_server.py) on a free loopback port.
     pub fn tcp(devices: serde_json::Value) -> PyModbus {
-        let port = super::mosquitto::free_port();
+        let port = super::free_port();
         let spec = serde_json::json!({"transport": "tcp", "port": port, "devices": devices});
         let mut s = Self::spawn(&spec);
         s.port = Some(port);
-        let until = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < until, "pymodbus did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        s.peer.wait_ready(
+            &format!("pymodbus listening on {port}"),
+            Duration::from_secs(10),
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        );
         s
     }
 
@@ -45,94 +44,52 @@ impl PyModbus {
         Self::spawn(&spec)
     }
 
+    /// Runs the server script; it prints `ready` on stdout once it serves.
     fn spawn(spec: &serde_json::Value) -> PyModbus {
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/pymodbus_server.py");
-        let mut child = Command::new(python())
-            .arg(script)
-            .arg(spec.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{MISSING}: {e}"));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(l) if l.trim() == "ready" => {}
-            other => {
-                let _ = child.kill();
-                panic!("pymodbus did not start ({other:?}); {MISSING}");
-            }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/pymodbus_server.py");
+        let mut peer = Peer::new("pymodbus");
+        let mut cmd = Command::new(python());
+        cmd.arg(script).arg(spec.to_string());
+        if let Err(e) = peer.try_start(cmd) {
+            panic!("{e}; {MISSING}");
         }
-        PyModbus {
-            child: Some(child),
-            port: None,
-        }
+        let log = peer.log_path().to_path_buf();
+        peer.wait_ready(
+            &format!("`ready` on stdout; {MISSING}"),
+            Duration::from_secs(20),
+            || std::fs::read_to_string(&log).is_ok_and(|t| t.lines().any(|l| l.trim() == "ready")),
+        );
+        PyModbus { peer, port: None }
     }
-}
 
-impl Drop for PyModbus {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+    /// What the server has written to stdout and stderr.
+    pub fn log(&self) -> String {
+        self.peer.log()
     }
 }
 
 /// A connected pair of pseudo-terminals made by socat: what is written to one end is read
 /// from the other, like the two ends of a serial cable.
 pub struct PtyPair {
-    child: Option<Child>,
-    _dir: tempfile::TempDir,
+    peer: Peer,
     pub a: PathBuf,
     pub b: PathBuf,
 }
 
 impl PtyPair {
     pub fn new() -> PtyPair {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        let child = Command::new("socat")
-            .arg(format!("pty,raw,echo=0,link={}", a.display()))
-            .arg(format!("pty,raw,echo=0,link={}", b.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("socat not found ({e}): install it with `apt-get install -y socat` (or run scripts/test)")
-            });
-        let until = Instant::now() + Duration::from_secs(10);
-        while !(a.exists() && b.exists()) {
-            assert!(
-                Instant::now() < until,
-                "socat did not create {}",
-                a.display()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        PtyPair {
-            child: Some(child),
-            _dir: dir,
-            a,
-            b,
-        }
-    }
-}
-
-impl Drop for PtyPair {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let socat = peer::require("socat", "apt-get install -y socat");
+        let mut peer = Peer::new("socat");
+        let (a, b) = (peer.dir().join("a"), peer.dir().join("b"));
+        let mut cmd = Command::new(socat);
+        cmd.arg(format!("pty,raw,echo=0,link={}", a.display()))
+            .arg(format!("pty,raw,echo=0,link={}", b.display()));
+        peer.start(cmd);
+        peer.wait_ready(
+            &format!("socat creating {} and {}", a.display(), b.display()),
+            Duration::from_secs(10),
+            || a.exists() && b.exists(),
+        );
+        PtyPair { peer, a, b }
     }
 }

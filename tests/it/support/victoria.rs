@@ -8,19 +8,15 @@
 //! 15 significant digits of a float (1039.0430000000001 comes back as 1039.043).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const NOT_FOUND: &str = "victoria-metrics not found: install it with `apt-get install -y victoria-metrics` (or run scripts/test)";
+use super::peer::{self, Peer};
 
 pub struct Victoria {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
+    peer: Peer,
     pub port: u16,
-    bin: PathBuf,
 }
 
 /// One series from `/api/v1/export`.
@@ -51,14 +47,6 @@ impl Series {
     }
 }
 
-fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/bin", "/usr/sbin", "/usr/local/bin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
 impl Victoria {
     pub fn start() -> Victoria {
         Self::start_on(super::free_port())
@@ -66,18 +54,22 @@ impl Victoria {
 
     /// Starts on a given port (for a test that first needs the port closed).
     pub fn start_on(port: u16) -> Victoria {
-        let bin = find_program("victoria-metrics").unwrap_or_else(|| panic!("{NOT_FOUND}"));
-        let dir = tempfile::Builder::new()
-            .prefix("victoria-test-")
-            .tempdir()
-            .expect("temp dir for victoria-metrics");
-        let mut vm = Victoria {
-            child: None,
-            dir,
-            port,
-            bin,
-        };
-        vm.restart();
+        let bin = peer::require("victoria-metrics", "apt-get install -y victoria-metrics");
+        let mut peer = Peer::new("victoria-metrics").stderr_only();
+        let mut cmd = Command::new(bin);
+        cmd.arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg(format!(
+                "-storageDataPath={}",
+                peer.dir().join("data").display()
+            ))
+            .args([
+                "-retentionPeriod=1d",
+                "-search.latencyOffset=0s",
+                "-search.disableCache",
+            ]);
+        peer.start(cmd);
+        let mut vm = Victoria { peer, port };
+        vm.wait_ready();
         vm
     }
 
@@ -86,96 +78,39 @@ impl Victoria {
     }
 
     pub fn storage(&self) -> &Path {
-        self.dir.path()
+        self.peer.dir()
     }
 
     /// Starts it again (after `stop`) on the same port with the same storage.
     pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("victoria.log"))
-            .expect("victoria log");
-        let child = Command::new(&self.bin)
-            .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
-            .arg(format!(
-                "-storageDataPath={}",
-                self.dir.path().join("data").display()
-            ))
-            .args([
-                "-retentionPeriod=1d",
-                "-search.latencyOffset=0s",
-                "-search.disableCache",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.bin.display()));
-        self.child = Some(child);
-        let until = Instant::now() + Duration::from_secs(20);
-        loop {
-            if matches!(self.get("/health"), Some((200, _))) {
-                return;
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "victoria-metrics exited ({status}) on start\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < until,
-                "victoria-metrics did not answer /health within 20 s\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert!(!self.peer.is_running(), "already running");
+        self.peer.restart();
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let port = self.port;
+        self.peer
+            .wait_ready("GET /health", Duration::from_secs(20), || {
+                matches!(
+                    peer::http_get(port, "/health", Duration::from_secs(30)),
+                    Some((200, _))
+                )
+            });
     }
 
     /// Stops it gracefully (SIGTERM: it flushes its storage) and waits for the exit.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let until = Instant::now() + Duration::from_secs(20);
-        while child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > until {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.wait();
+        self.peer.terminate(Duration::from_secs(20));
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("victoria.log")).unwrap_or_default()
+        self.peer.log()
     }
 
     /// A plain HTTP/1.0 GET on loopback: (status, body).
     pub fn get(&self, path_and_query: &str) -> Option<(u16, String)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-        write!(
-            s,
-            "GET {path_and_query} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
-        )
-        .ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).ok()?;
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        let status = head.split_whitespace().nth(1)?.parse().ok()?;
-        Some((status, body.to_string()))
+        peer::http_get(self.port, path_and_query, Duration::from_secs(30))
     }
 
     /// Every `firebreak_*` series with its samples, after forcing a flush.
@@ -238,15 +173,6 @@ impl Victoria {
                 );
             }
             std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Victoria {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
         }
     }
 }
