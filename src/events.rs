@@ -517,6 +517,35 @@ impl EventLog {
         &self.path
     }
 
+    /// Whether the log holds a `step_finished` or `step_skipped` of `step` in `incident`
+    /// (read from the file; used only when a run resumes after a restart). A line that
+    /// cannot be read does not count.
+    pub fn has_step_event(&self, incident: &str, step: &str) -> bool {
+        use std::io::BufRead as _;
+        let Ok(file) = File::open(&self.path) else {
+            return false;
+        };
+        std::io::BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            // Cheap filter before parsing: both names appear in the line as written.
+            .filter(|line| line.contains(incident) && line.contains("\"step_"))
+            .filter_map(|line| LoggedEvent::parse(&line).ok())
+            .any(|e| match e.event {
+                Event::StepFinished {
+                    incident: i,
+                    step: s,
+                    ..
+                }
+                | Event::StepSkipped {
+                    incident: i,
+                    step: s,
+                    ..
+                } => i == incident && s == step,
+                _ => false,
+            })
+    }
+
     /// Appends one event and fsyncs it. Returns only once the line is on disk.
     pub fn write(&self, ts: SystemTime, event: &Event) -> Result<(), EventLogError> {
         let mut line = render(&self.agent, ts, event);

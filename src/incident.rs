@@ -187,6 +187,7 @@ pub fn new_stage_incident(
                 attempts: 0,
                 error: None,
                 finished_at: None,
+                unannounced: false,
             })
             .collect(),
         safe_to_cut_power: None,
@@ -340,7 +341,13 @@ pub async fn run_stage(shared: Arc<Shared>, zone: usize, mut inc: Incident, stag
             break;
         };
         match rec.status {
-            StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped => continue,
+            StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped => {
+                if rec.unannounced {
+                    announce_recorded(&shared, &inc, step);
+                    inc.steps[i].unannounced = false;
+                }
+                continue;
+            }
             StepStatus::Started if !step.action.is_idempotent() => {
                 let err = runbook::StepError::Interrupted.to_string();
                 let report = StepReport {
@@ -354,6 +361,7 @@ pub async fn run_stage(shared: Arc<Shared>, zone: usize, mut inc: Incident, stag
                 record_step(&shared, &mut inc, i, step, &report);
                 save!(&inc);
                 shared.write(&step_event(&inc.runbook, &inc.incident, step, &report));
+                inc.steps[i].unannounced = false;
                 if step.on_failure == crate::config::OnFailure::Abort {
                     break;
                 }
@@ -365,6 +373,7 @@ pub async fn run_stage(shared: Arc<Shared>, zone: usize, mut inc: Incident, stag
             tracing::warn!(runbook = %rb.name, incident = %inc.incident, step = %step.name, %reason, "should step skipped");
             inc.steps[i].status = StepStatus::Skipped;
             inc.steps[i].error = Some(reason.clone());
+            inc.steps[i].unannounced = true;
             save!(&inc);
             shared.write(&Event::StepSkipped {
                 runbook: rb.name.clone(),
@@ -372,6 +381,7 @@ pub async fn run_stage(shared: Arc<Shared>, zone: usize, mut inc: Incident, stag
                 step: step.name.clone(),
                 reason,
             });
+            inc.steps[i].unannounced = false;
             continue;
         }
         inc.steps[i].status = StepStatus::Started;
@@ -380,6 +390,8 @@ pub async fn run_stage(shared: Arc<Shared>, zone: usize, mut inc: Incident, stag
         record_step(&shared, &mut inc, i, step, &report);
         save!(&inc);
         shared.write(&step_event(&inc.runbook, &inc.incident, step, &report));
+        // Journaled with the next write: the event is out.
+        inc.steps[i].unannounced = false;
         if let Some(budget) = rb.budget.filter(|_| stage != Stage::Undo) {
             if !budget_warned && started.elapsed() > budget {
                 budget_warned = true;
@@ -483,6 +495,8 @@ pub async fn run_stage(shared: Arc<Shared>, zone: usize, mut inc: Incident, stag
 
 /// Records a step's outcome in the incident (the caller journals it, then writes the
 /// `step_finished` event: journal first, so a restart never repeats an announced step).
+/// The record stays `unannounced` until the event is written; a restart in between
+/// writes it then ([`announce_recorded`]).
 fn record_step(
     shared: &Shared,
     inc: &mut Incident,
@@ -500,12 +514,51 @@ fn record_step(
     rec.attempts += report.attempts;
     rec.error = report.error.clone();
     rec.finished_at = Some(crate::events::format_ts(shared.clock.wall()));
+    rec.unannounced = true;
     let outcome = if report.ok { "ok" } else { "failed" };
     shared
         .metrics
         .runbook_steps
         .with_label_values(&[&inc.runbook, &step.name, outcome])
         .inc();
+}
+
+/// A resumed run meets a step journaled as ended but maybe not announced: the agent
+/// stopped between its journal write and its event. Writes the step's event unless the
+/// event log already has it, so that every ended step is announced exactly once.
+fn announce_recorded(shared: &Shared, inc: &Incident, step: &crate::config::Step) {
+    let Some(rec) = inc.steps.iter().find(|r| r.name == step.name) else {
+        return;
+    };
+    if shared.log.has_step_event(&inc.incident, &step.name) {
+        return;
+    }
+    tracing::info!(incident = %inc.incident, step = %step.name, "writing the event of a step that ended just before a restart");
+    let event = match rec.status {
+        StepStatus::Skipped => Event::StepSkipped {
+            runbook: inc.runbook.clone(),
+            incident: inc.incident.clone(),
+            step: step.name.clone(),
+            reason: rec.error.clone().unwrap_or_default(),
+        },
+        _ => Event::StepFinished {
+            runbook: inc.runbook.clone(),
+            incident: inc.incident.clone(),
+            step: step.name.clone(),
+            step_type: step.action.type_name().to_string(),
+            ok: rec.status == StepStatus::Succeeded,
+            attempts: rec.attempts,
+            elapsed_ms: 0,
+            error: rec.error.clone(),
+            verified: rec.verified,
+            detail: Some(
+                "written after a restart: the agent stopped between journaling this step \
+                 and writing its event (elapsed unknown)"
+                    .to_string(),
+            ),
+        },
+    };
+    shared.write(&event);
 }
 
 pub fn step_event(

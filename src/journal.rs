@@ -56,6 +56,11 @@ pub struct StepRecord {
     /// Wall time (RFC 3339) the step ended, for the status page's timeline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// The step's outcome is journaled but its event (`step_finished`, `step_skipped`) may
+    /// not be in the event log yet: the agent journals first, writes the event, and clears
+    /// this with its next journal write. A resumed run writes the event if it is missing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unannounced: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,6 +237,7 @@ mod tests {
                     attempts: 0,
                     error: None,
                     finished_at: None,
+                    unannounced: false,
                 })
                 .collect(),
             safe_to_cut_power: None,

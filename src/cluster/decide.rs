@@ -295,6 +295,7 @@ mod tests {
                 attempts: 0,
                 error: None,
                 finished_at: None,
+                unannounced: false,
             })
             .collect();
         inc

@@ -645,6 +645,7 @@ mod tests {
             attempts: 1,
             error: error.map(String::from),
             finished_at: None,
+            unannounced: false,
         };
         for (t, temp) in [(0.0, 23.0), (5.0, 24.0), (10.0, 30.0)] {
             let mut z = zone("b3", Level::Normal, "evacuate");

@@ -301,3 +301,79 @@ async fn a_failover_that_does_not_wait_runs_alongside_its_prepare() {
     }));
     assert!(prep.task.await.unwrap());
 }
+
+/// A failover whose first step ended and was journaled, as an agent leaves it when it is
+/// killed between the journal write and the `step_finished` event.
+fn journaled_with_first_step_ended(shared: &Shared) -> firebreak::journal::Incident {
+    use firebreak::journal::StepStatus;
+    let mut inc = firebreak::incident::new_incident(shared, 0, Cause::Fire, 1);
+    inc.steps[0].status = StepStatus::Succeeded;
+    inc.steps[0].verified = true;
+    inc.steps[0].attempts = 1;
+    inc.steps[0].unannounced = true;
+    inc
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_journaled_but_not_announced_before_a_restart_is_announced_once_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let steps = [
+        wait_step("lower the DNS TTL", 2, "must"),
+        wait_step("drain the load balancer", 3, "must"),
+    ]
+    .concat();
+    let shared = shared(config(dir.path(), &steps, ""));
+    let inc = journaled_with_first_step_ended(&shared);
+    firebreak::incident::run(shared.clone(), 0, inc).await;
+
+    let events = events(&shared);
+    assert_eq!(
+        finished_steps(&events),
+        ["lower the DNS TTL", "drain the load balancer"]
+    );
+    let first = events.iter().find_map(|e| match e {
+        Event::StepFinished { step, detail, .. } if step == "lower the DNS TTL" => detail.clone(),
+        _ => None,
+    });
+    assert!(
+        first.is_some_and(|d| d.starts_with("written after a restart")),
+        "{events:?}"
+    );
+    assert_eq!(safe_verdicts(&events), 1);
+    // The journal no longer says the step waits for its event.
+    let journal = shared.journal.load("z").unwrap().unwrap();
+    assert!(journal.steps.iter().all(|s| !s.unannounced), "{journal:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_whose_event_was_written_before_the_restart_is_not_announced_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let steps = [
+        wait_step("lower the DNS TTL", 2, "must"),
+        wait_step("drain the load balancer", 3, "must"),
+    ]
+    .concat();
+    let shared = shared(config(dir.path(), &steps, ""));
+    let inc = journaled_with_first_step_ended(&shared);
+    // The agent wrote the event, then died before its next journal write.
+    shared.write(&Event::StepFinished {
+        runbook: inc.runbook.clone(),
+        incident: inc.incident.clone(),
+        step: "lower the DNS TTL".into(),
+        step_type: "wait".into(),
+        ok: true,
+        attempts: 1,
+        elapsed_ms: 2000,
+        error: None,
+        verified: true,
+        detail: None,
+    });
+    firebreak::incident::run(shared.clone(), 0, inc).await;
+
+    let events = events(&shared);
+    assert_eq!(
+        finished_steps(&events),
+        ["lower the DNS TTL", "drain the load balancer"]
+    );
+    assert_eq!(safe_verdicts(&events), 1);
+}

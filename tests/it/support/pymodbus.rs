@@ -46,7 +46,8 @@ impl PyModbus {
 
     /// Runs the server script; it prints `ready` on stdout once it serves.
     fn spawn(spec: &serde_json::Value) -> PyModbus {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/pymodbus_server.py");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/pymodbus_server.py");
         let mut peer = Peer::new("pymodbus");
         let mut cmd = Command::new(python());
         cmd.arg(script).arg(spec.to_string());
