@@ -517,10 +517,10 @@ impl EventLog {
         &self.path
     }
 
-    /// Whether the log holds a `step_finished` or `step_skipped` of `step` in `incident`
-    /// (read from the file; used only when a run resumes after a restart). A line that
-    /// cannot be read does not count.
-    pub fn has_step_event(&self, incident: &str, step: &str) -> bool {
+    /// Whether the log holds an event of `incident` that `pred` accepts (read from the
+    /// file; used only when the agent announces, after a restart, what it may not have
+    /// written before it stopped). A line that cannot be read does not count.
+    pub fn contains(&self, incident: &str, pred: impl Fn(&Event) -> bool) -> bool {
         use std::io::BufRead as _;
         let Ok(file) = File::open(&self.path) else {
             return false;
@@ -528,22 +528,10 @@ impl EventLog {
         std::io::BufReader::new(file)
             .lines()
             .map_while(Result::ok)
-            // Cheap filter before parsing: both names appear in the line as written.
-            .filter(|line| line.contains(incident) && line.contains("\"step_"))
+            // Cheap filter before parsing: the id appears in the line as written.
+            .filter(|line| line.contains(incident))
             .filter_map(|line| LoggedEvent::parse(&line).ok())
-            .any(|e| match e.event {
-                Event::StepFinished {
-                    incident: i,
-                    step: s,
-                    ..
-                }
-                | Event::StepSkipped {
-                    incident: i,
-                    step: s,
-                    ..
-                } => i == incident && s == step,
-                _ => false,
-            })
+            .any(|e| e.event.incident() == Some(incident) && pred(&e.event))
     }
 
     /// Appends one event and fsyncs it. Returns only once the line is on disk.

@@ -128,6 +128,13 @@ impl Shared {
     /// `[cluster]`: records an incident that finished on a peer (no event of it is
     /// written here): the local journal, and the MQTT status's verdict.
     pub fn adopt(&self, incident: &Incident) {
+        // Its events are the peer's to write: nothing is left to announce here.
+        let mut incident = incident.clone();
+        incident.verdict_unannounced = false;
+        for s in &mut incident.steps {
+            s.unannounced = false;
+        }
+        let incident = &incident;
         self.save(incident);
         if let Some(s) = &self.status {
             s.send(crate::sinks::mqtt::StatusMsg::Verdict {
@@ -194,6 +201,7 @@ pub fn new_stage_incident(
         finished: false,
         finished_at: None,
         reset_by: None,
+        verdict_unannounced: false,
     }
 }
 
@@ -414,6 +422,117 @@ pub async fn run_stage(shared: Arc<Shared>, zone: usize, mut inc: Incident, stag
             break;
         }
     }
+    let Verdict {
+        ok,
+        reasons,
+        dry_run_steps,
+    } = verdict(&inc, steps);
+    shared
+        .metrics
+        .runbook_duration
+        .with_label_values(&[&rb.name])
+        .observe(started.elapsed().as_secs_f64());
+    inc.finished = true;
+    inc.finished_at = Some(crate::events::format_ts(shared.clock.wall()));
+    if journaled {
+        inc.safe_to_cut_power = Some(reasons.is_empty());
+        inc.verdict_unannounced = true;
+    }
+    save!(&inc);
+    shared.write(&Event::RunbookFinished {
+        runbook: inc.runbook.clone(),
+        incident: inc.incident.clone(),
+        ok,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        zone: inc.zone.clone(),
+    });
+    if !journaled {
+        // A prepare runbook never declares safe to cut power: the room is not evacuated.
+        return ok;
+    }
+    write_verdict(&shared, &inc, reasons, dry_run_steps);
+    // The verdict is out: a restart need not announce it (one more journal write per
+    // incident).
+    inc.verdict_unannounced = false;
+    let _ = shared.persist(zone, &inc).await;
+    ok
+}
+
+/// Writes `safe_to_cut_power` or `not_safe_to_cut_power`.
+fn write_verdict(
+    shared: &Shared,
+    inc: &Incident,
+    reasons: Vec<String>,
+    dry_run_steps: Vec<String>,
+) {
+    if reasons.is_empty() {
+        tracing::warn!(zone = %inc.zone, incident = %inc.incident, "SAFE TO CUT POWER");
+        if !dry_run_steps.is_empty() {
+            tracing::warn!(zone = %inc.zone, steps = ?dry_run_steps, "steps configured as dry run were only rehearsed and are not part of the verdict");
+        }
+        shared.write(&Event::SafeToCutPower {
+            zone: inc.zone.clone(),
+            incident: inc.incident.clone(),
+            dry_run_steps,
+        });
+    } else {
+        tracing::error!(zone = %inc.zone, incident = %inc.incident, ?reasons, "NOT safe to cut power");
+        shared.write(&Event::NotSafeToCutPower {
+            zone: inc.zone.clone(),
+            incident: inc.incident.clone(),
+            reasons,
+        });
+    }
+}
+
+/// A finished failover whose end may not have been announced: the agent stopped between
+/// journaling the verdict and writing its events. Writes `runbook_finished` and the
+/// verdict unless the event log has them, then journals that they are out.
+pub fn announce_verdict_after_restart(shared: &Shared, zone: usize, inc: &mut Incident) {
+    let config = shared.config.clone();
+    let steps = &config.runbooks[config.zones[zone].runbook].steps;
+    let Verdict {
+        ok,
+        reasons,
+        dry_run_steps,
+    } = verdict(inc, steps);
+    let id = inc.incident.clone();
+    if !shared
+        .log
+        .contains(&id, |e| matches!(e, Event::RunbookFinished { .. }))
+    {
+        tracing::info!(incident = %id, "writing the end of a runbook that finished just before a restart");
+        shared.write(&Event::RunbookFinished {
+            runbook: inc.runbook.clone(),
+            incident: id.clone(),
+            ok,
+            // Not journaled; the event's time and the journal's `finished_at` tell.
+            elapsed_ms: 0,
+            zone: inc.zone.clone(),
+        });
+    }
+    let announced = shared.log.contains(&id, |e| {
+        matches!(
+            e,
+            Event::SafeToCutPower { .. } | Event::NotSafeToCutPower { .. }
+        )
+    });
+    if !announced {
+        write_verdict(shared, inc, reasons, dry_run_steps);
+    }
+    inc.verdict_unannounced = false;
+    shared.save(inc);
+}
+
+/// What a runbook's end says: whether every step that ran succeeded, and why power may
+/// not be cut (none: safe), with the steps only rehearsed (`dry_run = true`).
+struct Verdict {
+    ok: bool,
+    reasons: Vec<String>,
+    dry_run_steps: Vec<String>,
+}
+
+fn verdict(inc: &Incident, steps: &[crate::config::Step]) -> Verdict {
     let ok = inc
         .steps
         .iter()
@@ -450,47 +569,11 @@ pub async fn run_stage(shared: Arc<Shared>, zone: usize, mut inc: Incident, stag
             }
         }
     }
-    shared
-        .metrics
-        .runbook_duration
-        .with_label_values(&[&rb.name])
-        .observe(started.elapsed().as_secs_f64());
-    inc.finished = true;
-    inc.finished_at = Some(crate::events::format_ts(shared.clock.wall()));
-    if journaled {
-        inc.safe_to_cut_power = Some(reasons.is_empty());
-    }
-    save!(&inc);
-    shared.write(&Event::RunbookFinished {
-        runbook: inc.runbook.clone(),
-        incident: inc.incident.clone(),
+    Verdict {
         ok,
-        elapsed_ms: started.elapsed().as_millis() as u64,
-        zone: inc.zone.clone(),
-    });
-    if !journaled {
-        // A prepare runbook never declares safe to cut power: the room is not evacuated.
-        return ok;
+        reasons,
+        dry_run_steps,
     }
-    if reasons.is_empty() {
-        tracing::warn!(zone = %inc.zone, incident = %inc.incident, "SAFE TO CUT POWER");
-        if !dry_run_steps.is_empty() {
-            tracing::warn!(zone = %inc.zone, steps = ?dry_run_steps, "steps configured as dry run were only rehearsed and are not part of the verdict");
-        }
-        shared.write(&Event::SafeToCutPower {
-            zone: inc.zone.clone(),
-            incident: inc.incident.clone(),
-            dry_run_steps,
-        });
-    } else {
-        tracing::error!(zone = %inc.zone, incident = %inc.incident, ?reasons, "NOT safe to cut power");
-        shared.write(&Event::NotSafeToCutPower {
-            zone: inc.zone.clone(),
-            incident: inc.incident.clone(),
-            reasons,
-        });
-    }
-    ok
 }
 
 /// Records a step's outcome in the incident (the caller journals it, then writes the
@@ -530,7 +613,11 @@ fn announce_recorded(shared: &Shared, inc: &Incident, step: &crate::config::Step
     let Some(rec) = inc.steps.iter().find(|r| r.name == step.name) else {
         return;
     };
-    if shared.log.has_step_event(&inc.incident, &step.name) {
+    let logged = shared.log.contains(&inc.incident, |e| match e {
+        Event::StepFinished { step: s, .. } | Event::StepSkipped { step: s, .. } => *s == step.name,
+        _ => false,
+    });
+    if logged {
         return;
     }
     tracing::info!(incident = %inc.incident, step = %step.name, "writing the event of a step that ended just before a restart");

@@ -82,6 +82,10 @@ pub struct Incident {
     pub finished_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reset_by: Option<String>,
+    /// The runbook's end is journaled but `runbook_finished` and the verdict may not be in
+    /// the event log yet (the agent stopped in between); a restart writes what is missing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verdict_unannounced: bool,
 }
 
 impl Incident {
@@ -244,6 +248,7 @@ mod tests {
             finished: false,
             finished_at: None,
             reset_by: None,
+            verdict_unannounced: false,
         }
     }
 

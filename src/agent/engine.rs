@@ -126,6 +126,10 @@ impl Engine {
             }
             if inc.resume_point().is_none() {
                 tracing::warn!(zone = %z.id, incident = %inc.incident, "zone has a finished incident; it stays critical until reset");
+                if inc.verdict_unannounced {
+                    let mut inc = inc;
+                    crate::incident::announce_verdict_after_restart(&self.shared, zi, &mut inc);
+                }
                 continue;
             }
             tracing::warn!(zone = %z.id, incident = %inc.incident, "resuming an unfinished runbook");

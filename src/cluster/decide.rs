@@ -281,6 +281,7 @@ mod tests {
             finished_at: finished_at.map(str::to_string),
             safe_to_cut_power: safe,
             reset_by: None,
+            verdict_unannounced: false,
         }
     }
 

@@ -377,3 +377,40 @@ async fn a_step_whose_event_was_written_before_the_restart_is_not_announced_twic
     );
     assert_eq!(safe_verdicts(&events), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_verdict_journaled_but_not_announced_before_a_restart_is_announced_once() {
+    use firebreak::journal::StepStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let steps = [
+        wait_step("lower the DNS TTL", 2, "must"),
+        wait_step("drain the load balancer", 3, "must"),
+    ]
+    .concat();
+    let shared = shared(config(dir.path(), &steps, ""));
+    // Every step ran and was announced; the end was journaled, then the agent died.
+    let mut inc = firebreak::incident::new_incident(&shared, 0, Cause::Fire, 1);
+    for s in &mut inc.steps {
+        s.status = StepStatus::Succeeded;
+        s.verified = true;
+        s.attempts = 1;
+    }
+    inc.finished = true;
+    inc.safe_to_cut_power = Some(true);
+    inc.verdict_unannounced = true;
+    shared.save(&inc);
+
+    firebreak::incident::announce_verdict_after_restart(&shared, 0, &mut inc);
+    // A second restart finds the events in the log and writes nothing more.
+    firebreak::incident::announce_verdict_after_restart(&shared, 0, &mut inc);
+
+    let events = events(&shared);
+    let ends = events
+        .iter()
+        .filter(|e| matches!(e, Event::RunbookFinished { ok: true, .. }))
+        .count();
+    assert_eq!(ends, 1, "{events:?}");
+    assert_eq!(safe_verdicts(&events), 1, "{events:?}");
+    let journal = shared.journal.load("z").unwrap().unwrap();
+    assert!(!journal.verdict_unannounced);
+}
