@@ -98,6 +98,11 @@ pub struct EvidenceItem {
     pub state: SensorState,
     pub value: Option<f64>,
     pub reason: Reason,
+    /// Extension: counted once with the other sensors of its source, which all entered
+    /// their alarm at the same instant (a device glitch; see `confirm_across`). Omitted
+    /// when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub common_mode: bool,
 }
 
 /// `source_state`: whether a source answers.
@@ -393,6 +398,7 @@ pub fn from_output(
                     state: e.state,
                     value: e.value,
                     reason: e.reason,
+                    common_mode: e.common_mode,
                 })
                 .collect(),
         }),
@@ -595,12 +601,14 @@ mod tests {
                         state: SensorState::Critical,
                         value: Some(250.0),
                         reason: Reason::Above(Level::Critical),
+                        common_mode: false,
                     },
                     EvidenceItem {
                         sensor: "b3.temp.row1".into(),
                         state: SensorState::Stale,
                         value: None,
                         reason: Reason::Stale,
+                        common_mode: false,
                     },
                 ],
             },

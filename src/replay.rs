@@ -421,6 +421,7 @@ impl<'c> Replay<'c> {
                     state,
                     value,
                     reason: self.detector.sensor_reason(i as u32),
+                    common_mode: false,
                 })
             })
             .collect()

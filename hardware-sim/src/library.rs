@@ -3,8 +3,17 @@
 
 /// `(name, TOML text)` of every scenario under `scenarios/`.
 pub const LIBRARY: &[(&str, &str)] = &[
+    (
+        "device-reboot",
+        include_str!("../scenarios/device-reboot.toml"),
+    ),
     ("dropout", include_str!("../scenarios/dropout.toml")),
+    ("emi-spike", include_str!("../scenarios/emi-spike.toml")),
     ("encoding", include_str!("../scenarios/encoding.toml")),
+    (
+        "gateway-zero-fill",
+        include_str!("../scenarios/gateway-zero-fill.toml"),
+    ),
     (
         "frozen-sensor",
         include_str!("../scenarios/frozen-sensor.toml"),

@@ -135,6 +135,9 @@ pub struct Sensor {
     pub source: usize,
     pub input: SensorInput,
     pub detect: DetectParams,
+    /// Raw values (before `scale` and `offset`) the device sends for "no data": read as
+    /// `fault:out_of_range`, like the built-in no-data patterns of Modbus registers.
+    pub sentinels: Vec<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -244,6 +247,21 @@ pub struct DetectParams {
     pub frozen_after: Option<Duration>,
     pub min: f64,
     pub max: f64,
+    /// Fastest credible change, per minute, between two good samples; a faster step is
+    /// `fault:implausible_rate`. `None` turns the check off.
+    pub max_rate: Option<f64>,
+}
+
+/// What a zone's `confirm` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfirmAcross {
+    /// Distinct sensors, except that sensors of one source that entered their alarm at
+    /// the same instant (a device glitch: a reboot, a gateway filling zeros) count once.
+    #[default]
+    Sensors,
+    /// Distinct sources: sensors on one device never confirm each other.
+    Sources,
 }
 
 #[derive(Debug, Clone)]
@@ -251,6 +269,7 @@ pub struct Zone {
     pub id: String,
     pub runbook: usize,
     pub confirm: u32,
+    pub confirm_across: ConfirmAcross,
     pub stale_votes: bool,
     pub power_reserve: Duration,
     pub max_on_battery: Option<Duration>,

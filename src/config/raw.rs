@@ -102,6 +102,9 @@ pub struct RawDetect {
     /// Plausible physical range; values outside are `fault:out_of_range`.
     pub min: Option<f64>,
     pub max: Option<f64>,
+    /// Fastest credible change per minute between two samples; a faster step is
+    /// `fault:implausible_rate` (a device glitch), never a rise.
+    pub max_rate: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,6 +136,10 @@ pub struct RawSensor {
     pub frozen_after: Option<String>,
     pub min: Option<f64>,
     pub max: Option<f64>,
+    pub max_rate: Option<f64>,
+    /// Raw values (as the device sends them, before `scale` and `offset`) that mean "no
+    /// data" for this sensor (e.g. 85 and -127 from a DS18B20): `fault:out_of_range`.
+    pub sentinels: Option<Vec<f64>>,
 }
 
 impl RawSensor {
@@ -153,6 +160,7 @@ impl RawSensor {
             frozen_after: self.frozen_after.clone(),
             min: self.min,
             max: self.max,
+            max_rate: self.max_rate,
         }
     }
 }
@@ -173,6 +181,9 @@ pub struct RawZone {
     pub id: Option<String>,
     pub runbook: Option<String>,
     pub confirm: Option<i64>,
+    /// What `confirm` counts: "sensors" (default; sensors of one device that move together
+    /// count once) or "sources" (each device once).
+    pub confirm_across: Option<String>,
     pub stale_votes: Option<bool>,
     pub power_reserve: Option<String>,
     pub max_on_battery: Option<String>,

@@ -172,6 +172,17 @@ pub fn validate(raw: &RawConfig) -> Validated {
                 }
             }
         }
+        let confirm_across = match z.confirm_across.as_deref() {
+            None | Some("sensors") => ConfirmAcross::Sensors,
+            Some("sources") => ConfirmAcross::Sources,
+            Some(other) => {
+                c.err(
+                    format!("{path}.confirm_across"),
+                    format!("unknown value `{other}` (\"sensors\" or \"sources\")"),
+                );
+                ConfirmAcross::Sensors
+            }
+        };
         if let Some(r) = runbook {
             used_runbooks.insert(r);
             zone_index.insert(id.clone(), zones.len());
@@ -179,6 +190,7 @@ pub fn validate(raw: &RawConfig) -> Validated {
                 id,
                 runbook: r,
                 confirm,
+                confirm_across,
                 stale_votes: z.stale_votes.unwrap_or(true),
                 power_reserve,
                 max_on_battery,
@@ -524,6 +536,8 @@ pub fn builtin_defaults(kind: Kind) -> DetectParams {
         frozen_after: None,
         min: f64::NEG_INFINITY,
         max: f64::INFINITY,
+        // Off unless the kind's physics bounds it (docs/configuration.md#max_rate).
+        max_rate: None,
     };
     match kind {
         // The contract's reference values (../shared/DOMAIN.md for where they come from).
@@ -536,6 +550,11 @@ pub fn builtin_defaults(kind: Kind) -> DetectParams {
             hysteresis: 1.0,
             min: -55.0,
             max: 1200.0,
+            // 20 C/s: above the steepest rise a sensor reads in the room model (a cell's
+            // surface at runaway onset, about 15 C/s) and 145 times the 8.3 C/min of a
+            // rate-of-rise heat detector (NFPA 72). A module that reboots and reads 0, then
+            // 24 C one 1-second poll later, is far above it.
+            max_rate: Some(1200.0),
             ..base
         },
         Kind::Offgas => DetectParams {
@@ -653,6 +672,16 @@ fn apply_detect(c: &mut Collector, path: &str, p: &mut DetectParams, r: &RawDete
     }
     if let Some(v) = finite(c, "max", r.max) {
         p.max = v;
+    }
+    if let Some(v) = finite(c, "max_rate", r.max_rate) {
+        if v > 0.0 {
+            p.max_rate = Some(v);
+        } else {
+            c.err(
+                format!("{path}.max_rate"),
+                format!("{v} must be more than 0 (per minute; leave it out to turn the check off)"),
+            );
+        }
     }
     p.rise_window = c.duration(
         &format!("{path}.rise_window"),
@@ -894,6 +923,17 @@ fn sensor(
     let overrides = s.detect_overrides();
     apply_detect(c, path, &mut detect, &overrides);
     check_detect(c, path, kind, &detect);
+    let mut sentinels = Vec::new();
+    for (i, v) in s.sentinels.iter().flatten().enumerate() {
+        if v.is_finite() {
+            sentinels.push(*v);
+        } else {
+            c.err(
+                format!("{path}.sentinels[{i}]"),
+                "must be a finite number (NaN and infinities are faults already)",
+            );
+        }
+    }
     Some(Sensor {
         id: id?,
         zone: zone?,
@@ -901,6 +941,7 @@ fn sensor(
         source: source?,
         input: input?,
         detect,
+        sentinels,
     })
 }
 

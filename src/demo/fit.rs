@@ -6,7 +6,7 @@
 //!
 //! So that a rate-of-rise detector sees what it would see in real time, poll intervals,
 //! `for`, `rise_window`, `stale_after`, `frozen_after` and `max_on_battery` are divided by
-//! the speed and the per-minute `rise_*` thresholds are multiplied by it. `stale_after` is
+//! the speed and the per-minute `rise_*` thresholds and `max_rate` are multiplied by it. `stale_after` is
 //! not made shorter than `stale_floor` of wall time, nor `rise_window` than the 1 s the
 //! agent accepts (a longer window only smooths the slope): staleness is about a device that stopped
 //! answering, and a busy machine's scheduling hiccups must not look like one.
@@ -175,6 +175,15 @@ pub fn fit(text: &str, fit: &Fit) -> Result<String, FitError> {
         let t = detect[&kind]
             .as_table_mut()
             .ok_or_else(|| key_error(&format!("detect.{kind}"), "must be a table"))?;
+        // The built-in `max_rate` is per minute of the room's time too: written out so
+        // that it is rescaled with the rise thresholds.
+        let builtin = crate::config::Kind::ALL
+            .iter()
+            .find(|k| k.as_str() == kind)
+            .and_then(|k| crate::config::validate::builtin_defaults(*k).max_rate);
+        if let (Some(r), false) = (builtin, t.contains_key("max_rate")) {
+            t["max_rate"] = value(r);
+        }
         scale_detect(t, &format!("detect.{kind}"), speed, fit.stale_floor, true)?;
     }
     for (i, zone) in tables_mut(&mut doc, "zones")?.iter_mut().enumerate() {
@@ -213,7 +222,7 @@ fn scale_detect(
     // The agent takes no window under 1 s; a longer one only smooths the slope.
     scale_duration(t, path, "rise_window", speed, Duration::from_secs(1))?;
     scale_duration(t, path, "stale_after", speed, stale_floor)?;
-    for key in ["rise_warn", "rise_alarm"] {
+    for key in ["rise_warn", "rise_alarm", "max_rate"] {
         if let Some(v) = t.get(key).and_then(Item::as_float) {
             t[key] = value(v * speed);
         }
@@ -301,6 +310,8 @@ max_on_battery = "10m"
         let t = &out["detect"]["temperature"];
         assert_eq!(t["rise_window"].as_str(), Some("6000ms"));
         assert_eq!(t["rise_alarm"].as_float(), Some(80.0));
+        // The built-in 1200 C/min, written out and rescaled like the rise thresholds.
+        assert_eq!(t["max_rate"].as_float(), Some(12000.0));
         assert_eq!(
             t["for"].as_str(),
             Some("200ms"),

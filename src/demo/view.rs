@@ -616,6 +616,7 @@ mod tests {
                         state: SensorState::Alarm,
                         value: Some(24.0),
                         reason: Reason::Above(crate::detect::Level::Alarm),
+                        common_mode: false,
                     }],
                 },
                 65.0,

@@ -6,7 +6,7 @@
 
 pub mod rise;
 
-use crate::config::{Config, DetectParams, Kind};
+use crate::config::{Config, ConfirmAcross, DetectParams, Kind};
 use crate::names;
 use rise::{Nanos, RiseWindow};
 use serde::{Deserialize, Serialize};
@@ -77,6 +77,10 @@ pub enum FaultKind {
     /// The value has not changed at all for `frozen_after`.
     #[serde(rename = "fault:frozen")]
     Frozen,
+    /// The value moved faster than `max_rate` since the sample before: a device glitch
+    /// (a reboot reading 0, a gateway filling zeros, a spike), not the room.
+    #[serde(rename = "fault:implausible_rate")]
+    ImplausibleRate,
 }
 
 impl FaultKind {
@@ -250,6 +254,9 @@ pub struct Evidence {
     pub state: SensorState,
     pub value: Option<f64>,
     pub reason: Reason,
+    /// Counted once with the other sensors of its source, which all entered their alarm
+    /// at the same instant: a device glitch, not independent evidence.
+    pub common_mode: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -280,17 +287,20 @@ pub struct Params {
     rise: [f64; 2],
     /// Fastest change (per second) the rise window is fed; see `update_rise`.
     slew: f64,
-    rise_window: Nanos,
     /// `NONE` when the frozen check is off.
     frozen_after: Nanos,
     min: f64,
     max: f64,
     stale_after: Nanos,
+    /// Fastest credible change per nanosecond (`max_rate`); infinite when off.
+    max_step: f64,
     // Read only when a value is near a threshold or a condition is pending.
     above: [f64; 3],
     below: [f64; 3],
     hold: Nanos,
     hysteresis: f64,
+    /// The rise window's span (the window keeps its own copy for the hot path).
+    rise_window: Nanos,
 }
 
 /// The rise window is fed at most this many times the highest rise threshold.
@@ -320,6 +330,7 @@ impl Params {
             frozen_after: p.frozen_after.map_or(NONE, |d| d.as_nanos() as Nanos),
             min: p.min,
             max: p.max,
+            max_step: p.max_rate.map_or(f64::INFINITY, |r| r / 60.0 / 1e9),
             rise_window: p.rise_window.as_nanos() as Nanos,
             slew: {
                 let fastest = [p.rise_warn, p.rise_alarm]
@@ -354,11 +365,15 @@ pub struct SensorSpec {
     pub params: Params,
     /// Samples the rise window may hold (from the expected sample rate).
     pub rise_capacity: usize,
+    /// The device (source) the sensor is read from; `None`: a device of its own. Sensors
+    /// of one source that move together count once toward `confirm`.
+    pub source: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
 pub struct ZoneSpec {
     pub confirm: u32,
+    pub confirm_across: ConfirmAcross,
     pub stale_votes: bool,
     /// Power rule: critical when on battery and runtime below this many seconds.
     pub runtime_floor_s: f64,
@@ -396,6 +411,9 @@ struct SensorRt {
     last_fault: Nanos,
     above_since: [Nanos; 3],
     below_since: [Nanos; 3],
+    /// When the sensor entered alarm or critical (its vote toward `confirm`); `NONE` while
+    /// it does not vote.
+    vote_since: Nanos,
 }
 
 struct ZoneRt {
@@ -422,6 +440,38 @@ pub struct Detector {
     /// every tick). A dense array, so a tick over a quiet site scans 8 bytes per sensor
     /// instead of visiting every sensor's state.
     due: Vec<Nanos>,
+    /// Per source (`SensorSpec::source`), what its sensors did at its latest instant.
+    sources: Vec<SourceRt>,
+}
+
+/// A source's sensors at one instant, to tell a device glitch from the room: all of them
+/// read exactly 0 (a module warming up, a gateway filling the registers of a lost device),
+/// all report the same fault (the same sentinel, the same exception), or all come back
+/// from stale or fault together (a reconnect). Then the source is suspect for a rise
+/// window: its sensors' alarm votes count once (`common_mode`).
+#[derive(Debug, Clone, Default)]
+struct SourceRt {
+    /// How many sensors read from this source (only sources with two or more are judged).
+    sensors: u32,
+    /// The longest rise window of its sensors: how long a glitch can drive a slope.
+    window: Nanos,
+    at: Nanos,
+    seen: u32,
+    zeros: u32,
+    faults: u32,
+    fault: Option<FaultKind>,
+    returned: u32,
+    /// The current or latest suspect period (`NONE`, 0 before any).
+    suspect_from: Nanos,
+    suspect_until: Nanos,
+}
+
+impl SourceRt {
+    /// Whether a vote that began at `since` began while the source was suspect: such a
+    /// vote stays common-mode for as long as it lasts.
+    fn tainted(&self, since: Nanos) -> bool {
+        since != NONE && since >= self.suspect_from && since <= self.suspect_until
+    }
 }
 
 // Design: zones are evaluated lazily, once the clock moves past the time of the samples
@@ -467,6 +517,7 @@ impl Detector {
                     above_since: [NONE; 3],
                     below_since: [NONE; 3],
                     rise_since: [NONE; 2],
+                    vote_since: NONE,
                     window,
                     rise_input: f64::NAN,
                     rise_input_at: 0,
@@ -477,6 +528,19 @@ impl Detector {
             })
             .collect();
         let dirty = Vec::with_capacity(zrt.len());
+        let mut sources: Vec<SourceRt> = Vec::new();
+        for s in &sensors {
+            if let Some(src) = s.spec.source {
+                let src = src as usize;
+                if sources.len() <= src {
+                    sources.resize(src + 1, SourceRt::default());
+                }
+                sources[src].sensors += 1;
+                sources[src].window = sources[src].window.max(s.spec.params.rise_window);
+                sources[src].at = NONE;
+                sources[src].suspect_from = NONE;
+            }
+        }
         Detector {
             sensors,
             zones: zrt,
@@ -485,6 +549,7 @@ impl Detector {
             now: start,
             fast: true,
             due: vec![0; n_sensors],
+            sources,
         }
     }
 
@@ -502,6 +567,7 @@ impl Detector {
                     kind: s.kind,
                     params: Params::from_config(&s.detect),
                     rise_capacity: ((per_window * 2.0) as usize + 8).min(8192),
+                    source: Some(s.source as u32),
                 }
             })
             .collect();
@@ -512,6 +578,7 @@ impl Detector {
                 let budget = config.runbooks[z.runbook].budget.unwrap_or_default();
                 ZoneSpec {
                     confirm: z.confirm,
+                    confirm_across: z.confirm_across,
                     stale_votes: z.stale_votes,
                     runtime_floor_s: (z.power_reserve + budget).as_secs_f64(),
                     max_on_battery: z.max_on_battery.map(|d| d.as_nanos() as Nanos),
@@ -584,6 +651,16 @@ impl Detector {
             Reading::Fault(f) => Some(f),
             Reading::Value(v) if !v.is_finite() => Some(FaultKind::NotANumber),
             Reading::Value(v) if v < p.min || v > p.max => Some(FaultKind::OutOfRange),
+            // Faster than the physics allows since the last good sample: the device, not the
+            // room. Not checked on the first sample after silence (there is no "before";
+            // the slope window restarts there too).
+            Reading::Value(v)
+                if s.last_change != NONE
+                    && now > s.last_good
+                    && (v - s.value).abs() > p.max_step * (now - s.last_good) as f64 =>
+            {
+                Some(FaultKind::ImplausibleRate)
+            }
             // Same value as before (exactly) for `frozen_after`: a stuck sensor or a stuck
             // register block, not a quiet room.
             Reading::Value(v)
@@ -609,6 +686,7 @@ impl Detector {
                         _ => None,
                     };
                     s.state = SensorState::Fault;
+                    s.vote_since = vote_start(s.vote_since, s.state, now);
                     s.quiet = false;
                     s.reason = Reason::Fault(f);
                     self.out.push(Output::Sensor {
@@ -632,6 +710,7 @@ impl Detector {
                     s.reset_conditions();
                     s.silenced_in_alarm = false;
                     s.state = SensorState::Ok;
+                    s.vote_since = vote_start(s.vote_since, s.state, now);
                     s.reason = Reason::Cleared;
                 }
                 if v != s.value || s.last_change == NONE {
@@ -671,6 +750,7 @@ impl Detector {
                 };
                 if to != before {
                     s.state = to;
+                    s.vote_since = vote_start(s.vote_since, s.state, now);
                     self.out.push(Output::Sensor {
                         sensor: i as u32,
                         from: before,
@@ -684,10 +764,61 @@ impl Detector {
             (None, Reading::Fault(_)) => unreachable!("a fault reading always has a fault kind"),
         };
         self.due[i] = self.sensors[i].due();
+        let mut changed = changed;
+        if let Some(src) = self.sensors[i].spec.source {
+            let returned =
+                fault.is_none() && matches!(before, SensorState::Stale | SensorState::Fault);
+            changed |= self.note_source(src, now, sample.reading, fault, returned);
+        }
         if changed {
             let zone = self.sensors[i].spec.zone;
             self.mark(zone);
         }
+    }
+
+    /// Records what one sensor of `src` did at `now`; returns whether the source just
+    /// became (or stays) suspect of a device glitch.
+    fn note_source(
+        &mut self,
+        src: u32,
+        now: Nanos,
+        reading: Reading,
+        fault: Option<FaultKind>,
+        returned: bool,
+    ) -> bool {
+        let Some(r) = self.sources.get_mut(src as usize) else {
+            return false;
+        };
+        if r.sensors < 2 {
+            return false;
+        }
+        if r.at != now {
+            r.at = now;
+            r.seen = 0;
+            r.zeros = 0;
+            r.faults = 0;
+            r.fault = None;
+            r.returned = 0;
+        }
+        r.seen += 1;
+        match (fault, reading) {
+            (Some(f), _) if r.faults == 0 || r.fault == Some(f) => {
+                r.fault = Some(f);
+                r.faults += 1;
+            }
+            (None, Reading::Value(0.0)) => r.zeros += 1,
+            _ => {}
+        }
+        r.returned += u32::from(returned);
+        let all = r.sensors;
+        if r.seen == all && (r.zeros == all || r.faults == all || r.returned == all) {
+            if r.suspect_from == NONE || now > r.suspect_until {
+                r.suspect_from = now;
+            }
+            r.suspect_until = now.saturating_add(r.window.max(1));
+            return true;
+        }
+        false
     }
 
     /// Advances time: stale sensors, holds that expired without a new sample, the
@@ -725,6 +856,7 @@ impl Detector {
             s.silence();
             s.last_change = NONE;
             s.state = SensorState::Stale;
+            s.vote_since = vote_start(s.vote_since, s.state, now);
             s.quiet = false;
             s.reason = Reason::Stale;
             let value = s.value.is_finite().then_some(s.value);
@@ -746,6 +878,7 @@ impl Detector {
         let to = SensorState::from_level(level);
         if to != before {
             s.state = to;
+            s.vote_since = vote_start(s.vote_since, s.state, now);
             s.quiet = to == SensorState::Ok && !s.has_pending();
             s.reason = reason;
             let value = s.value.is_finite().then_some(s.value);
@@ -819,17 +952,35 @@ impl Detector {
         let mut on_battery = false;
         let mut min_runtime = f64::INFINITY;
         let mut runtime_sensor = None;
-        for &si in &z.sensors {
+        let across = z.spec.confirm_across;
+        for (k, &si) in z.sensors.iter().enumerate() {
             let s = &self.sensors[si as usize];
             match s.state {
-                SensorState::Critical => {
-                    any_critical = true;
-                    alarm_votes += 1;
+                SensorState::Critical | SensorState::Alarm => {
+                    any_critical |= s.state == SensorState::Critical;
+                    if !counted_before(&self.sensors, &self.sources, &z.sensors, k, across) {
+                        alarm_votes += 1;
+                    }
                 }
-                SensorState::Alarm => alarm_votes += 1,
                 SensorState::Warn => warnish = true,
                 SensorState::Stale | SensorState::Fault => {
-                    stale_or_fault += 1;
+                    // Under "sources", a device's silent sensors vote once, and not at
+                    // all when another of its sensors votes already.
+                    let repeated = across == ConfirmAcross::Sources
+                        && s.spec.source.is_some()
+                        && z.sensors.iter().enumerate().any(|(j, &o)| {
+                            let t = &self.sensors[o as usize];
+                            t.spec.source == s.spec.source
+                                && (votes(t.state)
+                                    || (j < k
+                                        && matches!(
+                                            t.state,
+                                            SensorState::Stale | SensorState::Fault
+                                        )))
+                        });
+                    if !repeated {
+                        stale_or_fault += 1;
+                    }
                     warnish = true;
                     silenced_in_alarm |= s.silenced_in_alarm;
                 }
@@ -905,6 +1056,7 @@ impl Detector {
                 state: s.state,
                 value: s.value.is_finite().then_some(s.value),
                 reason: s.reason,
+                common_mode: common_mode(&self.sensors, &self.sources, &z.sensors, si),
             })
             .collect();
         if power {
@@ -928,6 +1080,7 @@ impl Detector {
                     state: s.state,
                     value: s.value.is_finite().then_some(s.value),
                     reason,
+                    common_mode: false,
                 });
             }
         }
@@ -940,6 +1093,84 @@ impl Detector {
         if to == ZoneLevel::Critical && !z.latched {
             z.latched = true;
             self.out.push(Output::Critical { zone, cause });
+        }
+    }
+}
+
+/// When a sensor's vote toward `confirm` began, once its state is `to` at `now`: kept
+/// while it stays at alarm or above, `NONE` below.
+fn vote_start(since: Nanos, to: SensorState, now: Nanos) -> Nanos {
+    match to {
+        SensorState::Alarm | SensorState::Critical if since == NONE => now,
+        SensorState::Alarm | SensorState::Critical => since,
+        _ => NONE,
+    }
+}
+
+fn votes(state: SensorState) -> bool {
+    matches!(state, SensorState::Alarm | SensorState::Critical)
+}
+
+/// Whether sensor `si` votes as part of a common-mode group of its zone: another sensor of
+/// its source entered alarm (or critical) at the same instant as it, or both votes began
+/// while the source was suspect of a device glitch (`SourceRt`). A device that reboots, or a gateway that fills the
+/// registers of a lost device with zeros, moves its sensors at once; sensors in a room
+/// cross a threshold on the same poll seldom, and then the zone waits for one more
+/// independent vote.
+fn common_mode(sensors: &[SensorRt], sources: &[SourceRt], zone_sensors: &[u32], si: u32) -> bool {
+    let s = &sensors[si as usize];
+    let Some(source) = s.spec.source else {
+        return false;
+    };
+    if !votes(s.state) {
+        return false;
+    }
+    let tainted = |since| {
+        sources
+            .get(source as usize)
+            .is_some_and(|r| r.tainted(since))
+    };
+    zone_sensors.iter().any(|&o| {
+        let t = &sensors[o as usize];
+        o != si
+            && t.spec.source == Some(source)
+            && votes(t.state)
+            && (t.vote_since == s.vote_since || (tainted(s.vote_since) && tainted(t.vote_since)))
+    })
+}
+
+/// Whether the vote of the sensor at `k` in `zone_sensors` is already counted by an
+/// earlier one: one vote per source under `confirm_across = "sources"`, one per
+/// common-mode group otherwise.
+fn counted_before(
+    sensors: &[SensorRt],
+    sources: &[SourceRt],
+    zone_sensors: &[u32],
+    k: usize,
+    across: ConfirmAcross,
+) -> bool {
+    let s = &sensors[zone_sensors[k] as usize];
+    let Some(source) = s.spec.source else {
+        return false;
+    };
+    let same = |o: &u32| {
+        let t = &sensors[*o as usize];
+        t.spec.source == Some(source) && votes(t.state)
+    };
+    match across {
+        ConfirmAcross::Sources => zone_sensors[..k].iter().any(same),
+        ConfirmAcross::Sensors => {
+            let tainted = |since| {
+                sources
+                    .get(source as usize)
+                    .is_some_and(|r| r.tainted(since))
+            };
+            zone_sensors[..k].iter().any(|o| {
+                let t = &sensors[*o as usize];
+                same(o)
+                    && (t.vote_since == s.vote_since
+                        || (tainted(s.vote_since) && tainted(t.vote_since)))
+            })
         }
     }
 }
@@ -1037,7 +1268,7 @@ impl SensorRt {
             self.rise_input = fed;
             self.rise_input_at = now;
             w.push(now, fed);
-            let slope = w.slope(p.rise_window / 2);
+            let slope = w.slope(w.window() / 2);
             for l in 0..2 {
                 let on = slope.is_some_and(|s| s > p.rise[l]);
                 self.rise_since[l] = if on {

@@ -41,6 +41,11 @@ impl RiseWindow {
     /// `capacity` (rounded up to a power of two) bounds memory; when more samples than that
     /// fall inside the window, the oldest leave early (the window shrinks a little) rather
     /// than allocating.
+    /// The time the window covers (its configured `rise_window`).
+    pub fn window(&self) -> Nanos {
+        self.window
+    }
+
     pub fn new(window: Nanos, capacity: usize) -> Self {
         let capacity = capacity.clamp(2, 1 << 24).next_power_of_two();
         RiseWindow {

@@ -13,12 +13,14 @@ fn spec(zone: u32, kind: Kind, tweak: impl FnOnce(&mut DetectParams)) -> SensorS
         kind,
         params: Params::from_config(&p),
         rise_capacity: 512,
+        source: None,
     }
 }
 
 fn zone(confirm: u32) -> ZoneSpec {
     ZoneSpec {
         confirm,
+        confirm_across: ConfirmAcross::Sensors,
         stale_votes: true,
         runtime_floor_s: 300.0 + 90.0,
         max_on_battery: Some(600 * S),
@@ -104,7 +106,13 @@ fn hold_expires_on_tick_without_a_new_sample() {
 
 #[test]
 fn spike_shorter_than_for_never_changes_state() {
-    let mut d = Detector::new(vec![spec(0, Kind::Temperature, |_| {})], vec![zone(2)], 0);
+    // The hold alone: a 72 C jump in one poll is also far past `max_rate` (a fault, tested
+    // below), so that check is off here.
+    let mut d = Detector::new(
+        vec![spec(0, Kind::Temperature, |p| p.max_rate = None)],
+        vec![zone(2)],
+        0,
+    );
     let out = play(&mut d, 0, 0, 20 * S, 250 * MS, |t| {
         if (5 * S..5 * S + 300 * MS).contains(&t) {
             95.0
@@ -407,7 +415,11 @@ fn samples_at_the_same_instant_are_judged_together_whatever_their_order() {
     // Sensor 0 clears while sensor 1 rises at the same instant: never two votes at once.
     let run = |first_clears: bool| {
         let sensors = vec![
-            spec(0, Kind::Temperature, |p| p.hold = Duration::ZERO),
+            // 60 -> 23 C in a second is past `max_rate`: off, this is about ordering.
+            spec(0, Kind::Temperature, |p| {
+                p.hold = Duration::ZERO;
+                p.max_rate = None;
+            }),
             spec(0, Kind::Offgas, |p| p.hold = Duration::ZERO),
         ];
         let mut d = Detector::new(sensors, vec![zone(2)], 0);
@@ -682,4 +694,190 @@ fn a_quiet_samples_fields_fit_in_four_cache_lines() {
         size_of::<Option<RiseWindow>>(),
         offset_of!(SensorRt, spec)
     );
+}
+
+// ---- implausible rates and common-mode faults ----
+
+/// Sensors `ids` of one device read `f(t)` at the same instants (one poll each `step`).
+fn play_device(
+    d: &mut Detector,
+    ids: &[u32],
+    from: Nanos,
+    to: Nanos,
+    step: Nanos,
+    f: impl Fn(Nanos) -> f64,
+) -> Vec<Output> {
+    let mut out = Vec::new();
+    let mut t = from;
+    while t < to {
+        for &id in ids {
+            d.observe(value(id, t, f(t)));
+        }
+        d.tick(t);
+        out.extend(d.drain());
+        t += step;
+    }
+    out
+}
+
+fn on_source(mut s: SensorSpec, source: u32) -> SensorSpec {
+    s.source = Some(source);
+    s
+}
+
+fn zone_levels(outputs: &[Output]) -> Vec<ZoneLevel> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Zone { to, .. } => Some(*to),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_step_faster_than_max_rate_is_a_fault_and_the_next_reading_starts_afresh() {
+    let mut d = Detector::new(vec![spec(0, Kind::Temperature, |_| {})], vec![zone(2)], 0);
+    // A module that reboots reads 0, then the real 24 C a second later.
+    let out = play(&mut d, 0, 0, 60 * S, S, |t| {
+        if (20 * S..25 * S).contains(&t) {
+            0.0
+        } else {
+            24.0
+        }
+    });
+    let changes: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Sensor { to, reason, .. } => Some((*to, reason.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            (SensorState::Fault, "fault:implausible_rate"),
+            (SensorState::Ok, "cleared"),
+            (SensorState::Fault, "fault:implausible_rate"),
+            (SensorState::Ok, "cleared"),
+        ],
+        "never a rise alarm"
+    );
+}
+
+#[test]
+fn a_real_fires_rise_stays_under_max_rate() {
+    let mut d = Detector::new(vec![spec(0, Kind::Temperature, |_| {})], vec![zone(2)], 0);
+    // The room model's steepest curve: a cell's surface, exponential to 650 C with a
+    // 40 s time constant (about 15 C/s at its start), read every second.
+    let out = play(&mut d, 0, 0, 120 * S, S, |t| {
+        let s = t as f64 / 1e9;
+        if s < 10.0 {
+            27.0
+        } else {
+            27.0 + (650.0 - 27.0) * (1.0 - (-(s - 10.0) / 40.0).exp())
+        }
+    });
+    assert!(
+        !out.iter().any(|o| matches!(
+            o,
+            Output::Sensor {
+                to: SensorState::Fault,
+                ..
+            }
+        )),
+        "{out:?}"
+    );
+    assert_eq!(d.sensor_state(0).0, SensorState::Critical);
+}
+
+#[test]
+fn sensors_of_one_device_that_alarm_at_the_same_instant_count_once() {
+    // Polled every 2 s, the reboot's 0 -> 24 C step (720 C/min) is under max_rate: both
+    // sensors see the same steep slope and alarm together.
+    let sensors = vec![
+        on_source(spec(0, Kind::Temperature, |_| {}), 7),
+        on_source(spec(0, Kind::Temperature, |_| {}), 7),
+    ];
+    let mut d = Detector::new(sensors, vec![zone(2)], 0);
+    let out = play_device(&mut d, &[0, 1], 0, 90 * S, 2 * S, |t| {
+        if t < 20 * S {
+            0.0
+        } else {
+            24.0
+        }
+    });
+    assert!(criticals(&out).is_empty(), "{out:?}");
+    assert_eq!(zone_levels(&out).last(), Some(&ZoneLevel::Alarm));
+    let evidence = out.iter().rev().find_map(|o| match o {
+        Output::Zone { evidence, .. } if !evidence.is_empty() => Some(evidence.clone()),
+        _ => None,
+    });
+    let evidence = evidence.expect("the zone says why");
+    assert!(
+        evidence
+            .iter()
+            .all(|e| e.common_mode && e.reason.as_str() == "rise:rise_alarm"),
+        "{evidence:?}"
+    );
+}
+
+#[test]
+fn sensors_of_one_device_that_alarm_at_different_instants_confirm_each_other() {
+    let sensors = vec![
+        on_source(spec(0, Kind::Temperature, |p| p.hold = Duration::ZERO), 7),
+        on_source(spec(0, Kind::Temperature, |p| p.hold = Duration::ZERO), 7),
+    ];
+    let mut d = Detector::new(sensors, vec![zone(2)], 0);
+    d.observe(value(0, 0, 25.0));
+    d.observe(value(1, 0, 25.0));
+    d.observe(value(0, S, 25.5));
+    d.observe(value(1, S, 25.2));
+    // Over 57 C one poll apart (rises of a few C per second, under max_rate).
+    let mut out = Vec::new();
+    for (k, (a, b)) in [
+        (30.0, 28.0),
+        (35.0, 31.0),
+        (40.0, 35.0),
+        (45.0, 40.0),
+        (50.0, 45.0),
+        (58.0, 50.0),
+        (62.0, 58.0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let t = (2 + k as Nanos) * S;
+        d.observe(value(0, t, a));
+        d.observe(value(1, t, b));
+        d.tick(t);
+        out.extend(d.drain());
+    }
+    d.tick(20 * S);
+    out.extend(d.drain());
+    assert_eq!(criticals(&out), vec![(0, Cause::Fire)], "{out:?}");
+}
+
+#[test]
+fn confirm_across_sources_counts_a_device_once_whatever_the_timing() {
+    let zone_by_source = || ZoneSpec {
+        confirm_across: ConfirmAcross::Sources,
+        ..zone(2)
+    };
+    let t = |s: u32| on_source(spec(0, Kind::Temperature, |p| p.hold = Duration::ZERO), s);
+    // Two sensors of device 7 over 57 C, a poll apart: one vote.
+    let mut d = Detector::new(vec![t(7), t(7), t(8)], vec![zone_by_source()], 0);
+    for id in 0..3 {
+        d.observe(value(id, 0, 25.0));
+    }
+    d.observe(value(0, S, 58.0));
+    d.observe(value(1, 2 * S, 59.0));
+    d.tick(3 * S);
+    let out: Vec<Output> = d.drain().collect();
+    assert!(criticals(&out).is_empty(), "{out:?}");
+    // Device 8 agrees: two sources.
+    d.observe(value(2, 4 * S, 58.0));
+    d.tick(5 * S);
+    let out: Vec<Output> = d.drain().collect();
+    assert_eq!(criticals(&out), vec![(0, Cause::Fire)], "{out:?}");
 }

@@ -61,12 +61,14 @@ fn build() -> (Detector, Vec<Vec<f64>>) {
                 params: Params::from_config(&builtin_defaults(kind)),
                 // 1 Hz over a 60 s window, with the agent's 2x margin.
                 rise_capacity: 128,
+                source: None,
             }
         })
         .collect();
     let zones = (0..ZONES)
         .map(|_| ZoneSpec {
             confirm: 2,
+            confirm_across: firebreak::config::ConfirmAcross::Sensors,
             stale_votes: true,
             runtime_floor_s: 390.0,
             max_on_battery: Some(600 * S),

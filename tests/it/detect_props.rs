@@ -26,12 +26,14 @@ fn sensor(zone: u32, kind: Kind) -> SensorSpec {
         kind,
         params: Params::from_config(&builtin_defaults(kind)),
         rise_capacity: 1024,
+        source: None,
     }
 }
 
 fn zone() -> ZoneSpec {
     ZoneSpec {
         confirm: 2,
+        confirm_across: firebreak::config::ConfirmAcross::Sensors,
         stale_votes: true,
         runtime_floor_s: 390.0,
         max_on_battery: Some(600 * S),
@@ -121,7 +123,12 @@ proptest! {
         spike_at in 150usize..300,
         spike_ms in 0u64..1_999,
     ) {
-        let mut d = Detector::new(vec![sensor(0, kind)], vec![zone()], 0);
+        // The hold alone: a spike faster than `max_rate` is a fault by design (the property
+        // below), so that check is off here.
+        let mut p = builtin_defaults(kind);
+        p.max_rate = None;
+        let spec = SensorSpec { params: Params::from_config(&p), ..sensor(0, kind) };
+        let mut d = Detector::new(vec![spec], vec![zone()], 0);
         let mut t = 0;
         let mut spike_start = None;
         for (i, dt) in dts.iter().enumerate() {
@@ -212,4 +219,38 @@ fn zone_decision(t: Nanos, o: Output) -> Option<(Nanos, String)> {
 #[test]
 fn zone_levels_are_ordered_for_the_properties_above() {
     assert!(ZoneLevel::Normal < ZoneLevel::Warning && ZoneLevel::Alarm < ZoneLevel::Critical);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// A temperature spike faster than `max_rate`, of any height and length, is a fault
+    /// (`fault:implausible_rate`) and never an alarm: a device glitch is not fire evidence.
+    #[test]
+    fn a_spike_faster_than_max_rate_is_a_fault_never_an_alarm(
+        base in 15.0f64..30.0,
+        jump in 30.0f64..1000.0,
+        poll_ms in prop::sample::select(vec![250u64, 500, 1000]),
+        samples in 1usize..4,
+    ) {
+        let mut d = Detector::new(vec![sensor(0, Kind::Temperature)], vec![zone()], 0);
+        let mut reasons = Vec::new();
+        let mut t = 0;
+        for i in 0..200 {
+            t += poll_ms * MS;
+            let v = if (100..100 + samples).contains(&i) { (base + jump).min(1200.0) } else { base };
+            d.observe(Sample { sensor: 0, at: t, reading: Reading::Value(v) });
+            d.tick(t);
+            for o in d.drain() {
+                if let Output::Sensor { to, reason, .. } = o {
+                    prop_assert!(
+                        !matches!(to, firebreak::detect::SensorState::Alarm | firebreak::detect::SensorState::Critical),
+                        "{:?} ({})", to, reason.as_str()
+                    );
+                    reasons.push(reason.as_str());
+                }
+            }
+        }
+        prop_assert!(reasons.contains(&"fault:implausible_rate"), "{:?}", reasons);
+    }
 }

@@ -220,6 +220,8 @@ fn nuisances() -> Vec<Nuisance> {
             final_level: ZoneLevel::Warning,
         },
         Nuisance {
+            // 23 -> 70 C in one 250 ms poll is far past max_rate: a fault for one poll (the
+            // zone shows a warning), never an alarm.
             name: "nuisance spike: one sample at 70 C",
             patches: &[],
             minutes: 5,
@@ -227,8 +229,8 @@ fn nuisances() -> Vec<Nuisance> {
                 ROW1 if (100.0..100.25).contains(&t) => value(70.0),
                 _ => value(quiet(s, t)),
             },
-            max_level: ZoneLevel::Normal,
-            must_see: &[],
+            max_level: ZoneLevel::Warning,
+            must_see: &[(ROW1, "fault", "fault:implausible_rate")],
             final_level: ZoneLevel::Normal,
         },
         Nuisance {
@@ -300,6 +302,71 @@ fn nuisances() -> Vec<Nuisance> {
                 (RUNTIME, "fault", "fault:modbus_exception"),
                 (SMOKE, "stale", "stale"),
                 (OFFGAS, "fault", "fault:no_data"),
+            ],
+            final_level: ZoneLevel::Normal,
+        },
+        Nuisance {
+            name: "module reboot: env-b3 silent 10 s, every register 0 for 5 s, then the room",
+            patches: &[],
+            minutes: 5,
+            signal: |s, t| match s {
+                ROW1 | ROW2 | OFFGAS if (100.0..110.0).contains(&t) => None,
+                ROW1 | ROW2 | OFFGAS if (110.0..115.0).contains(&t) => value(0.0),
+                _ => value(quiet(s, t)),
+            },
+            max_level: ZoneLevel::Warning,
+            must_see: &[
+                (ROW1, "fault", "fault:implausible_rate"),
+                (ROW2, "fault", "fault:implausible_rate"),
+            ],
+            final_level: ZoneLevel::Normal,
+        },
+        Nuisance {
+            name: "gateway zero-fill: env-b3 unreachable behind a gateway, 0 on every register for 60 s",
+            patches: &[],
+            minutes: 5,
+            signal: |s, t| match s {
+                ROW1 | ROW2 | OFFGAS if (100.0..160.0).contains(&t) => value(0.0),
+                _ => value(quiet(s, t)),
+            },
+            max_level: ZoneLevel::Warning,
+            must_see: &[
+                (ROW1, "fault", "fault:implausible_rate"),
+                (ROW2, "fault", "fault:implausible_rate"),
+            ],
+            final_level: ZoneLevel::Normal,
+        },
+        Nuisance {
+            name: "single-device EMI spike: one poll of env-b3 reads 150 C on both rows",
+            patches: &[],
+            minutes: 5,
+            signal: |s, t| match s {
+                ROW1 | ROW2 if (100.0..100.25).contains(&t) => value(150.0),
+                _ => value(quiet(s, t)),
+            },
+            max_level: ZoneLevel::Warning,
+            must_see: &[
+                (ROW1, "fault", "fault:implausible_rate"),
+                (ROW2, "fault", "fault:implausible_rate"),
+            ],
+            final_level: ZoneLevel::Normal,
+        },
+        Nuisance {
+            // Polled every 2 s, the step back to the room (0 -> 23 C, about 700 C/min) is
+            // under max_rate: both rows see the same slope and alarm at the same instant.
+            // They count once (common mode): the zone is at alarm, not critical.
+            name: "module reboot, env-b3 polled every 2 s: the rows alarm together and count once",
+            patches: &[("poll_interval = \"250ms\"", "poll_interval = \"2s\"")],
+            minutes: 5,
+            signal: |s, t| match s {
+                ROW1 | ROW2 | OFFGAS if (100.0..110.0).contains(&t) => None,
+                ROW1 | ROW2 | OFFGAS if (110.0..130.0).contains(&t) => value(0.0),
+                _ => value(quiet(s, t)),
+            },
+            max_level: ZoneLevel::Alarm,
+            must_see: &[
+                (ROW1, "alarm", "rise:rise_alarm"),
+                (ROW2, "alarm", "rise:rise_alarm"),
             ],
             final_level: ZoneLevel::Normal,
         },
@@ -382,4 +449,56 @@ fn encoded_values_reach_the_core_exactly_and_are_not_faults() {
     assert_eq!(run.sensor_events(), 0);
     assert_eq!(d.sensor_state(0).1, Some(-5.0));
     assert_eq!(d.sensor_state(5).1, Some(70_000.0));
+}
+
+mod device_glitches {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What a rebooting or unreachable device sends for each of its registers.
+    #[derive(Debug, Clone, Copy)]
+    enum Fill {
+        /// Zeros (a module warming up, a gateway covering for a lost device).
+        Zero,
+        /// A "no data" pattern or a configured sentinel: the source reports a fault.
+        Sentinel,
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// For a quiet room, a device reboot anywhere in it, of any length, filled with zeros
+        /// or sentinels, and polled at any rate, never makes the zone critical.
+        #[test]
+        fn a_device_reboot_with_zeros_or_sentinels_never_makes_a_zone_critical(
+            at in 60.0f64..200.0,
+            silent in 0.0f64..30.0,
+            filled in 0.25f64..90.0,
+            fill in prop_oneof![Just(Fill::Zero), Just(Fill::Sentinel)],
+            poll in prop_oneof![Just("250ms"), Just("1s"), Just("2s"), Just("5s")],
+            device in prop_oneof![Just("env"), Just("ups")],
+        ) {
+            let patch = format!("poll_interval = \"{poll}\"");
+            let target = if device == "env" { "poll_interval = \"250ms\"" } else { "poll_interval = \"500ms\"" };
+            let config = contract_config(&[(target, patch.as_str())]);
+            let on_device = move |s: &str| match device {
+                "env" => matches!(s, ROW1 | ROW2 | OFFGAS),
+                _ => matches!(s, ON_BATTERY | RUNTIME | BATTERY_TEMP),
+            };
+            let signal = move |s: &str, t: f64| {
+                if on_device(s) && (at..at + silent).contains(&t) {
+                    return None;
+                }
+                if on_device(s) && (at + silent..at + silent + filled).contains(&t) {
+                    return match fill {
+                        Fill::Zero => value(0.0),
+                        Fill::Sentinel => Some(Reading::Fault(FaultKind::OutOfRange)),
+                    };
+                }
+                value(quiet(s, t))
+            };
+            let (_, run) = play(&config, Duration::from_secs(360), TICK, &signal);
+            prop_assert_eq!(run.first_critical(), None, "{:?}", run.sensor_changes(&config));
+        }
+    }
 }

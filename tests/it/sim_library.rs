@@ -6,8 +6,8 @@
 //! Scenarios are played faster than real time. So that a rate-of-rise detector sees what
 //! it would see in real time, the agent's config (config/demo.toml, written in sim time) is
 //! rescaled by `firebreak::demo::fit`: poll intervals, `for`, `rise_window`, `stale_after`,
-//! `max_on_battery` are divided by the speed and the per-minute `rise_*` thresholds are
-//! multiplied by it (`stale_after` not below 2 s of wall time). The scenarios run
+//! `max_on_battery` are divided by the speed and the per-minute `rise_*` thresholds and
+//! `max_rate` are multiplied by it (`stale_after` not below 2 s of wall time). The scenarios run
 //! concurrently, each with its own agent and its own MQTT topic prefix on one broker.
 
 use crate::support;

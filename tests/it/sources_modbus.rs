@@ -181,6 +181,8 @@ async fn every_type_word_order_scale_and_bit_decodes_what_pymodbus_encoded() {
         {"address": 20, "type": "raw", "value": [0x8000]},
         {"address": 21, "type": "raw", "value": [0x7FC0, 0x0000]},
         {"address": 23, "type": "raw", "value": [0xFFFF, 0xFFFF]},
+        // A sensor's own "no data" value (a DS18B20's 85 C power-on reading, in tenths).
+        reg(25, "int16", json!(850), "big"),
     ]}]));
     let url = format!("tcp://127.0.0.1:{}", server.port.unwrap());
     let sensors = [
@@ -258,9 +260,18 @@ async fn every_type_word_order_scale_and_bit_decodes_what_pymodbus_encoded() {
     for (id, r) in sensors {
         body.push_str(&sensor(id, "pym", r));
     }
+    body.push_str(&sensor(
+        "sentinel",
+        "pym",
+        "table = \"holding\", address = 25, type = \"i16\", scale = 0.1",
+    ));
+    body.push_str("sentinels = [850, -1270]\n");
     let mut run = Running::start(config(&body));
-    let ids: Vec<&str> = sensors.iter().map(|(id, _)| *id).collect();
+    let mut ids: Vec<&str> = sensors.iter().map(|(id, _)| *id).collect();
+    ids.push("sentinel");
     let r = run.readings(&ids).await;
+    // Compared before scale: 850 is the sentinel, not 85.0.
+    assert_fault(&r, "sentinel", FaultKind::OutOfRange);
     assert_value(&r, "i16_tenths", -5.0);
     assert_value(&r, "u16", 65000.0);
     assert_value(&r, "u32_high", 70000.0);

@@ -581,6 +581,7 @@ mod tests {
                 state: SensorState::Critical,
                 value: Some(250.0),
                 reason: Reason::Above(Level::Critical),
+                common_mode: false,
             }],
         };
         assert_eq!(apply(&mut z, &level, "t1"), Some(0));

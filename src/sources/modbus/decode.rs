@@ -28,6 +28,15 @@ pub fn is_no_data(words: &[u16], spec: &RegisterSpec) -> bool {
 
 /// Decodes `words` (exactly `spec.kind.width()` of them, in register order) into a value.
 pub fn decode(words: &[u16], spec: &RegisterSpec) -> f64 {
+    if spec.bit.is_some() {
+        return raw(words, spec);
+    }
+    raw(words, spec) * spec.scale + spec.offset
+}
+
+/// The value as the device sent it: the integer (or f32) the words hold, or the bit,
+/// before `scale` and `offset`. A sensor's `sentinels` are compared with this.
+pub fn raw(words: &[u16], spec: &RegisterSpec) -> f64 {
     let u32_of = |w: &[u16]| -> u32 {
         let (hi, lo) = match spec.word_order {
             WordOrder::HighFirst => (w[0], w[1]),
@@ -42,14 +51,13 @@ pub fn decode(words: &[u16], spec: &RegisterSpec) -> f64 {
         };
         return f64::from((bits >> bit) & 1);
     }
-    let raw = match spec.kind {
+    match spec.kind {
         RegType::U16 => f64::from(words[0]),
         RegType::I16 => f64::from(words[0] as i16),
         RegType::U32 => f64::from(u32_of(words)),
         RegType::I32 => f64::from(u32_of(words) as i32),
         RegType::F32 => f64::from(f32::from_bits(u32_of(words))),
-    };
-    raw * spec.scale + spec.offset
+    }
 }
 
 #[cfg(test)]

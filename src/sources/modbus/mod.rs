@@ -72,6 +72,8 @@ pub struct Device {
     pub reads: Vec<Read>,
     pub metrics: Arc<SourceMetrics>,
     pub link: Arc<Link>,
+    /// The `sentinels` of the sensors that have them, by sensor index.
+    pub sentinels: HashMap<u32, Vec<f64>>,
 }
 
 /// Builds the poll plan of every Modbus source that has sensors; sources with the same
@@ -100,12 +102,19 @@ pub fn devices(config: &Config) -> Vec<Device> {
             .entry(m.link.clone())
             .or_insert_with(|| Arc::new(Link::new(m.link.clone())))
             .clone();
+        let sentinels = regs
+            .iter()
+            .map(|(i, _)| (*i, &config.sensors[*i as usize].sentinels))
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(i, v)| (i, v.clone()))
+            .collect();
         out.push(Device {
             name: source.name.clone(),
             cfg: m.clone(),
             reads: plan::plan(regs, m.max_registers_per_read, m.max_gap),
             metrics: Arc::new(SourceMetrics::new(source.name.clone())),
             link,
+            sentinels,
         });
     }
     out
@@ -292,7 +301,13 @@ async fn poll_once(
                     let from = *offset as usize;
                     let to = from + spec.kind.width() as usize;
                     let reading = match words.get(from..to) {
-                        Some(w) if decode::is_no_data(w, spec) => {
+                        Some(w)
+                            if decode::is_no_data(w, spec)
+                                || device
+                                    .sentinels
+                                    .get(sensor)
+                                    .is_some_and(|v| v.contains(&decode::raw(w, spec))) =>
+                        {
                             device.metrics.error(ErrorKind::BadValue);
                             Reading::Fault(FaultKind::OutOfRange)
                         }

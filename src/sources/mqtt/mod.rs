@@ -44,6 +44,8 @@ pub struct Route {
     pub sensor: u32,
     pub json_pointer: Option<String>,
     pub timestamp_pointer: Option<String>,
+    /// The sensor's "no data" values (`sentinels`), compared with the payload's number.
+    pub sentinels: Vec<f64>,
 }
 
 /// Everything one MQTT source's task needs.
@@ -80,6 +82,7 @@ pub fn subscribers(config: &Config) -> Vec<Subscriber> {
                     sensor: i as u32,
                     json_pointer: json_pointer.clone(),
                     timestamp_pointer: timestamp_pointer.clone(),
+                    sentinels: s.sentinels.clone(),
                 });
             }
         }
@@ -245,7 +248,12 @@ async fn handle_publish(
                     Some(ms) => mono_of(ms, now, clock),
                     None => now,
                 };
-                (Reading::Value(p.value), at)
+                if route.sentinels.contains(&p.value) {
+                    sub.metrics.error(ErrorKind::BadValue);
+                    (Reading::Fault(crate::detect::FaultKind::OutOfRange), at)
+                } else {
+                    (Reading::Value(p.value), at)
+                }
             }
             Err(e) => {
                 sub.metrics.error(ErrorKind::BadValue);
