@@ -456,7 +456,6 @@ struct SourceRt {
     /// The longest rise window of its sensors: how long a glitch can drive a slope.
     window: Nanos,
     at: Nanos,
-    seen: u32,
     zeros: u32,
     faults: u32,
     fault: Option<FaultKind>,
@@ -765,10 +764,13 @@ impl Detector {
         };
         self.due[i] = self.sensors[i].due();
         let mut changed = changed;
-        if let Some(src) = self.sensors[i].spec.source {
-            let returned =
-                fault.is_none() && matches!(before, SensorState::Stale | SensorState::Fault);
-            changed |= self.note_source(src, now, sample.reading, fault, returned);
+        // Only a zero, a fault or a return can make a source suspect: a quiet sample does
+        // not touch the source's state (nor `spec.source`, outside the hot cache lines).
+        let returned = fault.is_none() && matches!(before, SensorState::Stale | SensorState::Fault);
+        if fault.is_some() || returned || sample.reading == Reading::Value(0.0) {
+            if let Some(src) = self.sensors[i].spec.source {
+                changed |= self.note_source(src, now, sample.reading, fault, returned);
+            }
         }
         if changed {
             let zone = self.sensors[i].spec.zone;
@@ -776,8 +778,9 @@ impl Detector {
         }
     }
 
-    /// Records what one sensor of `src` did at `now`; returns whether the source just
-    /// became (or stays) suspect of a device glitch.
+    /// Records a zero, a fault or a return of one sensor of `src` at `now` (other samples
+    /// are not passed: they cannot make the source suspect); returns whether the source
+    /// just became (or stays) suspect of a device glitch.
     fn note_source(
         &mut self,
         src: u32,
@@ -794,13 +797,11 @@ impl Detector {
         }
         if r.at != now {
             r.at = now;
-            r.seen = 0;
             r.zeros = 0;
             r.faults = 0;
             r.fault = None;
             r.returned = 0;
         }
-        r.seen += 1;
         match (fault, reading) {
             (Some(f), _) if r.faults == 0 || r.fault == Some(f) => {
                 r.fault = Some(f);
@@ -811,7 +812,8 @@ impl Detector {
         }
         r.returned += u32::from(returned);
         let all = r.sensors;
-        if r.seen == all && (r.zeros == all || r.faults == all || r.returned == all) {
+        // Each sensor reports once per instant, so a count reaching `all` means every one.
+        if r.zeros == all || r.faults == all || r.returned == all {
             if r.suspect_from == NONE || now > r.suspect_until {
                 r.suspect_from = now;
             }
