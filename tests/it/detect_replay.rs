@@ -262,3 +262,42 @@ fn a_malformed_line_is_named_and_exits_65() {
     let out = replay(&dir.path().join("missing.csv"), None);
     assert_eq!(out.status.code(), Some(66));
 }
+
+#[test]
+fn a_recorded_module_reboot_replays_as_device_faults_not_a_fire() {
+    // A quiet minute at 1 Hz on the environment module (both rows and the off-gas sensor),
+    // then it reads 0 on every register for 5 s, then the room again.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("reboot.csv");
+    let mut csv = String::from("ts,sensor,value\n");
+    for s in 0..180i64 {
+        let ts = T0_MS + s * 1000;
+        let zero = (60..65).contains(&s);
+        for (sensor, v) in [
+            ("b3.temp.row1", 23.0),
+            ("b3.temp.row2", 23.4),
+            ("b3.offgas.1", 0.5),
+        ] {
+            let v = if zero { 0.0 } else { v + (s % 3) as f64 * 0.1 };
+            writeln!(csv, "{},{sensor},{v}", rfc3339(ts)).unwrap();
+        }
+    }
+    std::fs::write(&input, csv).unwrap();
+    let out = replay(&input, None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reasons = reasons_written(&stdout);
+    assert!(
+        reasons.contains(&Reason::Fault(FaultKind::ImplausibleRate)),
+        "{stdout}"
+    );
+    assert!(!reasons.contains(&Reason::Rise(Level::Alarm)), "{stdout}");
+    assert!(
+        !stdout.contains("\"to\":\"critical\""),
+        "a reboot is no fire:\n{stdout}"
+    );
+}
