@@ -373,4 +373,63 @@ duration = "1s"
         assert_eq!(subs[0].routes["dc1/asd1/state"].len(), 2);
         assert_eq!(subs[0].routes["dc2/t"][0].sensor, 3);
     }
+
+    #[tokio::test]
+    async fn a_sensors_sentinel_is_a_fault_and_other_numbers_are_readings() {
+        let cfg = crate::config::load_str(
+            r#"
+[agent]
+name = "t"
+state_dir = "/tmp/x"
+[[sources]]
+name = "b"
+type = "mqtt"
+url = "mqtt://127.0.0.1:1883"
+[[sensors]]
+id = "probe"
+zone = "z"
+kind = "temperature"
+source = "b"
+topic = "dc1/probe"
+sentinels = [85, -127]
+[[zones]]
+id = "z"
+runbook = "r"
+[[runbooks]]
+name = "r"
+[[runbooks.steps]]
+name = "w"
+type = "wait"
+duration = "1s"
+"#,
+            "test",
+            HashMap::new(),
+        )
+        .map_err(|e| format!("{:?}", e.errors))
+        .unwrap()
+        .config;
+        let subs = subscribers(&cfg);
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut last_at = HashMap::new();
+        for payload in ["85", "23.5", "-127"] {
+            handle_publish(
+                &subs[0],
+                "dc1/probe",
+                payload.as_bytes(),
+                &Fixed,
+                &tx,
+                &mut last_at,
+            )
+            .await;
+        }
+        let readings: Vec<Reading> = (0..3).map(|_| rx.try_recv().unwrap().reading).collect();
+        assert_eq!(
+            readings,
+            [
+                Reading::Fault(crate::detect::FaultKind::OutOfRange),
+                Reading::Value(23.5),
+                Reading::Fault(crate::detect::FaultKind::OutOfRange),
+            ]
+        );
+    }
 }
