@@ -256,11 +256,12 @@ pub struct DetectParams {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConfirmAcross {
-    /// Distinct sensors, except that sensors of one source that entered their alarm at
-    /// the same instant (a device glitch: a reboot, a gateway filling zeros) count once.
+    /// Distinct sensors, except that sensors of one device whose alarms began while the
+    /// device was suspect of a glitch (a reboot, a gateway filling zeros) count once.
     #[default]
     Sensors,
-    /// Distinct sources: sensors on one device never confirm each other.
+    /// Distinct devices: sensors on one Modbus unit never confirm each other (sensors
+    /// behind an MQTT broker count as devices of their own).
     Sources,
 }
 

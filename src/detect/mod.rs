@@ -365,8 +365,9 @@ pub struct SensorSpec {
     pub params: Params,
     /// Samples the rise window may hold (from the expected sample rate).
     pub rise_capacity: usize,
-    /// The device (source) the sensor is read from; `None`: a device of its own. Sensors
-    /// of one source that move together count once toward `confirm`.
+    /// The device (source) the sensor is read from; `None`: a device of its own (and every
+    /// sensor behind an MQTT broker). Sensors of one device whose alarms began while it was
+    /// suspect of a glitch count once toward `confirm`.
     pub source: Option<u32>,
 }
 
@@ -445,7 +446,8 @@ pub struct Detector {
 }
 
 /// A source's sensors at one instant, to tell a device glitch from the room: all of them
-/// read exactly 0 (a module warming up, a gateway filling the registers of a lost device),
+/// read exactly 0, at least one of them after reading something else (a module warming
+/// up, a gateway filling the registers of a lost device),
 /// all report the same fault (the same sentinel, the same exception), or all come back
 /// from stale or fault together (a reconnect). Then the source is suspect for a rise
 /// window: its sensors' alarm votes count once (`common_mode`).
@@ -457,6 +459,8 @@ struct SourceRt {
     window: Nanos,
     at: Nanos,
     zeros: u32,
+    /// Of `zeros`, the sensors that read something else before.
+    zeroed: u32,
     faults: u32,
     fault: Option<FaultKind>,
     returned: u32,
@@ -566,7 +570,11 @@ impl Detector {
                     kind: s.kind,
                     params: Params::from_config(&s.detect),
                     rise_capacity: ((per_window * 2.0) as usize + 8).min(8192),
-                    source: Some(s.source as u32),
+                    // A device's sensors fail together; an MQTT broker is many devices.
+                    source: config.sources[s.source]
+                        .spec
+                        .is_one_device()
+                        .then_some(s.source as u32),
                 }
             })
             .collect();
@@ -645,6 +653,9 @@ impl Detector {
             return;
         };
         let fast = self.fast;
+        // A device that zeroes its registers moves readings to 0; a sensor that sits at 0
+        // (an off-gas sensor in clean air) does not make its device suspect.
+        let was_nonzero = s.value != 0.0 && s.value.is_finite();
         let p = &s.spec.params;
         let fault = match sample.reading {
             Reading::Fault(f) => Some(f),
@@ -769,7 +780,7 @@ impl Detector {
         let returned = fault.is_none() && matches!(before, SensorState::Stale | SensorState::Fault);
         if fault.is_some() || returned || sample.reading == Reading::Value(0.0) {
             if let Some(src) = self.sensors[i].spec.source {
-                changed |= self.note_source(src, now, sample.reading, fault, returned);
+                changed |= self.note_source(src, now, sample.reading, fault, returned, was_nonzero);
             }
         }
         if changed {
@@ -788,6 +799,7 @@ impl Detector {
         reading: Reading,
         fault: Option<FaultKind>,
         returned: bool,
+        was_nonzero: bool,
     ) -> bool {
         let Some(r) = self.sources.get_mut(src as usize) else {
             return false;
@@ -798,6 +810,7 @@ impl Detector {
         if r.at != now {
             r.at = now;
             r.zeros = 0;
+            r.zeroed = 0;
             r.faults = 0;
             r.fault = None;
             r.returned = 0;
@@ -807,13 +820,18 @@ impl Detector {
                 r.fault = Some(f);
                 r.faults += 1;
             }
-            (None, Reading::Value(0.0)) => r.zeros += 1,
+            (None, Reading::Value(0.0)) => {
+                r.zeros += 1;
+                r.zeroed += u32::from(was_nonzero);
+            }
             _ => {}
         }
         r.returned += u32::from(returned);
         let all = r.sensors;
         // Each sensor reports once per instant, so a count reaching `all` means every one.
-        if r.zeros == all || r.faults == all || r.returned == all {
+        // All zeros start a suspicion when one of them is new, and keep one going.
+        let zeroes = r.zeros == all && (r.zeroed > 0 || now <= r.suspect_until);
+        if zeroes || r.faults == all || r.returned == all {
             if r.suspect_from == NONE || now > r.suspect_until {
                 r.suspect_from = now;
             }
@@ -1113,32 +1131,24 @@ fn votes(state: SensorState) -> bool {
     matches!(state, SensorState::Alarm | SensorState::Critical)
 }
 
-/// Whether sensor `si` votes as part of a common-mode group of its zone: another sensor of
-/// its source entered alarm (or critical) at the same instant as it, or both votes began
-/// while the source was suspect of a device glitch (`SourceRt`). A device that reboots, or a gateway that fills the
-/// registers of a lost device with zeros, moves its sensors at once; sensors in a room
-/// cross a threshold on the same poll seldom, and then the zone waits for one more
-/// independent vote.
+/// Whether sensor `si` votes as part of a common-mode group of its zone: its vote and
+/// another's of its source both began while the source was suspect of a device glitch
+/// (`SourceRt`). A device that reboots, or a gateway that fills the registers of a lost
+/// device with zeros, moves all its sensors at once, and what follows is not evidence.
 fn common_mode(sensors: &[SensorRt], sources: &[SourceRt], zone_sensors: &[u32], si: u32) -> bool {
     let s = &sensors[si as usize];
     let Some(source) = s.spec.source else {
         return false;
     };
-    if !votes(s.state) {
+    let Some(r) = sources.get(source as usize) else {
         return false;
-    }
-    let tainted = |since| {
-        sources
-            .get(source as usize)
-            .is_some_and(|r| r.tainted(since))
     };
-    zone_sensors.iter().any(|&o| {
-        let t = &sensors[o as usize];
-        o != si
-            && t.spec.source == Some(source)
-            && votes(t.state)
-            && (t.vote_since == s.vote_since || (tainted(s.vote_since) && tainted(t.vote_since)))
-    })
+    votes(s.state)
+        && r.tainted(s.vote_since)
+        && zone_sensors.iter().any(|&o| {
+            let t = &sensors[o as usize];
+            o != si && t.spec.source == Some(source) && votes(t.state) && r.tainted(t.vote_since)
+        })
 }
 
 /// Whether the vote of the sensor at `k` in `zone_sensors` is already counted by an
@@ -1162,17 +1172,13 @@ fn counted_before(
     match across {
         ConfirmAcross::Sources => zone_sensors[..k].iter().any(same),
         ConfirmAcross::Sensors => {
-            let tainted = |since| {
-                sources
-                    .get(source as usize)
-                    .is_some_and(|r| r.tainted(since))
+            let Some(r) = sources.get(source as usize) else {
+                return false;
             };
-            zone_sensors[..k].iter().any(|o| {
-                let t = &sensors[*o as usize];
-                same(o)
-                    && (t.vote_since == s.vote_since
-                        || (tainted(s.vote_since) && tainted(t.vote_since)))
-            })
+            r.tainted(s.vote_since)
+                && zone_sensors[..k]
+                    .iter()
+                    .any(|o| same(o) && r.tainted(sensors[*o as usize].vote_since))
         }
     }
 }

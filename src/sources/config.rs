@@ -38,6 +38,10 @@ pub trait SourceConfig: Sized {
     /// How often a reading is expected (the detection core sizes its rate-of-rise windows
     /// with it): a polled source's poll interval, a pushed one's typical rate.
     fn expected_interval(&self) -> Duration;
+
+    /// Whether the source is one device, whose sensors fail together (a Modbus unit), not
+    /// a channel many devices share (an MQTT broker).
+    fn is_one_device(&self) -> bool;
 }
 
 /// The list of source types: `type` name => `SourceSpec` variant (the type's built source
@@ -76,6 +80,13 @@ macro_rules! define_sources {
             pub fn expected_interval(&self) -> Duration {
                 match self {
                     $(SourceSpec::$Variant(s) => s.expected_interval(),)*
+                }
+            }
+
+            /// Whether the source is one device ([`SourceConfig::is_one_device`]).
+            pub fn is_one_device(&self) -> bool {
+                match self {
+                    $(SourceSpec::$Variant(s) => s.is_one_device(),)*
                 }
             }
         }

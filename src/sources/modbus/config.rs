@@ -56,6 +56,10 @@ pub enum Parity {
 impl SourceConfig for ModbusSource {
     type Raw = Raw;
 
+    fn is_one_device(&self) -> bool {
+        true
+    }
+
     fn expected_interval(&self) -> Duration {
         self.poll_interval
     }

@@ -53,6 +53,10 @@ impl SourceConfig for MqttSource {
     type Raw = Raw;
 
     /// Devices publish at their own pace; a quarter second is typical of the sensors seen.
+    fn is_one_device(&self) -> bool {
+        false
+    }
+
     fn expected_interval(&self) -> Duration {
         Duration::from_millis(250)
     }
