@@ -184,6 +184,28 @@ pub fn summary(path: &Path, c: &Config) -> String {
             );
         }
     }
+    if !c.feeds.is_empty() {
+        let _ = writeln!(
+            s,
+            "feeds ({}): safe to cut once every zone on them has failed over and verified",
+            c.feeds.len()
+        );
+        for f in &c.feeds {
+            let zones: Vec<&str> = f.zones.iter().map(|&z| c.zones[z].id.as_str()).collect();
+            let loads = if f.loads.is_empty() {
+                String::new()
+            } else {
+                format!("; also {}", f.loads.join(", "))
+            };
+            let _ = writeln!(
+                s,
+                "  {} ({}): zones {}{loads}",
+                f.id,
+                f.description,
+                zones.join(", ")
+            );
+        }
+    }
     s
 }
 
