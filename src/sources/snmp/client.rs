@@ -291,9 +291,16 @@ impl Client {
         let mut result = Err(SnmpError::Report(
             "the agent keeps asking to resynchronise".into(),
         ));
+        // Whether the agent answered this request's discovery: then a silent agent is not
+        // a dead one.
+        let mut answered_discovery = false;
         for _ in 0..MAX_RESYNC {
+            let discovering = self.engine.is_none();
             match self.exchange(oids).await {
-                Ok(Reply::Resync) => continue,
+                Ok(Reply::Resync) => {
+                    answered_discovery |= discovering;
+                    continue;
+                }
                 Ok(Reply::Pdu(p)) => {
                     result = Ok(p);
                     break;
@@ -303,6 +310,18 @@ impl Client {
                     break;
                 }
             }
+        }
+        let encrypted =
+            matches!(&self.creds, Credentials::Usm(u) if u.privacy != PrivProtocol::None);
+        if answered_discovery && encrypted && matches!(result, Err(SnmpError::Timeout { .. })) {
+            // net-snmp drops a request it cannot decrypt without a word (a wrong privacy
+            // password decrypts to garbage, which is not a report-worthy error), so an agent
+            // that answered discovery a moment ago and then goes silent is refusing the key.
+            result = Err(SnmpError::Authentication(
+                "the agent answers discovery but not the encrypted request (wrong priv_password?)"
+                    .into(),
+            ));
+            self.engine = None;
         }
         match &result {
             Err(SnmpError::Io { .. }) => {
