@@ -650,3 +650,37 @@ duration = "1s"
     });
     assert_eq!(agent.stop(), Some(0), "{}", agent.diagnostics());
 }
+
+/// A v3 client that did not see the agent go: its next request carries the old engine's
+/// boots and time, and the agent's report (not a timeout) brings it back in step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v3_client_resynchronises_with_a_restarted_agent_on_its_next_request() {
+    let opts = Options {
+        users: vec![v3_user("fb256", "SHA-256", true)],
+        ..Options::default()
+    };
+    let mut d = Snmpd::start(opts, &on_mains());
+    let user = UsmUser::new(
+        "fb256",
+        AuthProtocol::Sha256,
+        AUTH_PASSWORD.as_bytes(),
+        PrivProtocol::Aes128,
+        PRIV_PASSWORD.as_bytes(),
+    );
+    let mut client = Client::new(
+        format!("127.0.0.1:{}", d.port),
+        Credentials::Usm(user),
+        Duration::from_secs(1),
+        0,
+    );
+    let oid = [oids::MINUTES_REMAINING.parse().unwrap()];
+    assert_eq!(client.get(&oid).await.unwrap(), [Ok(42.0)]);
+    d.set_values(&on_battery());
+    d.restart();
+    assert_eq!(
+        client.get(&oid).await.unwrap(),
+        [Ok(7.0)],
+        "{}",
+        d.log_text()
+    );
+}

@@ -708,4 +708,105 @@ mod tests {
         assert!(agent.to_string().contains("genErr"), "{agent}");
         assert_eq!(OidFault::NoSuchObject.kind(), ErrorKind::NoSuchObject);
     }
+
+    /// A v2c agent played on loopback: each GET is answered with the PDUs `answer` makes.
+    /// For what no real agent does on demand (late replies, tooBig); the codec itself is
+    /// checked against net-snmp in tests/it/sources_snmp.rs.
+    async fn scripted_agent(answer: impl Fn(&Pdu) -> Vec<Pdu> + Send + 'static) -> String {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65535];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                let (community, request) = message::decode_v2c(&buf[..n]).unwrap();
+                for reply in answer(&request) {
+                    let bytes = message::encode_v2c(&community, &reply);
+                    socket.send_to(&bytes, from).await.unwrap();
+                }
+            }
+        });
+        addr
+    }
+
+    fn response(request_id: i32, status: i64, varbinds: Vec<(Oid, Value)>) -> Pdu {
+        Pdu {
+            tag: RESPONSE,
+            request_id,
+            error_status: status,
+            error_index: 0,
+            varbinds,
+        }
+    }
+
+    fn client(addr: String) -> Client {
+        Client::new(
+            addr,
+            Credentials::Community(b"public".to_vec()),
+            Duration::from_secs(2),
+            0,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_late_reply_to_another_request_is_dropped_and_the_right_one_read() {
+        let addr = scripted_agent(|req| {
+            let stale = |v| vec![(req.varbinds[0].0.clone(), Value::Integer(v))];
+            vec![
+                response(req.request_id.wrapping_sub(1), 0, stale(1)),
+                response(req.request_id, 0, stale(2)),
+            ]
+        })
+        .await;
+        let oid: Oid = "1.3.6.1.2.1.33.1.2.3.0".parse().unwrap();
+        let mut c = client(addr);
+        assert_eq!(c.get(std::slice::from_ref(&oid)).await.unwrap(), [Ok(2.0)]);
+        // The next request reads its own answer, not the one left over.
+        assert_eq!(c.get(&[oid]).await.unwrap(), [Ok(2.0)]);
+    }
+
+    #[tokio::test]
+    async fn a_too_big_answer_splits_the_request_and_keeps_the_order() {
+        let addr = scripted_agent(|req| {
+            if req.varbinds.len() > 2 {
+                return vec![response(req.request_id, TOO_BIG, Vec::new())];
+            }
+            let values = req
+                .varbinds
+                .iter()
+                .map(|(o, _)| (o.clone(), Value::Gauge32(*o.arcs().last().unwrap())))
+                .collect();
+            vec![response(req.request_id, 0, values)]
+        })
+        .await;
+        let oids: Vec<Oid> = (1..=5)
+            .map(|i| format!("1.3.6.1.4.1.99.{i}").parse().unwrap())
+            .collect();
+        let mut c = client(addr);
+        let got = c.get(&oids).await.unwrap();
+        assert_eq!(got, [Ok(1.0), Ok(2.0), Ok(3.0), Ok(4.0), Ok(5.0)]);
+    }
+
+    #[tokio::test]
+    async fn a_reply_for_other_oids_is_malformed_and_an_error_status_is_the_agents() {
+        let addr = scripted_agent(|req| {
+            let other: Oid = "1.3.6.1.2.1.1.3.0".parse().unwrap();
+            match req.varbinds.len() {
+                1 => vec![response(
+                    req.request_id,
+                    0,
+                    vec![(other, Value::TimeTicks(5))],
+                )],
+                _ => vec![response(req.request_id, 5, Vec::new())],
+            }
+        })
+        .await;
+        let a: Oid = "1.3.6.1.2.1.33.1.2.3.0".parse().unwrap();
+        let b: Oid = "1.3.6.1.2.1.33.1.2.4.0".parse().unwrap();
+        let mut c = client(addr);
+        let one = c.get(std::slice::from_ref(&a)).await.unwrap_err();
+        assert!(matches!(one, SnmpError::Malformed(_)), "{one}");
+        let two = c.get(&[a, b]).await.unwrap_err();
+        assert!(matches!(two, SnmpError::Agent { status: 5, .. }), "{two}");
+        assert!(two.agent_answered());
+    }
 }
