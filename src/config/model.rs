@@ -163,6 +163,8 @@ pub enum SensorInput {
         json_pointer: Option<String>,
         timestamp_pointer: Option<String>,
     },
+    /// An object on an SNMP agent (`oid`, `equals`, `scale`, `offset`).
+    Snmp(crate::sources::snmp::config::SnmpInput),
 }
 
 #[derive(
@@ -402,6 +404,11 @@ impl Config {
             }
         }
         for (i, s) in self.sources.iter().enumerate() {
+            if let SourceSpec::Snmp(snmp) = &s.spec {
+                for (key, path) in snmp.secret_files() {
+                    out.push((format!("sources[{i}].{key}"), path));
+                }
+            }
             if let SourceSpec::Mqtt(m) = &s.spec {
                 if let Some(p) = &m.password_file {
                     out.push((format!("sources[{i}].password_file"), p.clone()));

@@ -41,6 +41,7 @@ mod sources_modbus;
 mod sources_modbus_bits;
 mod sources_mqtt;
 mod sources_probe;
+mod sources_snmp;
 mod staged_e2e;
 mod staged_replay;
 mod staged_runbook;
