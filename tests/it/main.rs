@@ -50,3 +50,4 @@ mod systemd_notify;
 mod telemetry_influx;
 mod telemetry_mqtt;
 mod telemetry_prometheus;
+mod ups_failover;
