@@ -424,12 +424,17 @@ pub fn parse_protocol_state(reply: &Reply, protocol: &str) -> Option<ProtocolSta
     })
 }
 
+/// `Table master4:`, the heading `show route` prints before a table's routes.
+fn is_heading(text: &str) -> bool {
+    text.starts_with("Table ") && text.ends_with(':')
+}
+
 /// The route lines of a `show route` reply (code 1007, without the `Table ...:` headings).
 pub fn route_lines(reply: &Reply) -> Vec<String> {
     reply
         .texts(1007)
         .map(str::trim)
-        .filter(|t| !t.is_empty() && !(t.starts_with("Table ") && t.ends_with(':')))
+        .filter(|t| !t.is_empty() && !is_heading(t))
         // BIRD pads the columns: one space is enough in a message.
         .map(|t| t.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect()
