@@ -169,3 +169,35 @@ retries = 1"#,
         )
     );
 }
+
+#[test]
+fn a_socket_that_does_not_speak_birds_protocol_is_named_and_not_retried() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("admin.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    // Something else's socket (HAProxy's runtime API greets with nothing; this one with a
+    // prompt), answering every connection the same way.
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let _ = conn.write_all(b"> welcome\n");
+        }
+    });
+    let s = format!(
+        r#"name = "withdraw"
+type = "bgp_withdraw"
+socket = "unix://{}"
+protocol = "anycast_b3"
+prefix = "203.0.113.0/24"
+timeout = "1s"
+retries = 2"#,
+        path.display()
+    );
+    let report = run(&s, false);
+    assert_eq!(report.attempts, 1, "{report:?}");
+    let err = report.error.unwrap();
+    assert!(
+        err.contains("sent a reply line that is not BIRD's protocol: `> welcome`"),
+        "{err}"
+    );
+}
