@@ -10,6 +10,7 @@
 mod detect_support;
 mod support;
 
+mod bgp_bird;
 mod broken_configs;
 mod cluster_etcd;
 mod command_step;
@@ -31,6 +32,7 @@ mod fuzz_dns;
 mod fuzz_inputs;
 mod outages;
 mod power_map;
+mod powerdns_api;
 mod runbook_peers;
 mod security;
 mod sim_clients;

@@ -85,6 +85,8 @@ macro_rules! with_step_types {
             command => Command(CommandStep),
             mqtt_publish => MqttPublish(MqttPublishStep),
             wait => Wait(WaitStep),
+            bgp_withdraw => BgpWithdraw(BgpStep),
+            powerdns => PowerDns(PowerDnsStep),
         }
     };
 }
@@ -310,6 +312,108 @@ ttl = "thirty""#,
                 "runbooks[0].steps[0].type: unknown step type `teleport` ({}) (line 28)",
                 TYPE_NAMES.join(", ")
             )]
+        );
+    }
+
+    #[test]
+    fn the_contract_keys_of_bgp_withdraw_and_powerdns_are_accepted() {
+        // As written in the shared contract's runbook `evacuate-b3`.
+        let bgp = r#"name = "withdraw the anycast prefix from B3"
+type = "bgp_withdraw"
+socket = "unix:///run/bird/bird.ctl"
+protocol = "anycast_b3"
+prefix = "203.0.113.0/24"
+verify_peer = "unix:///run/bird-edge/bird.ctl""#;
+        assert_eq!(problems(bgp), Vec::<String>::new());
+        let pdns = r#"name = "move api.example.com in PowerDNS"
+type = "powerdns"
+url = "http://10.20.0.54:8081"
+server_id = "localhost"
+api_key_file = "/etc/firebreak/pdns.key"
+zone = "example.com"
+record = "api.example.com"
+rtype = "A"
+ttl = 30
+values = ["198.51.100.21"]
+verify_server = "10.20.0.54:53""#;
+        assert_eq!(problems(pdns), Vec::<String>::new());
+    }
+
+    #[test]
+    fn bgp_withdraw_reports_each_wrong_key_at_its_path() {
+        let p = problems(
+            r#"name = "w"
+type = "bgp_withdraw"
+socket = "tcp://127.0.0.1:179"
+protocol = "to_*"
+prefix = "203.0.113.7/24"
+verify_from = "edge"
+action = "drop""#,
+        );
+        let at = |key: &str| {
+            p.iter()
+                .any(|e| e.starts_with(&format!("runbooks[0].steps[0].{key}: ")))
+        };
+        for key in ["socket", "protocol", "prefix", "verify_from", "action"] {
+            assert!(at(key), "{key}: {p:?}");
+        }
+        assert!(
+            p.iter()
+                .any(|e| e.contains("verify_from: needs verify_peer")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn powerdns_reports_missing_keys_bad_values_and_a_record_outside_the_zone() {
+        let p = problems(
+            r#"name = "p"
+type = "powerdns"
+url = "ftp://10.20.0.54"
+zone = "example.com"
+record = "api.example.com"
+rtype = "A"
+values = ["198.51.100.21"]"#,
+        );
+        for key in ["url", "api_key_file", "verify_server"] {
+            assert!(
+                p.iter()
+                    .any(|e| e.starts_with(&format!("runbooks[0].steps[0].{key}: "))),
+                "{key}: {p:?}"
+            );
+        }
+        let p = problems(
+            r#"name = "p"
+type = "powerdns"
+url = "http://10.20.0.54:8081"
+api_key_file = "/k"
+zone = "example.com"
+record = "api.example.com"
+rtype = "A"
+values = ["198.51.100.21"]
+only_if = ["not-an-address"]
+verify_server = "10.20.0.54""#,
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("runbooks[0].steps[0].only_if[0]: "),
+            "{p:?}"
+        );
+        let p = problems(
+            r#"name = "p"
+type = "powerdns"
+url = "http://10.20.0.54:8081"
+api_key_file = "/k"
+zone = "example.com"
+record = "api.example.org"
+rtype = "A"
+values = ["198.51.100.21"]
+verify_server = "10.20.0.54""#,
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("runbooks[0].steps[0].record: ") && p[0].contains("not inside zone"),
+            "{p:?}"
         );
     }
 
