@@ -46,6 +46,12 @@ pub trait StepInfo {
         true
     }
 
+    /// Whether the step raises something that stays open until its incident ends (a
+    /// page), which `runbook::resolve_step` ends then.
+    fn resolves_with_incident(&self) -> bool {
+        false
+    }
+
     /// Files whose contents are secrets, by key (checked for permissions at start).
     fn secret_files(&self) -> Vec<(&'static str, PathBuf)> {
         Vec::new()
@@ -85,6 +91,8 @@ macro_rules! with_step_types {
             command => Command(CommandStep),
             mqtt_publish => MqttPublish(MqttPublishStep),
             wait => Wait(WaitStep),
+            alertmanager => Alertmanager(AlertmanagerStep),
+            pagerduty => Pagerduty(PagerdutyStep),
         }
     };
 }
@@ -197,6 +205,28 @@ fn read<T: StepConfig>(
     };
     let raw = read_keys::<T::Raw>(c, path, "step", kind, params, &elsewhere)?;
     T::validate(c, path, raw, refs)
+}
+
+/// A fixed `http` or `https` URL (no placeholders) at `path`, reported when it is not one.
+pub fn check_http_url(c: &mut Collector, path: &str, u: &str) -> Option<url::Url> {
+    match url::Url::parse(u) {
+        Ok(p) if (p.scheme() == "http" || p.scheme() == "https") && p.host().is_some() => Some(p),
+        Ok(p) if p.host().is_none() => {
+            c.err(path, format!("`{u}` has no host"));
+            None
+        }
+        Ok(p) => {
+            c.err(
+                path,
+                format!("`{u}`: scheme `{}` is not http or https", p.scheme()),
+            );
+            None
+        }
+        Err(e) => {
+            c.err(path, format!("`{u}` is not a URL: {e}"));
+            None
+        }
+    }
 }
 
 /// Reports `{{placeholders}}` that are not known template variables.
