@@ -30,6 +30,7 @@ mod faults;
 mod fuzz_dns;
 mod fuzz_inputs;
 mod outages;
+mod paging;
 mod runbook_peers;
 mod security;
 mod sim_clients;

@@ -2,12 +2,15 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod alertmanager;
 pub mod chrome;
 pub mod etcd;
 pub mod events;
+pub mod gate;
 pub mod haproxy;
 pub mod knot;
 pub mod mosquitto;
+pub mod pagerduty;
 pub mod peer;
 pub mod prometheus;
 pub mod pymodbus;
