@@ -690,3 +690,41 @@ fn the_pagerduty_stand_in_refuses_what_the_events_api_documents_as_invalid() {
     assert_eq!(pd.refused().len(), cases.len());
     assert!(pd.accepted().is_empty());
 }
+
+#[test]
+fn the_contracts_paging_steps_read_as_written() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/contract/integrations.toml");
+    let Ok(contract) = std::fs::read_to_string(&path) else {
+        eprintln!("note: {} not found; checked nothing", path.display());
+        return;
+    };
+    // The contract's two paging steps, verbatim, in a runbook of their own (the rest of
+    // the file names step types other branches bring).
+    let steps: String = contract
+        .split("[[runbooks.steps]]")
+        .filter(|b| b.contains("type = \"alertmanager\"") || b.contains("type = \"pagerduty\""))
+        .map(|b| format!("[[runbooks.steps]]{}", b.split("\n[[").next().unwrap()))
+        .collect();
+    let config = config_with(&steps);
+    let runbook = &config.runbooks[0];
+    assert_eq!(runbook.steps.len(), 2, "{steps}");
+    let firebreak::runbook::steps::Action::Alertmanager(am) = &runbook.steps[0].action else {
+        panic!("{:?}", runbook.steps[0].action)
+    };
+    assert_eq!(am.url.as_str(), "http://10.20.0.70:9093/");
+    assert_eq!(am.labels["severity"], "critical");
+    assert_eq!(am.labels["team"], "dc-ops");
+    assert_eq!(am.labels["alertname"], "FirebreakIncident");
+    let firebreak::runbook::steps::Action::Pagerduty(p) = &runbook.steps[1].action else {
+        panic!("{:?}", runbook.steps[1].action)
+    };
+    assert_eq!(p.url.as_str(), "https://events.pagerduty.com/v2/enqueue");
+    assert_eq!(
+        p.routing_key_file,
+        Path::new("/etc/firebreak/pagerduty.key")
+    );
+    assert_eq!(p.severity.as_str(), "critical");
+    for s in &runbook.steps {
+        assert_eq!(s.on_failure, firebreak::config::OnFailure::Continue);
+    }
+}

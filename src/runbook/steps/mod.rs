@@ -344,6 +344,48 @@ ttl = "thirty""#,
     }
 
     #[test]
+    fn alertmanager_labels_must_be_the_same_whichever_agent_posts() {
+        let p = problems(
+            r#"name = "page"
+type = "alertmanager"
+url = "http://127.0.0.1:9093"
+labels = { agent = "a", zone = "z", team = "{{agent}}", "bad-name" = "x", ok = "{{zone}}" }
+expires_after = "10s""#,
+        );
+        let at = |key: &str| {
+            p.iter()
+                .find(|e| e.starts_with(&format!("runbooks[0].steps[0].{key}: ")))
+                .unwrap_or_else(|| panic!("no problem at {key}: {p:?}"))
+                .clone()
+        };
+        assert_eq!(p.len(), 5, "{p:?}");
+        assert!(at("labels.agent").contains("`agent` annotation, not a label"));
+        assert!(at("labels.zone").contains("set by the agent"));
+        assert!(at("labels.team").contains("differs between the agents of a cluster"));
+        assert!(at("labels.bad-name").contains("not an Alertmanager label name"));
+        assert!(at("expires_after").contains("at least 1m"));
+    }
+
+    #[test]
+    fn a_pagerduty_step_needs_its_key_file_and_a_known_severity() {
+        let p = problems("name = \"page\"\ntype = \"pagerduty\"\nseverity = \"high\"");
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].starts_with("runbooks[0].steps[0].routing_key_file: missing"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].starts_with("runbooks[0].steps[0].severity: unknown `high`")
+                && p[1].contains("critical, error, warning, info"),
+            "{p:?}"
+        );
+        assert!(problems(
+            "name = \"page\"\ntype = \"pagerduty\"\nrouting_key_file = \"/etc/firebreak/pd.key\""
+        )
+        .is_empty());
+    }
+
+    #[test]
     fn a_wait_longer_than_its_timeout_is_refused_and_without_one_sets_it() {
         let p = problems("name = \"w\"\ntype = \"wait\"\nduration = \"10s\"\ntimeout = \"5s\"");
         assert_eq!(
