@@ -58,7 +58,7 @@ impl StepInfo for AlertmanagerStep {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         format!(
-            "alertmanager {} {{{}}} + zone, incident, level (expires after {})",
+            "alertmanager {} {{{}}} + zone, incident, level; agent as annotation (expires after {})",
             self.url,
             labels.join(", "),
             format_duration(self.expires_after)
