@@ -33,6 +33,7 @@ mod fuzz_inputs;
 mod outages;
 mod power_map;
 mod powerdns_api;
+mod paging;
 mod runbook_peers;
 mod security;
 mod sim_clients;

@@ -46,6 +46,12 @@ pub trait StepInfo {
         true
     }
 
+    /// Whether the step raises something that stays open until its incident ends (a
+    /// page), which `runbook::resolve_step` ends then.
+    fn resolves_with_incident(&self) -> bool {
+        false
+    }
+
     /// Files whose contents are secrets, by key (checked for permissions at start).
     fn secret_files(&self) -> Vec<(&'static str, PathBuf)> {
         Vec::new()
@@ -87,6 +93,8 @@ macro_rules! with_step_types {
             wait => Wait(WaitStep),
             bgp_withdraw => BgpWithdraw(BgpStep),
             powerdns => PowerDns(PowerDnsStep),
+            alertmanager => Alertmanager(AlertmanagerStep),
+            pagerduty => Pagerduty(PagerdutyStep),
         }
     };
 }
@@ -199,6 +207,28 @@ fn read<T: StepConfig>(
     };
     let raw = read_keys::<T::Raw>(c, path, "step", kind, params, &elsewhere)?;
     T::validate(c, path, raw, refs)
+}
+
+/// A fixed `http` or `https` URL (no placeholders) at `path`, reported when it is not one.
+pub fn check_http_url(c: &mut Collector, path: &str, u: &str) -> Option<url::Url> {
+    match url::Url::parse(u) {
+        Ok(p) if (p.scheme() == "http" || p.scheme() == "https") && p.host().is_some() => Some(p),
+        Ok(p) if p.host().is_none() => {
+            c.err(path, format!("`{u}` has no host"));
+            None
+        }
+        Ok(p) => {
+            c.err(
+                path,
+                format!("`{u}`: scheme `{}` is not http or https", p.scheme()),
+            );
+            None
+        }
+        Err(e) => {
+            c.err(path, format!("`{u}` is not a URL: {e}"));
+            None
+        }
+    }
 }
 
 /// Reports `{{placeholders}}` that are not known template variables.
@@ -415,6 +445,48 @@ verify_server = "10.20.0.54""#,
             p[0].starts_with("runbooks[0].steps[0].record: ") && p[0].contains("not inside zone"),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn alertmanager_labels_must_be_the_same_whichever_agent_posts() {
+        let p = problems(
+            r#"name = "page"
+type = "alertmanager"
+url = "http://127.0.0.1:9093"
+labels = { agent = "a", zone = "z", team = "{{agent}}", "bad-name" = "x", ok = "{{zone}}" }
+expires_after = "10s""#,
+        );
+        let at = |key: &str| {
+            p.iter()
+                .find(|e| e.starts_with(&format!("runbooks[0].steps[0].{key}: ")))
+                .unwrap_or_else(|| panic!("no problem at {key}: {p:?}"))
+                .clone()
+        };
+        assert_eq!(p.len(), 5, "{p:?}");
+        assert!(at("labels.agent").contains("`agent` annotation, not a label"));
+        assert!(at("labels.zone").contains("set by the agent"));
+        assert!(at("labels.team").contains("differs between the agents of a cluster"));
+        assert!(at("labels.bad-name").contains("not an Alertmanager label name"));
+        assert!(at("expires_after").contains("at least 1m"));
+    }
+
+    #[test]
+    fn a_pagerduty_step_needs_its_key_file_and_a_known_severity() {
+        let p = problems("name = \"page\"\ntype = \"pagerduty\"\nseverity = \"high\"");
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].starts_with("runbooks[0].steps[0].routing_key_file: missing"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].starts_with("runbooks[0].steps[0].severity: unknown `high`")
+                && p[1].contains("critical, error, warning, info"),
+            "{p:?}"
+        );
+        assert!(problems(
+            "name = \"page\"\ntype = \"pagerduty\"\nrouting_key_file = \"/etc/firebreak/pd.key\""
+        )
+        .is_empty());
     }
 
     #[test]

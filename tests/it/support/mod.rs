@@ -3,13 +3,16 @@
 
 pub mod agent;
 pub mod bird;
+pub mod alertmanager;
 pub mod chrome;
 pub mod etcd;
 pub mod events;
+pub mod gate;
 pub mod haproxy;
 pub mod knot;
 pub mod mosquitto;
 pub mod pdns;
+pub mod pagerduty;
 pub mod peer;
 pub mod prometheus;
 pub mod pymodbus;
