@@ -5,6 +5,8 @@ pub mod config;
 pub mod metrics;
 pub mod modbus;
 pub mod mqtt;
+pub mod nut;
+pub mod tls;
 
 use crate::detect::Sample;
 use tokio::sync::mpsc;
