@@ -29,6 +29,7 @@ mod failover_e2e;
 mod faults;
 mod fuzz_dns;
 mod fuzz_inputs;
+mod nut_client;
 mod outages;
 mod runbook_peers;
 mod security;

@@ -8,6 +8,7 @@ pub mod events;
 pub mod haproxy;
 pub mod knot;
 pub mod mosquitto;
+pub mod nut;
 pub mod peer;
 pub mod prometheus;
 pub mod pymodbus;
