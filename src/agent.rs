@@ -113,32 +113,15 @@ pub fn summary(path: &Path, c: &Config) -> String {
     let _ = writeln!(s, "sources ({}):", c.sources.len());
     for (i, src) in c.sources.iter().enumerate() {
         let n = c.sensors.iter().filter(|x| x.source == i).count();
-        let what = match &src.spec {
-            SourceSpec::Modbus(m) => {
-                let link = match &m.link {
-                    crate::config::ModbusLink::Tcp { host, port } => format!("tcp://{host}:{port}"),
-                    crate::config::ModbusLink::Rtu { path, baud, .. } => {
-                        format!("rtu://{path} @{baud}")
-                    }
-                };
-                let reads = modbus::devices(c)
-                    .into_iter()
-                    .find(|d| d.name == src.name)
-                    .map(|d| d.reads.len())
-                    .unwrap_or(0);
-                format!(
-                    "modbus {link} unit {}, every {}, {reads} read(s) per poll",
-                    m.unit,
-                    crate::config::units::format_duration(m.poll_interval)
-                )
-            }
-            SourceSpec::Mqtt(m) => format!(
-                "mqtt {}:{}{}",
-                m.host,
-                m.port,
-                if m.tls { " (TLS)" } else { "" }
-            ),
-        };
+        let mut what = src.spec.describe();
+        if let SourceSpec::Modbus(_) = &src.spec {
+            let reads = modbus::devices(c)
+                .into_iter()
+                .find(|d| d.name == src.name)
+                .map(|d| d.reads.len())
+                .unwrap_or(0);
+            let _ = write!(what, ", {reads} read(s) per poll");
+        }
         let _ = writeln!(s, "  {:<16} {what}; {n} sensor(s)", src.name);
     }
     let _ = writeln!(s, "zones ({}):", c.zones.len());

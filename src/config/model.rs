@@ -191,6 +191,11 @@ pub enum RegType {
     U32,
     I32,
     F32,
+    /// IEEE 754 half precision in one register (some off-gas detectors report this way).
+    F16,
+    U64,
+    I64,
+    F64,
 }
 
 impl RegType {
@@ -201,16 +206,36 @@ impl RegType {
     /// Number of 16-bit registers the type occupies.
     pub fn width(self) -> u16 {
         match self {
-            RegType::U16 | RegType::I16 => 1,
+            RegType::U16 | RegType::I16 | RegType::F16 => 1,
             RegType::U32 | RegType::I32 | RegType::F32 => 2,
+            RegType::U64 | RegType::I64 | RegType::F64 => 4,
         }
     }
+
+    /// Floating-point types carry no status bits.
+    pub fn is_float(self) -> bool {
+        matches!(self, RegType::F16 | RegType::F32 | RegType::F64)
+    }
+
+    /// Every type's name, as `type = "..."` takes it, for messages.
+    pub const NAMES: &'static str = "u16, i16, u32, i32, u64, i64, f16, f32 or f64";
 }
 
+/// Which register holds the most significant word of a multi-register value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WordOrder {
     HighFirst,
     LowFirst,
+}
+
+/// The order of the two bytes inside each register: `big` is Modbus's own (the high byte
+/// first on the wire); `little` is what some gateways send. With [`WordOrder`], each of the
+/// four byte layouts of a 32-bit value (ABCD, CDAB, BADC, DCBA), and of a 64-bit one,
+/// decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteOrder {
+    Big,
+    Little,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -219,6 +244,7 @@ pub struct RegisterSpec {
     pub address: u16,
     pub kind: RegType,
     pub word_order: WordOrder,
+    pub byte_order: ByteOrder,
     pub scale: f64,
     pub offset: f64,
     pub bit: Option<u8>,

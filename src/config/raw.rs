@@ -69,18 +69,6 @@ pub struct RawSource {
     pub params: BTreeMap<String, ::config::Value>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct RawRegister {
-    pub table: Option<String>,
-    pub address: Option<i64>,
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
-    pub word_order: Option<String>,
-    pub scale: Option<f64>,
-    pub offset: Option<f64>,
-    pub bit: Option<i64>,
-}
-
 /// Detection keys: the same set in `[detect.<kind>]` and, as overrides, on a sensor.
 #[derive(Debug, Default, Clone, Deserialize)]
 pub struct RawDetect {
@@ -113,11 +101,6 @@ pub struct RawSensor {
     pub zone: Option<String>,
     pub kind: Option<String>,
     pub source: Option<String>,
-    pub register: Option<RawRegister>,
-    pub topic: Option<String>,
-    pub json_pointer: Option<String>,
-    /// RFC 6901 pointer to the reading's own time (RFC 3339 string or epoch milliseconds).
-    pub timestamp_pointer: Option<String>,
     // Per-sensor detection overrides. Design: listed here rather than `#[serde(flatten)]`,
     // because flatten defeats unknown-key detection.
     pub warn_above: Option<f64>,
@@ -140,6 +123,10 @@ pub struct RawSensor {
     /// Raw values (as the device sends them, before `scale` and `offset`) that mean "no
     /// data" for this sensor (e.g. 85 and -127 from a DS18B20): `fault:out_of_range`.
     pub sentinels: Option<Vec<f64>>,
+    /// Where the value is on the device (`register`, `topic`, ...): the keys of the
+    /// sensor's source type, read by its folder's `config.rs` under `src/sources/`.
+    #[serde(flatten)]
+    pub params: BTreeMap<String, ::config::Value>,
 }
 
 impl RawSensor {

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 pub use super::modbus::config::{ModbusLink, ModbusSource, Parity};
 pub use super::mqtt::config::MqttSource;
+use crate::config::model::SensorInput;
 
 /// How a source type's keys become a source.
 pub trait SourceConfig: Sized {
@@ -42,6 +43,19 @@ pub trait SourceConfig: Sized {
     /// Whether the source is one device, whose sensors fail together (a Modbus unit), not
     /// a channel many devices share (an MQTT broker).
     fn is_one_device(&self) -> bool;
+
+    /// The keys a sensor on this source takes besides the ones every sensor has (`id`,
+    /// `zone`, `kind`, `source`, the detection overrides, `sentinels`): where on the
+    /// device its value is (a register, a topic, a variable, an OID).
+    type SensorRaw: DeserializeOwned;
+
+    /// Checks a sensor's own keys, reporting every problem at `{path}.{key}`. Needs no
+    /// source, so that a sensor whose source is misnamed is still checked.
+    fn sensor_input(c: &mut Collector, path: &str, raw: Self::SensorRaw) -> Option<SensorInput>;
+
+    /// One line for `check-config`: what the source is and how it is read
+    /// (`modbus tcp://10.0.0.5:502 unit 1, every 500ms`).
+    fn describe(&self) -> String;
 }
 
 /// The list of source types: `type` name => `SourceSpec` variant (the type's built source
@@ -89,6 +103,55 @@ macro_rules! define_sources {
                     $(SourceSpec::$Variant(s) => s.is_one_device(),)*
                 }
             }
+
+            /// One line for `check-config` ([`SourceConfig::describe`]).
+            pub fn describe(&self) -> String {
+                match self {
+                    $(SourceSpec::$Variant(s) => s.describe(),)*
+                }
+            }
+
+            /// Reads a sensor's source-specific keys (`params`: every key but the ones all
+            /// sensors have) as a sensor on this source.
+            pub fn sensor_input(
+                &self,
+                c: &mut Collector,
+                path: &str,
+                params: BTreeMap<String, ::config::Value>,
+            ) -> Option<SensorInput> {
+                sensor_input_of(c, path, self.type_name(), params)
+            }
+        }
+
+        /// Reads a sensor's source-specific keys as a sensor on a source of type `kind`.
+        fn sensor_input_of(
+            c: &mut Collector,
+            path: &str,
+            kind: &str,
+            params: BTreeMap<String, ::config::Value>,
+        ) -> Option<SensorInput> {
+            let elsewhere = |key: &str| {
+                TYPE_NAMES
+                    .iter()
+                    .any(|other| *other != kind && sensor_keys_of(other).contains(&key))
+            };
+            match kind {
+                $(stringify!($name) => {
+                    let raw = read_keys::<<$Spec as SourceConfig>::SensorRaw>(
+                        c, path, "source's sensor", kind, params, &elsewhere,
+                    )?;
+                    <$Spec as SourceConfig>::sensor_input(c, path, raw)
+                })*
+                _ => None,
+            }
+        }
+
+        /// The keys a sensor on a source of this type takes.
+        fn sensor_keys_of(kind: &str) -> &'static [&'static str] {
+            match kind {
+                $(stringify!($name) => fields::of::<<$Spec as SourceConfig>::SensorRaw>(),)*
+                _ => &[],
+            }
         }
 
         /// The keys a source type takes (its raw struct's fields).
@@ -119,6 +182,27 @@ macro_rules! define_sources {
 }
 
 with_source_types!(define_sources);
+
+/// Checks the source-specific keys of a sensor whose source is unknown (a typo, reported
+/// already) as those of the first source type that takes every one of them, so that their
+/// own mistakes are reported in the same pass.
+pub fn check_sensor_keys_without_source(
+    c: &mut Collector,
+    path: &str,
+    params: BTreeMap<String, ::config::Value>,
+) {
+    if params.is_empty() {
+        return;
+    }
+    let fits = |kind: &&&str| {
+        params
+            .keys()
+            .all(|k| sensor_keys_of(kind).contains(&k.as_str()))
+    };
+    if let Some(kind) = TYPE_NAMES.iter().find(fits) {
+        let _ = sensor_input_of(c, path, kind, params);
+    }
+}
 
 /// `"modbus" or "mqtt"`: the known types, for messages.
 fn type_list() -> String {

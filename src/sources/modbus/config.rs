@@ -2,6 +2,7 @@
 //! source. Configuration layer: imports only `config` helpers (see `sources/config.rs`).
 
 use crate::config::collect::Collector;
+use crate::config::model::{ByteOrder, RegType, RegisterSpec, SensorInput, Table, WordOrder};
 use crate::config::units::split_host_port;
 use crate::sources::config::{reconnect_max, SourceConfig};
 use serde::Deserialize;
@@ -53,8 +54,55 @@ pub enum Parity {
     Odd,
 }
 
+/// The keys of a sensor on a `modbus` source: where its value is.
+#[derive(Debug, Default, Deserialize)]
+pub struct SensorRaw {
+    pub register: Option<RawRegister>,
+}
+
+/// `register = { table, address, type, ... }` as written.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRegister {
+    pub table: Option<String>,
+    pub address: Option<i64>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub word_order: Option<String>,
+    /// `big` (default, Modbus's own) or `little`: the bytes inside each register.
+    pub byte_order: Option<String>,
+    pub scale: Option<f64>,
+    pub offset: Option<f64>,
+    pub bit: Option<i64>,
+}
+
 impl SourceConfig for ModbusSource {
     type Raw = Raw;
+    type SensorRaw = SensorRaw;
+
+    fn sensor_input(c: &mut Collector, path: &str, raw: SensorRaw) -> Option<SensorInput> {
+        match &raw.register {
+            None => {
+                c.err(
+                    format!("{path}.register"),
+                    "missing: a Modbus sensor needs register = { table, address, type }",
+                );
+                None
+            }
+            Some(r) => register(c, &format!("{path}.register"), r).map(SensorInput::Register),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let link = match &self.link {
+            ModbusLink::Tcp { host, port } => format!("tcp://{host}:{port}"),
+            ModbusLink::Rtu { path, baud, .. } => format!("rtu://{path} @{baud}"),
+        };
+        format!(
+            "modbus {link} unit {}, every {}",
+            self.unit,
+            crate::config::units::format_duration(self.poll_interval)
+        )
+    }
 
     fn is_one_device(&self) -> bool {
         true
@@ -133,6 +181,212 @@ impl SourceConfig for ModbusSource {
             reconnect_max,
         })
     }
+}
+
+pub fn register(c: &mut Collector, path: &str, r: &RawRegister) -> Option<RegisterSpec> {
+    const TABLES: &str = "\"holding\", \"input\", \"coil\" or \"discrete\"";
+    let table = match r.table.as_deref() {
+        None => {
+            c.err(
+                format!("{path}.table"),
+                format!("missing (required): {TABLES}"),
+            );
+            None
+        }
+        Some("holding") => Some(Table::Holding),
+        Some("input") => Some(Table::Input),
+        Some("coil") => Some(Table::Coil),
+        Some("discrete") => Some(Table::Discrete),
+        Some(t) => {
+            c.err(
+                format!("{path}.table"),
+                format!("unknown table `{t}` ({TABLES})"),
+            );
+            None
+        }
+    };
+    if let Some(t) = table.filter(|t| t.is_bits()) {
+        return bit_register(c, path, r, t);
+    }
+    let kind = match r.kind.as_deref() {
+        None => {
+            c.err(
+                format!("{path}.type"),
+                format!("missing (required): {}", RegType::NAMES),
+            );
+            None
+        }
+        Some(t) => {
+            let k = RegType::parse(t);
+            if k.is_none() {
+                c.err(
+                    format!("{path}.type"),
+                    format!("unknown type `{t}` ({})", RegType::NAMES),
+                );
+            }
+            k
+        }
+    };
+    let address = match r.address {
+        None => {
+            c.err(format!("{path}.address"), "missing (required): 0 to 65535");
+            None
+        }
+        Some(a) if !(0..=65535).contains(&a) => {
+            c.err(
+                format!("{path}.address"),
+                format!("{a} is not a register address (0 to 65535)"),
+            );
+            None
+        }
+        Some(a) => {
+            let w = kind.map(|k| k.width()).unwrap_or(1) as i64;
+            if a + w - 1 > 65535 {
+                c.err(
+                    format!("{path}.address"),
+                    format!(
+                        "{a} + {w} registers runs past 65535 (a {}-bit value needs {w} registers)",
+                        w * 16
+                    ),
+                );
+                None
+            } else {
+                Some(a as u16)
+            }
+        }
+    };
+    let word_order = match r.word_order.as_deref() {
+        None | Some("high_first") => WordOrder::HighFirst,
+        Some("low_first") => WordOrder::LowFirst,
+        Some(w) => {
+            c.err(
+                format!("{path}.word_order"),
+                format!("unknown word order `{w}` (\"high_first\" or \"low_first\")"),
+            );
+            WordOrder::HighFirst
+        }
+    };
+    if r.word_order.is_some() && kind.is_some_and(|k| k.width() == 1) {
+        c.err(
+            format!("{path}.word_order"),
+            "applies only to 32- and 64-bit types (u32, i32, f32, u64, i64, f64)",
+        );
+    }
+    let byte_order = match r.byte_order.as_deref() {
+        None | Some("big") => ByteOrder::Big,
+        Some("little") => ByteOrder::Little,
+        Some(b) => {
+            c.err(
+                format!("{path}.byte_order"),
+                format!("unknown byte order `{b}` (\"big\" or \"little\")"),
+            );
+            ByteOrder::Big
+        }
+    };
+    let scale = r.scale.unwrap_or(1.0);
+    if !scale.is_finite() || scale == 0.0 {
+        c.err(
+            format!("{path}.scale"),
+            "must be a finite number other than 0",
+        );
+    }
+    let offset = r.offset.unwrap_or(0.0);
+    if !offset.is_finite() {
+        c.err(format!("{path}.offset"), "must be a finite number");
+    }
+    let bit = match (r.bit, kind) {
+        (None, _) => None,
+        (Some(_), Some(k)) if k.is_float() => {
+            c.err(
+                format!("{path}.bit"),
+                format!(
+                    "does not apply to {} (bits come from integer status words)",
+                    crate::names::name_of(&k)
+                ),
+            );
+            None
+        }
+        (Some(b), k) => {
+            let max = k.map(|k| k.width() as i64 * 16 - 1).unwrap_or(63);
+            if !(0..=max).contains(&b) {
+                c.err(
+                    format!("{path}.bit"),
+                    format!("{b} is out of range (0 to {max} for this type)"),
+                );
+                None
+            } else {
+                Some(b as u8)
+            }
+        }
+    };
+    if r.bit.is_some() && (r.scale.is_some() || r.offset.is_some()) {
+        c.err(
+            format!("{path}.bit"),
+            "bit gives 0/1 and cannot be combined with scale or offset",
+        );
+    }
+    Some(RegisterSpec {
+        table: table?,
+        address: address?,
+        kind: kind?,
+        word_order,
+        byte_order,
+        scale,
+        offset,
+        bit,
+    })
+}
+
+/// A sensor on a coil or discrete input: the value is the bit itself (0 or 1), so every
+/// key that shapes a register's value is rejected rather than silently ignored.
+fn bit_register(
+    c: &mut Collector,
+    path: &str,
+    r: &RawRegister,
+    table: Table,
+) -> Option<RegisterSpec> {
+    let what = format!(
+        "does not apply to table \"{}\" (its value is 0 or 1)",
+        table.as_str()
+    );
+    for (key, set) in [
+        ("type", r.kind.is_some()),
+        ("word_order", r.word_order.is_some()),
+        ("byte_order", r.byte_order.is_some()),
+        ("scale", r.scale.is_some()),
+        ("offset", r.offset.is_some()),
+        ("bit", r.bit.is_some()),
+    ] {
+        if set {
+            c.err(format!("{path}.{key}"), what.clone());
+        }
+    }
+    let address = match r.address {
+        None => {
+            c.err(format!("{path}.address"), "missing (required): 0 to 65535");
+            None
+        }
+        Some(a) if !(0..=65535).contains(&a) => {
+            c.err(
+                format!("{path}.address"),
+                format!("{a} is not a {} address (0 to 65535)", table.as_str()),
+            );
+            None
+        }
+        Some(a) => Some(a as u16),
+    };
+    Some(RegisterSpec {
+        table,
+        address: address?,
+        // Design: one bit is carried as a one-"word" u16 of 0 or 1, so decoding,
+        // plausibility and the sample path stay the same for every table.
+        kind: RegType::U16,
+        word_order: WordOrder::HighFirst,
+        byte_order: ByteOrder::Big,
+        scale: 1.0,
+        offset: 0.0,
+        bit: None,
+    })
 }
 
 /// `tcp://host[:port]` or `rtu:///dev/ttyUSB0?baud=19200&parity=E&stop=1&data=8`.

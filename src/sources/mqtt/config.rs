@@ -3,6 +3,7 @@
 //! grammar (see `sources/config.rs`).
 
 use crate::config::collect::Collector;
+use crate::config::model::SensorInput;
 use crate::config::units::split_host_port;
 use crate::sources::config::{reconnect_max, SourceConfig};
 use serde::Deserialize;
@@ -49,8 +50,60 @@ pub struct MqttSource {
     pub subscribe: Vec<String>,
 }
 
+/// The keys of a sensor on an `mqtt` source: its topic and where the value is in the
+/// payload.
+#[derive(Debug, Default, Deserialize)]
+pub struct SensorRaw {
+    pub topic: Option<String>,
+    pub json_pointer: Option<String>,
+    /// RFC 6901 pointer to the reading's own time (RFC 3339 string or epoch milliseconds).
+    pub timestamp_pointer: Option<String>,
+}
+
 impl SourceConfig for MqttSource {
     type Raw = Raw;
+    type SensorRaw = SensorRaw;
+
+    fn sensor_input(c: &mut Collector, path: &str, s: SensorRaw) -> Option<SensorInput> {
+        let topic = c
+            .required_str(&format!("{path}.topic"), &s.topic)
+            .map(str::to_string);
+        if let Some(t) = &topic {
+            if t.contains(['+', '#']) {
+                c.err(
+                    format!("{path}.topic"),
+                    "a sensor's topic must not contain wildcards (one topic is one value; put the filter in the source's `subscribe` to share one subscription)",
+                );
+            }
+        }
+        for (key, v) in [
+            ("json_pointer", &s.json_pointer),
+            ("timestamp_pointer", &s.timestamp_pointer),
+        ] {
+            if let Some(p) = v {
+                if !p.is_empty() && !p.starts_with('/') {
+                    c.err(
+                        format!("{path}.{key}"),
+                        format!("`{p}` is not an RFC 6901 pointer (it starts with '/')"),
+                    );
+                }
+            }
+        }
+        topic.map(|topic| SensorInput::Topic {
+            topic,
+            json_pointer: s.json_pointer,
+            timestamp_pointer: s.timestamp_pointer,
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "mqtt {}:{}{}",
+            self.host,
+            self.port,
+            if self.tls { " (TLS)" } else { "" }
+        )
+    }
 
     /// Devices publish at their own pace; a quarter second is typical of the sensors seen.
     fn is_one_device(&self) -> bool {
