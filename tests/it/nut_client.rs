@@ -107,7 +107,9 @@ async fn the_primary_sets_fsd_and_upsd_shows_it_in_ups_status() {
     let nut = Nut::start(Options::default());
     let mut c = connect(&nut).await;
     c.authenticate(FIREBREAK.0, FIREBREAK.1).await.unwrap();
-    c.primary(UPS).await.expect("PRIMARY granted to `upsmon primary`");
+    c.primary(UPS)
+        .await
+        .expect("PRIMARY granted to `upsmon primary`");
     c.fsd(UPS).await.expect("FSD set");
     let status = Status::parse(&c.get_var(UPS, "ups.status").await.unwrap());
     assert!(status.has(StatusFlag::Fsd) && status.has(StatusFlag::Ol));

@@ -248,10 +248,9 @@ impl Client {
                 let words = self.read_words(&command).await?;
                 if let Some((name, value)) = proto::var_of(&words, ups) {
                     if vars.len() == MAX_LIST {
-                        return Err(self.unexpected(
-                            &command,
-                            &format!("more than {MAX_LIST} variables"),
-                        ));
+                        return Err(
+                            self.unexpected(&command, &format!("more than {MAX_LIST} variables"))
+                        );
                     }
                     vars.push((name.to_string(), value.to_string()));
                 } else if words == ["END", "LIST", "VAR", ups] {
@@ -269,9 +268,7 @@ impl Client {
         let command = format!("GET VAR {ups} {var}");
         let words = self.exchange(&command, &command).await?;
         match words.as_slice() {
-            [tag, u, name, value] if tag == "VAR" && u == ups && name == var => {
-                Ok(value.clone())
-            }
+            [tag, u, name, value] if tag == "VAR" && u == ups && name == var => Ok(value.clone()),
             _ => Err(self.unexpected(&command, &words.join(" "))),
         }
     }
@@ -413,13 +410,11 @@ async fn deadline<T>(
     after: Duration,
     work: impl std::future::Future<Output = Result<T, NutError>>,
 ) -> Result<T, NutError> {
-    tokio::time::timeout(after, work)
-        .await
-        .unwrap_or_else(|_| {
-            Err(NutError::Timeout {
-                addr,
-                command: label.to_string(),
-                after,
-            })
+    tokio::time::timeout(after, work).await.unwrap_or_else(|_| {
+        Err(NutError::Timeout {
+            addr,
+            command: label.to_string(),
+            after,
         })
+    })
 }

@@ -2,7 +2,9 @@
 //! and the built source. Configuration layer: imports only `config` helpers and the
 //! protocol's pure grammar (`proto.rs`; see `sources/config.rs`).
 
+use super::proto::StatusFlag;
 use crate::config::collect::Collector;
+use crate::config::model::SensorInput;
 use crate::config::units::split_host_port;
 use crate::sources::config::{reconnect_max, SourceConfig};
 use serde::Deserialize;
@@ -57,6 +59,39 @@ impl Upsd {
     }
 }
 
+/// The keys of a sensor on a `nut` source: the variable it reads.
+#[derive(Debug, Default, Deserialize)]
+pub struct SensorRaw {
+    /// The NUT variable (`battery.runtime`, `battery.charge`, `ups.temperature`,
+    /// `input.voltage`, `ups.status`, ...).
+    pub variable: Option<String>,
+    /// With `variable = "ups.status"`: the flag read as 1 while present, else 0. Default
+    /// "OB" (on battery).
+    pub status_flag: Option<String>,
+    /// A numeric variable's value is `raw * scale + offset`. Default 1 and 0.
+    pub scale: Option<f64>,
+    pub offset: Option<f64>,
+}
+
+/// The variable holding the UPS's status flags.
+pub const STATUS_VARIABLE: &str = "ups.status";
+
+/// What a sensor on a NUT source reads: one variable of its UPS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NutInput {
+    pub variable: String,
+    pub read: NutRead,
+}
+
+/// How a variable's text becomes a reading.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NutRead {
+    /// A number, `raw * scale + offset`.
+    Number { scale: f64, offset: f64 },
+    /// 1 while `ups.status` holds the flag, else 0.
+    Flag(StatusFlag),
+}
+
 #[derive(Debug, Clone)]
 pub struct NutSource {
     pub upsd: Upsd,
@@ -70,6 +105,92 @@ pub struct NutSource {
 
 impl SourceConfig for NutSource {
     type Raw = Raw;
+    type SensorRaw = SensorRaw;
+
+    /// `ups.status` is text: a sensor on it reads one flag as 0/1 (`status_flag`, "OB"
+    /// when left out, so that `variable = "ups.status"` alone is the on-battery signal).
+    /// Every other variable is read as a number.
+    fn sensor_input(c: &mut Collector, path: &str, s: SensorRaw) -> Option<SensorInput> {
+        let variable = c
+            .required_str(&format!("{path}.variable"), &s.variable)
+            .and_then(|v| {
+                if v.chars()
+                    .any(|ch| ch.is_whitespace() || ch.is_control() || ch == '"')
+                {
+                    c.err(
+                        format!("{path}.variable"),
+                        format!(
+                            "`{v}` is not a NUT variable name (`battery.runtime`, `ups.status`)"
+                        ),
+                    );
+                    None
+                } else {
+                    Some(v.to_string())
+                }
+            });
+        let is_status = variable.as_deref() == Some(STATUS_VARIABLE);
+        let flag = match s.status_flag.as_deref() {
+            None => StatusFlag::Ob,
+            Some(f) => match StatusFlag::parse(f) {
+                Some(flag) => flag,
+                None => {
+                    c.err(
+                        format!("{path}.status_flag"),
+                        format!(
+                            "unknown ups.status flag `{f}` (one of {})",
+                            StatusFlag::names().join(", ")
+                        ),
+                    );
+                    StatusFlag::Ob
+                }
+            },
+        };
+        if s.status_flag.is_some() && variable.is_some() && !is_status {
+            c.err(
+                format!("{path}.status_flag"),
+                format!("applies only to variable = \"{STATUS_VARIABLE}\""),
+            );
+        }
+        let read = if is_status {
+            for (key, set) in [("scale", s.scale.is_some()), ("offset", s.offset.is_some())] {
+                if set {
+                    c.err(
+                        format!("{path}.{key}"),
+                        "does not apply to a status flag (its value is 0 or 1)",
+                    );
+                }
+            }
+            NutRead::Flag(flag)
+        } else {
+            let scale = s.scale.unwrap_or(1.0);
+            if !scale.is_finite() || scale == 0.0 {
+                c.err(
+                    format!("{path}.scale"),
+                    "must be a finite number other than 0",
+                );
+            }
+            let offset = s.offset.unwrap_or(0.0);
+            if !offset.is_finite() {
+                c.err(format!("{path}.offset"), "must be a finite number");
+            }
+            NutRead::Number { scale, offset }
+        };
+        variable.map(|variable| SensorInput::Nut(NutInput { variable, read }))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "nut {} ups {}{}, every {}",
+            self.upsd.url(),
+            self.ups,
+            if self.upsd.tls.is_some() {
+                " (STARTTLS)"
+            } else {
+                ""
+            },
+            crate::config::units::format_duration(self.poll_interval)
+        )
+    }
 
     /// One UPS: its variables come from one driver and fail together.
     fn is_one_device(&self) -> bool {
@@ -108,18 +229,17 @@ impl SourceConfig for NutSource {
         if timeout.is_zero() {
             c.err(format!("{path}.timeout"), "must be more than 0");
         }
-        let ups = c
-            .required_str(&format!("{path}.ups"), &s.ups)
-            .and_then(|u| match check_ups_name(u) {
-                Ok(()) => Some(u.to_string()),
-                Err(e) => {
-                    c.err(format!("{path}.ups"), e);
-                    None
-                }
-            });
+        let ups =
+            c.required_str(&format!("{path}.ups"), &s.ups)
+                .and_then(|u| match check_ups_name(u) {
+                    Ok(()) => Some(u.to_string()),
+                    Err(e) => {
+                        c.err(format!("{path}.ups"), e);
+                        None
+                    }
+                });
         if let Some(u) = &s.username {
-            if u.trim().is_empty() || u.chars().any(|ch| ch.is_whitespace() || ch.is_control())
-            {
+            if u.trim().is_empty() || u.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
                 c.err(
                     format!("{path}.username"),
                     format!("`{u}` is not a upsd user name (no spaces)"),
@@ -128,7 +248,10 @@ impl SourceConfig for NutSource {
         }
         if s.password_file.is_some() != s.username.is_some() {
             let (key, why) = if s.username.is_some() {
-                ("password_file", "username is set but password_file is missing")
+                (
+                    "password_file",
+                    "username is set but password_file is missing",
+                )
             } else {
                 ("username", "password_file is set but username is missing")
             };
@@ -194,8 +317,7 @@ fn check_ups_name(u: &str) -> Result<(), String> {
             "`{u}`: the UPS's name only (`{ups}`); upsd's address is the source's url"
         ));
     }
-    if u
-        .chars()
+    if u.chars()
         .any(|ch| ch.is_whitespace() || ch.is_control() || ch == '"' || ch == '\\')
     {
         return Err(format!(
@@ -208,6 +330,206 @@ fn check_ups_name(u: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, SourceSpec};
+
+    /// A config with a NUT source (`source` keys), a Modbus one, `sensors` and `steps`.
+    fn load(source: &str, sensors: &str, steps: &str) -> Result<Config, Vec<String>> {
+        let text = format!(
+            r#"
+[agent]
+name = "t"
+state_dir = "/tmp/firebreak-unit"
+
+[[sources]]
+name = "ups"
+type = "nut"
+{source}
+
+[[sources]]
+name = "env"
+type = "modbus"
+url = "tcp://127.0.0.1:1502"
+
+[[sensors]]
+id = "t1"
+zone = "z"
+kind = "temperature"
+source = "env"
+register = {{ table = "input", address = 0, type = "i16" }}
+
+{sensors}
+
+[[zones]]
+id = "z"
+runbook = "r"
+
+[[runbooks]]
+name = "r"
+
+[[runbooks.steps]]
+name = "w"
+type = "wait"
+duration = "1s"
+
+{steps}
+"#
+        );
+        crate::config::load_str(&text, "unit", Default::default())
+            .map(|l| l.config)
+            .map_err(|e| e.errors.iter().map(ToString::to_string).collect())
+    }
+
+    const SOURCE: &str = r#"url = "nut://10.20.0.31:3493"
+ups = "ups-b3-1"
+username = "firebreak"
+password_file = "/etc/firebreak/nut.password""#;
+
+    fn sensor(id: &str, keys: &str) -> String {
+        format!("[[sensors]]\nid = \"{id}\"\nzone = \"z\"\nkind = \"on_battery\"\nsource = \"ups\"\n{keys}\n")
+    }
+
+    fn input(c: &Config, id: &str) -> NutInput {
+        match &c.sensors.iter().find(|s| s.id == id).unwrap().input {
+            SensorInput::Nut(n) => n.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_nut_source_reads_its_keys_with_their_defaults() {
+        let c = load(SOURCE, &sensor("ob", r#"variable = "ups.status""#), "").unwrap();
+        let SourceSpec::Nut(n) = &c.sources[0].spec else {
+            panic!("{:?}", c.sources[0].spec)
+        };
+        assert_eq!(n.upsd.url(), "nut://10.20.0.31:3493");
+        assert_eq!(n.ups, "ups-b3-1");
+        assert_eq!(n.poll_interval, Duration::from_secs(1));
+        assert_eq!(n.timeout, Duration::from_secs(1));
+        assert_eq!(n.reconnect_max, Duration::from_secs(30));
+        assert_eq!(
+            c.sources[0].spec.describe(),
+            "nut nut://10.20.0.31:3493 ups ups-b3-1, every 1s"
+        );
+        assert!(c.secret_files().contains(&(
+            "sources[0].password_file".into(),
+            "/etc/firebreak/nut.password".into()
+        )));
+    }
+
+    #[test]
+    fn sensors_read_a_number_or_a_status_flag_and_ups_status_alone_is_on_battery() {
+        let sensors = [
+            sensor("ob", r#"variable = "ups.status""#),
+            sensor("lb", "variable = \"ups.status\"\nstatus_flag = \"LB\""),
+            sensor(
+                "runtime",
+                "variable = \"battery.runtime\"\nscale = 0.5\noffset = 1",
+            ),
+        ]
+        .concat();
+        let c = load(SOURCE, &sensors, "").unwrap();
+        assert_eq!(input(&c, "ob").read, NutRead::Flag(StatusFlag::Ob));
+        assert_eq!(input(&c, "lb").read, NutRead::Flag(StatusFlag::Lb));
+        assert_eq!(
+            input(&c, "runtime"),
+            NutInput {
+                variable: "battery.runtime".into(),
+                read: NutRead::Number {
+                    scale: 0.5,
+                    offset: 1.0
+                }
+            }
+        );
+    }
+
+    #[test]
+    fn every_wrong_source_key_is_reported_at_its_path() {
+        let p = load(
+            r#"url = "nut://ups@10.0.0.1"
+ca_file = "/etc/ca.pem"
+password_file = "/etc/nut.pw"
+poll_interval = "0s""#,
+            &sensor("ob", r#"variable = "ups.status""#),
+            "",
+        )
+        .unwrap_err();
+        for want in [
+            "sources[0].url: `nut://ups@10.0.0.1`: name the UPS with `ups`",
+            "sources[0].ups: missing (required)",
+            "sources[0].username: password_file is set but username is missing",
+            "sources[0].poll_interval: must be more than 0",
+        ] {
+            assert!(p.iter().any(|e| e.starts_with(want)), "{want}\n{p:?}");
+        }
+        let p = load(
+            "url = \"nut://10.0.0.1\"\nups = \"u\"\nca_file = \"/etc/ca.pem\"",
+            "",
+            "",
+        )
+        .unwrap_err();
+        assert!(
+            p.iter()
+                .any(|e| e.starts_with("sources[0].ca_file: applies only to nuts://")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_status_flag_needs_ups_status_a_known_name_and_no_scale() {
+        let sensors = [
+            sensor("a", "variable = \"battery.charge\"\nstatus_flag = \"LB\""),
+            sensor("b", "variable = \"ups.status\"\nstatus_flag = \"ONBATT\""),
+            sensor("c", "variable = \"ups.status\"\nscale = 2.0"),
+            sensor("d", "variable = \"battery runtime\""),
+            sensor(
+                "e",
+                "register = { table = \"input\", address = 1, type = \"u16\" }",
+            ),
+        ]
+        .concat();
+        let p = load(SOURCE, &sensors, "").unwrap_err();
+        for want in [
+            "sensors[1].status_flag: applies only to variable = \"ups.status\"",
+            "sensors[2].status_flag: unknown ups.status flag `ONBATT` (one of OL, OB, LB,",
+            "sensors[3].scale: does not apply to a status flag",
+            "sensors[4].variable: `battery runtime` is not a NUT variable name",
+            "sensors[5].register: ",
+            "sensors[5].variable: missing (required)",
+        ] {
+            assert!(p.iter().any(|e| e.starts_with(want)), "{want}\n{p:?}");
+        }
+    }
+
+    #[test]
+    fn an_fsd_step_needs_a_nut_source_with_credentials() {
+        let step = |source: &str| {
+            format!(
+                "[[runbooks.steps]]\nname = \"fsd\"\ntype = \"nut_fsd\"\nsource = \"{source}\"\n"
+            )
+        };
+        let ob = sensor("ob", r#"variable = "ups.status""#);
+        let c = load(SOURCE, &ob, &step("ups")).unwrap();
+        let fsd = &c.runbooks[0].steps[1];
+        assert_eq!(
+            fsd.action.describe(),
+            "nut_fsd ups-b3-1 @ nut://10.20.0.31:3493 via ups"
+        );
+        assert!(fsd.action.is_idempotent());
+        let p = load(SOURCE, &ob, &step("env")).unwrap_err();
+        assert!(
+            p.iter().any(|e| e.starts_with(
+                "runbooks[0].steps[1].source: source `env` is not a NUT source (it is type \"modbus\")"
+            )),
+            "{p:?}"
+        );
+        let p = load("url = \"nut://10.0.0.1\"\nups = \"u\"", &ob, &step("ups")).unwrap_err();
+        assert!(
+            p.iter().any(|e| e.starts_with(
+                "runbooks[0].steps[1].source: source `ups` has no username and password_file"
+            )),
+            "{p:?}"
+        );
+    }
 
     #[test]
     fn nut_urls_default_to_port_3493_and_nuts_means_starttls() {

@@ -321,11 +321,9 @@ impl Nut {
         cmd.args(["-F", "-p"]);
         env(&mut cmd, d);
         upsmon.start(cmd);
-        upsmon.wait_ready(
-            "upsmon logged in to upsd (upsc -c lists it)",
-            READY,
-            || !self.logged_in_clients().is_empty(),
-        );
+        upsmon.wait_ready("upsmon logged in to upsd (upsc -c lists it)", READY, || {
+            !self.logged_in_clients().is_empty()
+        });
         upsmon
     }
 }
