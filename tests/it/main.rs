@@ -40,6 +40,7 @@ mod sim_rtu;
 mod sources_modbus;
 mod sources_modbus_bits;
 mod sources_mqtt;
+mod sources_nut;
 mod sources_probe;
 mod staged_e2e;
 mod staged_replay;

@@ -269,6 +269,33 @@ mod tests {
     }
 
     #[test]
+    fn sources_on_one_upsd_share_one_connection_and_others_have_their_own() {
+        let source = |name: &str, url: &str, ups: &str| {
+            format!(
+                "[[sources]]\nname = \"{name}\"\ntype = \"nut\"\nurl = \"{url}\"\nups = \"{ups}\"\n\
+                 [[sensors]]\nid = \"{name}.ob\"\nzone = \"z\"\nkind = \"on_battery\"\nsource = \"{name}\"\nvariable = \"ups.status\"\n"
+            )
+        };
+        let text = format!(
+            "[agent]\nname = \"t\"\nstate_dir = \"/tmp/x\"\n{}{}{}\
+             [[zones]]\nid = \"z\"\nrunbook = \"r\"\n[[runbooks]]\nname = \"r\"\n\
+             [[runbooks.steps]]\nname = \"w\"\ntype = \"wait\"\nduration = \"1s\"\n",
+            source("a", "nut://10.0.0.1", "ups1"),
+            source("b", "nut://10.0.0.1:3493", "ups2"),
+            source("c", "nut://10.0.0.2", "ups1"),
+        );
+        let cfg = crate::config::load_str(&text, "test", HashMap::new())
+            .map_err(|e| format!("{:?}", e.errors))
+            .unwrap()
+            .config;
+        let p = pollers(&cfg);
+        assert_eq!(p.len(), 3);
+        assert!(Arc::ptr_eq(&p[0].link, &p[1].link), "a and b: one upsd");
+        assert!(!Arc::ptr_eq(&p[0].link, &p[2].link), "c: another upsd");
+        assert_eq!(p[1].sensors[0].sensor, 1);
+    }
+
+    #[test]
     fn a_numeric_variable_is_scaled_and_offset() {
         let runtime = number("battery.runtime", 1.0, 0.0);
         assert_eq!(
