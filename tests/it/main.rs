@@ -30,6 +30,7 @@ mod faults;
 mod fuzz_dns;
 mod fuzz_inputs;
 mod nut_client;
+mod nut_fsd;
 mod outages;
 mod runbook_peers;
 mod security;

@@ -292,3 +292,144 @@ async fn a_ups_upsd_does_not_serve_faults_its_sensors_with_no_data() {
     let m = run.metrics.snapshot();
     assert!(m.errors_of(ErrorKind::Exception) >= 1, "{m:?}");
 }
+
+/// The agent's /metrics: the value of the line `key` (0 when absent).
+fn metric(api: u16, key: &str) -> f64 {
+    let (code, text) = crate::support::agent::get(api, "/metrics");
+    assert_eq!(code, 200, "/metrics");
+    text.lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The value the status page shows for `sensor`.
+fn shown(api: u16, sensor: &str) -> Option<f64> {
+    crate::support::agent::status(api)
+        .zones
+        .iter()
+        .flat_map(|z| &z.sensors)
+        .find(|s| s.id == sensor)
+        .and_then(|s| s.value)
+}
+
+fn source_to(e: &crate::support::events::LoggedEvent, to: firebreak::events::Connection) -> bool {
+    matches!(&e.event, firebreak::events::Event::SourceState { source, to: t, .. } if source == "ups-b3" && *t == to)
+}
+
+/// The real agent with a NUT source: the same self-metrics as every source, its sensors on
+/// the status page, and `source_state` down and up when upsd is killed and restarted.
+#[test]
+fn the_agent_reports_a_nut_source_like_any_other_and_follows_upsd_down_and_back() {
+    use crate::support::agent::Agent;
+    use firebreak::events::Connection;
+    let mut nut = Nut::start(Options::default());
+    let dir = tempfile::tempdir().unwrap();
+    let api = crate::support::free_port();
+    let state = dir.path().join("state");
+    let text = format!(
+        r#"
+[agent]
+name = "nut-agent"
+state_dir = "{state}"
+event_log = "{state}/events.jsonl"
+
+[api]
+listen = "127.0.0.1:{api}"
+
+[[sources]]
+name = "ups-b3"
+type = "nut"
+url = "{url}"
+ups = "ups"
+poll_interval = "250ms"
+reconnect_max = "1s"
+
+{sensors}
+
+[[zones]]
+id = "z"
+runbook = "r"
+
+[[runbooks]]
+name = "r"
+[[runbooks.steps]]
+name = "w"
+type = "wait"
+duration = "1s"
+"#,
+        state = state.display(),
+        url = nut.url(),
+        sensors = [
+            sensor(
+                "ups-b3.on_battery",
+                "on_battery",
+                r#"variable = "ups.status""#
+            )
+            .replace("source = \"ups\"", "source = \"ups-b3\""),
+            sensor(
+                "ups-b3.runtime",
+                "runtime",
+                r#"variable = "battery.runtime""#
+            )
+            .replace("source = \"ups\"", "source = \"ups-b3\""),
+        ]
+        .concat()
+    );
+    let config = dir.path().join("firebreak.toml");
+    std::fs::write(&config, text).unwrap();
+    let mut agent = Agent::start(&config, &state.join("events.jsonl"));
+    agent.wait_for_api(api);
+    let wait = |what: &str, agent: &Agent, cond: &dyn Fn() -> bool| {
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        while !cond() {
+            assert!(
+                std::time::Instant::now() < until,
+                "{what}\n{}",
+                agent.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait("the source up with samples", &agent, &|| {
+        metric(api, r#"firebreak_source_up{source="ups-b3"}"#) == 1.0
+            && metric(api, r#"firebreak_samples_total{source="ups-b3"}"#) >= 4.0
+    });
+    wait("the sensors' values on the status page", &agent, &|| {
+        shown(api, "ups-b3.runtime") == Some(1800.0) && shown(api, "ups-b3.on_battery") == Some(0.0)
+    });
+    assert!(
+        metric(
+            api,
+            r#"firebreak_source_poll_duration_seconds_count{source="ups-b3"}"#
+        ) >= 1.0,
+        "poll durations are recorded"
+    );
+
+    nut.kill_upsd();
+    agent.wait_for("source_state down", Duration::from_secs(30), |e| {
+        source_to(e, Connection::Down)
+    });
+    // Counters are exported on the agent's metrics tick, after the event.
+    wait("the outage in the source's metrics", &agent, &|| {
+        let errors = metric(
+            api,
+            r#"firebreak_source_errors_total{error="transport",source="ups-b3"}"#,
+        ) + metric(
+            api,
+            r#"firebreak_source_errors_total{error="connect",source="ups-b3"}"#,
+        );
+        metric(api, r#"firebreak_source_up{source="ups-b3"}"#) == 0.0 && errors >= 1.0
+    });
+
+    nut.restart();
+    agent.wait_for("source_state up again", Duration::from_secs(30), |e| {
+        source_to(e, Connection::Up)
+    });
+    nut.set("battery.runtime", "900");
+    wait("a new value after the restart", &agent, &|| {
+        shown(api, "ups-b3.runtime") == Some(900.0)
+    });
+    assert_eq!(agent.stop(), Some(0));
+}

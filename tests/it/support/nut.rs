@@ -296,9 +296,16 @@ impl Nut {
     }
 
     /// Starts a real `upsmon` as the UPS's primary (user `monitor`) whose shutdown command
-    /// creates `flag`; it is logged in once upsd lists it as a client.
-    pub fn start_upsmon(&self, flag: &Path) -> Peer {
-        let d = self.dir.path();
+    /// creates a file ([`Upsmon::has_shut_down`]); returns once upsd lists it as a client.
+    ///
+    /// As root it runs as `nobody`: a root upsmon keeps its PID file in /run/nut whatever
+    /// the environment says, so two tests' upsmons would take each other for "a previous
+    /// instance already running"; as another user it cannot read that file and goes on
+    /// (it logs that it cannot write its own PID file there).
+    pub fn start_upsmon(&self) -> Upsmon {
+        let d = self.dir.path().join("upsmon");
+        std::fs::create_dir_all(&d).expect("upsmon dir");
+        let flag = d.join("shutdown-ran");
         let conf = d.join("upsmon.conf");
         std::fs::write(
             &conf,
@@ -310,21 +317,60 @@ impl Nut {
                 MONITOR.0,
                 MONITOR.1,
                 flag.display(),
-                d.join("state/killpower").display()
+                d.join("killpower").display()
             ),
         )
         .unwrap();
         restrict(&conf);
-        let mut upsmon = Peer::with_log("upsmon", &d.join("upsmon.log"));
         let mut cmd = Command::new(program("upsmon"));
-        // -p: one process, privileged (no split into a root parent and a `nut` child).
-        cmd.args(["-F", "-p"]);
-        env(&mut cmd, d);
-        upsmon.start(cmd);
-        upsmon.wait_ready("upsmon logged in to upsd (upsc -c lists it)", READY, || {
+        // -p: one process (no split into a root parent and an unprivileged child).
+        cmd.args(["-F", "-p"])
+            .env("NUT_CONFPATH", &d)
+            .env("NUT_STATEPATH", &d)
+            .env("NUT_ALTPIDPATH", &d);
+        if as_root() {
+            use std::os::unix::fs::PermissionsExt;
+            use std::os::unix::process::CommandExt as _;
+            std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o755))
+                .expect("chmod the NUT dir");
+            for p in [&d, &conf] {
+                std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).expect("chown to nobody");
+            }
+            // std drops the supplementary groups when a root parent sets a uid.
+            cmd.uid(NOBODY).gid(NOBODY);
+        }
+        let mut peer = Peer::with_log("upsmon", &self.dir.path().join("upsmon.log"));
+        peer.start(cmd);
+        peer.wait_ready("upsmon logged in to upsd (upsc -c lists it)", READY, || {
             !self.logged_in_clients().is_empty()
         });
-        upsmon
+        Upsmon { peer, flag }
+    }
+}
+
+/// `nobody` and `nogroup` on Debian.
+const NOBODY: u32 = 65534;
+
+/// A running `upsmon` (killed on drop).
+pub struct Upsmon {
+    pub peer: Peer,
+    flag: PathBuf,
+}
+
+impl Upsmon {
+    /// Whether its SHUTDOWNCMD has run.
+    pub fn has_shut_down(&self) -> bool {
+        self.flag.exists()
+    }
+
+    /// Waits (30 s at most) for its SHUTDOWNCMD, panicking with its log.
+    pub fn wait_shut_down(&mut self) {
+        let flag = self.flag.clone();
+        self.peer.wait_ready(
+            &format!("upsmon's SHUTDOWNCMD to create {}", flag.display()),
+            Duration::from_secs(30),
+            || flag.exists(),
+        );
     }
 }
 
