@@ -395,6 +395,65 @@ password_file = "/etc/firebreak/nut.password""#;
         }
     }
 
+    /// The NUT parts of the shared contract (contract/integrations.toml), as written there.
+    const CONTRACT: &str = r#"
+[agent]
+name = "pangyo-b3"
+state_dir = "/var/lib/firebreak"
+
+[[sources]]
+name = "nut-b3"                              # Network UPS Tools upsd (TCP 3493)
+type = "nut"
+url = "nut://10.20.0.31:3493"                # "nuts://" = STARTTLS, with ca_file
+ups = "ups-b3-1"                             # the UPS name upsd knows
+username = "firebreak"
+password_file = "/etc/firebreak/nut.password"
+poll_interval = "1s"
+timeout = "1s"
+
+[[sensors]]
+id = "ups-b3-1.on_battery"
+zone = "b3-battery-room"
+kind = "on_battery"
+source = "nut-b3"
+variable = "ups.status"
+status_flag = "OB"                           # 1 while ups.status holds the flag, else 0
+
+[[sensors]]
+id = "ups-b3-1.runtime"
+zone = "b3-battery-room"
+kind = "runtime"
+source = "nut-b3"
+variable = "battery.runtime"                 # seconds
+
+[[zones]]
+id = "b3-battery-room"
+runbook = "evacuate-b3"
+power_reserve = "5m"
+
+[[runbooks]]
+name = "evacuate-b3"
+budget = "90s"
+
+[[runbooks.steps]]
+name = "shut down the hosts on ups-b3-1"
+type = "nut_fsd"
+source = "nut-b3"                            # FSD on the source's UPS; verified by FSD in ups.status
+"#;
+
+    #[test]
+    fn the_contracts_nut_source_sensors_and_step_are_accepted_as_written() {
+        let c = crate::config::load_str(CONTRACT, "contract", Default::default())
+            .unwrap_or_else(|e| panic!("{:?}", e.errors))
+            .config;
+        assert_eq!(
+            input(&c, "ups-b3-1.on_battery").read,
+            NutRead::Flag(StatusFlag::Ob)
+        );
+        assert_eq!(input(&c, "ups-b3-1.runtime").variable, "battery.runtime");
+        assert_eq!(c.runbooks[0].steps[0].action.type_name(), "nut_fsd");
+    }
+
     #[test]
     fn a_nut_source_reads_its_keys_with_their_defaults() {
         let c = load(SOURCE, &sensor("ob", r#"variable = "ups.status""#), "").unwrap();
