@@ -5,7 +5,7 @@
 use crate::support::nut::{Nut, Options, FIREBREAK, FSD_ONLY, UPS};
 use firebreak::sources::metrics::ErrorKind;
 use firebreak::sources::nut::client::{Client, NutError};
-use firebreak::sources::nut::config::Upsd;
+use firebreak::sources::nut::config::{StartTls, Upsd};
 use firebreak::sources::nut::proto::{NutCode, Status, StatusFlag};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -186,4 +186,60 @@ async fn a_port_nobody_listens_on_is_a_connect_error_and_a_dead_upsd_a_transport
     assert!(e.breaks_connection() && e.is_retryable());
     let e = Client::connect(&upsd(nut.port), TIMEOUT).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Connect, "{e}");
+}
+
+fn tls_upsd(nut: &Nut, ca_file: std::path::PathBuf) -> Upsd {
+    Upsd {
+        tls: Some(StartTls {
+            ca_file: Some(ca_file),
+        }),
+        ..upsd(nut.port)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_checks_upsds_certificate_against_the_ca_and_then_reads_over_tls() {
+    let nut = Nut::start(Options {
+        tls: true,
+        ..Options::default()
+    });
+    let mut c = Client::connect(&tls_upsd(&nut, nut.ca_file()), TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("STARTTLS: {e}\n{}", nut.upsd_log()));
+    assert_eq!(c.get_var(UPS, "ups.status").await.unwrap(), "OL");
+    assert!(c.list_vars(UPS).await.unwrap().len() > 5);
+    c.logout().await;
+    assert!(
+        nut.upsd_log().contains("SSL handshake done successfully"),
+        "upsd saw TLS\n{}",
+        nut.upsd_log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_from_another_ca_is_a_tls_error_that_retrying_will_not_fix() {
+    let nut = Nut::start(Options {
+        tls: true,
+        ..Options::default()
+    });
+    let other = tempfile::tempdir().unwrap();
+    crate::support::mosquitto::make_certs(other.path());
+    let e = Client::connect(&tls_upsd(&nut, other.path().join("ca.crt")), TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, NutError::Tls { .. }), "{e:?}");
+    assert_eq!(e.kind(), ErrorKind::Connect);
+    assert!(!e.is_retryable());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_to_a_upsd_without_a_certificate_is_refused_by_name() {
+    let nut = Nut::start(Options::default());
+    let ca = tempfile::tempdir().unwrap();
+    crate::support::mosquitto::make_certs(ca.path());
+    let e = Client::connect(&tls_upsd(&nut, ca.path().join("ca.crt")), TIMEOUT)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(NutCode::FeatureNotConfigured), "{e}");
+    assert!(e.to_string().contains("use nut://"), "{e}");
 }

@@ -433,3 +433,16 @@ duration = "1s"
     });
     assert_eq!(agent.stop(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nuts_source_reads_over_starttls_with_its_ca_file() {
+    let nut = Nut::start(Options {
+        tls: true,
+        ..Options::default()
+    });
+    let sensors = sensor("runtime", "runtime", r#"variable = "battery.runtime""#);
+    let ca = format!("ca_file = \"{}\"", nut.ca_file().display());
+    let mut run = Running::start(config(&nut.tls_url(), &ca, &sensors));
+    run.sample_until(&nut, "runtime", value(1800.0)).await;
+    assert!(nut.upsd_log().contains("SSL handshake done successfully"));
+}

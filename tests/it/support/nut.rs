@@ -7,6 +7,8 @@
 //! - The driver starts before upsd and stops before it: a dummy-ups whose upsd dies spins
 //!   on its socket (an upstream bug), so [`Nut::kill_upsd`] stops both, driver first, and
 //!   [`Nut::restart`] starts both again.
+//! - `Options::tls` gives upsd a certificate for STARTTLS in an NSS database (Debian builds
+//!   upsd with NSS), made from the same throwaway CA as the other TLS tests.
 //! - Users in upsd.users: `admin` (SET and FSD, for `upsrw`), `firebreak` (`upsmon
 //!   primary`, the agent's FSD user), `fsdonly` (`actions = FSD` only), `monitor` (`upsmon
 //!   primary`, for a real upsmon).
@@ -47,6 +49,8 @@ pub struct Options {
     pub vars: Vec<(String, String)>,
     /// upsd's `MAXAGE`: seconds without a driver update before `ERR DATA-STALE`.
     pub maxage: Option<u32>,
+    /// A server certificate for `STARTTLS` (signed by a throwaway CA, [`Nut::ca_file`]).
+    pub tls: bool,
 }
 
 impl Default for Options {
@@ -64,6 +68,7 @@ impl Default for Options {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
             maxage: None,
+            tls: false,
         }
     }
 }
@@ -104,6 +109,12 @@ impl Nut {
         let mut conf = format!("LISTEN 127.0.0.1 {port}\n");
         if let Some(age) = opts.maxage {
             conf.push_str(&format!("MAXAGE {age}\n"));
+        }
+        if opts.tls {
+            conf.push_str(&format!(
+                "CERTPATH {}\nCERTIDENT \"upsd\" \"\"\nDISABLE_WEAK_SSL true\n",
+                nss_db(d).display()
+            ));
         }
         std::fs::write(d.join("upsd.conf"), conf).unwrap();
         std::fs::write(
@@ -195,6 +206,16 @@ impl Nut {
     /// The source URL.
     pub fn url(&self) -> String {
         format!("nut://127.0.0.1:{}", self.port)
+    }
+
+    /// The source URL with STARTTLS.
+    pub fn tls_url(&self) -> String {
+        format!("nuts://127.0.0.1:{}", self.port)
+    }
+
+    /// The CA of upsd's certificate ([`Options::tls`]).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
     }
 
     /// A variable as `upsc` reads it; `None` when upsc fails (upsd down, no data).
@@ -372,6 +393,47 @@ impl Upsmon {
             || flag.exists(),
         );
     }
+}
+
+/// Debian's upsd is built with NSS: its certificate and key live in an NSS database, made
+/// here from the PEM files the other TLS tests use (CA, server certificate for 127.0.0.1).
+fn nss_db(dir: &Path) -> PathBuf {
+    const TOOLS: &str = "apt-get install -y libnss3-tools";
+    super::mosquitto::make_certs(dir);
+    let db = dir.join("nssdb");
+    std::fs::create_dir_all(&db).expect("NSS db dir");
+    let sql = format!("sql:{}", db.display());
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(
+        Command::new(peer::require("openssl", "apt-get install -y openssl"))
+            .current_dir(dir)
+            .args([
+                "pkcs12",
+                "-export",
+                "-in",
+                "server.crt",
+                "-inkey",
+                "server.key",
+            ])
+            .args(["-name", "upsd", "-out", "server.p12", "-passout", "pass:"]),
+    );
+    let certutil = peer::require("certutil", TOOLS);
+    run(Command::new(&certutil).args(["-N", "-d", &sql, "--empty-password"]));
+    run(Command::new(&certutil)
+        .args(["-A", "-d", &sql, "-n", "ca", "-t", "CT,,", "-i"])
+        .arg(dir.join("ca.crt")));
+    run(Command::new(peer::require("pk12util", TOOLS))
+        .args(["-d", &sql, "-W", "", "-i"])
+        .arg(dir.join("server.p12")));
+    db
 }
 
 /// NUT's programs find their files through these.
