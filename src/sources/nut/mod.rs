@@ -146,6 +146,10 @@ async fn poll_forever(p: &Poller, clock: Arc<dyn Clock>, tx: mpsc::Sender<Sample
         p.metrics
             .observe_poll(clock.mono().saturating_sub(started) as f64 * 1e-9);
         let at = clock.mono();
+        // upsd answered (data or a refusal): the link is up before any sample says so.
+        if !result.as_ref().is_err_and(NutError::breaks_connection) {
+            p.metrics.set_connected(true);
+        }
         let now = match result {
             Ok(vars) => {
                 let vars: HashMap<&str, &str> =
@@ -193,7 +197,6 @@ async fn poll_forever(p: &Poller, clock: Arc<dyn Clock>, tx: mpsc::Sender<Sample
             tracing::info!(source = %p.name, upsd = %p.link.upsd.url(), ups = %p.cfg.ups, "upsd answering");
         }
         health = Some(now);
-        p.metrics.set_connected(true);
         backoff = BACKOFF_START;
     }
 }
