@@ -21,9 +21,24 @@ pub struct Config {
     pub sensors: Vec<Sensor>,
     pub zones: Vec<Zone>,
     pub runbooks: Vec<Runbook>,
+    /// The power map (`[[feeds]]`); empty when none is configured.
+    pub feeds: Vec<Feed>,
     pub telemetry: Telemetry,
     /// `None`: no `[cluster]`, the agent runs alone.
     pub cluster: Option<Cluster>,
+}
+
+/// `[[feeds]]`: a power feed (a breaker, a PDU) and the zones it powers. It is safe to cut
+/// when every one of its zones has failed over and verified (`safe_to_cut_power`);
+/// Firebreak never opens a breaker itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feed {
+    pub id: String,
+    pub description: String,
+    /// Indexes into `Config::zones`.
+    pub zones: Vec<usize>,
+    /// What else it powers that needs no moving.
+    pub loads: Vec<String>,
 }
 
 /// `[cluster]`: redundant agents for the same zones, one runbook run per incident.
@@ -152,6 +167,8 @@ pub enum SensorInput {
     },
     /// A variable of a UPS served by upsd.
     Nut(NutInput),
+    /// An object on an SNMP agent (`oid`, `equals`, `scale`, `offset`).
+    Snmp(crate::sources::snmp::config::SnmpInput),
 }
 
 pub use crate::sources::nut::config::{NutInput, NutRead};
@@ -394,6 +411,11 @@ impl Config {
         }
         for (i, s) in self.sources.iter().enumerate() {
             match &s.spec {
+                SourceSpec::Snmp(snmp) => {
+                    for (key, path) in snmp.secret_files() {
+                        out.push((format!("sources[{i}].{key}"), path));
+                    }
+                }
                 SourceSpec::Mqtt(m) => {
                     if let Some(p) = &m.password_file {
                         out.push((format!("sources[{i}].password_file"), p.clone()));

@@ -6,6 +6,7 @@ pub mod metrics;
 pub mod modbus;
 pub mod mqtt;
 pub mod nut;
+pub mod snmp;
 pub mod tls;
 
 use crate::detect::Sample;

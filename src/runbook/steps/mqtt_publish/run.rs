@@ -99,6 +99,7 @@ pub async fn execute(
 ) -> Result<StepOutcome, StepError> {
     match &ctx.config.sources[m.source].spec {
         SourceSpec::Mqtt(src) => run(m, src, ctx.vars, step.timeout, ctx.dry_run).await,
+        // Validation accepts only an MQTT source here.
         _ => Err(StepError::Mqtt(
             "the step's source is not an MQTT source".into(),
         )),
