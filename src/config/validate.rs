@@ -1031,8 +1031,16 @@ fn step(
         let index = mqtt_source_ref(c, path, name, source_index, sources)?;
         Some((index, sources[index].name.clone()))
     };
+    let nut_source = |c: &mut Collector, path: &str, name: &Option<String>| {
+        let index = typed_source_ref(c, path, name, source_index, sources, "nut", "a NUT")?;
+        match &sources[index].spec {
+            SourceSpec::Nut(n) => Some((index, sources[index].name.clone(), n.clone())),
+            _ => None,
+        }
+    };
     let refs = steps::Refs {
         mqtt_source: &mqtt_source,
+        nut_source: &nut_source,
     };
     let action = steps::validate(c, path, kind, s.params.clone(), &refs)?;
     let timeout = action.info().timeout(c, path, given);
@@ -1055,14 +1063,34 @@ fn mqtt_source_ref(
     source_index: &HashMap<String, usize>,
     sources: &[Source],
 ) -> Option<usize> {
+    typed_source_ref(c, path, name, source_index, sources, "mqtt", "an MQTT")
+}
+
+/// Resolves a required reference to a source of type `type_name` (`what`: "an MQTT", for
+/// messages), reporting an unknown source or one of another type.
+fn typed_source_ref(
+    c: &mut Collector,
+    path: &str,
+    name: &Option<String>,
+    source_index: &HashMap<String, usize>,
+    sources: &[Source],
+    type_name: &str,
+    what: &str,
+) -> Option<usize> {
     let n = c.required_str(path, name)?;
     match source_index
         .get(n)
         .map(|&i| (i, sources.get(i).map(|s| &s.spec)))
     {
-        Some((i, Some(SourceSpec::Mqtt(_)))) => Some(i),
-        Some((_, Some(_))) => {
-            c.err(path, format!("source `{n}` is not an MQTT source"));
+        Some((i, Some(spec))) if spec.type_name() == type_name => Some(i),
+        Some((_, Some(spec))) => {
+            c.err(
+                path,
+                format!(
+                    "source `{n}` is not {what} source (it is type \"{}\")",
+                    spec.type_name()
+                ),
+            );
             None
         }
         // Known but invalid: its own errors are reported already.

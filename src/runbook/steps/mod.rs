@@ -34,6 +34,15 @@ pub struct Refs<'a> {
     /// reported at the given path.
     #[allow(clippy::type_complexity)]
     pub mqtt_source: &'a dyn Fn(&mut Collector, &str, &Option<String>) -> Option<(usize, String)>,
+    /// Resolves a required reference to a NUT source: its index, name and settings, or a
+    /// problem reported at the given path.
+    #[allow(clippy::type_complexity)]
+    pub nut_source: &'a dyn Fn(
+        &mut Collector,
+        &str,
+        &Option<String>,
+    )
+        -> Option<(usize, String, crate::sources::nut::config::NutSource)>,
 }
 
 /// What every configured step can say about itself.
@@ -90,6 +99,7 @@ macro_rules! with_step_types {
             http => Http(HttpStep),
             command => Command(CommandStep),
             mqtt_publish => MqttPublish(MqttPublishStep),
+            nut_fsd => NutFsd(NutFsdStep),
             wait => Wait(WaitStep),
             bgp_withdraw => BgpWithdraw(BgpStep),
             powerdns => PowerDns(PowerDnsStep),

@@ -13,6 +13,7 @@ pub mod knot;
 pub mod mosquitto;
 pub mod pdns;
 pub mod pagerduty;
+pub mod nut;
 pub mod peer;
 pub mod prometheus;
 pub mod pymodbus;
