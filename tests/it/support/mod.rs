@@ -2,8 +2,8 @@
 #![allow(dead_code)]
 
 pub mod agent;
-pub mod bird;
 pub mod alertmanager;
+pub mod bird;
 pub mod chrome;
 pub mod etcd;
 pub mod events;
@@ -11,9 +11,9 @@ pub mod gate;
 pub mod haproxy;
 pub mod knot;
 pub mod mosquitto;
-pub mod pdns;
-pub mod pagerduty;
 pub mod nut;
+pub mod pagerduty;
+pub mod pdns;
 pub mod peer;
 pub mod prometheus;
 pub mod pymodbus;
