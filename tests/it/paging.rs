@@ -150,9 +150,10 @@ fn notifications(receiver: &Receiver, status: &str) -> Vec<Value> {
         .collect()
 }
 
-/// The label set the step gives the incident's alert.
-fn expected_labels(incident: &str) -> Value {
+/// The label set the step gives the incident's alert, posted by agent `agent`.
+fn expected_labels(agent: &str, incident: &str) -> Value {
     serde_json::json!({
+        "agent": agent,
         "alertname": "FirebreakIncident",
         "severity": "critical",
         "team": "dc-ops",
@@ -201,7 +202,7 @@ fn alertmanager_step_posts_the_incident_alert_reads_it_back_and_a_reset_resolves
     // Alertmanager holds one alert with the incident's labels and the evidence.
     let alerts = am.alerts(&incident);
     assert_eq!(alerts.len(), 1, "{alerts:#?}");
-    assert_eq!(alerts[0]["labels"], expected_labels(&incident));
+    assert_eq!(alerts[0]["labels"], expected_labels("paging-a", &incident));
     let notes = &alerts[0]["annotations"];
     assert_eq!(notes["agent"], "paging-a");
     assert_eq!(notes["cause"], "manual");
@@ -221,7 +222,10 @@ fn alertmanager_step_posts_the_incident_alert_reads_it_back_and_a_reset_resolves
     });
     let firing = notifications(&receiver, "firing");
     assert_eq!(firing.len(), 1, "{firing:#?}");
-    assert_eq!(firing[0]["alerts"][0]["labels"], expected_labels(&incident));
+    assert_eq!(
+        firing[0]["alerts"][0]["labels"],
+        expected_labels("paging-a", &incident)
+    );
 
     // The reset resolves it: `page_resolved`, gone from Alertmanager, and the receiver
     // hears that it is resolved.
@@ -274,7 +278,9 @@ lease_ttl = "4s"
 namespace = "/firebreak-paging"
 "#
     );
-    let (config, log) = write_config(dir.path(), name, port, steps, &cluster);
+    // The agents of one cluster run the same file: one `[agent] name`, their own `node`
+    // (config/cluster.toml); the name is one of the alert's labels.
+    let (config, log) = write_config(dir.path(), "paging-cluster", port, steps, &cluster);
     (start_agent(&config, &log, port), port, dir)
 }
 
@@ -332,8 +338,11 @@ fn a_cluster_leader_killed_mid_page_is_succeeded_by_a_peer_and_alertmanager_noti
     );
     let alerts = am.alerts(&incident);
     assert_eq!(alerts.len(), 1, "{alerts:#?}");
-    assert_eq!(alerts[0]["labels"], expected_labels(&incident));
-    assert_eq!(alerts[0]["annotations"]["agent"], "b");
+    assert_eq!(
+        alerts[0]["labels"],
+        expected_labels("paging-cluster", &incident)
+    );
+    assert_eq!(alerts[0]["annotations"]["node"], "b");
     assert_eq!(am.groups(&incident).len(), 1, "one alert group");
     // Two more flushes of the group after b's post: a second notification would be out.
     let flushes = am.metric("alertmanager_nflog_queries_total");
@@ -399,12 +408,13 @@ fn two_agents_posting_one_incident_make_one_alertmanager_group_and_one_notificat
     let config = config_with(&alertmanager_step(&am.url()));
     let incident = "b3-20261125T103102417Z-1";
 
-    let first = run_as(&config, "pangyo-b3-a", incident);
+    // Two agents of one cluster: one `[agent] name` (config/cluster.toml).
+    let first = run_as(&config, "pangyo-b3", incident);
     assert!(first.ok && first.verified, "{first:?}");
     wait_until("the first notification", Duration::from_secs(20), || {
         notifications(&receiver, "firing").len() == 1
     });
-    let second = run_as(&config, "pangyo-b3-b", incident);
+    let second = run_as(&config, "pangyo-b3", incident);
     assert!(second.ok && second.verified, "{second:?}");
     let flushes = am.metric("alertmanager_nflog_queries_total");
     am.wait_for_flushes(flushes, 2.0, Duration::from_secs(20));
@@ -416,11 +426,11 @@ fn two_agents_posting_one_incident_make_one_alertmanager_group_and_one_notificat
     );
     let alerts = am.alerts(incident);
     assert_eq!(alerts.len(), 1, "{alerts:#?}");
-    assert_eq!(alerts[0]["annotations"]["agent"], "pangyo-b3-b");
+    assert_eq!(alerts[0]["labels"]["agent"], "pangyo-b3");
     assert_eq!(am.groups(incident).len(), 1);
 
     // Another incident is another page.
-    let other = run_as(&config, "pangyo-b3-a", "b3-20261125T113102417Z-2");
+    let other = run_as(&config, "pangyo-b3", "b3-20261125T113102417Z-2");
     assert!(other.ok, "{other:?}");
     wait_until(
         "the other incident's notification",

@@ -458,7 +458,7 @@ verify_server = "10.20.0.54""#,
     }
 
     #[test]
-    fn alertmanager_labels_must_be_the_same_whichever_agent_posts() {
+    fn alertmanager_labels_the_agent_sets_and_malformed_ones_are_refused() {
         let p = problems(
             r#"name = "page"
 type = "alertmanager"
@@ -472,10 +472,9 @@ expires_after = "10s""#,
                 .unwrap_or_else(|| panic!("no problem at {key}: {p:?}"))
                 .clone()
         };
-        assert_eq!(p.len(), 5, "{p:?}");
-        assert!(at("labels.agent").contains("`agent` annotation, not a label"));
+        assert_eq!(p.len(), 4, "{p:?}");
+        assert!(at("labels.agent").contains("set by the agent"));
         assert!(at("labels.zone").contains("set by the agent"));
-        assert!(at("labels.team").contains("differs between the agents of a cluster"));
         assert!(at("labels.bad-name").contains("not an Alertmanager label name"));
         assert!(at("expires_after").contains("at least 1m"));
     }

@@ -17,7 +17,7 @@ pub mod run;
 pub const DEFAULT_ALERTNAME: &str = "FirebreakIncident";
 
 /// Labels the agent sets on every alert; `labels` may not set them.
-pub const AGENT_LABELS: [&str; 3] = ["zone", "incident", "level"];
+pub const AGENT_LABELS: [&str; 4] = ["agent", "zone", "incident", "level"];
 
 /// How long a posted alert lasts when no reset resolves it, unless `expires_after` says.
 pub const DEFAULT_EXPIRES_AFTER: Duration = Duration::from_secs(24 * 3600);
@@ -58,7 +58,7 @@ impl StepInfo for AlertmanagerStep {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         format!(
-            "alertmanager {} {{{}}} + zone, incident, level; agent as annotation (expires after {})",
+            "alertmanager {} {{{}}} + agent, zone, incident, level (expires after {})",
             self.url,
             labels.join(", "),
             format_duration(self.expires_after)
@@ -101,26 +101,9 @@ impl StepConfig for AlertmanagerStep {
                 );
             } else if AGENT_LABELS.contains(&k.as_str()) {
                 c.err(&at, format!("`{k}` is set by the agent on every alert"));
-            } else if k == "agent" {
-                // Design: the alert's labels are its identity, so they must be the same
-                // whichever agent of a cluster posts it (a successor re-running the step, a
-                // peer acting alone): the agent goes in the `agent` annotation.
-                c.err(
-                    &at,
-                    "the agent that posts is the `agent` annotation, not a label: labels must be \
-                     the same whichever agent posts the incident's alert, or Alertmanager \
-                     counts two alerts",
-                );
             }
             if v.is_empty() {
                 c.err(&at, "must not be empty (Alertmanager drops empty labels)");
-            }
-            if v.contains("{{agent}}") {
-                c.err(
-                    &at,
-                    "`{{agent}}` differs between the agents of a cluster: in a label it would \
-                     make their alerts for one incident two alerts (use an annotation)",
-                );
             }
             check_template(c, &at, v);
             labels.insert(k.clone(), v.clone());

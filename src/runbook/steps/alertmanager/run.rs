@@ -3,12 +3,13 @@
 //! `endsAt` in the past. A drill reads `GET /api/v2/status` and posts nothing.
 //!
 //! Design: Alertmanager knows an alert by its labels (their fingerprint). The labels here
-//! are the configured ones plus `zone`, `incident` and `level`: the same for every agent
-//! that posts the incident's page (a successor re-running an interrupted step, a peer
-//! acting alone with etcd lost, a manual re-run), so Alertmanager merges the repeats into
-//! the one alert it has and notifies once. Whatever differs between agents (the agent's
-//! name) is an annotation: the last post's annotations win, and annotations never make a
-//! second alert.
+//! are the configured ones plus `agent` (`[agent] name`), `zone`, `incident` and `level`:
+//! the same for every agent that posts the incident's page (a successor re-running an
+//! interrupted step, a peer acting alone with etcd lost, a manual re-run), so Alertmanager
+//! merges the repeats into the one alert it has and notifies once. The agents of one
+//! cluster share `[agent] name` and differ by `[cluster] node` (config/cluster.toml: the
+//! same file on every agent); the node that posted is an annotation, which never makes a
+//! second alert (the last post's annotations win).
 
 use super::AlertmanagerStep;
 use crate::config::Step;
@@ -65,15 +66,21 @@ pub fn labels(step: &AlertmanagerStep, vars: &TemplateVars) -> BTreeMap<String, 
         .iter()
         .map(|(k, v)| (k.clone(), vars.render(v)))
         .collect();
+    l.insert("agent".into(), vars.agent.clone());
     l.insert("zone".into(), vars.zone.clone());
     l.insert("incident".into(), vars.incident.clone());
     l.insert("level".into(), vars.level.clone());
     l
 }
 
-/// The evidence people read: a summary, the cause, the runbook and the agent that posted,
-/// then the configured annotations (templated), which may replace them.
-pub fn annotations(step: &AlertmanagerStep, vars: &TemplateVars) -> BTreeMap<String, String> {
+/// The evidence people read: a summary, the cause, the runbook, the agent and (under
+/// `[cluster]`) the node that posted, then the configured annotations (templated), which
+/// may replace them.
+pub fn annotations(
+    step: &AlertmanagerStep,
+    vars: &TemplateVars,
+    node: Option<&str>,
+) -> BTreeMap<String, String> {
     let mut a = BTreeMap::new();
     a.insert(
         "summary".to_string(),
@@ -85,6 +92,9 @@ pub fn annotations(step: &AlertmanagerStep, vars: &TemplateVars) -> BTreeMap<Str
     a.insert("cause".to_string(), vars.cause.clone());
     a.insert("runbook".to_string(), vars.runbook.clone());
     a.insert("agent".to_string(), vars.agent.clone());
+    if let Some(node) = node {
+        a.insert("node".to_string(), node.to_string());
+    }
     for (k, v) in &step.annotations {
         a.insert(k.clone(), vars.render(v));
     }
@@ -173,6 +183,7 @@ async fn find(
 pub async fn fire(
     step: &AlertmanagerStep,
     vars: &TemplateVars,
+    node: Option<&str>,
     timeout: Duration,
 ) -> Result<StepOutcome, StepError> {
     let client = client(step.ca_file.as_deref(), timeout)?;
@@ -180,7 +191,7 @@ pub async fn fire(
     let labels = labels(step, vars);
     let alert = PostableAlert {
         labels: labels.clone(),
-        annotations: annotations(step, vars),
+        annotations: annotations(step, vars, node),
         // Without startsAt, Alertmanager takes endsAt for it: the alert would start in
         // the future.
         starts_at: Some(format_ts(now)),
@@ -221,13 +232,14 @@ pub async fn fire(
 pub async fn resolve(
     step: &AlertmanagerStep,
     vars: &TemplateVars,
+    node: Option<&str>,
     timeout: Duration,
 ) -> Result<StepOutcome, StepError> {
     let client = client(step.ca_file.as_deref(), timeout)?;
     let labels = labels(step, vars);
     let alert = PostableAlert {
         labels: labels.clone(),
-        annotations: annotations(step, vars),
+        annotations: annotations(step, vars, node),
         starts_at: None,
         ends_at: Some(format_ts(
             crate::clock::wall_now() - Duration::from_secs(1),
@@ -286,7 +298,12 @@ pub async fn execute(
             ),
         });
     }
-    fire(a, ctx.vars, step.timeout).await
+    fire(a, ctx.vars, node(ctx), step.timeout).await
+}
+
+/// `[cluster] node`, the agent among its peers (`None` for an agent running alone).
+fn node<'a>(ctx: &'a StepContext<'_>) -> Option<&'a str> {
+    ctx.config.cluster.as_ref().map(|c| c.node.as_str())
 }
 
 /// The incident has ended: its alert is resolved.
@@ -295,7 +312,7 @@ pub async fn execute_resolve(
     step: &Step,
     ctx: &StepContext<'_>,
 ) -> Result<StepOutcome, StepError> {
-    resolve(a, ctx.vars, step.timeout).await
+    resolve(a, ctx.vars, node(ctx), step.timeout).await
 }
 
 #[cfg(test)]
@@ -330,18 +347,24 @@ mod tests {
     }
 
     #[test]
-    fn two_agents_give_one_label_set_and_differ_only_in_the_agent_annotation() {
-        let (a, b) = (vars("pangyo-b3-a"), vars("pangyo-b3-b"));
+    fn two_nodes_of_a_cluster_give_one_label_set_and_differ_only_in_the_node_annotation() {
+        // The agents of one cluster share `[agent] name` (config/cluster.toml).
+        let (a, b) = (vars("pangyo-b3"), vars("pangyo-b3"));
         assert_eq!(labels(&step(), &a), labels(&step(), &b));
         let l = labels(&step(), &a);
         assert_eq!(
             l.keys().map(String::as_str).collect::<Vec<_>>(),
-            ["alertname", "incident", "level", "room", "team", "zone"]
+            ["agent", "alertname", "incident", "level", "room", "team", "zone"]
         );
         assert_eq!(l["room"], "b3");
-        let (na, nb) = (annotations(&step(), &a), annotations(&step(), &b));
-        assert_eq!(na["agent"], "pangyo-b3-a");
-        assert_eq!(nb["agent"], "pangyo-b3-b");
+        assert_eq!(l["agent"], "pangyo-b3");
+        let (na, nb) = (
+            annotations(&step(), &a, Some("node-a")),
+            annotations(&step(), &b, Some("node-b")),
+        );
+        assert_eq!(na["node"], "node-a");
+        assert_eq!(nb["node"], "node-b");
+        assert!(!annotations(&step(), &a, None).contains_key("node"));
         assert_eq!(na["runbook_url"], "https://wiki/evacuate-b3");
         assert!(na["summary"].contains("b3-20261125T103102417Z-1"));
     }
