@@ -969,8 +969,15 @@ fn step(
         let index = mqtt_source_ref(c, path, name, source_index, sources)?;
         Some((index, sources[index].name.clone()))
     };
+    let modbus_source = |c: &mut Collector, path: &str, name: &Option<String>| {
+        let index = source_ref(c, path, name, source_index, sources, "a Modbus", |s| {
+            matches!(s, SourceSpec::Modbus(_))
+        })?;
+        Some((index, sources[index].name.clone()))
+    };
     let refs = steps::Refs {
         mqtt_source: &mqtt_source,
+        modbus_source: &modbus_source,
     };
     let action = steps::validate(c, path, kind, s.params.clone(), &refs)?;
     let timeout = action.info().timeout(c, path, given);
@@ -993,14 +1000,30 @@ fn mqtt_source_ref(
     source_index: &HashMap<String, usize>,
     sources: &[Source],
 ) -> Option<usize> {
+    source_ref(c, path, name, source_index, sources, "an MQTT", |s| {
+        matches!(s, SourceSpec::Mqtt(_))
+    })
+}
+
+/// Resolves a required reference to a source of one type (`what`, e.g. "an MQTT"; `is` tells
+/// that type), reporting an unknown source or one of another type.
+fn source_ref(
+    c: &mut Collector,
+    path: &str,
+    name: &Option<String>,
+    source_index: &HashMap<String, usize>,
+    sources: &[Source],
+    what: &str,
+    is: impl Fn(&SourceSpec) -> bool,
+) -> Option<usize> {
     let n = c.required_str(path, name)?;
     match source_index
         .get(n)
         .map(|&i| (i, sources.get(i).map(|s| &s.spec)))
     {
-        Some((i, Some(SourceSpec::Mqtt(_)))) => Some(i),
+        Some((i, Some(spec))) if is(spec) => Some(i),
         Some((_, Some(_))) => {
-            c.err(path, format!("source `{n}` is not an MQTT source"));
+            c.err(path, format!("source `{n}` is not {what} source"));
             None
         }
         // Known but invalid: its own errors are reported already.

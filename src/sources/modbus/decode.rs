@@ -1,4 +1,5 @@
-//! Register words to engineering values: type, word order, bit, scale and offset.
+//! Register words to engineering values: type, word order, bit, scale and offset; and
+//! back ([`encode`]), for the `modbus_write` step.
 
 use crate::config::{RegType, RegisterSpec, WordOrder};
 
@@ -58,6 +59,57 @@ pub fn raw(words: &[u16], spec: &RegisterSpec) -> f64 {
         RegType::I32 => f64::from(u32_of(words) as i32),
         RegType::F32 => f64::from(f32::from_bits(u32_of(words))),
     }
+}
+
+/// The words that hold the engineering value `value` for `spec`: the inverse of
+/// [`decode`] (offset and scale undone, then the type and word order). An integer type
+/// takes only a value that lands on a whole raw number within the type's range; `bit`
+/// specs are not written (a bit of a status word would be a read-modify-write).
+pub fn encode(value: f64, spec: &RegisterSpec) -> Result<Vec<u16>, String> {
+    if !value.is_finite() {
+        return Err(format!("{value} is not a finite number"));
+    }
+    if spec.bit.is_some() {
+        return Err("a bit of a register cannot be written on its own".into());
+    }
+    let raw = (value - spec.offset) / spec.scale;
+    let words32 = |v: u32| -> Vec<u16> {
+        let (hi, lo) = ((v >> 16) as u16, v as u16);
+        match spec.word_order {
+            WordOrder::HighFirst => vec![hi, lo],
+            WordOrder::LowFirst => vec![lo, hi],
+        }
+    };
+    let whole = |min: f64, max: f64| -> Result<i64, String> {
+        let r = raw.round();
+        // Scale factors such as 0.1 are not exact in binary: 23.5 / 0.1 is 234.99999999999997.
+        if (raw - r).abs() > 1e-6 * r.abs().max(1.0) {
+            return Err(format!(
+                "{value} is not a whole number of register steps (raw {raw} with scale {} and offset {})",
+                spec.scale, spec.offset
+            ));
+        }
+        if r < min || r > max {
+            return Err(format!(
+                "{value} does not fit a {}: raw {r} is outside {min} to {max}",
+                spec.kind.as_str()
+            ));
+        }
+        Ok(r as i64)
+    };
+    Ok(match spec.kind {
+        RegType::U16 => vec![whole(0.0, 65535.0)? as u16],
+        RegType::I16 => vec![whole(-32768.0, 32767.0)? as i16 as u16],
+        RegType::U32 => words32(whole(0.0, 4_294_967_295.0)? as u32),
+        RegType::I32 => words32(whole(-2_147_483_648.0, 2_147_483_647.0)? as i32 as u32),
+        RegType::F32 => {
+            let f = raw as f32;
+            if !f.is_finite() {
+                return Err(format!("{value} does not fit an f32 (raw {raw})"));
+            }
+            words32(f.to_bits())
+        }
+    })
 }
 
 #[cfg(test)]
@@ -156,5 +208,50 @@ mod tests {
         let mut spec = reg(RegType::U16, WordOrder::HighFirst, 0.0078125, None);
         spec.offset = -10.0;
         assert_eq!(decode(&[3200], &spec), 15.0);
+    }
+
+    #[test]
+    fn encode_is_the_inverse_of_decode_for_every_type_and_word_order() {
+        for (kind, order, scale, value) in [
+            (RegType::U16, WordOrder::HighFirst, 1.0, 1.0),
+            (RegType::U16, WordOrder::HighFirst, 0.1, 23.5),
+            (RegType::I16, WordOrder::HighFirst, 0.1, -5.0),
+            (RegType::U32, WordOrder::HighFirst, 1.0, 70_000.0),
+            (RegType::U32, WordOrder::LowFirst, 1.0, 70_000.0),
+            (RegType::I32, WordOrder::LowFirst, 1.0, -2.0),
+            (RegType::F32, WordOrder::HighFirst, 1.0, 12.5),
+            (RegType::F32, WordOrder::LowFirst, 2.0, 12.5),
+        ] {
+            let spec = reg(kind, order, scale, None);
+            let words = encode(value, &spec).unwrap();
+            assert_eq!(words.len(), kind.width() as usize);
+            let back = decode(&words, &spec);
+            assert!((back - value).abs() < 1e-9, "{kind:?} {value} -> {words:?} -> {back}");
+        }
+        let mut spec = reg(RegType::U16, WordOrder::HighFirst, 0.0078125, None);
+        spec.offset = -10.0;
+        assert_eq!(encode(15.0, &spec), Ok(vec![3200]));
+        assert_eq!(
+            encode(70_000.0, &reg(RegType::U32, WordOrder::LowFirst, 1.0, None)),
+            Ok(vec![0x1170, 0x0001])
+        );
+    }
+
+    #[test]
+    fn encode_refuses_values_the_type_cannot_hold() {
+        let u16 = reg(RegType::U16, WordOrder::HighFirst, 1.0, None);
+        assert!(encode(-1.0, &u16).unwrap_err().contains("does not fit a u16"));
+        assert!(encode(65536.0, &u16).is_err());
+        assert!(encode(1.5, &u16)
+            .unwrap_err()
+            .contains("not a whole number of register steps"));
+        assert!(encode(f64::NAN, &u16).is_err());
+        let i16 = reg(RegType::I16, WordOrder::HighFirst, 1.0, None);
+        assert!(encode(-32769.0, &i16).is_err());
+        assert_eq!(encode(-32768.0, &i16), Ok(vec![0x8000]));
+        let f32 = reg(RegType::F32, WordOrder::HighFirst, 1.0, None);
+        assert!(encode(1e39, &f32).is_err());
+        let flag = reg(RegType::U32, WordOrder::HighFirst, 1.0, Some(2));
+        assert!(encode(1.0, &flag).is_err());
     }
 }
