@@ -27,6 +27,7 @@ mod dns_knot;
 mod event_contract;
 mod failover_e2e;
 mod faults;
+mod modbus_write;
 mod fuzz_dns;
 mod fuzz_inputs;
 mod outages;
