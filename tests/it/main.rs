@@ -11,6 +11,7 @@ mod detect_support;
 mod support;
 
 mod broken_configs;
+mod charge_stop_e2e;
 mod cluster_etcd;
 mod command_step;
 mod config_contract;
