@@ -315,3 +315,22 @@ value = 0"#,
     );
     assert!(Arc::ptr_eq(&devices[0].link, &link));
 }
+
+#[test]
+fn check_config_lists_every_device_write_per_zone() {
+    let config = config(
+        1502,
+        r#"register = { table = "coil", address = 12 }
+value = 0
+verify = { table = "discrete", address = 12, equals = 0 }"#,
+    );
+    let summary = firebreak::agent::summary(std::path::Path::new("t.toml"), &config);
+    assert!(
+        summary.ends_with(
+            "device writes (1), per zone:\n  b3:\n    failover r -> write: write coil 12 := 0 \
+             on bms (verify discrete 12 == 0)\n"
+        ),
+        "{summary}"
+    );
+    assert!(summary.contains("1. write: modbus_write coil 12 := 0 on bms (verify discrete 12 == 0)"));
+}
