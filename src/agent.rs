@@ -11,7 +11,7 @@ use crate::sinks::influxdb::{
     self as influx, Sink, SinkConfig, Telemetry, TelemetryTx, WallFromMono,
 };
 use crate::sinks::mqtt::{StatusConfig, StatusMsg, StatusPublisher};
-use crate::sources::{modbus, mqtt};
+use crate::sources::{modbus, mqtt, snmp};
 
 mod engine;
 mod reload;
@@ -122,6 +122,13 @@ pub fn summary(path: &Path, c: &Config) -> String {
                 .unwrap_or(0);
             let _ = write!(what, ", {reads} read(s) per poll");
         }
+        if let SourceSpec::Snmp(_) = &src.spec {
+            let oids = snmp::pollers(c)
+                .into_iter()
+                .find(|p| p.name == src.name)
+                .map_or(0, |p| p.oids.len());
+            let _ = write!(what, ", {oids} OID(s) per GET");
+        }
         let _ = writeln!(s, "  {:<16} {what}; {n} sensor(s)", src.name);
     }
     let _ = writeln!(s, "zones ({}):", c.zones.len());
@@ -181,6 +188,28 @@ pub fn summary(path: &Path, c: &Config) -> String {
                 step.name,
                 step.action.describe(),
                 should_mark(step)
+            );
+        }
+    }
+    if !c.feeds.is_empty() {
+        let _ = writeln!(
+            s,
+            "feeds ({}): safe to cut once every zone on them has failed over and verified",
+            c.feeds.len()
+        );
+        for f in &c.feeds {
+            let zones: Vec<&str> = f.zones.iter().map(|&z| c.zones[z].id.as_str()).collect();
+            let loads = if f.loads.is_empty() {
+                String::new()
+            } else {
+                format!("; also {}", f.loads.join(", "))
+            };
+            let _ = writeln!(
+                s,
+                "  {} ({}): zones {}{loads}",
+                f.id,
+                f.description,
+                zones.join(", ")
             );
         }
     }
@@ -315,6 +344,13 @@ fn spawn_sources(
     for sub in mqtt::subscribers(config) {
         source_metrics.push(sub.metrics.clone());
         tasks.push(mqtt::spawn(sub, clock.clone(), tx.clone(), stop.clone()));
+    }
+    for poller in snmp::pollers(config) {
+        poller
+            .metrics
+            .attach_poll_histogram(metrics.poll_duration.with_label_values(&[&poller.name]));
+        source_metrics.push(poller.metrics.clone());
+        tasks.push(snmp::spawn(poller, clock.clone(), tx.clone(), stop.clone()));
     }
     Sources {
         rx,

@@ -253,6 +253,15 @@ pub enum Event {
         incident: String,
         by: String,
     },
+    /// Extension: a power feed (`[[feeds]]`) became safe to cut: every zone it powers has
+    /// failed over and verified. Written once each time it becomes safe.
+    FeedSafeToCut {
+        feed: String,
+        description: String,
+        zones: Vec<String>,
+        /// The incidents whose verdicts made it safe, one per zone, in `zones` order.
+        incidents: Vec<String>,
+    },
     /// Extension: a source that had been connected (answering) went down, or came back
     /// up after being down. Not written for the first connection after a start or reload.
     SourceState {
@@ -324,6 +333,7 @@ impl Event {
             | Event::ClusterLost { zone, .. } => Some(zone),
             Event::AgentStarted { .. }
             | Event::AgentStopped { .. }
+            | Event::FeedSafeToCut { .. }
             | Event::StepSkipped { .. }
             | Event::StepFinished { .. }
             | Event::SourceState { .. }
@@ -352,6 +362,7 @@ impl Event {
             | Event::ConfigReloaded { .. }
             | Event::ConfigReloadFailed { .. }
             | Event::ClusterRole { .. }
+            | Event::FeedSafeToCut { .. }
             | Event::ClusterLost { .. } => None,
         }
     }
@@ -700,6 +711,12 @@ mod tests {
                 policy: OnClusterLoss::Hold,
                 error: "refused".into(),
             },
+            Event::FeedSafeToCut {
+                feed: "b3-pdu-a".into(),
+                description: "B3 PDU A, breaker 3-14".into(),
+                zones: vec!["b3".into()],
+                incidents: vec!["b3-20261125T100000000Z-1".into()],
+            },
         ]
     }
 
@@ -708,7 +725,7 @@ mod tests {
         let events = one_of_each();
         let names: Vec<&str> = events.iter().map(Event::name).collect();
         let mut all = Event::names().to_vec();
-        assert_eq!(all.len(), 18);
+        assert_eq!(all.len(), 19);
         all.sort_unstable();
         let mut sorted = names.clone();
         sorted.sort_unstable();

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod detect;
 pub mod dns;
 pub mod events;
+pub mod feeds;
 pub mod incident;
 pub mod journal;
 pub mod logging;

@@ -3,9 +3,10 @@
 //! a technician can pick the right config before writing it. Read-only: no write function
 //! code is ever sent.
 
-use crate::config::{MqttSource, Table};
+use crate::config::{ByteOrder, MqttSource, RegType, RegisterSpec, Table, WordOrder};
 use crate::sources::modbus;
 use crate::sources::modbus::config::parse_modbus_url;
+use crate::sources::modbus::decode;
 use crate::sources::mqtt::{self, payload};
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -106,19 +107,21 @@ fn num(v: f64) -> String {
     s.to_string()
 }
 
-/// Every plausible decoding of `words` read from `start`: per register u16, i16 and bits;
-/// per pair of registers u32, i32 and f32 in both word orders; all with `scale` applied.
-/// "No data" patterns are marked.
+/// Every plausible decoding of `words` read from `start`: per register u16, i16, f16 and
+/// bits; per pair of registers u32, i32 and f32, per four u64, i64 and f64, each in the
+/// four byte layouts `word_order` and `byte_order` can name; all with `scale` applied and
+/// decoded by the agent's own decoder. "No data" patterns are marked.
 pub fn format_registers(start: u16, words: &[u16], scale: f64) -> String {
     let mut out = String::new();
     let scaled = scale != 1.0;
     let _ = writeln!(
         out,
-        "{:>7}  {:>6}  {:>8}  {:>8}{}  bits set",
+        "{:>7}  {:>6}  {:>8}  {:>8}  {:>12}{}  bits set",
         "address",
         "hex",
         "u16",
         "i16",
+        "f16",
         if scaled {
             format!(
                 "  {:>12}  {:>12}",
@@ -129,17 +132,19 @@ pub fn format_registers(start: u16, words: &[u16], scale: f64) -> String {
             String::new()
         }
     );
+    let f16 = layout(RegType::F16, WordOrder::HighFirst, ByteOrder::Big);
     for (i, &w) in words.iter().enumerate() {
         let bits: Vec<String> = (0..16)
             .filter(|b| w >> b & 1 == 1)
             .map(|b| b.to_string())
             .collect();
         let mut line = format!(
-            "{:>7}  0x{:04X}  {:>8}  {:>8}",
+            "{:>7}  0x{:04X}  {:>8}  {:>8}  {:>12}",
             u32::from(start) + i as u32,
             w,
             w,
-            w as i16
+            w as i16,
+            num(decode::raw(&[w], &f16))
         );
         if scaled {
             let _ = write!(
@@ -166,35 +171,73 @@ pub fn format_registers(start: u16, words: &[u16], scale: f64) -> String {
         out.push_str(&line);
         out.push('\n');
     }
-    if words.len() >= 2 {
-        let _ = writeln!(out, "\n32-bit values (scale {}):", num(scale));
-        let _ = writeln!(
-            out,
-            "{:>7}  {:>12}  {:>12}  {:>14}  {:>12}  {:>12}  {:>14}",
-            "address", "u32 high", "i32 high", "f32 high", "u32 low", "i32 low", "f32 low"
-        );
-        for i in 0..words.len() - 1 {
-            let hi = (u32::from(words[i]) << 16) | u32::from(words[i + 1]);
-            let lo = (u32::from(words[i + 1]) << 16) | u32::from(words[i]);
-            let f = |x: u32| f64::from(f32::from_bits(x)) * scale;
-            let _ = writeln!(
-                out,
-                "{:>7}  {:>12}  {:>12}  {:>14}  {:>12}  {:>12}  {:>14}",
-                u32::from(start) + i as u32,
-                num(f64::from(hi) * scale),
-                num(f64::from(hi as i32) * scale),
-                num(f(hi)),
-                num(f64::from(lo) * scale),
-                num(f64::from(lo as i32) * scale),
-                num(f(lo)),
-            );
+    for (width, types) in [
+        (2usize, [RegType::U32, RegType::I32, RegType::F32]),
+        (4, [RegType::U64, RegType::I64, RegType::F64]),
+    ] {
+        if words.len() < width {
+            continue;
         }
+        let names = types.map(|t| crate::names::name_of(&t));
+        let _ = writeln!(out, "\n{}-bit values (scale {}):", width * 16, num(scale));
         let _ = writeln!(
             out,
-            "\"high\" = word_order = \"high_first\" (register n holds the high word), \"low\" = \"low_first\"."
+            "{:>7}  {:<28}  {:>22}  {:>22}  {:>22}",
+            "address", "layout", names[0], names[1], names[2]
+        );
+        for i in 0..=words.len() - width {
+            let w = &words[i..i + width];
+            for (name, wo, bo) in LAYOUTS {
+                let v = types.map(|t| num(decode::raw(w, &layout(t, wo, bo)) * scale));
+                let _ = writeln!(
+                    out,
+                    "{:>7}  {:<28}  {:>22}  {:>22}  {:>22}",
+                    u32::from(start) + i as u32,
+                    name,
+                    v[0],
+                    v[1],
+                    v[2]
+                );
+            }
+        }
+    }
+    if words.len() >= 2 {
+        let _ = writeln!(
+            out,
+            "\nlayout: the bytes from the first register on (A = the value's most significant \
+             byte); write the sensor with the word_order and byte_order shown."
         );
     }
     out
+}
+
+/// The four byte layouts of a multi-register value and the keys that name them.
+const LAYOUTS: [(&str, WordOrder, ByteOrder); 4] = [
+    ("ABCD high_first big", WordOrder::HighFirst, ByteOrder::Big),
+    ("CDAB low_first big", WordOrder::LowFirst, ByteOrder::Big),
+    (
+        "BADC high_first little",
+        WordOrder::HighFirst,
+        ByteOrder::Little,
+    ),
+    (
+        "DCBA low_first little",
+        WordOrder::LowFirst,
+        ByteOrder::Little,
+    ),
+];
+
+fn layout(kind: RegType, word_order: WordOrder, byte_order: ByteOrder) -> RegisterSpec {
+    RegisterSpec {
+        table: Table::Holding,
+        address: 0,
+        kind,
+        word_order,
+        byte_order,
+        scale: 1.0,
+        offset: 0.0,
+        bit: None,
+    }
 }
 
 pub struct MqttProbe {
@@ -335,6 +378,29 @@ mod tests {
         let out = format_registers(10, &[(f >> 16) as u16, f as u16, 0xFFFF], 1.0);
         assert!(out.contains("23.5"), "{out}");
         assert!(out.contains("no data"), "{out}");
+    }
+
+    #[test]
+    fn the_new_decodings_are_listed_with_the_keys_that_name_them() {
+        // 23.5 as f32 in the layout DCBA (low word first, bytes swapped).
+        let f = 23.5f32.to_bits();
+        let words = [(f as u16).swap_bytes(), ((f >> 16) as u16).swap_bytes()];
+        let out = format_registers(0, &words, 1.0);
+        let row = out
+            .lines()
+            .find(|l| l.contains("DCBA low_first little"))
+            .expect("a DCBA row");
+        assert!(row.contains("23.5"), "{out}");
+        // 1.5 as f16 (0x3E00) in one register.
+        assert!(format_registers(0, &[0x3E00], 1.0).contains("1.5"));
+        // -2 as i64 in four registers, high word first.
+        let out = format_registers(0, &[0xFFFF, 0xFFFF, 0xFFFF, 0xFFFE], 1.0);
+        let (_, wide) = out.split_once("64-bit values").expect("a 64-bit table");
+        let row = wide
+            .lines()
+            .find(|l| l.contains("ABCD high_first big"))
+            .expect("an ABCD row");
+        assert!(row.contains("-2"), "{out}");
     }
 
     #[test]

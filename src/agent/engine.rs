@@ -42,6 +42,8 @@ pub(super) struct Engine {
     power_sent: Vec<Option<(f64, &'static str)>>,
     /// Sources' connection state as last written (`source_state`), once first connected.
     sources_up: HashMap<String, bool>,
+    /// The power map's feeds already announced safe (`feed_safe_to_cut`).
+    feeds: crate::feeds::Announcer,
 }
 
 /// A zone's prepare runbook in the current incident.
@@ -91,6 +93,68 @@ impl Engine {
             prepares: HashMap::new(),
             power_sent: vec![None; config.zones.len()],
             sources_up: HashMap::new(),
+            feeds: crate::feeds::Announcer::default(),
+        }
+    }
+
+    /// Whether each zone (by index) has an open incident whose failover verified: safe to
+    /// cut its power. Read from the journal (under `[cluster]`, the incident a peer ran).
+    fn zones_safe(&self) -> Vec<bool> {
+        self.shared
+            .config
+            .zones
+            .iter()
+            .enumerate()
+            .map(|(zi, z)| {
+                self.open.contains_key(&zi)
+                    && self
+                        .shared
+                        .journal
+                        .load(&z.id)
+                        .ok()
+                        .flatten()
+                        .and_then(|i| i.safe_to_cut_power)
+                        .unwrap_or(false)
+            })
+            .collect()
+    }
+
+    /// The power map now.
+    fn feed_states(&self) -> Vec<crate::feeds::FeedState> {
+        crate::feeds::evaluate(&self.shared.config, &self.zones_safe())
+    }
+
+    /// Writes `feed_safe_to_cut` for each feed that became safe since the last tick.
+    /// `starting`: after a restart, feeds already safe were announced before.
+    fn announce_feeds(&mut self, starting: bool) {
+        if self.shared.config.feeds.is_empty() {
+            return;
+        }
+        let states = self.feed_states();
+        if starting {
+            self.feeds = crate::feeds::Announcer::new(&states);
+            return;
+        }
+        let newly: Vec<crate::feeds::FeedState> = self
+            .feeds
+            .newly_safe(&states)
+            .into_iter()
+            .cloned()
+            .collect();
+        for f in newly {
+            let incidents = f
+                .zones
+                .iter()
+                .filter_map(|z| self.shared.journal.load(z).ok().flatten())
+                .map(|i| i.incident)
+                .collect();
+            tracing::warn!(feed = %f.id, description = %f.description, "FEED SAFE TO CUT");
+            self.write(&Event::FeedSafeToCut {
+                feed: f.id,
+                description: f.description,
+                zones: f.zones,
+                incidents,
+            });
         }
     }
 
@@ -139,6 +203,7 @@ impl Engine {
             let run = shared.coordinator.clone().resume(shared, zi, inc, None);
             self.runs.insert(zi, run);
         }
+        self.announce_feeds(true);
     }
 
     /// The detection core's outputs, through the staged response's decisions
@@ -456,6 +521,12 @@ impl Engine {
                     .set(i64::from(st == state));
             }
         }
+        let safe = self.zones_safe();
+        for f in crate::feeds::evaluate(config, &safe) {
+            m.feed_safe_to_cut
+                .with_label_values(&[&f.id])
+                .set(i64::from(f.safe_to_cut));
+        }
         for (zi, z) in config.zones.iter().enumerate() {
             m.zone_level
                 .with_label_values(&[&z.id])
@@ -464,18 +535,9 @@ impl Engine {
             m.incident_active
                 .with_label_values(&[&z.id])
                 .set(i64::from(open));
-            let safe = open
-                && self
-                    .shared
-                    .journal
-                    .load(&z.id)
-                    .ok()
-                    .flatten()
-                    .and_then(|i| i.safe_to_cut_power)
-                    .unwrap_or(false);
             m.safe_to_cut_power
                 .with_label_values(&[&z.id])
-                .set(i64::from(safe));
+                .set(i64::from(safe[zi]));
             let now = self.shared.clock.mono();
             match crate::staged::power_loss(config, detector, zi, now) {
                 Some(p) => m
@@ -562,6 +624,14 @@ impl Engine {
                     // The journal's id: under `[cluster]` the incident a peer opened.
                     "incident": journal.as_ref().map(|j| j.incident.clone()).or(incident.cloned()),
                     "runbook": config.runbooks[z.runbook].name,
+                    // Steps configured `dry_run = true`: rehearsed, never done, and left out
+                    // of the verdict.
+                    "rehearsed_steps": config.runbooks[z.runbook]
+                        .steps
+                        .iter()
+                        .filter(|s| s.dry_run)
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>(),
                     "runbook_running": self.runs.get(&zi).is_some_and(|h| !h.is_finished()),
                     "safe_to_cut_power": journal.as_ref().and_then(|j| j.safe_to_cut_power).unwrap_or(false),
                     "cause": journal.as_ref().map(|j| j.cause.clone()),
@@ -580,6 +650,7 @@ impl Engine {
             "dry_run": config.agent.dry_run,
             "event_log_writable": self.shared.log.is_writable(),
             "zones": zones,
+            "feeds": self.feed_states(),
             "cluster": self.shared.coordinator.status(),
         })
     }
@@ -691,6 +762,7 @@ impl Engine {
     /// cooldowns.
     pub(super) fn tick(&mut self, detector: &Detector) {
         self.update_power(detector);
+        self.announce_feeds(false);
         let now = self.shared.clock.mono();
         let prepares = &self.prepares;
         let undo = self.stager.elapse(now, |z| {
@@ -885,9 +957,12 @@ impl Engine {
         m.safe_to_cut_power.reset();
         m.incident_active.reset();
         m.seconds_to_power_loss.reset();
+        m.feed_safe_to_cut.reset();
         m.source_up.reset();
         m.declare_runbooks(&self.shared.config);
         *detector = fresh;
+        // Feeds safe under the old map were announced; the new map starts from there.
+        self.announce_feeds(true);
     }
 
     /// Ends a rejected reload: logged, recorded, then READY=1 and the record for

@@ -137,6 +137,7 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_page))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/feeds", get(feeds))
         .route("/api/v1/incidents", get(incidents))
         .route("/api/v1/zones/{zone}/failover", post(failover))
         .route("/api/v1/zones/{zone}/reset", post(reset))
@@ -292,6 +293,24 @@ async fn status(State(state): State<AppState>) -> Response {
     .await
     {
         Ok(v) => Json(v).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// The power map: `{"feeds": [{id, description, zones, safe_to_cut, waiting_for, loads}]}`,
+/// the same list as the status document's `feeds`.
+async fn feeds(State(state): State<AppState>) -> Response {
+    match ask(
+        &state,
+        |reply| ApiCommand::Status { reply },
+        Duration::from_secs(2),
+    )
+    .await
+    {
+        Ok(v) => match status::Status::from_json(v) {
+            Ok(s) => Json(serde_json::json!({ "feeds": s.feeds })).into_response(),
+            Err(e) => unreadable(e),
+        },
         Err(r) => r,
     }
 }

@@ -10,6 +10,7 @@ use super::status::{Sensor, Status, Zone};
 use crate::config::Kind;
 use crate::detect::{Reason, SensorState, ZoneLevel};
 use crate::journal::StepStatus;
+use crate::staged::Basis;
 use std::fmt::Write as _;
 
 pub const CSS: &str = include_str!("assets/page.css");
@@ -137,10 +138,83 @@ pub fn zones_fragment(status: &Status) -> String {
     if !status.event_log_writable {
         out.push_str(r#"<p class="note warn">The event log cannot be written.</p>"#);
     }
+    feeds(&mut out, &status.feeds, zones);
     for z in zones {
         zone_card(&mut out, z);
     }
     out
+}
+
+/// The power map: the breakers that may be opened now, in large type, and the ones that
+/// may not yet with what still runs on them. Firebreak never opens a breaker itself.
+fn feeds(out: &mut String, feeds: &[crate::feeds::FeedState], zones: &[Zone]) {
+    if feeds.is_empty() {
+        return;
+    }
+    let (safe, not_yet): (Vec<_>, Vec<_>) = feeds.iter().partition(|f| f.safe_to_cut);
+    out.push_str(r#"<section class="feeds" id="feeds" aria-labelledby="feeds-h"><h2 id="feeds-h">Power feeds</h2>"#);
+    if safe.is_empty() {
+        out.push_str(r#"<p class="feeds-none">No breaker may be opened yet: no feed has all of its zones failed over and verified.</p>"#);
+    } else {
+        out.push_str(r#"<p class="feeds-safe-h">You may open these breakers now:</p><ul class="feeds-safe">"#);
+        for f in &safe {
+            let loads = if f.loads.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    r#" <span class="feed-loads">(also powers, nothing to move: {})</span>"#,
+                    esc(&f.loads.join(", "))
+                )
+            };
+            let _ = write!(
+                out,
+                r#"<li class="feed feed-safe" data-feed="{id}"><strong>{desc}</strong> <code>{id}</code>: zones {zones} failed over and verified{loads}</li>"#,
+                id = esc(&f.id),
+                desc = esc(&f.description),
+                zones = esc(&f.zones.join(", ")),
+            );
+        }
+        out.push_str("</ul>");
+    }
+    if !not_yet.is_empty() {
+        out.push_str(r#"<p class="feeds-wait-h">Do NOT open yet:</p><ul class="feeds-wait">"#);
+        for f in &not_yet {
+            let waiting: Vec<String> = f
+                .waiting_for
+                .iter()
+                .map(|zid| {
+                    let why = zones
+                        .iter()
+                        .find(|z| &z.id == zid)
+                        .map(still_runs)
+                        .unwrap_or("state unknown");
+                    format!("{} ({why})", esc(zid))
+                })
+                .collect();
+            let _ = write!(
+                out,
+                r#"<li class="feed feed-wait" data-feed="{id}"><strong>{desc}</strong> <code>{id}</code>: still powers {waiting}</li>"#,
+                id = esc(&f.id),
+                desc = esc(&f.description),
+                waiting = waiting.join(", "),
+            );
+        }
+        out.push_str("</ul>");
+    }
+    out.push_str("</section>\n");
+}
+
+/// Why a zone still holds its feeds back, in a few words.
+fn still_runs(z: &Zone) -> &'static str {
+    if z.runbook_running {
+        "failover running"
+    } else if z.incident.is_some() && z.finished_at.is_some() {
+        "failover did not complete and verify"
+    } else if z.incident.is_some() {
+        "failover has not finished"
+    } else {
+        "services still running: no failover"
+    }
 }
 
 fn zone_card(out: &mut String, z: &Zone) {
@@ -172,10 +246,26 @@ fn zone_card(out: &mut String, z: &Zone) {
 /// The one line the operator came for: may the power be cut?
 fn safety(out: &mut String, z: &Zone) {
     let has_incident = z.incident.is_some();
-    let (cls, msg) = if z.safe_to_cut_power {
+    let rehearsed: Vec<&str> = z
+        .steps
+        .iter()
+        .flatten()
+        .filter(|s| s.status == StepStatus::Succeeded && z.rehearsed_steps.contains(&s.name))
+        .map(|s| s.name.as_str())
+        .collect();
+    let (cls, msg) = if z.safe_to_cut_power && rehearsed.is_empty() {
         (
             "safe-yes",
             "\u{2713} SAFE TO CUT POWER: failover ran and every step was verified".to_string(),
+        )
+    } else if z.safe_to_cut_power {
+        (
+            "safe-yes",
+            format!(
+                "\u{2713} SAFE TO CUT POWER: every step that acts was verified; {} only rehearsed (dry run), did nothing and is not part of this verdict: {}",
+                if rehearsed.len() == 1 { "1 step was".to_string() } else { format!("{} steps were", rehearsed.len()) },
+                esc(&rehearsed.join(", "))
+            ),
         )
     } else if z.runbook_running {
         (
@@ -238,14 +328,7 @@ fn power(out: &mut String, z: &Zone) {
         }
     }
     if let Some(secs) = z.seconds_to_power_loss {
-        let basis = z
-            .power_loss_basis
-            .map(|b| format!(" ({})", esc(b.as_str())))
-            .unwrap_or_default();
-        parts.push(format!(
-            r#"<strong class="pw-bad">Power loss in {}{basis}</strong>"#,
-            fmt_secs(secs)
-        ));
+        parts.push(power_loss(secs, z.power_loss_basis));
     }
     if let Some(p) = &z.prepare {
         // In the order of the document's keys, as they always were shown.
@@ -260,6 +343,28 @@ fn power(out: &mut String, z: &Zone) {
     }
     if !parts.is_empty() {
         let _ = writeln!(out, r#"<p class="power">{}</p>"#, parts.join(" · "));
+    }
+}
+
+/// The expected power loss as what it is: an estimate, named by what it is based on and
+/// what it means, never a countdown that reads as already run out.
+fn power_loss(secs: f64, basis: Option<Basis>) -> String {
+    let now = secs < 1.0;
+    match basis {
+        Some(Basis::UpsRuntime) if now => r#"<strong class="pw-bad">Power loss expected now: the UPS on battery reports no runtime left (its own estimate)</strong>"#.to_string(),
+        Some(Basis::UpsRuntime) => format!(
+            r#"<strong class="pw-bad">Power loss expected in {}: the UPS on battery reports that much runtime left (its own estimate)</strong>"#,
+            fmt_secs(secs)
+        ),
+        Some(Basis::TemperatureTrend) if now => r#"<strong class="pw-warn">Power cut expected now: the temperature trend reaches the cut-off now (estimate from the rise; the fire brigade cuts power when the fire grows)</strong>"#.to_string(),
+        Some(Basis::TemperatureTrend) => format!(
+            r#"<strong class="pw-warn">Power cut expected in about {}: the temperature trend reaches the cut-off then (estimate from the rise; the fire brigade cuts power when the fire grows)</strong>"#,
+            fmt_secs(secs)
+        ),
+        None => format!(
+            r#"<strong class="pw-warn">Power loss expected in about {} (estimate)</strong>"#,
+            fmt_secs(secs)
+        ),
     }
 }
 
@@ -295,7 +400,12 @@ fn timeline(out: &mut String, z: &Zone) {
         esc(&z.runbook),
     );
     for s in z.steps.iter().flatten() {
+        let rehearsed = z.rehearsed_steps.contains(&s.name);
         let (cls, word) = match s.status {
+            StepStatus::Succeeded if rehearsed && !s.verified => (
+                "st-warn",
+                "REHEARSED only (dry run): did nothing, not part of the verdict",
+            ),
             StepStatus::Succeeded if s.verified => ("st-ok", "OK, verified"),
             StepStatus::Succeeded => ("st-warn", "OK, not verified"),
             StepStatus::Failed => ("st-bad", "FAILED"),
@@ -557,6 +667,91 @@ mod tests {
     }
 
     #[test]
+    fn a_verdict_names_the_steps_that_were_only_rehearsed() {
+        let mut z = zone(ZoneLevel::Critical);
+        z.incident = Some("i-1".into());
+        z.finished_at = Some("2026-11-25T10:00:04.000Z".into());
+        z.safe_to_cut_power = true;
+        z.rehearsed_steps = vec!["page on-call".into(), "move anycast".into()];
+        let mut done = step("move app", StepStatus::Succeeded);
+        done.verified = true;
+        z.steps = Some(vec![
+            done,
+            step("page on-call", StepStatus::Succeeded),
+            step("move anycast", StepStatus::Succeeded),
+        ]);
+        let html = zones_fragment(&status(vec![z]));
+        assert!(!html.contains("every step was verified"), "{html}");
+        assert!(html.contains(
+            "SAFE TO CUT POWER: every step that acts was verified; 2 steps were only rehearsed (dry run), did nothing and is not part of this verdict: page on-call, move anycast"
+        ));
+        assert!(html.contains(r#"<span class="step-name">page on-call</span>: <strong>REHEARSED only (dry run): did nothing, not part of the verdict</strong>"#));
+        assert!(!html.contains("OK, not verified"), "{html}");
+    }
+
+    #[test]
+    fn an_estimate_says_what_it_is_based_on_and_never_reads_as_a_countdown_run_out() {
+        let mut z = zone(ZoneLevel::Critical);
+        z.seconds_to_power_loss = Some(0.0);
+        z.power_loss_basis = Some(Basis::TemperatureTrend);
+        let html = zones_fragment(&status(vec![z.clone()]));
+        assert!(!html.contains("in 0 s"), "{html}");
+        assert!(html.contains("the temperature trend reaches the cut-off now (estimate"));
+        z.seconds_to_power_loss = Some(250.0);
+        let html = zones_fragment(&status(vec![z]));
+        assert!(html.contains(
+            "Power cut expected in about 4 min 10 s: the temperature trend reaches the cut-off then"
+        ));
+    }
+
+    #[test]
+    fn the_power_map_lists_the_breakers_that_may_be_opened_and_what_still_runs_on_the_others() {
+        use crate::feeds::FeedState;
+        let mut a = zone(ZoneLevel::Critical);
+        a.id = "b3".into();
+        a.incident = Some("i-1".into());
+        a.safe_to_cut_power = true;
+        a.finished_at = Some("2026-11-25T10:00:04.000Z".into());
+        let mut b = zone(ZoneLevel::Normal);
+        b.id = "b4".into();
+        let mut st = status(vec![a, b]);
+        st.feeds = vec![
+            FeedState {
+                id: "pdu-a".into(),
+                description: "B3 PDU A, breaker 3-14 <LV-B3>".into(),
+                zones: vec!["b3".into()],
+                safe_to_cut: true,
+                waiting_for: vec![],
+                loads: vec!["lighting".into()],
+            },
+            FeedState {
+                id: "pdu-b".into(),
+                description: "B3/B4 PDU B".into(),
+                zones: vec!["b3".into(), "b4".into()],
+                safe_to_cut: false,
+                waiting_for: vec!["b4".into()],
+                loads: vec![],
+            },
+        ];
+        let html = zones_fragment(&st);
+        let (_, safe) = html
+            .split_once("You may open these breakers now:")
+            .expect("safe list");
+        let (safe, wait) = safe.split_once("Do NOT open yet:").expect("wait list");
+        assert!(
+            safe.contains("B3 PDU A, breaker 3-14 &lt;LV-B3&gt;"),
+            "{html}"
+        );
+        assert!(safe.contains("nothing to move: lighting"));
+        assert!(!safe.contains("pdu-b"));
+        assert!(wait.contains("B3/B4 PDU B"));
+        assert!(
+            wait.contains("still powers b4 (services still running: no failover)"),
+            "{html}"
+        );
+    }
+
+    #[test]
     fn a_running_or_failed_runbook_says_not_to_cut_power() {
         let mut z = zone(ZoneLevel::Critical);
         z.incident = Some("i-1".into());
@@ -595,7 +790,7 @@ mod tests {
         let html = zones_fragment(&status(vec![zone(ZoneLevel::Warning)]));
         assert!(html.contains("ON BATTERY"));
         assert!(html.contains("UPS runtime 10 min 00 s (ups-b3-1.runtime)"));
-        assert!(!html.contains("Power loss in"));
+        assert!(!html.contains("Power loss"));
         assert!(!html.contains("Prepare:"));
         let mut z = zone(ZoneLevel::Warning);
         z.seconds_to_power_loss = Some(95.0);
@@ -608,7 +803,11 @@ mod tests {
             ran_here: true,
         });
         let html = zones_fragment(&status(vec![z]));
-        assert!(html.contains("Power loss in 1 min 35 s (ups_runtime)"));
+        // Issue 21: the estimate says what it is based on (it read "Power loss in 1 min 35 s
+        // (ups_runtime)").
+        assert!(html.contains(
+            "Power loss expected in 1 min 35 s: the UPS on battery reports that much runtime left"
+        ));
         assert!(html.contains(
             "Prepare: incident: b3-&lt;1&gt;, ran_here: true, runbook: prepare-b3, running: true, undone: false"
         ));

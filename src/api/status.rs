@@ -19,6 +19,9 @@ pub struct Status {
     /// Whether the last event log write reached the disk (`/readyz` says the same).
     pub event_log_writable: bool,
     pub zones: Vec<Zone>,
+    /// The power map (`[[feeds]]`): which breakers may be opened now.
+    #[serde(default)]
+    pub feeds: Vec<crate::feeds::FeedState>,
     /// `[cluster]`: `null` when the agent runs alone.
     pub cluster: Option<Cluster>,
 }
@@ -32,6 +35,9 @@ pub struct Zone {
     pub incident: Option<String>,
     /// The zone's failover runbook.
     pub runbook: String,
+    /// Its steps configured `dry_run = true`: rehearsed, never done, out of the verdict.
+    #[serde(default)]
+    pub rehearsed_steps: Vec<String>,
     pub runbook_running: bool,
     pub safe_to_cut_power: bool,
     /// The incident's cause as recorded in the journal (`fire`, `power`, `manual`).
@@ -125,6 +131,7 @@ pub(crate) mod fixtures {
             dry_run: false,
             event_log_writable: true,
             zones,
+            feeds: Vec::new(),
             cluster: None,
         }
     }
@@ -136,6 +143,7 @@ pub(crate) mod fixtures {
             level,
             incident: None,
             runbook: runbook.into(),
+            rehearsed_steps: Vec::new(),
             runbook_running: false,
             safe_to_cut_power: false,
             cause: None,

@@ -22,9 +22,24 @@ pub struct Config {
     pub sensors: Vec<Sensor>,
     pub zones: Vec<Zone>,
     pub runbooks: Vec<Runbook>,
+    /// The power map (`[[feeds]]`); empty when none is configured.
+    pub feeds: Vec<Feed>,
     pub telemetry: Telemetry,
     /// `None`: no `[cluster]`, the agent runs alone.
     pub cluster: Option<Cluster>,
+}
+
+/// `[[feeds]]`: a power feed (a breaker, a PDU) and the zones it powers. It is safe to cut
+/// when every one of its zones has failed over and verified (`safe_to_cut_power`);
+/// Firebreak never opens a breaker itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feed {
+    pub id: String,
+    pub description: String,
+    /// Indexes into `Config::zones`.
+    pub zones: Vec<usize>,
+    /// What else it powers that needs no moving.
+    pub loads: Vec<String>,
 }
 
 /// `[cluster]`: redundant agents for the same zones, one runbook run per incident.
@@ -149,6 +164,8 @@ pub enum SensorInput {
         json_pointer: Option<String>,
         timestamp_pointer: Option<String>,
     },
+    /// An object on an SNMP agent (`oid`, `equals`, `scale`, `offset`).
+    Snmp(crate::sources::snmp::config::SnmpInput),
 }
 
 #[derive(
@@ -192,6 +209,11 @@ pub enum RegType {
     U32,
     I32,
     F32,
+    /// IEEE 754 half precision in one register (some off-gas detectors report this way).
+    F16,
+    U64,
+    I64,
+    F64,
 }
 
 impl RegType {
@@ -206,16 +228,36 @@ impl RegType {
     /// Number of 16-bit registers the type occupies.
     pub fn width(self) -> u16 {
         match self {
-            RegType::U16 | RegType::I16 => 1,
+            RegType::U16 | RegType::I16 | RegType::F16 => 1,
             RegType::U32 | RegType::I32 | RegType::F32 => 2,
+            RegType::U64 | RegType::I64 | RegType::F64 => 4,
         }
     }
+
+    /// Floating-point types carry no status bits.
+    pub fn is_float(self) -> bool {
+        matches!(self, RegType::F16 | RegType::F32 | RegType::F64)
+    }
+
+    /// Every type's name, as `type = "..."` takes it, for messages.
+    pub const NAMES: &'static str = "u16, i16, u32, i32, u64, i64, f16, f32 or f64";
 }
 
+/// Which register holds the most significant word of a multi-register value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WordOrder {
     HighFirst,
     LowFirst,
+}
+
+/// The order of the two bytes inside each register: `big` is Modbus's own (the high byte
+/// first on the wire); `little` is what some gateways send. With [`WordOrder`], each of the
+/// four byte layouts of a 32-bit value (ABCD, CDAB, BADC, DCBA), and of a 64-bit one,
+/// decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteOrder {
+    Big,
+    Little,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -224,6 +266,7 @@ pub struct RegisterSpec {
     pub address: u16,
     pub kind: RegType,
     pub word_order: WordOrder,
+    pub byte_order: ByteOrder,
     pub scale: f64,
     pub offset: f64,
     pub bit: Option<u8>,
@@ -366,6 +409,11 @@ impl Config {
             }
         }
         for (i, s) in self.sources.iter().enumerate() {
+            if let SourceSpec::Snmp(snmp) = &s.spec {
+                for (key, path) in snmp.secret_files() {
+                    out.push((format!("sources[{i}].{key}"), path));
+                }
+            }
             if let SourceSpec::Mqtt(m) = &s.spec {
                 if let Some(p) = &m.password_file {
                     out.push((format!("sources[{i}].password_file"), p.clone()));

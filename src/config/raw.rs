@@ -18,9 +18,26 @@ pub struct RawConfig {
     pub zones: Vec<RawZone>,
     #[serde(default)]
     pub runbooks: Vec<RawRunbook>,
+    /// The power map: which feeds (breakers, PDUs) power which zones.
+    #[serde(default)]
+    pub feeds: Vec<RawFeed>,
     pub telemetry: Option<RawTelemetry>,
     /// Redundant agents coordinating through etcd; absent: the agent runs alone.
     pub cluster: Option<RawCluster>,
+}
+
+/// `[[feeds]]`: one power feed as the electricians name it.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawFeed {
+    pub id: Option<String>,
+    /// The breaker or PDU as it is labelled in the room ("B3 PDU A, breaker 3-14 in panel
+    /// LV-B3").
+    pub description: Option<String>,
+    /// The zones whose equipment the feed powers.
+    pub zones: Option<Vec<String>>,
+    /// What else the feed powers that needs no moving (lighting, badge readers): shown
+    /// with the feed, never holds it back.
+    pub loads: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

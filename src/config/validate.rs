@@ -285,6 +285,8 @@ pub fn validate(raw: &RawConfig) -> Validated {
         }
     }
 
+    let feeds = feeds(&mut c, &raw.feeds, &zone_index);
+
     let telemetry = telemetry(
         &mut c,
         raw.telemetry.as_ref(),
@@ -306,6 +308,7 @@ pub fn validate(raw: &RawConfig) -> Validated {
             sensors,
             zones,
             runbooks,
+            feeds,
             telemetry,
             cluster,
         })
@@ -317,6 +320,65 @@ pub fn validate(raw: &RawConfig) -> Validated {
         errors: c.errors,
         warnings: c.warnings,
     }
+}
+
+/// `[[feeds]]`: ids unique and usable in MQTT topics and metric labels, zones known.
+fn feeds(c: &mut Collector, raw: &[RawFeed], zone_index: &HashMap<String, usize>) -> Vec<Feed> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, f) in raw.iter().enumerate() {
+        let path = format!("feeds[{i}]");
+        let id = c
+            .required_str(&format!("{path}.id"), &f.id)
+            .map(str::to_string);
+        if let Some(id) = &id {
+            if id.contains(['/', '#', '+']) || id.trim().is_empty() {
+                c.err(
+                    format!("{path}.id"),
+                    format!("`{id}` must not be empty or contain '/', '#' or '+' (it is used in MQTT topics)"),
+                );
+            } else if !seen.insert(id.clone()) {
+                c.err(format!("{path}.id"), format!("duplicate feed id `{id}`"));
+            }
+        }
+        let mut zones = Vec::new();
+        match &f.zones {
+            None => c.err(
+                format!("{path}.zones"),
+                "missing (required): the zones whose equipment this feed powers",
+            ),
+            Some(names) if names.is_empty() => c.err(
+                format!("{path}.zones"),
+                "is empty: a feed that powers no zone is never part of a failover (list its other loads in `loads`)",
+            ),
+            Some(names) => {
+                for (j, n) in names.iter().enumerate() {
+                    match zone_index.get(n) {
+                        Some(&zi) if zi != usize::MAX => {
+                            if zones.contains(&zi) {
+                                c.err(format!("{path}.zones[{j}]"), format!("zone `{n}` is listed twice"));
+                            }
+                            zones.push(zi);
+                        }
+                        Some(_) => {}
+                        None => c.err(
+                            format!("{path}.zones[{j}]"),
+                            format!("unknown zone `{n}`{}", known(zone_index.keys())),
+                        ),
+                    }
+                }
+            }
+        }
+        if let Some(id) = id {
+            out.push(Feed {
+                description: f.description.clone().unwrap_or_else(|| id.clone()),
+                id,
+                zones,
+                loads: f.loads.clone().unwrap_or_default(),
+            });
+        }
+    }
+    out
 }
 
 fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {

@@ -81,6 +81,13 @@ pub enum FaultKind {
     /// (a reboot reading 0, a gateway filling zeros, a spike), not the room.
     #[serde(rename = "fault:implausible_rate")]
     ImplausibleRate,
+    /// The SNMP agent has no such object or instance (noSuchObject, noSuchInstance,
+    /// endOfMibView) for the sensor's OID.
+    #[serde(rename = "fault:no_such_object")]
+    NoSuchObject,
+    /// The SNMP agent answered the request with an error-status.
+    #[serde(rename = "fault:snmp_error")]
+    SnmpError,
 }
 
 impl FaultKind {

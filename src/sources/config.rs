@@ -1,4 +1,4 @@
-//! Source types: one folder each (`modbus/`, `mqtt/`), whose `config.rs` owns the type's
+//! Source types: one folder each (`modbus/`, `mqtt/`, `snmp/`), whose `config.rs` owns the type's
 //! keys, their pure validation and the built source; one line in [`with_source_types!`]
 //! registers a type.
 //!
@@ -18,6 +18,7 @@ use std::time::Duration;
 
 pub use super::modbus::config::{ModbusLink, ModbusSource, Parity};
 pub use super::mqtt::config::MqttSource;
+pub use super::snmp::config::SnmpSource;
 use crate::config::model::SensorInput;
 
 /// How a source type's keys become a source.
@@ -67,6 +68,7 @@ macro_rules! with_source_types {
         $then! {
             modbus => Modbus(ModbusSource),
             mqtt => Mqtt(MqttSource),
+            snmp => Snmp(SnmpSource),
         }
     };
 }
@@ -344,15 +346,14 @@ poll_interval = 5"#,
     fn a_missing_or_unknown_source_type_names_the_known_ones() {
         let missing = problems("name = \"env\"\nurl = \"tcp://127.0.0.1:1502\"");
         assert!(
-            missing.iter().any(
-                |e| e.starts_with(r#"sources[0].type: missing (required): "modbus" or "mqtt""#)
-            ),
+            missing.iter().any(|e| e
+                .starts_with(r#"sources[0].type: missing (required): "modbus", "mqtt" or "snmp""#)),
             "{missing:?}"
         );
         let unknown = problems("name = \"env\"\ntype = \"bacnet\"\nurl = \"tcp://127.0.0.1:1502\"");
         assert!(
             unknown.iter().any(|e| e.starts_with(
-                r#"sources[0].type: unknown source type `bacnet` ("modbus" or "mqtt")"#
+                r#"sources[0].type: unknown source type `bacnet` ("modbus", "mqtt" or "snmp")"#
             )),
             "{unknown:?}"
         );

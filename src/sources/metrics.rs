@@ -15,14 +15,26 @@ pub enum ErrorKind {
     Exception,
     /// A payload or register value that is not a reading.
     BadValue,
+    /// A request went unanswered through all its retries (an SNMP agent that is down, or
+    /// that drops a wrong community without a word).
+    Timeout,
+    /// The device refused our credentials (a wrong SNMPv3 password or user, or a reply whose
+    /// digest or encryption does not check out).
+    Authentication,
+    /// The device does not have an object a sensor names (SNMP noSuchObject, noSuchInstance,
+    /// endOfMibView).
+    NoSuchObject,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 4] = [
+    pub const ALL: [ErrorKind; 7] = [
         ErrorKind::Connect,
         ErrorKind::Transport,
         ErrorKind::Exception,
         ErrorKind::BadValue,
+        ErrorKind::Timeout,
+        ErrorKind::Authentication,
+        ErrorKind::NoSuchObject,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -34,7 +46,7 @@ impl ErrorKind {
 pub struct SourceMetrics {
     pub source: String,
     samples_in: AtomicU64,
-    errors: [AtomicU64; 4],
+    errors: [AtomicU64; ErrorKind::ALL.len()],
     connected: AtomicBool,
     /// Poll-pass durations, once an exporter attaches its histogram.
     poll: std::sync::OnceLock<prometheus::Histogram>,

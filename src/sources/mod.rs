@@ -5,6 +5,7 @@ pub mod config;
 pub mod metrics;
 pub mod modbus;
 pub mod mqtt;
+pub mod snmp;
 
 use crate::detect::Sample;
 use tokio::sync::mpsc;

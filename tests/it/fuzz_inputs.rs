@@ -3,7 +3,7 @@
 //! the replay readers, TSIG secret files. Each property runs CASES random inputs; a crash
 //! is a failed test with the shrunk input printed.
 
-use firebreak::config::{load_str, RegType, RegisterSpec, Table, WordOrder};
+use firebreak::config::{load_str, ByteOrder, RegType, RegisterSpec, Table, WordOrder};
 use firebreak::sources::modbus::decode::decode;
 use firebreak::sources::mqtt::payload;
 use proptest::prelude::*;
@@ -55,6 +55,7 @@ proptest! {
         let spec = RegisterSpec {
             table: Table::Holding, address: 0, kind,
             word_order: if low_first { WordOrder::LowFirst } else { WordOrder::HighFirst },
+            byte_order: ByteOrder::Big,
             scale, offset: 0.0, bit: if kind == RegType::F32 { None } else { bit },
         };
         let v = decode(&[w0, w1], &spec);
@@ -67,6 +68,7 @@ proptest! {
     fn a_signed_value_round_trips_through_its_register(v in any::<i16>()) {
         let spec = RegisterSpec {
             table: Table::Input, address: 0, kind: RegType::I16, word_order: WordOrder::HighFirst,
+            byte_order: ByteOrder::Big,
             scale: 0.1, offset: 0.0, bit: None,
         };
         let got = decode(&[v as u16], &spec);

@@ -181,6 +181,78 @@ value = 12.5"#,
     );
 }
 
+/// The registers Python's struct packs `value` into with `format` (">e", ">d", ...), in
+/// the layout `byte_order` and `word_order` ("big" or "little") name: an encoder we did not
+/// write.
+fn struct_packed(format: &str, value: f64, byte_order: &str, word_order: &str) -> Vec<u16> {
+    let code = format!(
+        "import struct\n\
+         data = struct.pack('{format}', {value})\n\
+         if '{byte_order}' == 'little':\n    data = b''.join(data[i:i+2][::-1] for i in range(0, len(data), 2))\n\
+         regs = [int.from_bytes(data[i:i+2], 'big') for i in range(0, len(data), 2)]\n\
+         if '{word_order}' == 'little':\n    regs.reverse()\n\
+         print(' '.join(map(str, regs)))"
+    );
+    let out = std::process::Command::new(support::pymodbus::python())
+        .args(["-c", &code])
+        .output()
+        .expect("python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|w| w.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn f16_and_f64_in_any_byte_layout_are_written_as_python_packs_them() {
+    let server = PyModbus::tcp(json!([{
+        "id": 1,
+        "registers": [
+            { "address": 30, "type": "packed", "format": ">d", "value": 0.0 },
+            { "address": 40, "type": "packed", "format": ">e", "value": 0.0 },
+        ],
+        "coils": vec![true; 16],
+    }]));
+    let f64 = config(
+        server.port.unwrap(),
+        r#"register = { table = "holding", address = 30, type = "f64", byte_order = "little", word_order = "low_first" }
+value = -0.000123"#,
+    );
+    let report = run(&f64, false);
+    assert!(report.ok && report.verified, "{report:?}\n{}", server.log());
+    let f16 = config(
+        server.port.unwrap(),
+        r#"register = { table = "holding", address = 40, type = "f16", scale = 0.5 }
+value = 10.75"#,
+    );
+    let report = run(&f16, false);
+    assert!(report.ok && report.verified, "{report:?}\n{}", server.log());
+    let fmt = |words: Vec<u16>| {
+        format!(
+            "[{}]",
+            words
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    assert_eq!(
+        writes(&server),
+        [
+            format!(
+                "write fc=16 address=30 values={}",
+                fmt(struct_packed(">d", -0.000123, "little", "little"))
+            ),
+            format!(
+                "write fc=6 address=40 values={}",
+                fmt(struct_packed(">e", 21.5, "big", "big"))
+            ),
+        ]
+    );
+}
+
 #[test]
 fn a_verify_address_that_does_not_follow_the_write_is_not_verified() {
     let server = bms();

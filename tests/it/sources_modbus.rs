@@ -298,6 +298,57 @@ async fn every_type_word_order_scale_and_bit_decodes_what_pymodbus_encoded() {
     assert_eq!(m.errors_of(ErrorKind::Transport), 0, "{m:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_precision_64_bit_and_every_byte_layout_decode_what_python_packed() {
+    let reg = |address: u16, ty: &str, value: serde_json::Value, order: &str| json!({"address": address, "type": ty, "value": value, "word_order": order});
+    let packed = |address: u16, format: &str, value: f64, word: &str, byte: &str| json!({"address": address, "type": "packed", "format": format, "value": value, "word_order": word, "byte_order": byte});
+    let server = PyModbus::tcp(json!([{ "id": 1, "registers": [
+        packed(0, ">e", 412.0, "big", "big"),
+        packed(1, ">e", -0.5, "big", "little"),
+        packed(2, ">f", 36.75, "big", "big"),
+        packed(4, ">f", 36.75, "little", "big"),
+        packed(6, ">f", 36.75, "big", "little"),
+        packed(8, ">f", 36.75, "little", "little"),
+        packed(10, ">d", -1234.0625, "big", "big"),
+        packed(14, ">d", 0.001, "little", "little"),
+        reg(18, "uint64", json!(5_000_000_000u64), "big"),
+        reg(22, "int64", json!(-5_000_000_000i64), "little"),
+        // Half precision NaN: the detector's "no data".
+        {"address": 26, "type": "raw", "value": [0x7E00]},
+    ]}]));
+    let url = format!("tcp://127.0.0.1:{}", server.port.unwrap());
+    let sensors = [
+        ("f16", "table = \"holding\", address = 0, type = \"f16\""),
+        ("f16_little", "table = \"holding\", address = 1, type = \"f16\", byte_order = \"little\""),
+        ("abcd", "table = \"holding\", address = 2, type = \"f32\""),
+        ("cdab", "table = \"holding\", address = 4, type = \"f32\", word_order = \"low_first\""),
+        ("badc", "table = \"holding\", address = 6, type = \"f32\", byte_order = \"little\""),
+        ("dcba", "table = \"holding\", address = 8, type = \"f32\", word_order = \"low_first\", byte_order = \"little\""),
+        ("f64", "table = \"holding\", address = 10, type = \"f64\""),
+        ("f64_dcba", "table = \"holding\", address = 14, type = \"f64\", word_order = \"low_first\", byte_order = \"little\""),
+        ("u64", "table = \"holding\", address = 18, type = \"u64\""),
+        ("i64_low", "table = \"holding\", address = 22, type = \"i64\", word_order = \"low_first\""),
+        ("nodata_f16", "table = \"holding\", address = 26, type = \"f16\""),
+    ];
+    let mut body = source("pym", &url, 1, "100ms", "1s");
+    for (id, r) in sensors {
+        body.push_str(&sensor(id, "pym", r));
+    }
+    let mut run = Running::start(config(&body));
+    let ids: Vec<&str> = sensors.iter().map(|(id, _)| *id).collect();
+    let r = run.readings(&ids).await;
+    assert_value(&r, "f16", 412.0);
+    assert_value(&r, "f16_little", -0.5);
+    for layout in ["abcd", "cdab", "badc", "dcba"] {
+        assert_value(&r, layout, 36.75);
+    }
+    assert_value(&r, "f64", -1234.0625);
+    assert_value(&r, "f64_dcba", 0.001);
+    assert_value(&r, "u64", 5e9);
+    assert_value(&r, "i64_low", -5e9);
+    assert_fault(&r, "nodata_f16", FaultKind::OutOfRange);
+}
+
 fn sim_device(body: &str) -> hardware_sim::Scenario {
     hardware_sim::Scenario::from_toml_str(&format!(
         "[scenario]\nname = \"t\"\nduration = \"60s\"\n\n[[devices]]\nname = \"dev\"\nunit = 1\n{body}"

@@ -57,6 +57,11 @@ name = "announce failover"
 type = "command"
 argv = ["/bin/echo", "failed over {{{{zone}}}}"]
 timeout = "5s"
+
+[[feeds]]
+id = "b3-pdu-a"
+description = "B3 PDU A, breaker 3-14 in panel LV-B3"
+zones = ["{ZONE}"]
 "#,
         state = dir.join("state").display(),
         token = token_file.display(),
@@ -168,6 +173,10 @@ fn fire_scenario_shows_critical_then_safe_to_cut_power_without_a_reload() {
         c.execute("window.__notReloaded = 'yes'; return true;", vec![])
             .await
             .unwrap();
+        assert!(
+            text_of(&c, "#feeds").await.contains("No breaker may be opened yet"),
+            "the power map is on the page before any failover"
+        );
         let first = attr_of(&c, &zone_css(""), "data-level").await;
         assert_ne!(
             first.as_deref(),
@@ -212,6 +221,21 @@ fn fire_scenario_shows_critical_then_safe_to_cut_power_without_a_reload() {
             },
         )
         .await;
+        wait_page(
+            &c,
+            &agent,
+            "the feed listed as safe to open",
+            Duration::from_secs(30),
+            || async {
+                text_of(&c, "#feeds .feeds-safe")
+                    .await
+                    .contains("B3 PDU A, breaker 3-14 in panel LV-B3")
+            },
+        )
+        .await;
+        assert!(text_of(&c, "#feeds")
+            .await
+            .contains("You may open these breakers now"));
         let marker = c
             .execute("return window.__notReloaded || 'reloaded';", vec![])
             .await

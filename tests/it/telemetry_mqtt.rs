@@ -108,17 +108,7 @@ fn next_id() -> u64 {
 
 /// What the broker holds retained under the prefix right now, as (topic, payload).
 fn retained(broker: &Mosquitto) -> Vec<(String, String)> {
-    let out = Command::new(mosquitto_sub())
-        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
-        .args(["-t", &format!("{PREFIX}/#"), "-F", "%t|%p"])
-        .args(["--retained-only", "-W", "1"])
-        .output()
-        .expect("run mosquitto_sub");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('|'))
-        .map(|(t, p)| (t.to_string(), p.to_string()))
-        .collect()
+    broker.retained(&format!("{PREFIX}/#"))
 }
 
 fn wait_retained(

@@ -7,6 +7,9 @@
 //! - `<prefix>/zones/<zone>`: retained JSON `{zone, level, evidence, incident,
 //!   safe_to_cut_power, ts}`, on every zone level change and every verdict, and all of them
 //!   again on every (re)connect, so a broker that lost its retained messages gets them back.
+//! - `<prefix>/feeds/<feed>`: retained JSON `{id, description, zones, safe_to_cut,
+//!   waiting_for, loads, ts}` of each `[[feeds]]` power feed, derived from the zone
+//!   documents whenever a verdict changes, and again on every (re)connect.
 //! - `<prefix>/events`: every event log line, QoS 1, not retained.
 //!
 //! Design: the publisher is fed only events (every event goes through `Shared::write`, the
@@ -57,6 +60,8 @@ pub struct StatusConfig {
     pub source: MqttSource,
     /// Zone ids by index.
     pub zones: Vec<String>,
+    /// The power map.
+    pub feeds: Vec<crate::config::Feed>,
 }
 
 impl StatusConfig {
@@ -73,6 +78,7 @@ impl StatusConfig {
             source_name: src.name.clone(),
             source: m.clone(),
             zones: config.zones.iter().map(|z| z.id.clone()).collect(),
+            feeds: config.feeds.clone(),
         })
     }
 
@@ -82,6 +88,10 @@ impl StatusConfig {
 
     pub fn zone_topic(&self, zone: &str) -> String {
         format!("{}/zones/{zone}", self.prefix)
+    }
+
+    pub fn feed_topic(&self, feed: &str) -> String {
+        format!("{}/feeds/{feed}", self.prefix)
     }
 
     pub fn events_topic(&self) -> String {
@@ -355,6 +365,8 @@ impl StatusPublisher {
             seeded: false,
             backlog: VecDeque::new(),
             online_sent: false,
+            feeds: Vec::new(),
+            feeds_dirty: Vec::new(),
             cfg,
             client,
             stats: stats.clone(),
@@ -398,9 +410,47 @@ struct Publisher {
     backlog: VecDeque<String>,
     /// `online` handed over on the current connection.
     online_sent: bool,
+    /// Each `[[feeds]]` power feed's document, derived from the zone documents.
+    feeds: Vec<FeedDoc>,
+    feeds_dirty: Vec<bool>,
+}
+
+/// One power feed's retained document.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct FeedDoc {
+    #[serde(flatten)]
+    state: crate::feeds::FeedState,
+    ts: String,
 }
 
 impl Publisher {
+    /// Re-derives the feed documents from the zone verdicts; marks those that changed.
+    fn update_feeds(&mut self) {
+        let zone_ids: Vec<&str> = self.cfg.zones.iter().map(String::as_str).collect();
+        let safe: Vec<bool> = self
+            .zones
+            .iter()
+            .map(|z| z.incident.is_some() && z.safe_to_cut_power)
+            .collect();
+        let states = crate::feeds::evaluate_feeds(&self.cfg.feeds, &zone_ids, &safe);
+        for (i, state) in states.into_iter().enumerate() {
+            if self.feeds.get(i).is_some_and(|d| d.state == state) {
+                continue;
+            }
+            let doc = FeedDoc {
+                state,
+                ts: crate::events::format_ts(crate::clock::wall_now()),
+            };
+            if i < self.feeds.len() {
+                self.feeds[i] = doc;
+                self.feeds_dirty[i] = true;
+            } else {
+                self.feeds.push(doc);
+                self.feeds_dirty.push(true);
+            }
+        }
+    }
+
     async fn run(
         mut self,
         mut rx: mpsc::Receiver<StatusMsg>,
@@ -414,7 +464,10 @@ impl Publisher {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 msg = rx.recv() => match msg {
-                    Some(m) => self.take(m),
+                    Some(m) => {
+                        self.take(m);
+                        self.update_feeds();
+                    }
                     None => break,
                 },
                 changed = up.changed() => {
@@ -424,6 +477,7 @@ impl Publisher {
                     // A new connection: the broker may have lost everything retained.
                     self.online_sent = false;
                     self.dirty.iter_mut().for_each(|d| *d = true);
+                    self.feeds_dirty.iter_mut().for_each(|d| *d = true);
                 }
                 _ = retry.tick() => {}
             }
@@ -434,12 +488,16 @@ impl Publisher {
         while let Ok(m) = rx.try_recv() {
             self.take(m);
         }
+        self.update_feeds();
         let stop = async {
             let until = crate::clock::now() + STOP_GRACE;
             while crate::clock::now() < until {
                 if self.stats.connected.load(Ordering::Relaxed) {
                     self.flush();
-                    if self.backlog.is_empty() && !self.dirty.iter().any(|d| *d) {
+                    if self.backlog.is_empty()
+                        && !self.dirty.iter().any(|d| *d)
+                        && !self.feeds_dirty.iter().any(|d| *d)
+                    {
                         break;
                     }
                 }
@@ -531,6 +589,16 @@ impl Publisher {
                     return;
                 }
                 self.dirty[zi] = false;
+            }
+            for fi in 0..self.feeds.len() {
+                if !self.feeds_dirty[fi] {
+                    continue;
+                }
+                let body = serde_json::to_vec(&self.feeds[fi]).unwrap_or_default();
+                if !self.publish(self.cfg.feed_topic(&self.feeds[fi].state.id), true, body) {
+                    return;
+                }
+                self.feeds_dirty[fi] = false;
             }
         }
         while let Some(line) = self.backlog.front() {

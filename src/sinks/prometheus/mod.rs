@@ -33,10 +33,12 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     /// Seconds until the zone is expected to lose power; absent while unknown.
     pub seconds_to_power_loss: prometheus::GaugeVec,
+    /// The power map: 1 when every zone on the feed has failed over and verified.
+    pub feed_safe_to_cut: IntGaugeVec,
 }
 
 /// The metric names this agent exports (documented; a test checks each is present).
-pub const NAMES: [&str; 19] = [
+pub const NAMES: [&str; 20] = [
     "firebreak_sensor_value",
     "firebreak_sensor_state",
     "firebreak_zone_level",
@@ -56,6 +58,7 @@ pub const NAMES: [&str; 19] = [
     "firebreak_journal_errors_total",
     "firebreak_build_info",
     "firebreak_zone_seconds_to_power_loss",
+    "firebreak_feed_safe_to_cut",
 ];
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -141,6 +144,12 @@ impl Metrics {
                 "firebreak_zone_level",
                 "Zone level: 0 normal, 1 warning, 2 alarm, 3 critical",
                 &["zone"],
+            ),
+            feed_safe_to_cut: gauge_vec(
+                &r,
+                "firebreak_feed_safe_to_cut",
+                "1 when every zone the power feed powers has failed over and verified: its breaker may be opened",
+                &["feed"],
             ),
             safe_to_cut_power: gauge_vec(
                 &r,

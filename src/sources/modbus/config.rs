@@ -2,7 +2,7 @@
 //! source. Configuration layer: imports only `config` helpers (see `sources/config.rs`).
 
 use crate::config::collect::Collector;
-use crate::config::model::{RegType, RegisterSpec, SensorInput, Table, WordOrder};
+use crate::config::model::{ByteOrder, RegType, RegisterSpec, SensorInput, Table, WordOrder};
 use crate::config::units::split_host_port;
 use crate::sources::config::{reconnect_max, SourceConfig};
 use serde::Deserialize;
@@ -68,6 +68,8 @@ pub struct RawRegister {
     #[serde(rename = "type")]
     pub kind: Option<String>,
     pub word_order: Option<String>,
+    /// `big` (default, Modbus's own) or `little`: the bytes inside each register.
+    pub byte_order: Option<String>,
     pub scale: Option<f64>,
     pub offset: Option<f64>,
     pub bit: Option<i64>,
@@ -210,7 +212,7 @@ pub fn register(c: &mut Collector, path: &str, r: &RawRegister) -> Option<Regist
         None => {
             c.err(
                 format!("{path}.type"),
-                "missing (required): u16, i16, u32, i32 or f32",
+                format!("missing (required): {}", RegType::NAMES),
             );
             None
         }
@@ -219,7 +221,7 @@ pub fn register(c: &mut Collector, path: &str, r: &RawRegister) -> Option<Regist
             if k.is_none() {
                 c.err(
                     format!("{path}.type"),
-                    format!("unknown type `{t}` (u16, i16, u32, i32 or f32)"),
+                    format!("unknown type `{t}` ({})", RegType::NAMES),
                 );
             }
             k
@@ -267,9 +269,20 @@ pub fn register(c: &mut Collector, path: &str, r: &RawRegister) -> Option<Regist
     if r.word_order.is_some() && kind.is_some_and(|k| k.width() == 1) {
         c.err(
             format!("{path}.word_order"),
-            "applies only to 32-bit types (u32, i32, f32)",
+            "applies only to 32- and 64-bit types (u32, i32, f32, u64, i64, f64)",
         );
     }
+    let byte_order = match r.byte_order.as_deref() {
+        None | Some("big") => ByteOrder::Big,
+        Some("little") => ByteOrder::Little,
+        Some(b) => {
+            c.err(
+                format!("{path}.byte_order"),
+                format!("unknown byte order `{b}` (\"big\" or \"little\")"),
+            );
+            ByteOrder::Big
+        }
+    };
     let scale = r.scale.unwrap_or(1.0);
     if !scale.is_finite() || scale == 0.0 {
         c.err(
@@ -283,15 +296,18 @@ pub fn register(c: &mut Collector, path: &str, r: &RawRegister) -> Option<Regist
     }
     let bit = match (r.bit, kind) {
         (None, _) => None,
-        (Some(_), Some(RegType::F32)) => {
+        (Some(_), Some(k)) if k.is_float() => {
             c.err(
                 format!("{path}.bit"),
-                "does not apply to f32 (bits come from integer status words)",
+                format!(
+                    "does not apply to {} (bits come from integer status words)",
+                    crate::names::name_of(&k)
+                ),
             );
             None
         }
         (Some(b), k) => {
-            let max = k.map(|k| k.width() as i64 * 16 - 1).unwrap_or(31);
+            let max = k.map(|k| k.width() as i64 * 16 - 1).unwrap_or(63);
             if !(0..=max).contains(&b) {
                 c.err(
                     format!("{path}.bit"),
@@ -314,6 +330,7 @@ pub fn register(c: &mut Collector, path: &str, r: &RawRegister) -> Option<Regist
         address: address?,
         kind: kind?,
         word_order,
+        byte_order,
         scale,
         offset,
         bit,
@@ -335,6 +352,7 @@ fn bit_register(
     for (key, set) in [
         ("type", r.kind.is_some()),
         ("word_order", r.word_order.is_some()),
+        ("byte_order", r.byte_order.is_some()),
         ("scale", r.scale.is_some()),
         ("offset", r.offset.is_some()),
         ("bit", r.bit.is_some()),
@@ -364,6 +382,7 @@ fn bit_register(
         // plausibility and the sample path stay the same for every table.
         kind: RegType::U16,
         word_order: WordOrder::HighFirst,
+        byte_order: ByteOrder::Big,
         scale: 1.0,
         offset: 0.0,
         bit: None,

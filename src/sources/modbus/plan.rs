@@ -52,7 +52,7 @@ pub fn plan(mut regs: Vec<(u32, RegisterSpec)>, max_per_read: u16, max_gap: u16)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{RegType, WordOrder};
+    use crate::config::{ByteOrder, RegType, WordOrder};
 
     fn r(table: Table, address: u16, kind: RegType) -> RegisterSpec {
         RegisterSpec {
@@ -60,6 +60,7 @@ mod tests {
             address,
             kind,
             word_order: WordOrder::HighFirst,
+            byte_order: ByteOrder::Big,
             scale: 1.0,
             offset: 0.0,
             bit: None,

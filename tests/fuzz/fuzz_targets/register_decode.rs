@@ -8,7 +8,7 @@
 //! is set), bit, scale (f64 LE, default 1), offset (f64 LE, default 0).
 #![no_main]
 
-use firebreak::config::{RegType, RegisterSpec, Table, WordOrder};
+use firebreak::config::{ByteOrder, RegType, RegisterSpec, Table, WordOrder};
 use firebreak::sources::modbus::decode::{decode, is_no_data};
 use libfuzzer_sys::fuzz_target;
 
@@ -74,6 +74,7 @@ fuzz_target!(|data: &[u8]| {
         } else {
             WordOrder::HighFirst
         },
+        byte_order: ByteOrder::Big,
         scale,
         offset,
         bit,

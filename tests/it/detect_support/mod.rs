@@ -27,7 +27,7 @@ pub fn contract_config(patches: &[(&str, &str)]) -> Config {
         .config
 }
 
-/// How often each sensor reports: its Modbus source's poll interval, 1 s over MQTT.
+/// How often each sensor reports: its polled source's poll interval, 1 s over MQTT.
 pub fn periods(config: &Config) -> Vec<u64> {
     config
         .sensors
@@ -35,6 +35,7 @@ pub fn periods(config: &Config) -> Vec<u64> {
         .map(|s| match &config.sources[s.source].spec {
             SourceSpec::Modbus(m) => m.poll_interval.as_nanos() as u64,
             SourceSpec::Mqtt(_) => S,
+            SourceSpec::Snmp(m) => m.poll_interval.as_nanos() as u64,
         })
         .collect()
 }

@@ -13,6 +13,7 @@ pub mod prometheus;
 pub mod pymodbus;
 pub mod receiver;
 pub mod room;
+pub mod snmpd;
 pub mod victoria;
 
 /// A port that was free a moment ago on 127.0.0.1.

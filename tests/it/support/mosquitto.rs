@@ -202,6 +202,23 @@ impl Mosquitto {
     }
 
     /// Publishes one QoS 1 message with `mosquitto_pub` (a client we did not write).
+    /// What the broker holds retained under `filter` right now, as (topic, payload), read
+    /// with `mosquitto_sub` (a client we did not write).
+    pub fn retained(&self, filter: &str) -> Vec<(String, String)> {
+        let sub = peer::require("mosquitto_sub", "apt-get install -y mosquitto-clients");
+        let out = std::process::Command::new(sub)
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-t", filter, "-F", "%t|%p"])
+            .args(["--retained-only", "-W", "1"])
+            .output()
+            .expect("run mosquitto_sub");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('|'))
+            .map(|(t, p)| (t.to_string(), p.to_string()))
+            .collect()
+    }
+
     pub fn publish(&self, topic: &str, payload: &[u8], auth: Option<(&str, &str)>) {
         let file = self
             .dir

@@ -4,6 +4,8 @@ Usage: python pymodbus_server.py SPEC_JSON
 SPEC: {"transport": "tcp", "port": 1502}  or  {"transport": "rtu", "path": "/dev/pts/N"},
       "devices": [{"id": 1, "registers": [{"address": 0, "type": "int16",
                                             "value": -5, "word_order": "big"}, ...]}]
+      "type": "packed" packs with Python's struct ("format": ">e", ">f", ">d", ...) and
+      takes "byte_order" and "word_order" ("big" or "little").
 Values are encoded by pymodbus's own convert_to_registers, so the agent's decoder is checked
 against an encoder it does not share. Prints "ready" on stdout once serving.
 
@@ -17,6 +19,7 @@ stdout: "write fc=5 address=12 values=[False]".
 
 import asyncio
 import json
+import struct
 import sys
 
 from pymodbus.client.mixin import ModbusClientMixin
@@ -45,12 +48,29 @@ TYPES = {
     "uint32": ModbusClientMixin.DATATYPE.UINT32,
     "int32": ModbusClientMixin.DATATYPE.INT32,
     "float32": ModbusClientMixin.DATATYPE.FLOAT32,
+    "int64": ModbusClientMixin.DATATYPE.INT64,
+    "uint64": ModbusClientMixin.DATATYPE.UINT64,
+    "float64": ModbusClientMixin.DATATYPE.FLOAT64,
 }
+
+
+def packed(reg):
+    """Python's own struct packing (format ">e" is IEEE half precision), then the layout a
+    gateway may use: bytes swapped inside each register, registers low word first."""
+    data = struct.pack(reg["format"], reg["value"])
+    if reg.get("byte_order") == "little":
+        data = b"".join(data[i : i + 2][::-1] for i in range(0, len(data), 2))
+    regs = [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+    if reg.get("word_order") == "little":
+        regs.reverse()
+    return regs
 
 
 def words(reg):
     if reg["type"] == "raw":
         return list(reg["value"])
+    if reg["type"] == "packed":
+        return packed(reg)
     return ModbusClientMixin.convert_to_registers(
         reg["value"], TYPES[reg["type"]], word_order=reg.get("word_order", "big")
     )

@@ -391,7 +391,7 @@ value = 2"#),
             problems(r#"source = "bms"
 register = { table = "holding", address = 3, type = "i16", scale = 0.1 }
 value = 4000.0"#),
-            ["runbooks[0].steps[0].value: 4000 does not fit a i16: raw 40000 is outside -32768 to 32767"]
+            ["runbooks[0].steps[0].value: 4000 does not fit an i16: raw 40000 is outside -32768 to 32767"]
         );
         assert_eq!(
             problems(r#"source = "bms"

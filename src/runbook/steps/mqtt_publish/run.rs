@@ -99,7 +99,8 @@ pub async fn execute(
 ) -> Result<StepOutcome, StepError> {
     match &ctx.config.sources[m.source].spec {
         SourceSpec::Mqtt(src) => run(m, src, ctx.vars, step.timeout, ctx.dry_run).await,
-        SourceSpec::Modbus(_) => Err(StepError::Mqtt(
+        // Validation accepts only an MQTT source here.
+        _ => Err(StepError::Mqtt(
             "the step's source is not an MQTT source".into(),
         )),
     }
