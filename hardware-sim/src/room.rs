@@ -197,8 +197,7 @@ impl Room {
                 let base = self.ambient + self.battery_heat + 2.0;
                 match runaway {
                     Some(r) if t > r - NO_RETURN => {
-                        base + (650.0 - base)
-                            * (1.0 - (-(t - (r - NO_RETURN)) / 40.0).exp())
+                        base + (650.0 - base) * (1.0 - (-(t - (r - NO_RETURN)) / 40.0).exp())
                     }
                     _ => base,
                 }
@@ -261,7 +260,9 @@ impl Room {
             if *at >= until {
                 break;
             }
-            let end = switches.get(i + 1).map_or(until, |(next, _)| next.min(until));
+            let end = switches
+                .get(i + 1)
+                .map_or(until, |(next, _)| next.min(until));
             let span = end - at;
             if *on {
                 level += added(dose + span) - added(dose);
@@ -444,8 +445,14 @@ mod tests {
         assert_eq!(r.value_with(Role::Charging, 601.0, &resumed), 1.0);
         let decayed = r.value_with(Role::Offgas, 600.0, &resumed);
         let rising = r.value_with(Role::Offgas, 660.0, &resumed);
-        assert!((rising - decayed - 30.0).abs() < 1e-9, "{decayed} -> {rising}");
-        assert_eq!(r.ups_lost_at_with(&resumed), Some(Duration::from_secs(780 + 180)));
+        assert!(
+            (rising - decayed - 30.0).abs() < 1e-9,
+            "{decayed} -> {rising}"
+        );
+        assert_eq!(
+            r.ups_lost_at_with(&resumed),
+            Some(Duration::from_secs(780 + 180))
+        );
         assert!(r.value_with(Role::Cell, 790.0, &resumed) > 150.0);
     }
 
@@ -454,7 +461,10 @@ mod tests {
         let r = room();
         let late = [(Duration::from_secs(410), false)];
         assert_eq!(r.ups_lost_at_with(&late), r.ups_lost_at());
-        assert_eq!(r.value_with(Role::H2, 500.0, &late), r.value(Role::H2, 500.0));
+        assert_eq!(
+            r.value_with(Role::H2, 500.0, &late),
+            r.value(Role::H2, 500.0)
+        );
     }
 
     #[test]

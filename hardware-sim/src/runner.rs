@@ -448,9 +448,7 @@ impl DevicePlayer {
         if let Some(room) = &live {
             let follows = |r: &crate::scenario::Register| r.room == Some(Role::Charging);
             let commands: Vec<usize> = (0..spec.registers.len())
-                .filter(|&i| {
-                    follows(&spec.registers[i]) && spec.registers[i].table == Table::Coil
-                })
+                .filter(|&i| follows(&spec.registers[i]) && spec.registers[i].table == Table::Coil)
                 .collect();
             if !commands.is_empty() {
                 modbus.control_charge(ChargeControl {
@@ -481,9 +479,7 @@ impl DevicePlayer {
             .iter()
             .map(|r| {
                 let mut s = match (r.room, live) {
-                    (Some(role), Some(live)) => {
-                        r.timeline.sample_with(t, &|x| live.value(role, x))
-                    }
+                    (Some(role), Some(live)) => r.timeline.sample_with(t, &|x| live.value(role, x)),
                     _ => r.timeline.sample(t),
                 };
                 let o = self.overrides.get(&self.spec.name, &r.signal);

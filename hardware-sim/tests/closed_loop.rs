@@ -49,7 +49,10 @@ async fn a_client_that_stops_the_charge_at_the_alarm_prevents_the_runaway_and_re
     let mut bms = connect(handle.addr("bms-b3").unwrap(), 1).await;
     assert_eq!(handle.charging(), Some(true));
     assert_eq!(bms.read_coils(12, 1).await.unwrap(), Ok(vec![true]));
-    assert_eq!(bms.read_discrete_inputs(12, 1).await.unwrap(), Ok(vec![true]));
+    assert_eq!(
+        bms.read_discrete_inputs(12, 1).await.unwrap(),
+        Ok(vec![true])
+    );
 
     // The off-gas alarm (20 ppm) comes at ~3 min: stop the charge then.
     eventually("off-gas past 20 ppm", DEADLINE, async || {

@@ -420,7 +420,10 @@ unit = 1
         // 5 s / 10 would be 500 ms: the floor keeps it at 2 s of wall time.
         assert_eq!(t["stale_after"].as_str(), Some("2000ms"));
         assert_eq!(out["zones"][0]["max_on_battery"].as_str(), Some("60000ms"));
-        assert_eq!(out["zones"][0]["prepare_cooldown"].as_str(), Some("30000ms"));
+        assert_eq!(
+            out["zones"][0]["prepare_cooldown"].as_str(),
+            Some("30000ms")
+        );
         assert_eq!(out["sources"][0]["poll_interval"].as_str(), Some("100ms"));
     }
 

@@ -225,15 +225,33 @@ fn the_prepare_runbook_stops_the_charge_at_the_offgas_alarm_so_nothing_burns_and
     // The off-gas alarm started the prepare, whose write stopped the charge, verified by
     // the BMS's own state input; the undo resumed it, verified by reading the coil back.
     let alarm = index_of(&events, |e| {
-        matches!(&e.event, Event::ZoneLevel { to: ZoneLevel::Alarm, .. })
+        matches!(
+            &e.event,
+            Event::ZoneLevel {
+                to: ZoneLevel::Alarm,
+                ..
+            }
+        )
     })
     .expect("zone at alarm");
     let prepare = index_of(&events, |e| {
-        matches!(&e.event, Event::RunbookStarted { stage: Stage::Prepare, .. })
+        matches!(
+            &e.event,
+            Event::RunbookStarted {
+                stage: Stage::Prepare,
+                ..
+            }
+        )
     })
     .expect("prepare started");
     let undo = index_of(&events, |e| {
-        matches!(&e.event, Event::RunbookStarted { stage: Stage::Undo, .. })
+        matches!(
+            &e.event,
+            Event::RunbookStarted {
+                stage: Stage::Undo,
+                ..
+            }
+        )
     })
     .expect("undo started");
     assert!(alarm < prepare && prepare < undo, "{d}");

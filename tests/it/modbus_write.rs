@@ -130,7 +130,9 @@ verify = { table = "discrete", address = 12, equals = 0 }"#,
     assert_eq!(report.attempts, 1);
     let detail = report.detail.unwrap();
     assert!(
-        detail.starts_with("wrote coil 12 := 0 on bms unit 1 (over a connection of its own); discrete 12 reads 0"),
+        detail.starts_with(
+            "wrote coil 12 := 0 on bms unit 1 (over a connection of its own); discrete 12 reads 0"
+        ),
         "{detail}"
     );
     assert_eq!(writes(&server), ["write fc=5 address=12 values=[False]"]);
@@ -161,7 +163,11 @@ value = 23.5"#,
     let report = run(&u16, false);
     assert!(report.ok && report.verified, "{report:?}\n{}", server.log());
     assert!(
-        report.detail.as_deref().unwrap().ends_with("holding 0 reads 23.5 (raw [235])"),
+        report
+            .detail
+            .as_deref()
+            .unwrap()
+            .ends_with("holding 0 reads 23.5 (raw [235])"),
         "{report:?}"
     );
     let f32 = config(
@@ -197,7 +203,11 @@ fn struct_packed(format: &str, value: f64, byte_order: &str, word_order: &str) -
         .args(["-c", &code])
         .output()
         .expect("python");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .map(|w| w.parse().unwrap())
@@ -337,7 +347,11 @@ value = 3.0"#,
     let report = run(&holding, true);
     assert!(report.ok, "{report:?}");
     assert!(
-        report.detail.as_deref().unwrap().ends_with("holding 20-21 on bms reads 1.5 (would write 3)"),
+        report
+            .detail
+            .as_deref()
+            .unwrap()
+            .ends_with("holding 20-21 on bms reads 1.5 (would write 3)"),
         "{report:?}"
     );
     assert!(writes(&server).is_empty(), "{}", server.log());
@@ -379,12 +393,10 @@ value = 0"#,
     };
     let report = rt.block_on(run_step(the_step(&config), &ctx));
     assert!(report.ok && report.verified, "{report:?}");
-    assert!(
-        report
-            .detail
-            .unwrap()
-            .contains("(over the source's connection)"),
-    );
+    assert!(report
+        .detail
+        .unwrap()
+        .contains("(over the source's connection)"),);
     assert!(Arc::ptr_eq(&devices[0].link, &link));
 }
 
@@ -404,5 +416,7 @@ verify = { table = "discrete", address = 12, equals = 0 }"#,
         ),
         "{summary}"
     );
-    assert!(summary.contains("1. write: modbus_write coil 12 := 0 on bms (verify discrete 12 == 0)"));
+    assert!(
+        summary.contains("1. write: modbus_write coil 12 := 0 on bms (verify discrete 12 == 0)")
+    );
 }

@@ -148,8 +148,7 @@ pub(super) fn expand_room(
 fn is_closed_loop(devices: &[RawDevice]) -> bool {
     devices.iter().flat_map(|d| &d.registers).any(|r| {
         r.table == "coil"
-            && r
-                .timeline
+            && r.timeline
                 .iter()
                 .any(|s| s.room.as_deref() == Some("charging"))
     })

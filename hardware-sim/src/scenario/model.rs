@@ -175,9 +175,11 @@ impl Scenario {
     /// it stops or resumes the charge while the scenario plays.
     pub fn is_closed_loop(&self) -> bool {
         self.room.is_some()
-            && self.devices.iter().flat_map(|d| &d.registers).any(|r| {
-                r.table == Table::Coil && r.room == Some(crate::room::Role::Charging)
-            })
+            && self
+                .devices
+                .iter()
+                .flat_map(|d| &d.registers)
+                .any(|r| r.table == Table::Coil && r.room == Some(crate::room::Role::Charging))
     }
 
     /// Every noise seed XORed with `seed` (`--seed`); 0 changes nothing.

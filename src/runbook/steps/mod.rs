@@ -37,8 +37,7 @@ pub struct Refs<'a> {
     pub mqtt_source: &'a dyn Fn(&mut Collector, &str, &Option<String>) -> Option<(usize, String)>,
     /// The same for a Modbus source.
     #[allow(clippy::type_complexity)]
-    pub modbus_source:
-        &'a dyn Fn(&mut Collector, &str, &Option<String>) -> Option<(usize, String)>,
+    pub modbus_source: &'a dyn Fn(&mut Collector, &str, &Option<String>) -> Option<(usize, String)>,
 }
 
 /// What every configured step can say about itself.

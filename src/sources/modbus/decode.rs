@@ -87,7 +87,11 @@ pub fn encode(value: f64, spec: &RegisterSpec) -> Result<Vec<u16>, String> {
     }
     let raw = (value - spec.offset) / spec.scale;
     let name = crate::names::name_of(&spec.kind);
-    let article = if name.starts_with(['i', 'f']) { "an" } else { "a" };
+    let article = if name.starts_with(['i', 'f']) {
+        "an"
+    } else {
+        "a"
+    };
     let whole = |min: f64, max: f64| -> Result<f64, String> {
         let r = raw.round();
         // Scale factors such as 0.1 are not exact in binary: 23.5 / 0.1 is 234.99999999999997.
@@ -375,7 +379,9 @@ mod tests {
     #[test]
     fn encode_refuses_values_the_type_cannot_hold() {
         let u16 = reg(RegType::U16, WordOrder::HighFirst, 1.0, None);
-        assert!(encode(-1.0, &u16).unwrap_err().contains("does not fit a u16"));
+        assert!(encode(-1.0, &u16)
+            .unwrap_err()
+            .contains("does not fit a u16"));
         assert!(encode(65536.0, &u16).is_err());
         assert!(encode(1.5, &u16)
             .unwrap_err()
@@ -387,7 +393,9 @@ mod tests {
         let f32 = reg(RegType::F32, WordOrder::HighFirst, 1.0, None);
         assert!(encode(1e39, &f32).is_err());
         let f16 = reg(RegType::F16, WordOrder::HighFirst, 1.0, None);
-        assert!(encode(70_000.0, &f16).unwrap_err().contains("does not fit an f16"));
+        assert!(encode(70_000.0, &f16)
+            .unwrap_err()
+            .contains("does not fit an f16"));
         let flag = reg(RegType::U32, WordOrder::HighFirst, 1.0, Some(2));
         assert!(encode(1.0, &flag).is_err());
     }

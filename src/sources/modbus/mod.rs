@@ -118,7 +118,11 @@ impl Link {
 /// One Modbus request.
 #[derive(Debug, Clone, Copy)]
 pub enum Request<'a> {
-    Read { table: Table, start: u16, count: u16 },
+    Read {
+        table: Table,
+        start: u16,
+        count: u16,
+    },
     /// Function 5 for one coil, 15 for several.
     WriteCoils { start: u16, bits: &'a [bool] },
     /// Function 6 for one holding register, 16 for several.
@@ -131,7 +135,11 @@ impl Request<'_> {
             r.map(|r| r.map(|()| Vec::new()))
         }
         match self {
-            Request::Read { table, start, count } => read_table(ctx, table, start, count).await,
+            Request::Read {
+                table,
+                start,
+                count,
+            } => read_table(ctx, table, start, count).await,
             Request::WriteCoils { start, bits: [bit] } => {
                 written(ctx.write_single_coil(start, *bit).await)
             }
@@ -150,7 +158,11 @@ impl Request<'_> {
 
     fn timeout_error(self, after: Duration) -> ModbusError {
         match self {
-            Request::Read { table, start, count } => ModbusError::ReadTimeout {
+            Request::Read {
+                table,
+                start,
+                count,
+            } => ModbusError::ReadTimeout {
                 table: table.as_str(),
                 start,
                 count,

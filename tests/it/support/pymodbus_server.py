@@ -77,7 +77,7 @@ def words(reg):
 
 
 def bits(values):
-    values = [bool(v) for v in values]
+    values = [bool(v) for v in values] or [False]
     values += [False] * (-len(values) % 16)
     return [SimData(address=0, values=values, datatype=DataType.BITS)]
 
