@@ -980,6 +980,15 @@ mod tests {
             serde_json::to_string(&gone).unwrap(),
             r#"{"event":"device","t_ms":20000,"device":"ups-b3-1","what":"gone","mode":"silent"}"#
         );
+        let charge = PlayEvent::Charge {
+            t_ms: 181200,
+            device: "bms-b3".into(),
+            charging: false,
+        };
+        assert_eq!(
+            serde_json::to_string(&charge).unwrap(),
+            r#"{"event":"charge","t_ms":181200,"device":"bms-b3","charging":false}"#
+        );
         assert_eq!(
             serde_json::to_string(&PlayEvent::Finished).unwrap(),
             r#"{"event":"finished"}"#
