@@ -11,7 +11,7 @@ use crate::sinks::influxdb::{
     self as influx, Sink, SinkConfig, Telemetry, TelemetryTx, WallFromMono,
 };
 use crate::sinks::mqtt::{StatusConfig, StatusMsg, StatusPublisher};
-use crate::sources::{modbus, mqtt, snmp};
+use crate::sources::{modbus, mqtt, nut, snmp};
 
 mod engine;
 mod reload;
@@ -344,6 +344,13 @@ fn spawn_sources(
     for sub in mqtt::subscribers(config) {
         source_metrics.push(sub.metrics.clone());
         tasks.push(mqtt::spawn(sub, clock.clone(), tx.clone(), stop.clone()));
+    }
+    for poller in nut::pollers(config) {
+        poller
+            .metrics
+            .attach_poll_histogram(metrics.poll_duration.with_label_values(&[&poller.name]));
+        source_metrics.push(poller.metrics.clone());
+        tasks.push(nut::spawn(poller, clock.clone(), tx.clone(), stop.clone()));
     }
     for poller in snmp::pollers(config) {
         poller

@@ -262,6 +262,23 @@ pub enum Event {
         /// The incidents whose verdicts made it safe, one per zone, in `zones` order.
         incidents: Vec<String>,
     },
+    /// Extension: the incident has ended (operator reset, or its prepare undone) and a
+    /// paging step (`alertmanager`, `pagerduty`) of its runbooks had its page resolved
+    /// (`ok`), or tried to (`error`).
+    PageResolved {
+        zone: String,
+        incident: String,
+        runbook: String,
+        step: String,
+        #[serde(rename = "type")]
+        step_type: String,
+        ok: bool,
+        attempts: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
     /// Extension: a source that had been connected (answering) went down, or came back
     /// up after being down. Not written for the first connection after a start or reload.
     SourceState {
@@ -329,6 +346,7 @@ impl Event {
             | Event::RunbookOverBudget { zone, .. }
             | Event::NotSafeToCutPower { zone, .. }
             | Event::IncidentReset { zone, .. }
+            | Event::PageResolved { zone, .. }
             | Event::ClusterRole { zone, .. }
             | Event::ClusterLost { zone, .. } => Some(zone),
             Event::AgentStarted { .. }
@@ -353,7 +371,8 @@ impl Event {
             | Event::SafeToCutPower { incident, .. }
             | Event::RunbookOverBudget { incident, .. }
             | Event::NotSafeToCutPower { incident, .. }
-            | Event::IncidentReset { incident, .. } => Some(incident),
+            | Event::IncidentReset { incident, .. }
+            | Event::PageResolved { incident, .. } => Some(incident),
             Event::AgentStarted { .. }
             | Event::AgentStopped { .. }
             | Event::SensorState { .. }
@@ -685,6 +704,17 @@ mod tests {
                 incident: "b3-1".into(),
                 by: "api".into(),
             },
+            Event::PageResolved {
+                zone: "b3".into(),
+                incident: "b3-1".into(),
+                runbook: "evacuate-b3".into(),
+                step: "page the on-call".into(),
+                step_type: "pagerduty".into(),
+                ok: true,
+                attempts: 1,
+                error: None,
+                detail: Some("PagerDuty accepted the resolve".into()),
+            },
             Event::SourceState {
                 source: "env-b3".into(),
                 from: Connection::Up,
@@ -725,7 +755,7 @@ mod tests {
         let events = one_of_each();
         let names: Vec<&str> = events.iter().map(Event::name).collect();
         let mut all = Event::names().to_vec();
-        assert_eq!(all.len(), 19);
+        assert_eq!(all.len(), 20);
         all.sort_unstable();
         let mut sorted = names.clone();
         sorted.sort_unstable();

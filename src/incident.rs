@@ -462,6 +462,86 @@ pub async fn run_stage(shared: Arc<Shared>, zone: usize, mut inc: Incident, stag
     ok
 }
 
+/// What an ended incident's paging steps need to resolve their pages.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub incident: String,
+    pub cause: String,
+    /// The incident ran in dry run: nothing was paged.
+    pub dry_run: bool,
+}
+
+/// The incident has ended (operator reset, or its prepare undone): resolves the pages of
+/// `stage`'s paging steps (`alertmanager`, `pagerduty`), each reported as `page_resolved`.
+/// With `records` (the journaled failover), only the steps that ran, or began to, are
+/// resolved; without (a prepare, which is not journaled), every paging step is: resolving
+/// a page that was never raised changes nothing at either service. Steps configured
+/// `dry_run = true` paged nobody and are left alone.
+// Design: the page's identity is the incident (Alertmanager's labels, PagerDuty's
+// dedup_key), not the agent: whichever agent of a cluster the operator resets the zone on
+// resolves the page the leader raised.
+pub async fn resolve_pages(
+    shared: &Shared,
+    zone: usize,
+    ended: &Ended,
+    stage: Stage,
+    records: Option<&[StepRecord]>,
+) {
+    if ended.dry_run {
+        return;
+    }
+    let config = shared.config.clone();
+    let Some((rb, steps)) = stage_steps(&config, zone, stage) else {
+        return;
+    };
+    let vars = TemplateVars {
+        agent: config.agent.name.clone(),
+        zone: config.zones[zone].id.clone(),
+        level: stage.level().to_string(),
+        incident: ended.incident.clone(),
+        cause: ended.cause.clone(),
+        runbook: rb.name.clone(),
+    };
+    let ctx = StepContext {
+        config: &config,
+        vars: &vars,
+        dry_run: false,
+        fence: None,
+        modbus: Some(&shared.modbus),
+    };
+    for step in steps {
+        let ran = records.is_none_or(|r| {
+            r.iter().any(|rec| {
+                rec.name == step.name
+                    && matches!(
+                        rec.status,
+                        StepStatus::Started | StepStatus::Succeeded | StepStatus::Failed
+                    )
+            })
+        });
+        if step.dry_run || !ran {
+            continue;
+        }
+        let Some(report) = runbook::resolve_step(step, &ctx).await else {
+            continue;
+        };
+        if !report.ok {
+            tracing::error!(zone = %vars.zone, incident = %vars.incident, step = %step.name, error = report.error.as_deref().unwrap_or(""), "PAGE NOT RESOLVED: resolve it by hand");
+        }
+        shared.write(&Event::PageResolved {
+            zone: vars.zone.clone(),
+            incident: vars.incident.clone(),
+            runbook: rb.name.clone(),
+            step: step.name.clone(),
+            step_type: step.action.type_name().to_string(),
+            ok: report.ok,
+            attempts: report.attempts,
+            error: report.error,
+            detail: report.detail,
+        });
+    }
+}
+
 /// Writes `safe_to_cut_power` or `not_safe_to_cut_power`.
 fn write_verdict(
     shared: &Shared,

@@ -401,8 +401,10 @@ impl Engine {
         };
         // After a failover the operator owns the way back: the prepare is not undone.
         let _ = self.stager.reset(zone as u32);
-        self.prepares.remove(&zone);
+        // A prepare of this incident ran (here or, `[cluster]`, on the zone's leader).
+        let prepared = self.prepares.remove(&zone).is_some_and(|p| !p.undone);
         let zone_id = self.shared.config.zones[zone].id.clone();
+        let mut ended = None;
         match self.shared.journal.load(&zone_id) {
             Ok(Some(mut inc)) => {
                 // Under `[cluster]` the journal holds the incident the zone's leader opened.
@@ -411,6 +413,7 @@ impl Engine {
                 if let Err(e) = self.shared.journal.close(&inc) {
                     tracing::error!(error = %e, "INCIDENT JOURNAL WRITE FAILED on reset");
                 }
+                ended = Some(inc.clone());
                 self.shared.coordinator.clone().close(zone, inc);
             }
             Ok(None) => {}
@@ -423,6 +426,28 @@ impl Engine {
             by: by.to_string(),
         });
         detector.reset(zone as u32, self.shared.clock.mono());
+        if let Some(inc) = ended {
+            // The incident is over: its pages are resolved (after `incident_reset`).
+            let shared = self.shared.clone();
+            let end = incident::Ended {
+                incident: inc.incident.clone(),
+                cause: inc.cause.clone(),
+                dry_run: inc.dry_run,
+            };
+            let prepare_dry_run = incident::stage_steps(&shared.config, zone, Stage::Prepare)
+                .is_some_and(|(rb, _)| rb.dry_run || shared.config.agent.dry_run);
+            tokio::spawn(async move {
+                if prepared {
+                    let end = incident::Ended {
+                        dry_run: prepare_dry_run,
+                        ..end.clone()
+                    };
+                    incident::resolve_pages(&shared, zone, &end, Stage::Prepare, None).await;
+                }
+                incident::resolve_pages(&shared, zone, &end, Stage::Failover, Some(&inc.steps))
+                    .await;
+            });
+        }
         Ok(id)
     }
 
@@ -726,6 +751,13 @@ impl Engine {
         tracing::warn!(zone = %zone_id, incident = %incident, by = by.as_str(), "undoing the prepare runbook");
         let has_steps = incident::stage_steps(&shared.config, zone, Stage::Undo)
             .is_some_and(|(_, steps)| !steps.is_empty());
+        // The prepare's pages end with it (its incident is over without a failover).
+        let ended = incident::Ended {
+            incident: incident.clone(),
+            cause: Cause::Fire.as_str().to_string(),
+            dry_run: incident::stage_steps(&shared.config, zone, Stage::Prepare)
+                .is_some_and(|(rb, _)| rb.dry_run || shared.config.agent.dry_run),
+        };
         if !has_steps {
             shared.write(&Event::PrepareUndone {
                 zone: zone_id,
@@ -734,7 +766,10 @@ impl Engine {
                 ok: true,
             });
             // `[cluster]`: once undone, the zone's leadership (won for the prepare) is free.
-            tokio::spawn(async move { shared.coordinator.prepare_over(&shared, zone).await });
+            tokio::spawn(async move {
+                incident::resolve_pages(&shared, zone, &ended, Stage::Prepare, None).await;
+                shared.coordinator.prepare_over(&shared, zone).await
+            });
             return;
         }
         let d = incident::dispatch_stage(
@@ -754,6 +789,7 @@ impl Engine {
                 by,
                 ok,
             });
+            incident::resolve_pages(&shared, zone, &ended, Stage::Prepare, None).await;
             shared.coordinator.prepare_over(&shared, zone).await;
         });
     }

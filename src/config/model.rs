@@ -97,7 +97,9 @@ pub struct Source {
 
 /// A source's protocol and settings, and each type's built source: in the type's folder
 /// under `src/sources/` (`config.rs`).
-pub use crate::sources::config::{ModbusLink, ModbusSource, MqttSource, Parity, SourceSpec};
+pub use crate::sources::config::{
+    ModbusLink, ModbusSource, MqttSource, NutSource, Parity, SourceSpec,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -164,9 +166,13 @@ pub enum SensorInput {
         json_pointer: Option<String>,
         timestamp_pointer: Option<String>,
     },
+    /// A variable of a UPS served by upsd.
+    Nut(NutInput),
     /// An object on an SNMP agent (`oid`, `equals`, `scale`, `offset`).
     Snmp(crate::sources::snmp::config::SnmpInput),
 }
+
+pub use crate::sources::nut::config::{NutInput, NutRead};
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
@@ -409,18 +415,27 @@ impl Config {
             }
         }
         for (i, s) in self.sources.iter().enumerate() {
-            if let SourceSpec::Snmp(snmp) = &s.spec {
-                for (key, path) in snmp.secret_files() {
-                    out.push((format!("sources[{i}].{key}"), path));
+            match &s.spec {
+                SourceSpec::Snmp(snmp) => {
+                    for (key, path) in snmp.secret_files() {
+                        out.push((format!("sources[{i}].{key}"), path));
+                    }
                 }
-            }
-            if let SourceSpec::Mqtt(m) = &s.spec {
-                if let Some(p) = &m.password_file {
-                    out.push((format!("sources[{i}].password_file"), p.clone()));
+                SourceSpec::Mqtt(m) => {
+                    if let Some(p) = &m.password_file {
+                        out.push((format!("sources[{i}].password_file"), p.clone()));
+                    }
+                    if let Some(p) = &m.key_file {
+                        out.push((format!("sources[{i}].key_file"), p.clone()));
+                    }
                 }
-                if let Some(p) = &m.key_file {
-                    out.push((format!("sources[{i}].key_file"), p.clone()));
+                // Used by the `nut_fsd` steps naming the source (reads need no password).
+                SourceSpec::Nut(n) => {
+                    if let Some(p) = &n.password_file {
+                        out.push((format!("sources[{i}].password_file"), p.clone()));
+                    }
                 }
+                _ => {}
             }
         }
         for (r, rb) in self.runbooks.iter().enumerate() {

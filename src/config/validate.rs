@@ -1032,13 +1032,19 @@ fn step(
         Some((index, sources[index].name.clone()))
     };
     let modbus_source = |c: &mut Collector, path: &str, name: &Option<String>| {
-        let index = source_ref(c, path, name, source_index, sources, "a Modbus", |s| {
-            matches!(s, SourceSpec::Modbus(_))
-        })?;
+        let index = typed_source_ref(c, path, name, source_index, sources, "modbus", "a Modbus")?;
         Some((index, sources[index].name.clone()))
+    };
+    let nut_source = |c: &mut Collector, path: &str, name: &Option<String>| {
+        let index = typed_source_ref(c, path, name, source_index, sources, "nut", "a NUT")?;
+        match &sources[index].spec {
+            SourceSpec::Nut(n) => Some((index, sources[index].name.clone(), n.clone())),
+            _ => None,
+        }
     };
     let refs = steps::Refs {
         mqtt_source: &mqtt_source,
+        nut_source: &nut_source,
         modbus_source: &modbus_source,
     };
     let action = steps::validate(c, path, kind, s.params.clone(), &refs)?;
@@ -1062,30 +1068,34 @@ fn mqtt_source_ref(
     source_index: &HashMap<String, usize>,
     sources: &[Source],
 ) -> Option<usize> {
-    source_ref(c, path, name, source_index, sources, "an MQTT", |s| {
-        matches!(s, SourceSpec::Mqtt(_))
-    })
+    typed_source_ref(c, path, name, source_index, sources, "mqtt", "an MQTT")
 }
 
-/// Resolves a required reference to a source of one type (`what`, e.g. "an MQTT"; `is` tells
-/// that type), reporting an unknown source or one of another type.
-fn source_ref(
+/// Resolves a required reference to a source of type `type_name` (`what`: "an MQTT", for
+/// messages), reporting an unknown source or one of another type.
+fn typed_source_ref(
     c: &mut Collector,
     path: &str,
     name: &Option<String>,
     source_index: &HashMap<String, usize>,
     sources: &[Source],
+    type_name: &str,
     what: &str,
-    is: impl Fn(&SourceSpec) -> bool,
 ) -> Option<usize> {
     let n = c.required_str(path, name)?;
     match source_index
         .get(n)
         .map(|&i| (i, sources.get(i).map(|s| &s.spec)))
     {
-        Some((i, Some(spec))) if is(spec) => Some(i),
-        Some((_, Some(_))) => {
-            c.err(path, format!("source `{n}` is not {what} source"));
+        Some((i, Some(spec))) if spec.type_name() == type_name => Some(i),
+        Some((_, Some(spec))) => {
+            c.err(
+                path,
+                format!(
+                    "source `{n}` is not {what} source (it is type \"{}\")",
+                    spec.type_name()
+                ),
+            );
             None
         }
         // Known but invalid: its own errors are reported already.

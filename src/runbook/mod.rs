@@ -169,12 +169,47 @@ pub struct StepReport {
 /// Runs a step with its timeout and up to `retries` more attempts (exponential backoff
 /// from 200 ms), stopping early on errors that retrying cannot fix.
 pub async fn run_step(step: &Step, ctx: &StepContext<'_>) -> StepReport {
+    with_retries(step, "runbook step failed", || execute(step, ctx)).await
+}
+
+/// Ends what a step left open for its incident, when the incident ends (operator reset,
+/// a prepare undone): the page of an `alertmanager` or `pagerduty` step is resolved, with
+/// the step's timeout and retries. `None` for the step types that leave nothing open
+/// (`StepInfo::resolves_with_incident`).
+pub async fn resolve_step(step: &Step, ctx: &StepContext<'_>) -> Option<StepReport> {
+    if !step.action.info().resolves_with_incident() {
+        return None;
+    }
+    Some(
+        with_retries(step, "resolving a page failed", || {
+            resolve_action(step, ctx)
+        })
+        .await,
+    )
+}
+
+async fn resolve_action(step: &Step, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
+    match &step.action {
+        steps::Action::Alertmanager(a) => {
+            steps::alertmanager::run::execute_resolve(a, step, ctx).await
+        }
+        steps::Action::Pagerduty(p) => steps::pagerduty::run::execute_resolve(p, step, ctx).await,
+        other => Err(StepError::Unsupported(other.type_name())),
+    }
+}
+
+/// One attempt after another within the step's timeout, as `run_step` describes.
+async fn with_retries<F, Fut>(step: &Step, what: &'static str, mut attempt: F) -> StepReport
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<StepOutcome, StepError>>,
+{
     let started = crate::clock::now();
     let mut backoff = Duration::from_millis(200);
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let result = match tokio::time::timeout(step.timeout, execute(step, ctx)).await {
+        let result = match tokio::time::timeout(step.timeout, attempt()).await {
             Ok(r) => r,
             Err(_) => Err(StepError::Timeout(step.timeout)),
         };
@@ -191,7 +226,7 @@ pub async fn run_step(step: &Step, ctx: &StepContext<'_>) -> StepReport {
             }
             Err(e) => {
                 let last = attempts > step.retries || !e.is_retryable();
-                tracing::warn!(step = %step.name, attempt = attempts, error = %e, final_attempt = last, "runbook step failed");
+                tracing::warn!(step = %step.name, attempt = attempts, error = %e, final_attempt = last, "{}", what);
                 if last {
                     return StepReport {
                         ok: false,

@@ -4,7 +4,7 @@
 //!
 //! Like a runbook step folder, a source folder spans two layers: `config.rs` is
 //! configuration (it imports only `config::collect`, `config::units` and pure grammars such
-//! as `mqtt_topic`, so `config` may use it without importing anything that does I/O); the
+//! as `mqtt_topic` and `nut/proto.rs`, so `config` may use it without importing anything that does I/O); the
 //! rest of the folder is the source task. The keys every source has (`name`, `type`, `url`)
 //! are read by `config`; the rest are read into the type's raw struct with
 //! `config::collect::read_keys`, so an unknown key, or a key of the other type, is reported
@@ -18,6 +18,7 @@ use std::time::Duration;
 
 pub use super::modbus::config::{ModbusLink, ModbusSource, Parity};
 pub use super::mqtt::config::MqttSource;
+pub use super::nut::config::NutSource;
 pub use super::snmp::config::SnmpSource;
 use crate::config::model::SensorInput;
 
@@ -68,6 +69,7 @@ macro_rules! with_source_types {
         $then! {
             modbus => Modbus(ModbusSource),
             mqtt => Mqtt(MqttSource),
+            nut => Nut(NutSource),
             snmp => Snmp(SnmpSource),
         }
     };
@@ -206,7 +208,7 @@ pub fn check_sensor_keys_without_source(
     }
 }
 
-/// `"modbus" or "mqtt"`: the known types, for messages.
+/// `"modbus", "mqtt" or "nut"`: the known types, for messages.
 fn type_list() -> String {
     let quoted: Vec<String> = TYPE_NAMES.iter().map(|t| format!("\"{t}\"")).collect();
     match quoted.split_last() {
@@ -346,14 +348,15 @@ poll_interval = 5"#,
     fn a_missing_or_unknown_source_type_names_the_known_ones() {
         let missing = problems("name = \"env\"\nurl = \"tcp://127.0.0.1:1502\"");
         assert!(
-            missing.iter().any(|e| e
-                .starts_with(r#"sources[0].type: missing (required): "modbus", "mqtt" or "snmp""#)),
+            missing.iter().any(|e| e.starts_with(
+                r#"sources[0].type: missing (required): "modbus", "mqtt", "nut" or "snmp""#
+            )),
             "{missing:?}"
         );
         let unknown = problems("name = \"env\"\ntype = \"bacnet\"\nurl = \"tcp://127.0.0.1:1502\"");
         assert!(
             unknown.iter().any(|e| e.starts_with(
-                r#"sources[0].type: unknown source type `bacnet` ("modbus", "mqtt" or "snmp")"#
+                r#"sources[0].type: unknown source type `bacnet` ("modbus", "mqtt", "nut" or "snmp")"#
             )),
             "{unknown:?}"
         );

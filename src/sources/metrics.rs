@@ -11,7 +11,7 @@ pub enum ErrorKind {
     Connect,
     /// An established link failed or a request timed out.
     Transport,
-    /// The device answered with a Modbus exception.
+    /// The device or its server refused a request: a Modbus exception, an `ERR` from upsd.
     Exception,
     /// A payload or register value that is not a reading.
     BadValue,

@@ -5,7 +5,9 @@ pub mod config;
 pub mod metrics;
 pub mod modbus;
 pub mod mqtt;
+pub mod nut;
 pub mod snmp;
+pub mod tls;
 
 use crate::detect::Sample;
 use tokio::sync::mpsc;

@@ -104,6 +104,53 @@ fn the_demo_config_is_valid() {
     load_str(&text, "config/demo.toml", no_env()).unwrap_or_else(|e| panic!("{:#?}", e.errors));
 }
 
+#[test]
+fn the_traffic_example_in_the_runbook_docs_is_valid_and_describes_each_step() {
+    let doc = std::fs::read_to_string(manifest("docs/runbooks.md")).unwrap();
+    let section = doc
+        .split("### Example: moving a service by anycast, PowerDNS and HAProxy")
+        .nth(1)
+        .expect("the example section in docs/runbooks.md");
+    let example = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|t| t.split("```").next())
+        .expect("a toml block in the example section");
+    let text = format!(
+        "[agent]\nname = \"b3\"\n\n[[sources]]\nname = \"env\"\ntype = \"modbus\"\n\
+         url = \"tcp://127.0.0.1:502\"\nunit = 1\n\n[[sensors]]\nid = \"t\"\n\
+         zone = \"b3-battery-room\"\nkind = \"temperature\"\nsource = \"env\"\n\
+         register = {{ table = \"input\", address = 0, type = \"i16\" }}\n\n{example}"
+    );
+    let config = load_str(&text, "docs/runbooks.md", no_env())
+        .unwrap_or_else(|e| panic!("{:#?}", e.errors))
+        .config;
+    let described: Vec<String> = config
+        .runbooks
+        .iter()
+        .flat_map(|r| r.steps.iter().chain(r.undo_steps.iter()))
+        .map(|s| s.action.describe())
+        .collect();
+    let quoted = "bgp_withdraw withdraw 203.0.113.0/24: disable protocol anycast_b3 @ \
+                  unix:///run/bird/bird.ctl; verified on unix:///run/bird-edge/bird.ctl \
+                  (routes from 10.20.0.1)";
+    assert!(described.iter().any(|d| d == quoted), "{described:#?}");
+    assert!(
+        described
+            .iter()
+            .any(|d| d
+                .starts_with("bgp_withdraw announce 198.51.100.128/25: enable protocol bulk_b3")),
+        "{described:#?}"
+    );
+    assert!(
+        described.iter().any(|d| d
+            == "powerdns api.example.com. A -> 198.51.100.21 (ttl 30) via \
+                http://10.20.0.54:8081 server localhost zone example.com. only if \
+                [192.0.2.21]; verified @ 10.20.0.54:53, 10.30.0.54:53"),
+        "{described:#?}"
+    );
+}
+
 const BROKEN: &str = r#"
 [agent]
 name = "x"

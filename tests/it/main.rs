@@ -10,6 +10,7 @@
 mod detect_support;
 mod support;
 
+mod bgp_bird;
 mod broken_configs;
 mod charge_stop_e2e;
 mod cluster_etcd;
@@ -31,8 +32,12 @@ mod faults;
 mod fuzz_dns;
 mod fuzz_inputs;
 mod modbus_write;
+mod nut_client;
+mod nut_fsd;
 mod outages;
+mod paging;
 mod power_map;
+mod powerdns_api;
 mod runbook_peers;
 mod security;
 mod sim_clients;
@@ -42,6 +47,7 @@ mod sim_rtu;
 mod sources_modbus;
 mod sources_modbus_bits;
 mod sources_mqtt;
+mod sources_nut;
 mod sources_probe;
 mod sources_snmp;
 mod staged_e2e;

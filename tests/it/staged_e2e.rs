@@ -734,3 +734,91 @@ fn operator_reset_of_a_prepared_zone_undoes_the_prepare() {
     assert_eq!(agent.stop(), Some(0));
     rt.block_on(sim.shutdown());
 }
+
+/// A page sent by the prepare runbook (level `alarm`) ends with the prepare: the reset
+/// that undoes it resolves the page, under the same `dedup_key`.
+#[test]
+fn a_prepare_runbooks_page_is_resolved_when_a_reset_undoes_the_prepare() {
+    let _serial = serial();
+    let knot = knot();
+    let hook = Receiver::start(204);
+    let pd = support::pagerduty::PagerDuty::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = scenario(
+        dir.path(),
+        r#"[{ at = "0s", set = 0.0 }, { at = "1s", ramp = 30.0, over = "2s" }]"#,
+        r#"[{ at = "0s", set = 23.0 }]"#,
+        r#"[{ at = "0s", set = 2 }]"#,
+        r#"[{ at = "0s", set = 900 }]"#,
+    );
+    let sim = start_scenario(&rt, &path, 1.0);
+    let api_port = support::free_port();
+    let config = room_config(
+        dir.path(),
+        &Room {
+            env: sim.addr("env-b3").unwrap(),
+            ups: sim.addr("ups-b3-1").unwrap(),
+            dns: knot.addr(),
+            hook: &hook,
+            api_port,
+            zone_extra: "",
+            failover_steps: MOVE_APP,
+            extra: "",
+        },
+    );
+    // The prepare runbook pages too (its last step).
+    let key = dir.path().join("pagerduty.key");
+    std::fs::write(&key, "R0UT1NGKEY0123456789abcdefABCDEF\n").unwrap();
+    let page = format!(
+        "[[runbooks.steps]]\nname = \"page the on-call\"\ntype = \"pagerduty\"\nurl = \"{}\"\n\
+         routing_key_file = \"{}\"\nseverity = \"warning\"\n\n[[runbooks.undo_steps]]",
+        pd.url(),
+        key.display()
+    );
+    let text =
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replacen("[[runbooks.undo_steps]]", &page, 1);
+    std::fs::write(&config, text).unwrap();
+
+    let mut agent = Agent::start(&config, &dir.path().join("state/events.jsonl"));
+    let finished = agent.wait_for("the prepare runbook's end", Duration::from_secs(60), |e| {
+        is_finished(e, "prepare-b3")
+    });
+    let id = incident(&finished).to_string();
+    let trigger = pd.accepted().pop().expect("the prepare's trigger");
+    assert_eq!(trigger["dedup_key"], id.as_str());
+    assert_eq!(trigger["payload"]["severity"], "warning");
+    assert_eq!(trigger["payload"]["custom_details"]["level"], "alarm");
+    assert!(pd.alert(&id).open);
+
+    let (code, body) = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!(
+                "http://127.0.0.1:{api_port}/api/v1/zones/{ZONE}/reset"
+            ))
+            .bearer_auth("test-token")
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    });
+    assert_eq!(code, 200, "{body}\n{}", agent.diagnostics());
+    let resolved = agent.wait_for("page_resolved", Duration::from_secs(30), |e| {
+        matches!(e.event, Event::PageResolved { .. })
+    });
+    assert!(
+        matches!(&resolved.event, Event::PageResolved { ok: true, runbook, incident, .. }
+            if runbook == "prepare-b3" && *incident == id),
+        "{resolved:?}"
+    );
+    let events = agent.events();
+    let undone = index_of(&events, |e| matches!(e.event, Event::PrepareUndone { .. }));
+    let resolved_at = index_of(&events, |e| matches!(e.event, Event::PageResolved { .. }));
+    assert!(undone < resolved_at, "the page ends after the undo steps");
+    let alert = pd.alert(&id);
+    assert_eq!((alert.opened, alert.resolves, alert.open), (1, 1, false));
+    assert_eq!(agent.stop(), Some(0));
+    rt.block_on(sim.shutdown());
+}

@@ -154,3 +154,36 @@ scale = 60.0
         ]);
     });
 }
+
+#[test]
+fn a_utility_loss_read_over_nut_fails_over_for_power() {
+    use support::nut::{Nut, Options};
+    let nut = Nut::start(Options::default());
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!(
+        "type = \"nut\"\nurl = \"{}\"\nups = \"{}\"\npoll_interval = \"200ms\"\ntimeout = \"500ms\"",
+        nut.url(),
+        support::nut::UPS
+    );
+    let sensors = r#"
+[[sensors]]
+id = "ups-b3-1.on_battery"
+zone = "b3-battery-room"
+kind = "on_battery"
+source = "ups"
+variable = "ups.status"
+status_flag = "OB"
+
+[[sensors]]
+id = "ups-b3-1.runtime"
+zone = "b3-battery-room"
+kind = "runtime"
+source = "ups"
+variable = "battery.runtime"
+"#;
+    utility_loss_fails_over(dir.path(), &source, sensors, || {
+        // On battery with 3 minutes left: less than power_reserve (5 min) + budget (90 s).
+        nut.set("battery.runtime", "180");
+        nut.set("ups.status", "OB DISCHRG");
+    });
+}

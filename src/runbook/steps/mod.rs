@@ -38,6 +38,15 @@ pub struct Refs<'a> {
     /// The same for a Modbus source.
     #[allow(clippy::type_complexity)]
     pub modbus_source: &'a dyn Fn(&mut Collector, &str, &Option<String>) -> Option<(usize, String)>,
+    /// Resolves a required reference to a NUT source: its index, name and settings, or a
+    /// problem reported at the given path.
+    #[allow(clippy::type_complexity)]
+    pub nut_source: &'a dyn Fn(
+        &mut Collector,
+        &str,
+        &Option<String>,
+    )
+        -> Option<(usize, String, crate::sources::nut::config::NutSource)>,
 }
 
 /// What every configured step can say about itself.
@@ -54,6 +63,12 @@ pub trait StepInfo {
     /// write a config can make (`None`: the step writes to no device).
     fn device_write(&self) -> Option<String> {
         None
+    }
+
+    /// Whether the step raises something that stays open until its incident ends (a
+    /// page), which `runbook::resolve_step` ends then.
+    fn resolves_with_incident(&self) -> bool {
+        false
     }
 
     /// Files whose contents are secrets, by key (checked for permissions at start).
@@ -95,7 +110,12 @@ macro_rules! with_step_types {
             command => Command(CommandStep),
             mqtt_publish => MqttPublish(MqttPublishStep),
             modbus_write => ModbusWrite(ModbusWriteStep),
+            nut_fsd => NutFsd(NutFsdStep),
             wait => Wait(WaitStep),
+            bgp_withdraw => BgpWithdraw(BgpStep),
+            powerdns => PowerDns(PowerDnsStep),
+            alertmanager => Alertmanager(AlertmanagerStep),
+            pagerduty => Pagerduty(PagerdutyStep),
         }
     };
 }
@@ -210,6 +230,28 @@ fn read<T: StepConfig>(
     T::validate(c, path, raw, refs)
 }
 
+/// A fixed `http` or `https` URL (no placeholders) at `path`, reported when it is not one.
+pub fn check_http_url(c: &mut Collector, path: &str, u: &str) -> Option<url::Url> {
+    match url::Url::parse(u) {
+        Ok(p) if (p.scheme() == "http" || p.scheme() == "https") && p.host().is_some() => Some(p),
+        Ok(p) if p.host().is_none() => {
+            c.err(path, format!("`{u}` has no host"));
+            None
+        }
+        Ok(p) => {
+            c.err(
+                path,
+                format!("`{u}`: scheme `{}` is not http or https", p.scheme()),
+            );
+            None
+        }
+        Err(e) => {
+            c.err(path, format!("`{u}` is not a URL: {e}"));
+            None
+        }
+    }
+}
+
 /// Reports `{{placeholders}}` that are not known template variables.
 pub fn check_template(c: &mut Collector, path: &str, text: &str) {
     let mut rest = text;
@@ -322,6 +364,150 @@ ttl = "thirty""#,
                 TYPE_NAMES.join(", ")
             )]
         );
+    }
+
+    #[test]
+    fn the_contract_keys_of_bgp_withdraw_and_powerdns_are_accepted() {
+        // As written in the shared contract's runbook `evacuate-b3`.
+        let bgp = r#"name = "withdraw the anycast prefix from B3"
+type = "bgp_withdraw"
+socket = "unix:///run/bird/bird.ctl"
+protocol = "anycast_b3"
+prefix = "203.0.113.0/24"
+verify_peer = "unix:///run/bird-edge/bird.ctl""#;
+        assert_eq!(problems(bgp), Vec::<String>::new());
+        let pdns = r#"name = "move api.example.com in PowerDNS"
+type = "powerdns"
+url = "http://10.20.0.54:8081"
+server_id = "localhost"
+api_key_file = "/etc/firebreak/pdns.key"
+zone = "example.com"
+record = "api.example.com"
+rtype = "A"
+ttl = 30
+values = ["198.51.100.21"]
+verify_server = "10.20.0.54:53""#;
+        assert_eq!(problems(pdns), Vec::<String>::new());
+    }
+
+    #[test]
+    fn bgp_withdraw_reports_each_wrong_key_at_its_path() {
+        let p = problems(
+            r#"name = "w"
+type = "bgp_withdraw"
+socket = "tcp://127.0.0.1:179"
+protocol = "to_*"
+prefix = "203.0.113.7/24"
+verify_from = "edge"
+action = "drop""#,
+        );
+        let at = |key: &str| {
+            p.iter()
+                .any(|e| e.starts_with(&format!("runbooks[0].steps[0].{key}: ")))
+        };
+        for key in ["socket", "protocol", "prefix", "verify_from", "action"] {
+            assert!(at(key), "{key}: {p:?}");
+        }
+        assert!(
+            p.iter()
+                .any(|e| e.contains("verify_from: needs verify_peer")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn powerdns_reports_missing_keys_bad_values_and_a_record_outside_the_zone() {
+        let p = problems(
+            r#"name = "p"
+type = "powerdns"
+url = "ftp://10.20.0.54"
+zone = "example.com"
+record = "api.example.com"
+rtype = "A"
+values = ["198.51.100.21"]"#,
+        );
+        for key in ["url", "api_key_file", "verify_server"] {
+            assert!(
+                p.iter()
+                    .any(|e| e.starts_with(&format!("runbooks[0].steps[0].{key}: "))),
+                "{key}: {p:?}"
+            );
+        }
+        let p = problems(
+            r#"name = "p"
+type = "powerdns"
+url = "http://10.20.0.54:8081"
+api_key_file = "/k"
+zone = "example.com"
+record = "api.example.com"
+rtype = "A"
+values = ["198.51.100.21"]
+only_if = ["not-an-address"]
+verify_server = "10.20.0.54""#,
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("runbooks[0].steps[0].only_if[0]: "),
+            "{p:?}"
+        );
+        let p = problems(
+            r#"name = "p"
+type = "powerdns"
+url = "http://10.20.0.54:8081"
+api_key_file = "/k"
+zone = "example.com"
+record = "api.example.org"
+rtype = "A"
+values = ["198.51.100.21"]
+verify_server = "10.20.0.54""#,
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("runbooks[0].steps[0].record: ") && p[0].contains("not inside zone"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn alertmanager_labels_must_be_the_same_whichever_agent_posts() {
+        let p = problems(
+            r#"name = "page"
+type = "alertmanager"
+url = "http://127.0.0.1:9093"
+labels = { agent = "a", zone = "z", team = "{{agent}}", "bad-name" = "x", ok = "{{zone}}" }
+expires_after = "10s""#,
+        );
+        let at = |key: &str| {
+            p.iter()
+                .find(|e| e.starts_with(&format!("runbooks[0].steps[0].{key}: ")))
+                .unwrap_or_else(|| panic!("no problem at {key}: {p:?}"))
+                .clone()
+        };
+        assert_eq!(p.len(), 5, "{p:?}");
+        assert!(at("labels.agent").contains("`agent` annotation, not a label"));
+        assert!(at("labels.zone").contains("set by the agent"));
+        assert!(at("labels.team").contains("differs between the agents of a cluster"));
+        assert!(at("labels.bad-name").contains("not an Alertmanager label name"));
+        assert!(at("expires_after").contains("at least 1m"));
+    }
+
+    #[test]
+    fn a_pagerduty_step_needs_its_key_file_and_a_known_severity() {
+        let p = problems("name = \"page\"\ntype = \"pagerduty\"\nseverity = \"high\"");
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].starts_with("runbooks[0].steps[0].routing_key_file: missing"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].starts_with("runbooks[0].steps[0].severity: unknown `high`")
+                && p[1].contains("critical, error, warning, info"),
+            "{p:?}"
+        );
+        assert!(problems(
+            "name = \"page\"\ntype = \"pagerduty\"\nrouting_key_file = \"/etc/firebreak/pd.key\""
+        )
+        .is_empty());
     }
 
     #[test]

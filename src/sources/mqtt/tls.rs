@@ -1,68 +1,20 @@
-//! TLS for mqtts:// brokers: rustls with the ring provider, the broker's CA from `ca_file`
-//! (else the system roots), an optional client certificate.
+//! TLS for mqtts:// brokers: the sources' shared rustls setup (`sources/tls.rs`) with the
+//! source's CA and optional client certificate.
 
 use crate::config::MqttSource;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::path::{Path, PathBuf};
+use crate::sources::tls::ClientAuth;
+pub use crate::sources::tls::TlsError;
 use std::sync::Arc;
-
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("{path}: {message}")]
-    File { path: PathBuf, message: String },
-    #[error("no usable CA certificate in {0} (expected PEM `CERTIFICATE` blocks)")]
-    NoCa(PathBuf),
-    #[error("no system CA certificates found; set ca_file")]
-    NoSystemRoots,
-    #[error("TLS setup: {0}")]
-    Rustls(#[from] rustls::Error),
-}
-
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let file_err = |message: String| TlsError::File {
-        path: path.to_path_buf(),
-        message,
-    };
-    CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_err(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_err(e.to_string()))
-}
 
 /// Builds the client TLS config. Reads files: call it when (re)connecting, not when
 /// validating config.
 pub fn client_config(cfg: &MqttSource) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let mut roots = rustls::RootCertStore::empty();
-    match &cfg.ca_file {
-        Some(ca) => {
-            let (added, _) = roots.add_parsable_certificates(certs(ca)?);
-            if added == 0 {
-                return Err(TlsError::NoCa(ca.clone()));
-            }
-        }
-        None => {
-            let (added, _) =
-                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-            if added == 0 {
-                return Err(TlsError::NoSystemRoots);
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots);
-    let config = match (&cfg.cert_file, &cfg.key_file) {
-        (Some(cert), Some(key)) => {
-            let chain = certs(cert)?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::File {
-                path: key.clone(),
-                message: e.to_string(),
-            })?;
-            builder.with_client_auth_cert(chain, key)?
-        }
-        _ => builder.with_no_client_auth(),
+    let client_auth = match (&cfg.cert_file, &cfg.key_file) {
+        (Some(cert_file), Some(key_file)) => Some(ClientAuth {
+            cert_file,
+            key_file,
+        }),
+        _ => None,
     };
-    Ok(Arc::new(config))
+    crate::sources::tls::client_config(cfg.ca_file.as_deref(), client_auth)
 }

@@ -35,6 +35,7 @@ pub fn periods(config: &Config) -> Vec<u64> {
         .map(|s| match &config.sources[s.source].spec {
             SourceSpec::Modbus(m) => m.poll_interval.as_nanos() as u64,
             SourceSpec::Mqtt(_) => S,
+            SourceSpec::Nut(n) => n.poll_interval.as_nanos() as u64,
             SourceSpec::Snmp(m) => m.poll_interval.as_nanos() as u64,
         })
         .collect()

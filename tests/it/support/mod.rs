@@ -2,18 +2,25 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod alertmanager;
+pub mod bird;
 pub mod chrome;
 pub mod etcd;
 pub mod events;
+pub mod gate;
 pub mod haproxy;
 pub mod knot;
 pub mod mosquitto;
+pub mod nut;
+pub mod pagerduty;
+pub mod pdns;
 pub mod peer;
 pub mod prometheus;
 pub mod pymodbus;
 pub mod receiver;
 pub mod room;
 pub mod snmpd;
+pub mod step;
 pub mod victoria;
 
 /// A port that was free a moment ago on 127.0.0.1.

@@ -212,7 +212,7 @@ impl StepConfig for DnsStep {
 /// A DNS server is an IP address with an optional port (53): the agent must not depend on
 /// name resolution to reach the server that does name resolution. A name is accepted only
 /// when it resolves to a loopback address (`localhost:5353`, for tests and the demo).
-fn parse_dns_server(v: &str) -> Result<SocketAddr, String> {
+pub(crate) fn parse_dns_server(v: &str) -> Result<SocketAddr, String> {
     if let Ok(a) = v.parse::<SocketAddr>() {
         return Ok(a);
     }

@@ -4,13 +4,16 @@
 use super::HttpStep;
 use crate::config::Step;
 use crate::runbook::{StepContext, StepError, StepOutcome, TemplateVars};
+use std::path::Path;
 use std::time::Duration;
 
-fn client(step: &HttpStep, timeout: Duration) -> Result<reqwest::Client, StepError> {
+/// An HTTP client for one step attempt: the step's time limit, a few redirects, the system
+/// roots plus `ca_file` (PEM) when given. Shared by the step types that speak HTTP.
+pub fn client(ca_file: Option<&Path>, timeout: Duration) -> Result<reqwest::Client, StepError> {
     let mut b = reqwest::Client::builder()
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::limited(3));
-    if let Some(ca) = &step.ca_file {
+    if let Some(ca) = ca_file {
         let pem = std::fs::read(ca)
             .map_err(|e| StepError::Http(format!("cannot read ca_file {}: {e}", ca.display())))?;
         let cert = reqwest::Certificate::from_pem(&pem)
@@ -49,7 +52,7 @@ pub async fn run_fenced(
     fence: Option<i64>,
 ) -> Result<StepOutcome, StepError> {
     let url = vars.render(&step.url);
-    let client = client(step, timeout)?;
+    let client = client(step.ca_file.as_deref(), timeout)?;
     if dry_run {
         // Reachability only: any HTTP answer to HEAD proves the endpoint is there.
         let resp = client

@@ -374,7 +374,10 @@ register = { table = "input", address = 3, type = "u16" }
 value = 1"#,
         );
         assert!(
-            p.contains(&"runbooks[0].steps[0].source: source `broker` is not a Modbus source".to_string()),
+            p.contains(
+                &"runbooks[0].steps[0].source: source `broker` is not a Modbus source (it is type \"mqtt\")"
+                    .to_string()
+            ),
             "{p:?}"
         );
         assert!(p.iter().any(|e| e.starts_with("runbooks[0].steps[0].register.table: `input` is read-only")), "{p:?}");
