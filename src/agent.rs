@@ -213,7 +213,45 @@ pub fn summary(path: &Path, c: &Config) -> String {
             );
         }
     }
+    s.push_str(&device_writes(c));
     s
+}
+
+/// Every write to a device in the room the config can make, per zone: which stage's
+/// runbook, which step, what is written where and how it is checked.
+fn device_writes(c: &Config) -> String {
+    use crate::incident::Stage;
+    let mut s = String::new();
+    let mut count = 0;
+    for (zi, z) in c.zones.iter().enumerate() {
+        let mut lines = Vec::new();
+        for stage in [Stage::Prepare, Stage::Failover, Stage::Undo] {
+            let Some((rb, steps)) = incident::stage_steps(c, zi, stage) else {
+                continue;
+            };
+            for step in steps {
+                if let Some(write) = step.action.info().device_write() {
+                    lines.push(format!(
+                        "    {} {} -> {}: {write}",
+                        stage.as_str(),
+                        rb.name,
+                        step.name
+                    ));
+                }
+            }
+        }
+        if !lines.is_empty() {
+            count += lines.len();
+            let _ = writeln!(s, "  {}:", z.id);
+            for l in lines {
+                let _ = writeln!(s, "{l}");
+            }
+        }
+    }
+    if count == 0 {
+        return "device writes: none\n".to_string();
+    }
+    format!("device writes ({count}), per zone:\n{s}")
 }
 
 fn should_mark(step: &crate::config::Step) -> &'static str {
@@ -272,11 +310,13 @@ pub async fn run_until(
     run_until_reloadable(config, config_path, clock, shutdown, reload).await
 }
 
-/// The sources of a config, running: their samples, tasks and counters.
+/// The sources of a config, running: their samples, tasks and counters, and the Modbus
+/// links they poll on (for the runbook steps that write to those devices).
 struct Sources {
     rx: mpsc::Receiver<Sample>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     metrics: Vec<Arc<crate::sources::metrics::SourceMetrics>>,
+    links: std::collections::HashMap<crate::config::ModbusLink, Arc<modbus::Link>>,
 }
 
 fn spawn_sources(
@@ -288,7 +328,8 @@ fn spawn_sources(
     let (tx, rx) = mpsc::channel::<Sample>(SAMPLE_QUEUE);
     let mut tasks = Vec::new();
     let mut source_metrics = Vec::new();
-    for device in modbus::devices(config) {
+    let (devices, links) = modbus::plan_links(config);
+    for device in devices {
         device
             .metrics
             .attach_poll_histogram(metrics.poll_duration.with_label_values(&[&device.name]));
@@ -322,6 +363,7 @@ fn spawn_sources(
         rx,
         tasks,
         metrics: source_metrics,
+        links,
     }
 }
 
@@ -376,6 +418,7 @@ pub async fn run_until_reloadable(
         status: status.as_ref().map(StatusPublisher::sender),
         power: incident::PowerBoard::new(config.zones.len()),
         coordinator,
+        modbus: Arc::new(modbus::Links::default()),
     });
     shared
         .coordinator
@@ -419,7 +462,9 @@ pub async fn run_until_reloadable(
         mut rx,
         mut tasks,
         metrics: source_metrics,
+        links,
     } = spawn_sources(&config, &clock, &metrics, &sources_stop);
+    shared.modbus.replace(links);
 
     let mut detector = Detector::from_config(&config, clock.mono());
     let mut engine = Engine::new(
@@ -501,9 +546,13 @@ pub async fn run_until_reloadable(
                 }
                 sources_stop.cancel();
                 reload::stop_sources(std::mem::take(&mut tasks)).await;
+                // The old links close with their last user: the stopped pollers are gone,
+                // and the registry lets go of them here, before the new sources connect.
+                shared.modbus.replace(Default::default());
                 sources_stop = shutdown.child_token();
                 let started = spawn_sources(&new, &clock, &metrics, &sources_stop);
                 (rx, tasks) = (started.rx, started.tasks);
+                shared.modbus.replace(started.links);
                 sources_done = false;
                 if new.agent.tick_interval != config.agent.tick_interval {
                     ticker = tokio::time::interval(new.agent.tick_interval);

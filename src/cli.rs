@@ -267,7 +267,7 @@ fn parse_duration_arg(text: &str) -> Result<Duration, String> {
 
 #[cfg(feature = "demo")]
 const DEMO_HELP: &str =
-    "Scenarios: device-reboot, dropout, emi-spike, encoding, frozen-sensor, \
+    "Scenarios: charge-stopped-by-agent, device-reboot, dropout, emi-spike, encoding, frozen-sensor, \
 gateway-zero-fill, hvac-failure, li-ion-runaway, normal-day, normal-day-full, nuisance-spike, nuisance-spikes, offgas-clears, offgas-then-heat, \
 pangyo-replay, room-charge-stopped, room-runaway, utility-loss.\n\
 Steps the demo has no system for (pager, DNS, load balancer) are configured `dry_run = true` \

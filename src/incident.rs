@@ -31,6 +31,9 @@ pub struct Shared {
     pub power: PowerBoard,
     /// Alone (the local journal only), or `[cluster]`'s etcd coordinator.
     pub coordinator: Arc<dyn Coordinator>,
+    /// The running Modbus sources' connections, for `modbus_write` steps (the same
+    /// registry across config reloads: the agent swaps its contents).
+    pub modbus: Arc<crate::sources::modbus::Links>,
 }
 
 pub use crate::events::Stage;
@@ -341,6 +344,7 @@ pub async fn run_stage(shared: Arc<Shared>, zone: usize, mut inc: Incident, stag
         vars: &vars,
         dry_run: inc.dry_run,
         fence,
+        modbus: Some(&shared.modbus),
     };
     let started = crate::clock::now();
     let mut budget_warned = false;
@@ -503,6 +507,7 @@ pub async fn resolve_pages(
         vars: &vars,
         dry_run: false,
         fence: None,
+        modbus: Some(&shared.modbus),
     };
     for step in steps {
         let ran = records.is_none_or(|r| {
@@ -780,6 +785,7 @@ pub async fn drill(
         vars: &vars,
         dry_run: true,
         fence: None,
+        modbus: shared.map(|s| &*s.modbus),
     };
     if let Some(s) = shared {
         s.write(&Event::RunbookStarted {

@@ -4,6 +4,10 @@
 /// `(name, TOML text)` of every scenario under `scenarios/`.
 pub const LIBRARY: &[(&str, &str)] = &[
     (
+        "charge-stopped-by-agent",
+        include_str!("../scenarios/charge-stopped-by-agent.toml"),
+    ),
+    (
         "device-reboot",
         include_str!("../scenarios/device-reboot.toml"),
     ),

@@ -5,16 +5,19 @@
 //! - device gone (silent): no answer at all; the client times out.
 //! - unit id other than the device's: exception 0x0B (gateway target device failed to
 //!   respond), the answer a Modbus TCP gateway gives for a unit that is not there.
-//! - function other than 1, 2, 3, 4, 6, 16: exception 0x01 (illegal function).
+//! - function other than 1, 2, 3, 4, 5, 6, 15, 16: exception 0x01 (illegal function).
 //! - quantity 0 or above the protocol maximum (125 registers or 2000 bits read, 123
-//!   write): exception 0x03.
+//!   registers or 1968 coils written): exception 0x03.
 //! - no requested address mapped: exception 0x02 (illegal data address); partly mapped:
 //!   zeros for the unmapped words.
 //! - any requested register in an `exception`/`busy` fault: exception 0x04 / 0x06 for the
 //!   whole request.
-//! - writes (6, 16) to holding registers: accepted only if every written address is
-//!   mapped (else 0x02); the written words override the timeline's words until that
-//!   register's next segment boundary.
+//! - writes (6, 16) to holding registers and (5, 15) to coils: accepted only if every
+//!   written address is mapped in that table (else 0x02); the written words or bits
+//!   override the timeline's until that register's next segment boundary.
+//! - a write to a coil that follows the room's `charging` (a BMS's charge-enable coil)
+//!   stops or resumes the charge of the live room at once: the device's `charging` state
+//!   registers show it in the same instant, the room's physics from then on.
 
 use std::future::{ready, Future, Ready};
 use std::io;
@@ -33,12 +36,14 @@ use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
 use tracing::{debug, info, trace, warn};
 
 use crate::registers::Table;
+use crate::room::LiveRoom;
 use crate::timeline::{Fault, GoneMode, Presence};
 
 /// Protocol limits on one request (Modbus application protocol v1.1b3, 6.3 / 6.12).
 const MAX_READ: u16 = 125;
 const MAX_READ_BITS: u16 = 2000;
 const MAX_WRITE: u16 = 123;
+const MAX_WRITE_BITS: u16 = 1968;
 /// How long to wait between attempts to take a port back after a `refuse` outage.
 const REBIND_RETRY: Duration = Duration::from_millis(50);
 
@@ -246,6 +251,60 @@ impl DeviceImage {
     }
 }
 
+impl DeviceImage {
+    /// Writes coils from `address`: every address must be a mapped coil (else 0x02), none
+    /// in an `exception`/`busy` fault. The bits override the timeline's until each coil's
+    /// next segment boundary. Returns the signals written with their bits.
+    pub fn write_bits(
+        &mut self,
+        address: u16,
+        bits: &[bool],
+    ) -> Result<Vec<(usize, bool)>, ExceptionCode> {
+        let quantity = u16::try_from(bits.len()).map_err(|_| ExceptionCode::IllegalDataValue)?;
+        if quantity == 0 || quantity > MAX_WRITE_BITS {
+            return Err(ExceptionCode::IllegalDataValue);
+        }
+        let start = u32::from(address);
+        if start + u32::from(quantity) > 0x1_0000 {
+            return Err(ExceptionCode::IllegalDataAddress);
+        }
+        let mut written = Vec::with_capacity(bits.len());
+        for (k, bit) in bits.iter().enumerate() {
+            let a = start + k as u32;
+            let Some(m) = self.overlapping(Table::Coil, a, a + 1).first() else {
+                return Err(ExceptionCode::IllegalDataAddress);
+            };
+            if let Some(code) = self.signals[m.signal].refusal() {
+                return Err(code);
+            }
+            written.push((m.signal, *bit));
+        }
+        for (signal, bit) in &written {
+            self.signals[*signal].overrides[0] = Some(u16::from(*bit));
+        }
+        Ok(written)
+    }
+
+    /// Serves `word` for `signal` now, until the runner's next update.
+    pub fn show(&mut self, signal: usize, word: u16) {
+        if let Some(state) = self.signals.get_mut(signal) {
+            state.words[0] = word;
+            if state.overrides[0].is_some() {
+                state.overrides[0] = Some(word);
+            }
+        }
+    }
+}
+
+/// A device's part in the live room of a closed-loop scenario: the coils that command the
+/// charge and the signals that show it (the coils included), by signal index.
+#[derive(Debug)]
+pub struct ChargeControl {
+    pub room: Arc<LiveRoom>,
+    pub commands: Vec<usize>,
+    pub shows: Vec<usize>,
+}
+
 /// Counters a device keeps about its clients.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeviceStats {
@@ -282,6 +341,8 @@ pub struct ModbusDevice {
     counters: Counters,
     /// On a serial bus a request for another unit is not for us: say nothing.
     on_bus: bool,
+    /// Set in a closed-loop scenario when the device has a charge-enable coil.
+    charge: std::sync::OnceLock<ChargeControl>,
 }
 
 impl ModbusDevice {
@@ -294,6 +355,7 @@ impl ModbusDevice {
             link: watch::Sender::new(Link::default()),
             counters: Counters::default(),
             on_bus: true,
+            charge: std::sync::OnceLock::new(),
         })
     }
 
@@ -305,11 +367,35 @@ impl ModbusDevice {
             link: watch::Sender::new(Link::default()),
             counters: Counters::default(),
             on_bus: false,
+            charge: std::sync::OnceLock::new(),
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Connects the device's charge-enable coils to the live room (once).
+    pub fn control_charge(&self, charge: ChargeControl) {
+        let _ = self.charge.set(charge);
+    }
+
+    fn write_coils(&self, address: u16, bits: &[bool]) -> Result<(), ExceptionCode> {
+        self.with_image(|img| {
+            let written = img.write_bits(address, bits)?;
+            let Some(charge) = self.charge.get() else {
+                return Ok(());
+            };
+            for (_, on) in written.iter().filter(|(s, _)| charge.commands.contains(s)) {
+                if let Some(at) = charge.room.command(*on) {
+                    info!(device = %self.name, charging = *on, t_ms = at.as_millis() as u64, "a client switched the charge");
+                }
+                for signal in &charge.shows {
+                    img.show(*signal, u16::from(*on));
+                }
+            }
+            Ok(())
+        })
     }
 
     pub fn unit(&self) -> u8 {
@@ -428,6 +514,16 @@ impl ModbusDevice {
                 // write() rejected anything longer than MAX_WRITE, so this fits.
                 let quantity = u16::try_from(words.len()).unwrap_or(MAX_WRITE);
                 Ok(Response::WriteMultipleRegisters(*address, quantity))
+            }
+            Request::WriteSingleCoil(address, bit) => {
+                self.write_coils(*address, &[*bit])?;
+                Ok(Response::WriteSingleCoil(*address, *bit))
+            }
+            Request::WriteMultipleCoils(address, bits) => {
+                self.write_coils(*address, bits)?;
+                // write_bits() rejected anything longer than MAX_WRITE_BITS.
+                let quantity = u16::try_from(bits.len()).unwrap_or(MAX_WRITE_BITS);
+                Ok(Response::WriteMultipleCoils(*address, quantity))
             }
             _ => Err(ExceptionCode::IllegalFunction),
         }
@@ -734,12 +830,12 @@ mod tests {
             device.handle(&req(2)),
             Err(ExceptionCode::GatewayTargetDevice)
         );
-        let coil_write = SlaveRequest {
+        let unsupported = SlaveRequest {
             slave: 1,
-            request: Request::WriteSingleCoil(0, true),
+            request: Request::MaskWriteRegister(10, 0xFF, 0),
         };
         assert_eq!(
-            device.handle(&coil_write),
+            device.handle(&unsupported),
             Err(ExceptionCode::IllegalFunction)
         );
         device.set_presence(Presence::Gone(GoneMode::Silent));
@@ -788,5 +884,83 @@ mod tests {
             read(Request::ReadCoils(100, 1)),
             Err(ExceptionCode::IllegalDataAddress)
         );
+    }
+
+    #[test]
+    fn coil_writes_override_until_the_next_boundary_and_unmapped_coils_are_refused() {
+        let mut img = DeviceImage::new([(Table::Coil, 12, 1), (Table::Discrete, 12, 1)]);
+        img.update(0, &[1], Fault::None, 1);
+        img.update(1, &[1], Fault::None, 1);
+        let device = ModbusDevice::new("bms", 1, img);
+        let call = |request| device.handle(&SlaveRequest { slave: 1, request });
+        assert_eq!(
+            call(Request::WriteSingleCoil(12, false)),
+            Ok(Some(Response::WriteSingleCoil(12, false)))
+        );
+        assert_eq!(
+            call(Request::ReadCoils(12, 1)),
+            Ok(Some(Response::ReadCoils(vec![false])))
+        );
+        // No live room: the state input does not follow.
+        assert_eq!(
+            call(Request::ReadDiscreteInputs(12, 1)),
+            Ok(Some(Response::ReadDiscreteInputs(vec![true])))
+        );
+        assert_eq!(
+            call(Request::WriteMultipleCoils(12, vec![true, true].into())),
+            Err(ExceptionCode::IllegalDataAddress)
+        );
+        assert_eq!(
+            call(Request::WriteSingleCoil(11, true)),
+            Err(ExceptionCode::IllegalDataAddress)
+        );
+        device.with_image(|img| img.update(0, &[1], Fault::None, 2));
+        assert_eq!(
+            call(Request::ReadCoils(12, 1)),
+            Ok(Some(Response::ReadCoils(vec![true])))
+        );
+    }
+
+    #[test]
+    fn a_charge_coil_switches_the_live_room_and_its_state_shows_it_at_once() {
+        let room = crate::room::Room {
+            ambient: 23.0,
+            battery_heat: 1.0,
+            hvac_fails_at: None,
+            hvac_drift: 0.3,
+            offgas_at: Some(Duration::from_secs(60)),
+            offgas_rate: 10.0,
+            venting_at: None,
+            runaway_at: Some(Duration::from_secs(420)),
+            charging_stops_at: None,
+            runaway_air_rise: 13.0,
+            ups_in_room: vec![],
+            ups_lost_after: Duration::from_secs(180),
+        };
+        let live = Arc::new(LiveRoom::new(room, || Duration::from_secs(200)));
+        let mut img = DeviceImage::new([(Table::Coil, 12, 1), (Table::Discrete, 12, 1)]);
+        img.update(0, &[1], Fault::None, 1);
+        img.update(1, &[1], Fault::None, 1);
+        let device = ModbusDevice::new("bms", 1, img);
+        device.control_charge(ChargeControl {
+            room: Arc::clone(&live),
+            commands: vec![0],
+            shows: vec![0, 1],
+        });
+        let call = |request| device.handle(&SlaveRequest { slave: 1, request });
+        assert_eq!(
+            call(Request::WriteSingleCoil(12, false)),
+            Ok(Some(Response::WriteSingleCoil(12, false)))
+        );
+        assert_eq!(
+            call(Request::ReadDiscreteInputs(12, 1)),
+            Ok(Some(Response::ReadDiscreteInputs(vec![false])))
+        );
+        assert!(!live.charging());
+        assert_eq!(live.commands(), [(Duration::from_secs(200), false)]);
+        assert_eq!(live.ups_lost_at(), None);
+        // Written again: nothing more happens.
+        call(Request::WriteSingleCoil(12, false)).unwrap();
+        assert_eq!(live.commands().len(), 1);
     }
 }

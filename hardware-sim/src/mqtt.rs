@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::overrides::Override;
+use crate::room::LiveRoom;
 use crate::scenario::{asd_level, MqttDevice, MqttModel};
 use crate::timeline::Fault;
 
@@ -59,13 +60,28 @@ pub fn payload_with(
     t: Duration,
     over: &dyn Fn(&str) -> Override,
 ) -> Option<Value> {
+    payload_live(device, t, over, None)
+}
+
+/// [`payload_with`] in a closed-loop scenario: fields that follow the room read the live
+/// room (`live`) instead of their written-out timelines.
+pub fn payload_live(
+    device: &MqttDevice,
+    t: Duration,
+    over: &dyn Fn(&str) -> Override,
+    live: Option<&LiveRoom>,
+) -> Option<Value> {
     let mut obj = Map::new();
     for f in &device.fields {
         let o = over(&f.signal);
         if o.fault.unwrap_or_else(|| f.timeline.fault_at(t)) == Fault::Timeout {
             return None;
         }
-        let v = round(o.value.unwrap_or_else(|| f.timeline.value_at(t)));
+        let value = || match (f.room, live) {
+            (Some(role), Some(live)) => f.timeline.value_with(t, &|x| live.value(role, x)),
+            _ => f.timeline.value_at(t),
+        };
+        let v = round(o.value.unwrap_or_else(value));
         obj.insert(f.signal.clone(), Value::from(v));
     }
     if device.model == Some(MqttModel::Asd) {

@@ -115,6 +115,27 @@ pub fn summary(scenario: &Scenario) -> String {
         scenario.devices.len(),
         scenario.signal_count()
     );
+    if scenario.is_closed_loop() {
+        let coils: Vec<String> = scenario
+            .devices
+            .iter()
+            .flat_map(|d| {
+                d.registers
+                    .iter()
+                    .filter(|r| {
+                        r.table == crate::registers::Table::Coil
+                            && r.room == Some(crate::room::Role::Charging)
+                    })
+                    .map(move |r| format!("coil {} of {}", r.address, d.name))
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "closed loop: writing {} stops (0) and resumes (1) the charge; the UPS units in the \
+             room are lost only if the run comes to a runaway",
+            coils.join(", ")
+        );
+    }
     for d in &scenario.devices {
         if let Some(m) = &d.mqtt {
             let fields: Vec<&str> = m.fields.iter().map(|f| f.signal.as_str()).collect();

@@ -12,9 +12,11 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{info, warn};
 
-use crate::modbus::{self, DeviceImage, DeviceStats, ModbusDevice, ModbusError};
+use crate::modbus::{self, ChargeControl, DeviceImage, DeviceStats, ModbusDevice, ModbusError};
 use crate::mqtt::{self, MqttError, Publisher};
 pub use crate::overrides::{Override, Overrides};
+use crate::registers::Table;
+use crate::room::{LiveRoom, Role};
 use crate::scenario::{Device, MqttDevice, Protocol, Scenario};
 use crate::timeline::{DeviceTimeline, Fault, GoneMode, Presence, SegmentKind, Timeline};
 
@@ -119,6 +121,13 @@ pub enum PlayEvent {
         #[serde(skip_serializing_if = "Option::is_none")]
         mode: Option<&'static str>,
     },
+    /// A client stopped (`charging: false`) or resumed the battery's charge by writing
+    /// `device`'s charge-enable coil, at sim time `t_ms` (closed-loop scenarios).
+    Charge {
+        t_ms: u64,
+        device: String,
+        charging: bool,
+    },
     /// Sim time reached the scenario's duration; last values are held from now on.
     Finished,
 }
@@ -199,6 +208,8 @@ impl SimClock {
 #[derive(Debug)]
 pub struct PlayHandle {
     devices: Vec<BoundDevice>,
+    /// The live room of a closed-loop scenario.
+    live: Option<Arc<LiveRoom>>,
     modbus: Vec<Arc<ModbusDevice>>,
     events: Option<mpsc::Receiver<PlayEvent>>,
     dropped_events: Arc<AtomicU64>,
@@ -268,6 +279,18 @@ impl PlayHandle {
         let mut rx = self.finished.clone();
         // An error means the clock task ended without finishing: shut down, so return.
         let _ = rx.wait_for(|done| *done).await;
+    }
+
+    /// Whether the battery charges now, in a closed-loop scenario (`None`: the scenario
+    /// has no charge a client can switch).
+    pub fn charging(&self) -> Option<bool> {
+        self.live.as_ref().map(|l| l.charging())
+    }
+
+    /// The charge commands clients have written that changed the charge, with their sim
+    /// time (closed-loop scenarios; empty otherwise).
+    pub fn charge_commands(&self) -> Vec<(Duration, bool)> {
+        self.live.as_ref().map_or_else(Vec::new, |l| l.commands())
     }
 
     pub fn stats(&self, device: &str) -> Option<DeviceStats> {
@@ -408,27 +431,57 @@ struct DevicePlayer {
     /// Per register: segments already reported.
     reported: Vec<usize>,
     events_reported: usize,
+    /// The live room of a closed-loop scenario: registers that follow the room read it.
+    live: Option<Arc<LiveRoom>>,
+    /// A UPS in that room: whether its loss has been reported.
+    room_loss_reported: bool,
 }
 
 impl DevicePlayer {
-    fn new(spec: Device, modbus: Arc<ModbusDevice>, overrides: Arc<Overrides>) -> Self {
+    fn new(
+        spec: Device,
+        modbus: Arc<ModbusDevice>,
+        overrides: Arc<Overrides>,
+        live: Option<Arc<LiveRoom>>,
+    ) -> Self {
         let reported = vec![0; spec.registers.len()];
+        if let Some(room) = &live {
+            let follows = |r: &crate::scenario::Register| r.room == Some(Role::Charging);
+            let commands: Vec<usize> = (0..spec.registers.len())
+                .filter(|&i| follows(&spec.registers[i]) && spec.registers[i].table == Table::Coil)
+                .collect();
+            if !commands.is_empty() {
+                modbus.control_charge(ChargeControl {
+                    room: Arc::clone(room),
+                    commands,
+                    shows: (0..spec.registers.len())
+                        .filter(|&i| follows(&spec.registers[i]))
+                        .collect(),
+                });
+            }
+        }
         DevicePlayer {
             spec,
             overrides,
             modbus,
             reported,
             events_reported: 0,
+            live,
+            room_loss_reported: false,
         }
     }
 
     fn apply(&mut self, t: Duration, out: &mut Vec<PlayEvent>) {
+        let live = self.live.as_deref();
         let samples: Vec<_> = self
             .spec
             .registers
             .iter()
             .map(|r| {
-                let mut s = r.timeline.sample(t);
+                let mut s = match (r.room, live) {
+                    (Some(role), Some(live)) => r.timeline.sample_with(t, &|x| live.value(role, x)),
+                    _ => r.timeline.sample(t),
+                };
                 let o = self.overrides.get(&self.spec.name, &r.signal);
                 s.value = o.value.unwrap_or(s.value);
                 s.fault = o.fault.unwrap_or(s.fault);
@@ -457,8 +510,31 @@ impl DevicePlayer {
             t,
             out,
         );
-        self.modbus.set_presence(self.spec.events.presence_at(t));
+        let lost = lost_with_the_room(&self.spec, live, t);
+        if let Some(at) = lost.filter(|_| !self.room_loss_reported) {
+            self.room_loss_reported = true;
+            info!(device = %self.spec.name, t_ms = millis(at), "UPS lost with the room");
+            out.push(PlayEvent::Device {
+                t_ms: millis(at),
+                device: self.spec.name.clone(),
+                what: "gone",
+                mode: Some("silent"),
+            });
+        }
+        let presence = match lost {
+            Some(_) => Presence::Gone(GoneMode::Silent),
+            None => self.spec.events.presence_at(t),
+        };
+        self.modbus.set_presence(presence);
     }
+}
+
+/// When a UPS in the live room was lost with it, if it has been by `t`.
+fn lost_with_the_room(spec: &Device, live: Option<&LiveRoom>, t: Duration) -> Option<Duration> {
+    if !spec.room_ups {
+        return None;
+    }
+    live?.ups_lost_at().filter(|at| *at <= t)
 }
 
 /// Reports segments of `timeline` started since `reported`; returns the new count.
@@ -528,6 +604,7 @@ struct MqttPlayer {
     next: Duration,
     reported: Vec<usize>,
     events_reported: usize,
+    live: Option<Arc<LiveRoom>>,
 }
 
 impl MqttPlayer {
@@ -547,7 +624,7 @@ impl MqttPlayer {
             return;
         }
         let over = |signal: &str| self.overrides.get(&self.name, signal);
-        if let Some(payload) = mqtt::payload_with(&self.spec, t, &over) {
+        if let Some(payload) = mqtt::payload_live(&self.spec, t, &over, self.live.as_deref()) {
             self.publisher.publish(&payload);
         }
     }
@@ -581,6 +658,18 @@ pub async fn play_with(
     };
 
     let duration = scenario.duration;
+    let clock = Arc::new(SimClock {
+        state: std::sync::Mutex::new(ClockState::default()),
+        speed: opts.speed,
+        duration,
+    });
+    let live = match (&scenario.room, scenario.is_closed_loop()) {
+        (Some(room), true) => {
+            let now = Arc::clone(&clock);
+            Some(Arc::new(LiveRoom::new(room.clone(), move || now.now())))
+        }
+        _ => None,
+    };
     let mut bound = Vec::new();
     let mut listeners = Vec::new();
     let mut players = Vec::new();
@@ -634,6 +723,7 @@ pub async fn play_with(
                 publisher,
                 next: Duration::ZERO,
                 events_reported: 0,
+                live: live.clone(),
             });
             continue;
         }
@@ -669,7 +759,12 @@ pub async fn play_with(
                 unit: device.unit,
             });
             rtu_devices.push(Arc::clone(&modbus));
-            players.push(DevicePlayer::new(device, modbus, Arc::clone(&overrides)));
+            players.push(DevicePlayer::new(
+                device,
+                modbus,
+                Arc::clone(&overrides),
+                live.clone(),
+            ));
             continue;
         }
         let mut addr = device.listen;
@@ -696,7 +791,12 @@ pub async fn play_with(
             unit: device.unit,
         });
         listeners.push((listener, Arc::clone(&modbus)));
-        players.push(DevicePlayer::new(device, modbus, Arc::clone(&overrides)));
+        players.push(DevicePlayer::new(
+            device,
+            modbus,
+            Arc::clone(&overrides),
+            live.clone(),
+        ));
     }
 
     // Values for sim time 0 are in place before the first client can be served.
@@ -733,11 +833,6 @@ pub async fn play_with(
         sink.send(e);
     }
 
-    let clock = Arc::new(SimClock {
-        state: std::sync::Mutex::new(ClockState::default()),
-        speed: opts.speed,
-        duration,
-    });
     if !extras.start_paused {
         clock.start();
     }
@@ -746,6 +841,7 @@ pub async fn play_with(
         players,
         mqtt_players,
         Arc::clone(&clock),
+        live.clone(),
         sink,
         finished_tx,
         shutdown_rx,
@@ -753,6 +849,7 @@ pub async fn play_with(
 
     Ok(PlayHandle {
         devices: bound,
+        live,
         modbus: modbus_devices,
         events: Some(rx),
         dropped_events,
@@ -773,6 +870,7 @@ async fn run_clock(
     mut players: Vec<DevicePlayer>,
     mut mqtt_players: Vec<MqttPlayer>,
     clock: Arc<SimClock>,
+    live: Option<Arc<LiveRoom>>,
     sink: EventSink,
     finished: watch::Sender<bool>,
     mut shutdown: watch::Receiver<bool>,
@@ -780,12 +878,35 @@ async fn run_clock(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut out = Vec::new();
+    let mut commands_reported = 0;
+    // The devices whose coils command the charge, for the `charge` events.
+    let charge_devices: Vec<String> = players
+        .iter()
+        .filter(|p| {
+            p.spec
+                .registers
+                .iter()
+                .any(|r| r.table == Table::Coil && r.room == Some(Role::Charging))
+        })
+        .map(|p| p.spec.name.clone())
+        .collect();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
         let t = clock.now();
+        if let Some(live) = &live {
+            let commands = live.commands();
+            for (at, on) in &commands[commands_reported.min(commands.len())..] {
+                out.push(PlayEvent::Charge {
+                    t_ms: millis(*at),
+                    device: charge_devices.join(","),
+                    charging: *on,
+                });
+            }
+            commands_reported = commands.len();
+        }
         for p in &mut players {
             p.apply(t, &mut out);
         }
@@ -858,6 +979,15 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&gone).unwrap(),
             r#"{"event":"device","t_ms":20000,"device":"ups-b3-1","what":"gone","mode":"silent"}"#
+        );
+        let charge = PlayEvent::Charge {
+            t_ms: 181200,
+            device: "bms-b3".into(),
+            charging: false,
+        };
+        assert_eq!(
+            serde_json::to_string(&charge).unwrap(),
+            r#"{"event":"charge","t_ms":181200,"device":"bms-b3","charging":false}"#
         );
         assert_eq!(
             serde_json::to_string(&PlayEvent::Finished).unwrap(),

@@ -2,10 +2,13 @@
 //! wall-clock instant of sim time 0 and the speed come in as values).
 //!
 //! - detection: the first `zone_level` event to `alarm` or `critical`;
-//! - failover started: the first `runbook_started` with cause `fire` or `power`;
+//! - failover started: the first `runbook_started` with cause `fire` or `power` of the
+//!   failover stage (a staged response's `prepare` and `undo` runbooks are not failovers:
+//!   stopping a battery's charge at the off-gas alarm is what should happen);
 //! - failover verified: the first `safe_to_cut_power`;
 //! - lead: `power_cut_at` minus failover verified (positive = in time);
-//! - false failovers: `runbook_started` (fire/power) in a scenario that expects none.
+//! - false failovers: failover `runbook_started` (fire/power) in a scenario that expects
+//!   none.
 //!
 //! Times are sim time: (event `ts` - t0) × speed.
 
@@ -119,7 +122,11 @@ pub fn score(
             Some("zone_level") if matches!(e["to"].as_str(), Some("alarm" | "critical")) => {
                 first(&mut detection)?;
             }
-            Some("runbook_started") if matches!(e["cause"].as_str(), Some("fire" | "power")) => {
+            // An event without `stage` is from an agent before staged responses: a failover.
+            Some("runbook_started")
+                if matches!(e["cause"].as_str(), Some("fire" | "power"))
+                    && matches!(e["stage"].as_str(), None | Some("failover")) =>
+            {
                 if e["resumed"] != Value::Bool(true) {
                     failovers += 1;
                 }
@@ -315,6 +322,24 @@ mod tests {
         let s = score("n", Some(&nuisance()), &log, Some(t0), 1.0).unwrap();
         assert_eq!(s.false_failovers, 0);
         assert_eq!(s.detection_ms, Some(40_000));
+    }
+
+    #[test]
+    fn prepare_and_undo_runbooks_are_not_failovers() {
+        let mut log = fire_log()[..3].to_vec();
+        log[2]["stage"] = json!("prepare");
+        log.push(ev(
+            "2026-11-25T10:01:40.000Z",
+            "runbook_started",
+            json!({"runbook": "p", "cause": "fire", "stage": "undo"}),
+        ));
+        let s = score("n", Some(&nuisance()), &log, None, 1.0).unwrap();
+        assert_eq!(s.false_failovers, 0);
+        assert_eq!(s.failover_started_ms, None);
+        assert!(s.passed, "{:?}", s.problems);
+        log[2]["stage"] = json!("failover");
+        let s = score("n", Some(&nuisance()), &log, None, 1.0).unwrap();
+        assert_eq!(s.false_failovers, 1);
     }
 
     #[test]

@@ -344,16 +344,22 @@ impl Timeline {
 
     /// The engineering value at `t`.
     pub fn value_at(&self, t: Duration) -> f64 {
+        self.value_with(t, &|t| self.base_value_at(t))
+    }
+
+    /// The engineering value at `t` with `base` in place of the value track (a signal that
+    /// follows the live room): spikes, noise and freezes still apply.
+    pub fn value_with(&self, t: Duration, base: &dyn Fn(Duration) -> f64) -> f64 {
         let started = &self.segments[..self.started_at(t)];
         let frozen = started.iter().rev().find_map(|s| match s.kind {
             SegmentKind::Freeze { hold } if t < s.at + hold => Some(s.at),
             _ => None,
         });
-        self.live_value_at(frozen.unwrap_or(t))
+        self.live_value_at(frozen.unwrap_or(t), base)
     }
 
     /// The value at `t` as if no freeze were active.
-    fn live_value_at(&self, t: Duration) -> f64 {
+    fn live_value_at(&self, t: Duration, base: &dyn Fn(Duration) -> f64) -> f64 {
         let started = &self.segments[..self.started_at(t)];
         let spike = started.iter().rev().find_map(|s| match s.kind {
             SegmentKind::Spike { value, hold } if t < s.at + hold => Some(value),
@@ -373,7 +379,7 @@ impl Timeline {
             }
             _ => None,
         });
-        self.base_value_at(t) + noise.unwrap_or(0.0)
+        base(t) + noise.unwrap_or(0.0)
     }
 
     /// How reads are answered at `t`.
@@ -404,6 +410,15 @@ impl Timeline {
     pub fn sample(&self, t: Duration) -> Sample {
         Sample {
             value: self.value_at(t),
+            fault: self.fault_at(t),
+            started: self.started_at(t),
+        }
+    }
+
+    /// [`Timeline::sample`] with `base` in place of the value track.
+    pub fn sample_with(&self, t: Duration, base: &dyn Fn(Duration) -> f64) -> Sample {
+        Sample {
+            value: self.value_with(t, base),
             fault: self.fault_at(t),
             started: self.started_at(t),
         }

@@ -939,6 +939,7 @@ impl Engine {
             status: self.shared.status.clone(),
             power: PowerBoard::new(new.zones.len()),
             coordinator: self.shared.coordinator.clone(),
+            modbus: self.shared.modbus.clone(),
         });
         let mut fresh = Detector::from_config(&new, now);
         let mut stager = Stager::from_config(&new);

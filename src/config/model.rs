@@ -6,6 +6,7 @@ pub use crate::runbook::steps::command::CommandStep;
 pub use crate::runbook::steps::dns_update::{DnsStep, TsigRef};
 pub use crate::runbook::steps::haproxy::{HaproxySocket, HaproxyStep, ServerState};
 pub use crate::runbook::steps::http::HttpStep;
+pub use crate::runbook::steps::modbus_write::ModbusWriteStep;
 pub use crate::runbook::steps::mqtt_publish::MqttPublishStep;
 pub use crate::runbook::steps::wait::WaitStep;
 pub use crate::runbook::steps::Action;
@@ -180,7 +181,7 @@ pub use crate::sources::nut::config::{NutInput, NutRead};
 pub enum Table {
     Holding,
     Input,
-    /// Read/write bits (function code 1); read only, like every table here.
+    /// Read/write bits (function code 1 to read; 5 and 15 to write, by `modbus_write`).
     Coil,
     /// Read-only bits (function code 2), e.g. a UPS's "on battery" contact.
     Discrete,
@@ -224,6 +225,10 @@ pub enum RegType {
 impl RegType {
     pub fn parse(s: &str) -> Option<RegType> {
         crate::names::from_name(s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        crate::names::name_of(&self)
     }
 
     /// Number of 16-bit registers the type occupies.

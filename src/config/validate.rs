@@ -1031,6 +1031,10 @@ fn step(
         let index = mqtt_source_ref(c, path, name, source_index, sources)?;
         Some((index, sources[index].name.clone()))
     };
+    let modbus_source = |c: &mut Collector, path: &str, name: &Option<String>| {
+        let index = typed_source_ref(c, path, name, source_index, sources, "modbus", "a Modbus")?;
+        Some((index, sources[index].name.clone()))
+    };
     let nut_source = |c: &mut Collector, path: &str, name: &Option<String>| {
         let index = typed_source_ref(c, path, name, source_index, sources, "nut", "a NUT")?;
         match &sources[index].spec {
@@ -1041,6 +1045,7 @@ fn step(
     let refs = steps::Refs {
         mqtt_source: &mqtt_source,
         nut_source: &nut_source,
+        modbus_source: &modbus_source,
     };
     let action = steps::validate(c, path, kind, s.params.clone(), &refs)?;
     let timeout = action.info().timeout(c, path, given);

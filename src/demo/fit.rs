@@ -11,7 +11,13 @@
 //! agent accepts (a longer window only smooths the slope): staleness is about a device that stopped
 //! answering, and a busy machine's scheduling hiccups must not look like one.
 //! `power_reserve` and budgets are compared with the UPS's runtime register, which the
-//! simulator writes in scenario seconds, so they are kept as they are.
+//! simulator writes in scenario seconds, so they are kept as they are. `prepare_cooldown`
+//! is room time (how long the room has been calm) and is divided by the speed.
+//!
+//! A Modbus source the scenario has no device for is dropped with its sensors, unless a
+//! runbook step writes to it (`modbus_write`): then it stays, and those steps become
+//! `dry_run = true`, rehearsals that contact nothing, as the demo's steps for systems it
+//! does not have are.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -32,7 +38,8 @@ pub enum FitError {
 #[derive(Debug, Clone)]
 pub struct Fit {
     /// Modbus devices the simulator serves, by source name. Modbus sources without a
-    /// device here are dropped with their sensors.
+    /// device here are dropped with their sensors (kept when a step writes to them, the
+    /// step made a dry run).
     pub devices: Vec<(String, SocketAddr)>,
     /// The MQTT broker (`host`, `port`) every MQTT source is pointed at.
     pub broker: Option<(String, u16)>,
@@ -102,7 +109,9 @@ pub fn fit(text: &str, fit: &Fit) -> Result<String, FitError> {
         doc["api"]["listen"] = value(listen.to_string());
     }
 
+    let written = written_sources(&doc);
     let mut dropped = Vec::new();
+    let mut absent = Vec::new();
     let sources = tables_mut(&mut doc, "sources")?;
     sources.retain(|s| {
         let name = s
@@ -110,8 +119,13 @@ pub fn fit(text: &str, fit: &Fit) -> Result<String, FitError> {
             .and_then(Item::as_str)
             .unwrap_or("")
             .to_string();
-        let keep = s.get("type").and_then(Item::as_str) == Some("mqtt")
+        let served = s.get("type").and_then(Item::as_str) == Some("mqtt")
             || fit.devices.iter().any(|(n, _)| *n == name);
+        if served {
+            return true;
+        }
+        let keep = written.contains(&name);
+        absent.push(name.clone());
         if !keep {
             dropped.push(name);
         }
@@ -151,7 +165,7 @@ pub fn fit(text: &str, fit: &Fit) -> Result<String, FitError> {
             fit.mqtt_devices
         } else {
             let source = s.get("source").and_then(Item::as_str).unwrap_or("");
-            !dropped.iter().any(|d| d == source)
+            !absent.iter().any(|d| d == source)
         }
     });
     let kinds: BTreeSet<String> = sensors
@@ -187,15 +201,61 @@ pub fn fit(text: &str, fit: &Fit) -> Result<String, FitError> {
         scale_detect(t, &format!("detect.{kind}"), speed, fit.stale_floor, true)?;
     }
     for (i, zone) in tables_mut(&mut doc, "zones")?.iter_mut().enumerate() {
-        scale_duration(
-            zone,
-            &format!("zones[{i}]"),
-            "max_on_battery",
-            speed,
-            Duration::from_millis(1),
-        )?;
+        for key in ["max_on_battery", "prepare_cooldown"] {
+            scale_duration(
+                zone,
+                &format!("zones[{i}]"),
+                key,
+                speed,
+                Duration::from_millis(1),
+            )?;
+        }
+    }
+    // Steps that write to a device the scenario does not have: rehearsals.
+    if let Some(runbooks) = doc
+        .get_mut("runbooks")
+        .and_then(Item::as_array_of_tables_mut)
+    {
+        for rb in runbooks.iter_mut() {
+            for list in ["steps", "undo_steps"] {
+                let Some(steps) = rb.get_mut(list).and_then(Item::as_array_of_tables_mut) else {
+                    continue;
+                };
+                for step in steps.iter_mut() {
+                    let source = step.get("source").and_then(Item::as_str).unwrap_or("");
+                    if step.get("type").and_then(Item::as_str) == Some("modbus_write")
+                        && absent.iter().any(|a| a == source)
+                    {
+                        step["dry_run"] = value(true);
+                    }
+                }
+            }
+        }
     }
     Ok(doc.to_string())
+}
+
+/// The sources `modbus_write` steps write to.
+fn written_sources(doc: &DocumentMut) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let Some(runbooks) = doc.get("runbooks").and_then(Item::as_array_of_tables) else {
+        return out;
+    };
+    for rb in runbooks.iter() {
+        for list in ["steps", "undo_steps"] {
+            let Some(steps) = rb.get(list).and_then(Item::as_array_of_tables) else {
+                continue;
+            };
+            for step in steps.iter() {
+                if step.get("type").and_then(Item::as_str) == Some("modbus_write") {
+                    if let Some(source) = step.get("source").and_then(Item::as_str) {
+                        out.insert(source.to_string());
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Rescales the detection keys of a `[detect.<kind>]` table or of one sensor's overrides.
@@ -287,6 +347,46 @@ stale_after = "5s"
 id = "z"
 runbook = "r"
 max_on_battery = "10m"
+prepare_runbook = "p"
+prepare_cooldown = "5m"
+
+[[runbooks]]
+name = "r"
+
+[[runbooks.steps]]
+name = "w"
+type = "wait"
+duration = "1s"
+
+[[runbooks]]
+name = "p"
+
+[[runbooks.steps]]
+name = "stop the charge"
+type = "modbus_write"
+source = "bms"
+register = { table = "coil", address = 12 }
+value = 0
+
+[[runbooks.undo_steps]]
+name = "resume the charge"
+type = "modbus_write"
+source = "bms"
+register = { table = "coil", address = 12 }
+value = 1
+
+[[runbooks.undo_steps]]
+name = "fans"
+type = "modbus_write"
+source = "env"
+register = { table = "coil", address = 3 }
+value = 0
+
+[[sources]]
+name = "bms"
+type = "modbus"
+url = "tcp://127.0.0.1:3"
+unit = 1
 "#;
 
     fn fit_at(speed: f64) -> Fit {
@@ -320,6 +420,10 @@ max_on_battery = "10m"
         // 5 s / 10 would be 500 ms: the floor keeps it at 2 s of wall time.
         assert_eq!(t["stale_after"].as_str(), Some("2000ms"));
         assert_eq!(out["zones"][0]["max_on_battery"].as_str(), Some("60000ms"));
+        assert_eq!(
+            out["zones"][0]["prepare_cooldown"].as_str(),
+            Some("30000ms")
+        );
         assert_eq!(out["sources"][0]["poll_interval"].as_str(), Some("100ms"));
     }
 
@@ -331,7 +435,7 @@ max_on_battery = "10m"
             .iter()
             .map(|s| s["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["env", "broker"]);
+        assert_eq!(names, ["env", "broker", "bms"]);
         assert_eq!(
             sources.get(0).unwrap()["url"].as_str(),
             Some("tcp://127.0.0.1:5020")
@@ -365,7 +469,32 @@ max_on_battery = "10m"
             .map(|s| s["id"].as_str().unwrap())
             .collect();
         assert_eq!(ids, ["t1"]);
-        assert_eq!(out["sources"].as_array_of_tables().unwrap().len(), 2);
+        let names: Vec<_> = out["sources"]
+            .as_array_of_tables()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["env", "broker", "bms"]);
+    }
+
+    #[test]
+    fn a_device_the_scenario_lacks_that_steps_write_to_stays_and_its_steps_only_rehearse() {
+        let out: DocumentMut = fit(ROOM, &fit_at(1.0)).unwrap().parse().unwrap();
+        let bms = out["sources"]
+            .as_array_of_tables()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"].as_str() == Some("bms"))
+            .expect("kept: steps write to it");
+        assert_eq!(bms["url"].as_str(), Some("tcp://127.0.0.1:3"));
+        let rb = &out["runbooks"][1];
+        assert_eq!(rb["steps"][0]["dry_run"].as_bool(), Some(true));
+        assert_eq!(rb["undo_steps"][0]["dry_run"].as_bool(), Some(true));
+        // A device the scenario has: its writes are real.
+        assert!(rb["undo_steps"][1].get("dry_run").is_none());
+        crate::config::load_str(&out.to_string(), "fitted", Default::default())
+            .unwrap_or_else(|e| panic!("{:#?}", e.errors));
     }
 
     #[test]

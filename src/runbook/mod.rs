@@ -24,6 +24,19 @@ pub enum StepError {
     HttpStatus { status: u16, detail: String },
     #[error("MQTT: {0}")]
     Mqtt(String),
+    /// Could not talk to a Modbus device (connect, timeout, transport).
+    #[error("Modbus: {0}")]
+    Modbus(String),
+    /// A Modbus device answered with an exception: it said no.
+    #[error("{device}: {request} refused with Modbus exception {code:#04x} ({name})")]
+    ModbusException {
+        /// The step's source.
+        device: String,
+        request: String,
+        code: u8,
+        name: &'static str,
+        retryable: bool,
+    },
     /// `[cluster]`: a newer leader's fencing revision is in place; this one is deposed.
     #[error("fenced: {0}")]
     Fenced(String),
@@ -48,7 +61,9 @@ impl StepError {
             StepError::Timeout(_)
             | StepError::NotVerified(_)
             | StepError::Http(_)
-            | StepError::Mqtt(_) => true,
+            | StepError::Mqtt(_)
+            | StepError::Modbus(_) => true,
+            StepError::ModbusException { retryable, .. } => *retryable,
             // 5xx and 429 may pass; other statuses are the receiver saying no.
             StepError::HttpStatus { status, .. } => *status >= 500 || *status == 429,
             // A command's failure is its own business; running it again is for `retries`
@@ -101,6 +116,10 @@ pub struct StepContext<'a> {
     /// `[cluster]`: the zone leader's fencing revision, carried by the steps that can
     /// (HTTP header, DNS prerequisite); `None` for an agent running alone.
     pub fence: Option<i64>,
+    /// The running sources' Modbus connections, which `modbus_write` shares; `None` where
+    /// no source runs (a drill from the command line, unit tests): the step connects on
+    /// its own.
+    pub modbus: Option<&'a crate::sources::modbus::Links>,
 }
 
 /// Runs one attempt of a step (its own timeout is applied by the caller).
@@ -292,6 +311,7 @@ dry_run = true
             vars: &vars,
             dry_run: false,
             fence: None,
+            modbus: None,
         };
         // Nothing listens on port 9: any contact would fail the step.
         let out = execute(step, &ctx).await.expect("a rehearsal cannot fail");
@@ -341,6 +361,7 @@ mod timing_tests {
             vars: &vars,
             dry_run: false,
             fence: None,
+            modbus: None,
         };
         run_step(step, &ctx).await
     }

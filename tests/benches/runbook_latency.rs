@@ -99,6 +99,7 @@ fn main() {
     let shared = Arc::new(Shared {
         power: firebreak::incident::PowerBoard::default(),
         coordinator: Arc::new(firebreak::incident::Alone),
+        modbus: Default::default(),
         config: config.clone(),
         metrics: Arc::new(firebreak::sinks::prometheus::Metrics::new()),
         log: Arc::new(EventLog::open(&config.agent.event_log, "bench").unwrap()),

@@ -56,6 +56,7 @@ fn a_command_reports_its_exit_code_and_last_output_lines() {
         vars: &v,
         dry_run: false,
         fence: None,
+        modbus: None,
     };
     let ok = rt().block_on(run_step(
         &step(&["/bin/echo", "zone", "{{zone}}"], Duration::from_secs(5)),
@@ -90,6 +91,7 @@ fn a_command_that_overruns_its_timeout_is_killed_with_its_whole_process_group() 
         vars: &v,
         dry_run: false,
         fence: None,
+        modbus: None,
     };
     let started = Instant::now();
     let report = rt().block_on(run_step(
@@ -127,6 +129,7 @@ fn a_dry_run_command_checks_the_program_exists_without_running_it() {
         vars: &v,
         dry_run: true,
         fence: None,
+        modbus: None,
     };
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("ran");

@@ -37,6 +37,67 @@ fn the_documented_example_passes_and_matches_the_contract() {
     }
 }
 
+/// The integrations contract's `modbus_write` steps, as written there: its `bms-b3`
+/// source and its `protect-b3` runbook (with the zone keys that use it) load verbatim.
+/// The rest of that file (NUT, SNMP, BGP, PowerDNS, paging steps) is other work.
+#[test]
+fn the_integrations_contract_modbus_write_steps_load_as_written() {
+    let shared = manifest("../shared/contract/integrations.toml");
+    let Ok(text) = std::fs::read_to_string(&shared) else {
+        eprintln!("note: {} not found; compared nothing", shared.display());
+        return;
+    };
+    let doc: toml_edit::DocumentMut = text.parse().expect("the contract is TOML");
+    let mut out = toml_edit::DocumentMut::new();
+    out["agent"] = doc["agent"].clone();
+    let pick = |key: &str, keep: &dyn Fn(&toml_edit::Table) -> bool| {
+        let mut a = toml_edit::ArrayOfTables::new();
+        for t in doc[key].as_array_of_tables().expect(key).iter() {
+            if keep(t) {
+                a.push(t.clone());
+            }
+        }
+        toml_edit::Item::ArrayOfTables(a)
+    };
+    out["sources"] = pick("sources", &|t| t["name"].as_str() == Some("bms-b3"));
+    out["runbooks"] = pick("runbooks", &|t| t["name"].as_str() == Some("protect-b3"));
+    let zone = &doc["zones"][0];
+    let text = format!(
+        r#"{out}
+[[sensors]]
+id = "b3.temp.bms"
+zone = "b3-battery-room"
+kind = "temperature"
+source = "bms-b3"
+register = {{ table = "input", address = 22, type = "i16" }}
+
+[[zones]]
+id = "b3-battery-room"
+runbook = "evacuate-b3"
+prepare_runbook = {prepare}
+prepare_cooldown = {cooldown}
+
+[[runbooks]]
+name = "evacuate-b3"
+[[runbooks.steps]]
+name = "w"
+type = "wait"
+duration = "1s"
+"#,
+        prepare = zone["prepare_runbook"].as_value().unwrap(),
+        cooldown = zone["prepare_cooldown"].as_value().unwrap(),
+    );
+    let loaded = load_str(&text, "integrations.toml", no_env())
+        .unwrap_or_else(|e| panic!("{:#?}\n{text}", e.errors));
+    let summary = firebreak::agent::summary(Path::new("integrations.toml"), &loaded.config);
+    for line in [
+        "    prepare protect-b3 -> stop charging the B3 strings: write coil 12 := 0 on bms-b3 (verify discrete 12 == 0)",
+        "    undo protect-b3 -> resume charging: write coil 12 := 1 on bms-b3 (verify by reading it back)",
+    ] {
+        assert!(summary.contains(line), "missing `{line}`:\n{summary}");
+    }
+}
+
 #[test]
 fn the_demo_config_is_valid() {
     let text = std::fs::read_to_string(manifest("config/demo.toml")).unwrap();

@@ -12,6 +12,7 @@ mod support;
 
 mod bgp_bird;
 mod broken_configs;
+mod charge_stop_e2e;
 mod cluster_etcd;
 mod command_step;
 mod config_contract;
@@ -30,6 +31,7 @@ mod failover_e2e;
 mod faults;
 mod fuzz_dns;
 mod fuzz_inputs;
+mod modbus_write;
 mod nut_client;
 mod nut_fsd;
 mod outages;

@@ -397,6 +397,7 @@ fn run_as(config: &firebreak::config::Config, agent: &str, incident: &str) -> ru
         vars: &vars,
         dry_run: false,
         fence: None,
+        modbus: None,
     };
     support::agent::rt().block_on(runbook::run_step(&config.runbooks[0].steps[0], &ctx))
 }

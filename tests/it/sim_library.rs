@@ -164,6 +164,15 @@ fn run_one(file: &Path, broker_port: u16) -> (Score, String) {
         speed,
     )
     .unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
+    // Closed loop: no failover because the agent stopped the charge, not by luck.
+    let mut result = result;
+    if scenario.is_closed_loop() && sim.charge_commands().first().map(|(_, on)| *on) != Some(false)
+    {
+        result.passed = false;
+        result
+            .problems
+            .push("closed loop: the agent never stopped the charge".into());
+    }
     let diagnostics = if result.passed {
         String::new()
     } else {

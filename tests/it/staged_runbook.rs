@@ -69,6 +69,7 @@ fn shared(config: Config) -> Arc<Shared> {
         status: None,
         power: PowerBoard::new(config.zones.len()),
         coordinator: Arc::new(firebreak::incident::Alone),
+        modbus: Default::default(),
     })
 }
 

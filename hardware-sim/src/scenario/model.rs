@@ -17,6 +17,8 @@ pub struct Scenario {
     pub devices: Vec<Device>,
     /// What should happen, to score an agent against (`[truth]`); `None` if not given.
     pub truth: Option<Truth>,
+    /// The room model (`[room]`), if the scenario has one.
+    pub room: Option<crate::room::Room>,
 }
 
 /// What kind of incident a scenario plays, for people and for the library test.
@@ -109,6 +111,8 @@ pub enum MqttModel {
 pub struct Field {
     pub signal: String,
     pub timeline: Timeline,
+    /// The room role the value follows (`room = "..."` in its timeline).
+    pub room: Option<crate::room::Role>,
 }
 
 /// Alarm level of an aspirating smoke detector at `obscuration` %obs/m.
@@ -138,6 +142,9 @@ pub struct Device {
     pub mqtt: Option<MqttDevice>,
     /// Set for `protocol = "modbus-rtu"`: the serial device and its baud rate.
     pub serial: Option<(PathBuf, u32)>,
+    /// A UPS in the room of a closed-loop scenario: it stops answering when the room's
+    /// runaway (if the run comes to one) says so, not at a time written in its events.
+    pub room_ups: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -147,6 +154,8 @@ pub struct Register {
     pub address: u16,
     pub encoding: Encoding,
     pub timeline: Timeline,
+    /// The room role the value follows (`room = "..."` in its timeline).
+    pub room: Option<crate::room::Role>,
 }
 
 impl Register {
@@ -162,6 +171,17 @@ impl Register {
 }
 
 impl Scenario {
+    /// Whether a client closes the loop: a coil follows the room's `charging`, so writing
+    /// it stops or resumes the charge while the scenario plays.
+    pub fn is_closed_loop(&self) -> bool {
+        self.room.is_some()
+            && self
+                .devices
+                .iter()
+                .flat_map(|d| &d.registers)
+                .any(|r| r.table == Table::Coil && r.room == Some(crate::room::Role::Charging))
+    }
+
     /// Every noise seed XORed with `seed` (`--seed`); 0 changes nothing.
     pub fn reseeded(mut self, seed: u64) -> Scenario {
         for d in &mut self.devices {

@@ -74,6 +74,10 @@ pub(super) struct RawDevice {
     pub(super) serial: Option<String>,
     /// Modbus RTU only: baud rate (default 19200).
     pub(super) baud: Option<u32>,
+    /// Set by the room expansion: a UPS in the room of a closed-loop scenario, lost (or
+    /// not) as the run decides.
+    #[serde(skip)]
+    pub(super) room_ups: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,6 +86,9 @@ pub(super) struct RawField {
     pub(super) signal: String,
     #[serde(default)]
     pub(super) timeline: Vec<RawSegment>,
+    /// Set by the room expansion: the role the field follows.
+    #[serde(skip)]
+    pub(super) follows: Option<crate::room::Role>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,6 +105,9 @@ pub(super) struct RawRegister {
     pub(super) offset: Option<f64>,
     #[serde(default)]
     pub(super) timeline: Vec<RawSegment>,
+    /// Set by the room expansion: the role the register follows.
+    #[serde(skip)]
+    pub(super) follows: Option<crate::room::Role>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,7 +129,8 @@ pub(super) struct RawSegment {
     pub(super) freeze: Option<String>,
     pub(super) dropout: Option<String>,
     pub(super) silence: Option<String>,
-    /// Follow the room model (`[room]`) in this role: air, cell, offgas, smoke, h2.
+    /// Follow the room model (`[room]`) in this role: air, cell, offgas, smoke, h2,
+    /// charging.
     pub(super) room: Option<String>,
 }
 

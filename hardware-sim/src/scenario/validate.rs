@@ -54,6 +54,7 @@ pub(super) fn validate(mut raw: RawFile) -> Result<Scenario, Vec<Issue>> {
             duration,
             devices,
             truth,
+            room,
         }),
         _ => Err(issues.0),
     }
@@ -230,6 +231,7 @@ fn validate_device(
         events,
         mqtt,
         serial,
+        room_ups: raw_dev.room_ups,
     })
 }
 
@@ -425,6 +427,7 @@ fn validate_mqtt(
             out.push(Field {
                 signal: raw.signal,
                 timeline,
+                room: raw.follows,
             });
         }
     }
@@ -569,6 +572,7 @@ fn validate_registers(
                     .word_order(word_order)
                     .scaled(scale, offset),
                 timeline,
+                room: raw.follows,
             });
         }
     }

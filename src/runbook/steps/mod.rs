@@ -3,8 +3,9 @@
 //! A step folder spans two layers:
 //! - `mod.rs` is configuration: the raw keys (serde), their pure validation into the shared
 //!   [`Collector`], the built step, its summary for `check-config` and dry runs, its secret
-//!   files. It imports only `config::collect`, `config::units` and `dns`, so `config` may
-//!   use it without importing anything that does I/O.
+//!   files. It imports only `config::collect`, `config::units`, `dns` and the sources'
+//!   own configuration layer (`sources::<kind>::config`, `sources::modbus::decode`), so
+//!   `config` may use it without importing anything that does I/O.
 //! - `run.rs` is the runner and verifier, used by the step engine in `runbook/mod.rs`. Its
 //!   `execute` is the one entry the engine calls.
 //! - `README.md` shows a sample.
@@ -34,6 +35,9 @@ pub struct Refs<'a> {
     /// reported at the given path.
     #[allow(clippy::type_complexity)]
     pub mqtt_source: &'a dyn Fn(&mut Collector, &str, &Option<String>) -> Option<(usize, String)>,
+    /// The same for a Modbus source.
+    #[allow(clippy::type_complexity)]
+    pub modbus_source: &'a dyn Fn(&mut Collector, &str, &Option<String>) -> Option<(usize, String)>,
     /// Resolves a required reference to a NUT source: its index, name and settings, or a
     /// problem reported at the given path.
     #[allow(clippy::type_complexity)]
@@ -53,6 +57,12 @@ pub trait StepInfo {
     /// Whether running the step again after an interruption cannot do harm.
     fn is_idempotent(&self) -> bool {
         true
+    }
+
+    /// What the step writes to a device in the room, for `check-config`'s list of every
+    /// write a config can make (`None`: the step writes to no device).
+    fn device_write(&self) -> Option<String> {
+        None
     }
 
     /// Whether the step raises something that stays open until its incident ends (a
@@ -99,6 +109,7 @@ macro_rules! with_step_types {
             http => Http(HttpStep),
             command => Command(CommandStep),
             mqtt_publish => MqttPublish(MqttPublishStep),
+            modbus_write => ModbusWrite(ModbusWriteStep),
             nut_fsd => NutFsd(NutFsdStep),
             wait => Wait(WaitStep),
             bgp_withdraw => BgpWithdraw(BgpStep),
@@ -174,8 +185,8 @@ impl Action {
     }
 
     /// Whether running the step again after an interruption cannot do harm: DNS replace,
-    /// HAProxy state, HTTP with an Idempotency-Key, MQTT publish and waits are; a command
-    /// is only when it says so.
+    /// HAProxy state, HTTP with an Idempotency-Key, MQTT publish, Modbus writes and waits
+    /// are; a command is only when it says so.
     pub fn is_idempotent(&self) -> bool {
         self.info().is_idempotent()
     }

@@ -1,4 +1,5 @@
-//! Register words to engineering values: type, word and byte order, bit, scale and offset.
+//! Register words to engineering values: type, word and byte order, bit, scale and offset;
+//! and back ([`encode`]), for the `modbus_write` step.
 
 use crate::config::{ByteOrder, RegType, RegisterSpec, WordOrder};
 
@@ -70,6 +71,86 @@ pub fn raw(words: &[u16], spec: &RegisterSpec) -> f64 {
         RegType::F32 => f64::from(f32::from_bits(b as u32)),
         RegType::F64 => f64::from_bits(b),
     }
+}
+
+/// The words that hold the engineering value `value` for `spec`: the inverse of
+/// [`decode`] (offset and scale undone, then the type, byte and word order). An integer
+/// type takes only a value that lands on a whole raw number within the type's range, a
+/// float one a value it can hold; `bit` specs are not written (a bit of a status word would
+/// be a read-modify-write).
+pub fn encode(value: f64, spec: &RegisterSpec) -> Result<Vec<u16>, String> {
+    if !value.is_finite() {
+        return Err(format!("{value} is not a finite number"));
+    }
+    if spec.bit.is_some() {
+        return Err("a bit of a register cannot be written on its own".into());
+    }
+    let raw = (value - spec.offset) / spec.scale;
+    let name = crate::names::name_of(&spec.kind);
+    let article = if name.starts_with(['i', 'f']) {
+        "an"
+    } else {
+        "a"
+    };
+    let whole = |min: f64, max: f64| -> Result<f64, String> {
+        let r = raw.round();
+        // Scale factors such as 0.1 are not exact in binary: 23.5 / 0.1 is 234.99999999999997.
+        if (raw - r).abs() > 1e-6 * r.abs().max(1.0) {
+            return Err(format!(
+                "{value} is not a whole number of register steps (raw {raw} with scale {} and offset {})",
+                spec.scale, spec.offset
+            ));
+        }
+        if r < min || r > max {
+            return Err(format!(
+                "{value} does not fit {article} {name}: raw {r} is outside {min} to {max}"
+            ));
+        }
+        Ok(r)
+    };
+    let float = |finite: bool| -> Result<(), String> {
+        if finite {
+            Ok(())
+        } else {
+            Err(format!("{value} does not fit {article} {name} (raw {raw})"))
+        }
+    };
+    let b: u64 = match spec.kind {
+        RegType::U16 => whole(0.0, 65_535.0)? as u64,
+        RegType::I16 => u64::from(whole(-32_768.0, 32_767.0)? as i16 as u16),
+        RegType::U32 => whole(0.0, 4_294_967_295.0)? as u64,
+        RegType::I32 => u64::from(whole(-2_147_483_648.0, 2_147_483_647.0)? as i32 as u32),
+        RegType::U64 => whole(0.0, u64::MAX as f64)? as u64,
+        RegType::I64 => whole(i64::MIN as f64, i64::MAX as f64)? as i64 as u64,
+        RegType::F16 => {
+            let h = half::f16::from_f64(raw);
+            float(h.is_finite())?;
+            u64::from(h.to_bits())
+        }
+        RegType::F32 => {
+            let f = raw as f32;
+            float(f.is_finite())?;
+            u64::from(f.to_bits())
+        }
+        RegType::F64 => raw.to_bits(),
+    };
+    Ok(words_of(b, spec))
+}
+
+/// The inverse of [`bits`]: `b` as the type's registers in the spec's word and byte order.
+fn words_of(b: u64, spec: &RegisterSpec) -> Vec<u16> {
+    let n = u32::from(spec.kind.width());
+    let mut words: Vec<u16> = (0..n)
+        .map(|i| (b >> (16 * (n - 1 - i))) as u16)
+        .map(|w| match spec.byte_order {
+            ByteOrder::Big => w,
+            ByteOrder::Little => w.swap_bytes(),
+        })
+        .collect();
+    if spec.word_order == WordOrder::LowFirst {
+        words.reverse();
+    }
+    words
 }
 
 #[cfg(test)]
@@ -253,5 +334,69 @@ mod tests {
         let spec = reg(RegType::U64, WordOrder::HighFirst, 1.0, Some(48));
         assert_eq!(decode(&[0x0001, 0, 0, 0], &spec), 1.0);
         assert_eq!(decode(&[0, 0, 0, 0x0001], &spec), 0.0);
+    }
+
+    #[test]
+    fn encode_is_the_inverse_of_decode_for_every_type_and_layout() {
+        for (kind, scale, value) in [
+            (RegType::U16, 1.0, 1.0),
+            (RegType::U16, 0.1, 23.5),
+            (RegType::I16, 0.1, -5.0),
+            (RegType::U32, 1.0, 70_000.0),
+            (RegType::I32, 1.0, -2.0),
+            (RegType::F32, 1.0, 12.5),
+            (RegType::F32, 2.0, 12.5),
+            (RegType::F16, 1.0, 21.5),
+            (RegType::U64, 1.0, 5e9),
+            (RegType::I64, 1.0, -5e9),
+            (RegType::F64, 1.0, -0.000123),
+        ] {
+            for wo in [WordOrder::HighFirst, WordOrder::LowFirst] {
+                for bo in [ByteOrder::Big, ByteOrder::Little] {
+                    let spec = RegisterSpec {
+                        byte_order: bo,
+                        ..reg(kind, wo, scale, None)
+                    };
+                    let words = encode(value, &spec).unwrap();
+                    assert_eq!(words.len(), usize::from(kind.width()));
+                    let back = decode(&words, &spec);
+                    assert!(
+                        (back - value).abs() < 1e-9,
+                        "{kind:?} {wo:?} {bo:?} {value} -> {words:?} -> {back}"
+                    );
+                }
+            }
+        }
+        let mut spec = reg(RegType::U16, WordOrder::HighFirst, 0.0078125, None);
+        spec.offset = -10.0;
+        assert_eq!(encode(15.0, &spec), Ok(vec![3200]));
+        assert_eq!(
+            encode(70_000.0, &reg(RegType::U32, WordOrder::LowFirst, 1.0, None)),
+            Ok(vec![0x1170, 0x0001])
+        );
+    }
+
+    #[test]
+    fn encode_refuses_values_the_type_cannot_hold() {
+        let u16 = reg(RegType::U16, WordOrder::HighFirst, 1.0, None);
+        assert!(encode(-1.0, &u16)
+            .unwrap_err()
+            .contains("does not fit a u16"));
+        assert!(encode(65536.0, &u16).is_err());
+        assert!(encode(1.5, &u16)
+            .unwrap_err()
+            .contains("not a whole number of register steps"));
+        assert!(encode(f64::NAN, &u16).is_err());
+        let i16 = reg(RegType::I16, WordOrder::HighFirst, 1.0, None);
+        assert!(encode(-32769.0, &i16).is_err());
+        assert_eq!(encode(-32768.0, &i16), Ok(vec![0x8000]));
+        let f32 = reg(RegType::F32, WordOrder::HighFirst, 1.0, None);
+        assert!(encode(1e39, &f32).is_err());
+        let f16 = reg(RegType::F16, WordOrder::HighFirst, 1.0, None);
+        assert!(encode(70_000.0, &f16)
+            .unwrap_err()
+            .contains("does not fit an f16"));
+        let flag = reg(RegType::U32, WordOrder::HighFirst, 1.0, Some(2));
+        assert!(encode(1.0, &flag).is_err());
     }
 }

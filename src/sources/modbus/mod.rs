@@ -16,9 +16,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_modbus::client::{Context, Reader};
+use tokio_modbus::client::{Context, Reader, Writer};
 use tokio_modbus::slave::SlaveContext;
-use tokio_modbus::Slave;
+use tokio_modbus::{ExceptionCode, Slave};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +34,13 @@ pub enum ModbusError {
     ConnectTimeout { addr: String, after: Duration },
     #[error("read of {count} {table} registers at {start} timed out after {after:?}")]
     ReadTimeout {
+        table: &'static str,
+        start: u16,
+        count: u16,
+        after: Duration,
+    },
+    #[error("write of {count} {table} item(s) at {start} timed out after {after:?}")]
+    WriteTimeout {
         table: &'static str,
         start: u16,
         count: u16,
@@ -63,6 +70,149 @@ impl Link {
             conn: tokio::sync::Mutex::new(None),
         }
     }
+
+    /// One request to `unit` on the link's connection, under its lock: connects first
+    /// when there is no connection, and drops the connection after a transport error and,
+    /// on TCP, after a timeout. `Ok(Err(code))` is the device's exception (the connection
+    /// stays). A read returns its words (bits as words of 0 or 1), a write nothing.
+    pub async fn call(
+        &self,
+        unit: u8,
+        timeout: Duration,
+        request: Request<'_>,
+    ) -> Result<Result<Vec<u16>, ExceptionCode>, ModbusError> {
+        let mut conn = self.conn.lock().await;
+        if conn.is_none() {
+            *conn = Some(connect(&self.link, unit, timeout).await?);
+        }
+        let Some(ctx) = conn.as_mut() else {
+            unreachable!("connected just above")
+        };
+        ctx.set_slave(Slave(unit));
+        let result = tokio::time::timeout(timeout, request.send(ctx)).await;
+        let drop_conn = match &result {
+            Ok(Ok(_)) => false,
+            Ok(Err(_)) => true,
+            // TCP: a late answer could be taken for the next request's, so start
+            // afresh. RTU: a silent unit is normal on a shared line, and the client
+            // checks the unit id and CRC of every answer; reopening the port would
+            // only disturb the other units.
+            Err(_) => matches!(self.link, ModbusLink::Tcp { .. }),
+        };
+        if drop_conn {
+            *conn = None;
+        }
+        match result {
+            Err(_) => Err(request.timeout_error(timeout)),
+            Ok(Err(e)) => Err(ModbusError::Transport(e.to_string())),
+            Ok(Ok(answer)) => Ok(answer),
+        }
+    }
+
+    /// Closes the connection (the next request opens a new one).
+    pub async fn close(&self) {
+        *self.conn.lock().await = None;
+    }
+}
+
+/// One Modbus request.
+#[derive(Debug, Clone, Copy)]
+pub enum Request<'a> {
+    Read {
+        table: Table,
+        start: u16,
+        count: u16,
+    },
+    /// Function 5 for one coil, 15 for several.
+    WriteCoils { start: u16, bits: &'a [bool] },
+    /// Function 6 for one holding register, 16 for several.
+    WriteRegisters { start: u16, words: &'a [u16] },
+}
+
+impl Request<'_> {
+    async fn send(self, ctx: &mut Context) -> tokio_modbus::Result<Vec<u16>> {
+        fn written(r: tokio_modbus::Result<()>) -> tokio_modbus::Result<Vec<u16>> {
+            r.map(|r| r.map(|()| Vec::new()))
+        }
+        match self {
+            Request::Read {
+                table,
+                start,
+                count,
+            } => read_table(ctx, table, start, count).await,
+            Request::WriteCoils { start, bits: [bit] } => {
+                written(ctx.write_single_coil(start, *bit).await)
+            }
+            Request::WriteCoils { start, bits } => {
+                written(ctx.write_multiple_coils(start, bits).await)
+            }
+            Request::WriteRegisters {
+                start,
+                words: [word],
+            } => written(ctx.write_single_register(start, *word).await),
+            Request::WriteRegisters { start, words } => {
+                written(ctx.write_multiple_registers(start, words).await)
+            }
+        }
+    }
+
+    fn timeout_error(self, after: Duration) -> ModbusError {
+        match self {
+            Request::Read {
+                table,
+                start,
+                count,
+            } => ModbusError::ReadTimeout {
+                table: table.as_str(),
+                start,
+                count,
+                after,
+            },
+            Request::WriteCoils { start, bits } => ModbusError::WriteTimeout {
+                table: Table::Coil.as_str(),
+                start,
+                count: bits.len() as u16,
+                after,
+            },
+            Request::WriteRegisters { start, words } => ModbusError::WriteTimeout {
+                table: Table::Holding.as_str(),
+                start,
+                count: words.len() as u16,
+                after,
+            },
+        }
+    }
+}
+
+/// The links of the running sources, by endpoint, for the runbook steps that write to a
+/// device through the connection its source polls on (a device that accepts one client
+/// is not given a second). Swapped whole when a config reload restarts the sources.
+///
+/// Design: keyed by endpoint, not by source index: an endpoint is what a connection is
+/// to, and a runbook started before a reload (its config's indices) still finds the
+/// connection of the sources running now.
+#[derive(Default)]
+pub struct Links {
+    by_endpoint: std::sync::RwLock<HashMap<ModbusLink, Arc<Link>>>,
+}
+
+impl Links {
+    /// The running link to `endpoint`, if a source has one.
+    pub fn get(&self, endpoint: &ModbusLink) -> Option<Arc<Link>> {
+        self.by_endpoint
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(endpoint)
+            .cloned()
+    }
+
+    /// Puts the links of newly started sources in place of the old ones.
+    pub fn replace(&self, links: HashMap<ModbusLink, Arc<Link>>) {
+        *self
+            .by_endpoint
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = links;
+    }
 }
 
 /// Everything one device's poller needs.
@@ -79,12 +229,22 @@ pub struct Device {
 /// Builds the poll plan of every Modbus source that has sensors; sources with the same
 /// URL share one link.
 pub fn devices(config: &Config) -> Vec<Device> {
+    plan_links(config).0
+}
+
+/// [`devices`], and the link of every Modbus source, polled or not (a source that only
+/// runbook steps write to has a link too, so that its steps share one connection).
+pub fn plan_links(config: &Config) -> (Vec<Device>, HashMap<ModbusLink, Arc<Link>>) {
     let mut links: HashMap<ModbusLink, Arc<Link>> = HashMap::new();
     let mut out = Vec::new();
     for (si, source) in config.sources.iter().enumerate() {
         let crate::config::SourceSpec::Modbus(m) = &source.spec else {
             continue;
         };
+        let link = links
+            .entry(m.link.clone())
+            .or_insert_with(|| Arc::new(Link::new(m.link.clone())))
+            .clone();
         let regs: Vec<_> = config
             .sensors
             .iter()
@@ -98,10 +258,6 @@ pub fn devices(config: &Config) -> Vec<Device> {
         if regs.is_empty() {
             continue;
         }
-        let link = links
-            .entry(m.link.clone())
-            .or_insert_with(|| Arc::new(Link::new(m.link.clone())))
-            .clone();
         let sentinels = regs
             .iter()
             .map(|(i, _)| (*i, &config.sensors[*i as usize].sentinels))
@@ -117,7 +273,7 @@ pub fn devices(config: &Config) -> Vec<Device> {
             sentinels,
         });
     }
-    out
+    (out, links)
 }
 
 pub fn spawn(
@@ -241,46 +397,16 @@ async fn poll_once(
 ) -> Result<(), ModbusError> {
     let cfg = &device.cfg;
     for read in &device.reads {
-        let result = {
-            let mut conn = device.link.conn.lock().await;
-            if conn.is_none() {
-                *conn = Some(connect(&cfg.link, cfg.unit, cfg.timeout).await?);
-            }
-            let Some(ctx) = conn.as_mut() else {
-                unreachable!("connected just above")
-            };
-            ctx.set_slave(Slave(cfg.unit));
-            let fut = read_table(ctx, read.table, read.start, read.count);
-            let result = tokio::time::timeout(cfg.timeout, fut).await;
-            let drop_conn = match &result {
-                Ok(Ok(_)) => false,
-                Ok(Err(_)) => true,
-                // TCP: a late answer could be taken for the next request's, so start
-                // afresh. RTU: a silent unit is normal on a shared line, and the client
-                // checks the unit id and CRC of every answer; reopening the port would
-                // only disturb the other units.
-                Err(_) => matches!(cfg.link, ModbusLink::Tcp { .. }),
-            };
-            if drop_conn {
-                *conn = None;
-            }
-            if matches!(result, Ok(Ok(_))) {
-                device.metrics.set_connected(true);
-            }
-            result
+        let request = Request::Read {
+            table: read.table,
+            start: read.start,
+            count: read.count,
         };
+        let result = device.link.call(cfg.unit, cfg.timeout, request).await?;
+        device.metrics.set_connected(true);
         let at = clock.mono();
         match result {
-            Err(_) => {
-                return Err(ModbusError::ReadTimeout {
-                    table: read.table.as_str(),
-                    start: read.start,
-                    count: read.count,
-                    after: cfg.timeout,
-                })
-            }
-            Ok(Err(e)) => return Err(ModbusError::Transport(e.to_string())),
-            Ok(Ok(Err(exception))) => {
+            Err(exception) => {
                 tracing::debug!(source = %device.name, ?exception, start = read.start, "Modbus exception");
                 device.metrics.error(ErrorKind::Exception);
                 for (sensor, _, _) in &read.sensors {
@@ -296,7 +422,7 @@ async fn poll_once(
                     .await;
                 }
             }
-            Ok(Ok(Ok(words))) => {
+            Ok(words) => {
                 for (sensor, spec, offset) in &read.sensors {
                     let from = *offset as usize;
                     let to = from + spec.kind.width() as usize;
@@ -332,7 +458,7 @@ async fn poll_once(
 }
 
 /// One read of any table. Bits come back as words of 0 or 1, so one decode path serves
-/// every table. Read function codes only: the agent never writes to a device.
+/// every table. Sources only read; writes are the `modbus_write` step's ([`Request`]).
 pub async fn read_table(
     ctx: &mut Context,
     table: Table,

@@ -8,6 +8,13 @@ SPEC: {"transport": "tcp", "port": 1502}  or  {"transport": "rtu", "path": "/dev
       takes "byte_order" and "word_order" ("big" or "little").
 Values are encoded by pymodbus's own convert_to_registers, so the agent's decoder is checked
 against an encoder it does not share. Prints "ready" on stdout once serving.
+
+A device with "coils" and/or "discrete" (lists of booleans from address 0) gets four
+separate tables instead of one shared block: holding and input registers both hold
+"registers", coils and discrete inputs their own bits (padded to a multiple of 16).
+"mirror": [[coil, discrete], ...] makes a discrete input follow writes to a coil, as a
+BMS's "charging" state follows its charge-enable coil. Every write request is printed on
+stdout: "write fc=5 address=12 values=[False]".
 """
 
 import asyncio
@@ -69,6 +76,33 @@ def words(reg):
     )
 
 
+def bits(values):
+    values = [bool(v) for v in values] or [False]
+    values += [False] * (-len(values) % 16)
+    return [SimData(address=0, values=values, datatype=DataType.BITS)]
+
+
+SERVER = {}
+
+
+def action_for(dev):
+    mirror = {c: d for c, d in dev.get("mirror", [])}
+
+    async def action(function_code, _start, address, count, _registers, values):
+        if values is None or function_code not in (5, 6, 15, 16):
+            return None
+        print(f"write fc={function_code} address={address} values={list(values)}", flush=True)
+        if function_code in (5, 15):
+            for k, v in enumerate(values[:count]):
+                if address + k in mirror:
+                    await SERVER["server"].context.async_setValues(
+                        dev["id"], 2, mirror[address + k], [bool(v)]
+                    )
+        return None
+
+    return action
+
+
 async def main(spec):
     devices = []
     for dev in spec["devices"]:
@@ -76,7 +110,15 @@ async def main(spec):
             SimData(address=r["address"], values=words(r), datatype=DataType.REGISTERS)
             for r in dev["registers"]
         ]
-        devices.append(SimDevice(id=dev["id"], simdata=blocks))
+        if "coils" in dev or "discrete" in dev:
+            inputs = [
+                SimData(address=r["address"], values=words(r), datatype=DataType.REGISTERS)
+                for r in dev["registers"]
+            ]
+            tables = (bits(dev.get("coils", [])), bits(dev.get("discrete", [])), blocks, inputs)
+            devices.append(SimDevice(id=dev["id"], simdata=tables, action=action_for(dev)))
+        else:
+            devices.append(SimDevice(id=dev["id"], simdata=blocks, action=action_for(dev)))
     if spec["transport"] == "tcp":
         server = ModbusTcpServer(devices, address=("127.0.0.1", spec["port"]))
     else:
@@ -84,6 +126,7 @@ async def main(spec):
         server = ModbusSerialServer(
             devices, port=spec["path"], baudrate=19200, parity="N", ignore_missing_devices=True
         )
+    SERVER["server"] = server
     task = asyncio.create_task(server.serve_forever())
     await asyncio.sleep(0.2)
     print("ready", flush=True)

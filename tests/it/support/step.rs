@@ -33,6 +33,7 @@ pub fn run(step_toml: &str, drill: bool) -> StepReport {
         vars: &vars,
         dry_run: drill,
         fence: None,
+        modbus: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
