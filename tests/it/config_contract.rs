@@ -99,6 +99,72 @@ duration = "1s"
 }
 
 #[test]
+fn the_integrations_contract_is_accepted_as_written_and_its_copy_matches() {
+    let text = std::fs::read_to_string(manifest("config/integrations.toml")).unwrap();
+    let loaded = load_str(&text, "config/integrations.toml", no_env())
+        .unwrap_or_else(|e| panic!("{:#?}", e.errors));
+    let types: Vec<&str> = loaded
+        .config
+        .sources
+        .iter()
+        .map(|s| s.spec.type_name())
+        .collect();
+    assert_eq!(types, ["modbus", "nut", "snmp", "snmp"]);
+    assert_eq!(loaded.config.feeds.len(), 1);
+    let steps: Vec<&str> = loaded
+        .config
+        .runbooks
+        .iter()
+        .flat_map(|r| r.steps.iter().chain(&r.undo_steps))
+        .map(|s| s.action.type_name())
+        .collect();
+    for t in [
+        "modbus_write",
+        "bgp_withdraw",
+        "powerdns",
+        "alertmanager",
+        "pagerduty",
+        "nut_fsd",
+    ] {
+        assert!(steps.contains(&t), "{t} in {steps:?}");
+    }
+    let shared = manifest("../shared/contract/integrations.toml");
+    if let Ok(contract) = std::fs::read_to_string(&shared) {
+        assert_eq!(
+            text,
+            contract,
+            "config/integrations.toml differs from {}",
+            shared.display()
+        );
+    } else {
+        eprintln!("note: {} not found; compared nothing", shared.display());
+    }
+    // check-config: exit 0, the summary names what the file configures, missing secret
+    // files are warnings.
+    let out = firebreak(&[
+        "check-config",
+        "--config",
+        manifest("config/integrations.toml").to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "nut-b3           nut nut://10.20.0.31:3493 ups ups-b3-1",
+        "snmp-ups-b3-3    snmp v3 user firebreak (sha256, priv aes128)",
+        "b3-pdu-a (B3 PDU A, breaker 3-14 in panel LV-B3): zones b3-battery-room",
+        "prepare protect-b3 -> stop charging the B3 strings: write coil 12 := 0 on bms-b3 (verify discrete 12 == 0)",
+        "warning: sources[1].password_file: secret file /etc/firebreak/nut.password",
+    ] {
+        assert!(stdout.contains(line), "{line:?} in\n{stdout}");
+    }
+}
+
+#[test]
 fn the_demo_config_is_valid() {
     let text = std::fs::read_to_string(manifest("config/demo.toml")).unwrap();
     load_str(&text, "config/demo.toml", no_env()).unwrap_or_else(|e| panic!("{:#?}", e.errors));
