@@ -11,7 +11,7 @@ use crate::sinks::influxdb::{
     self as influx, Sink, SinkConfig, Telemetry, TelemetryTx, WallFromMono,
 };
 use crate::sinks::mqtt::{StatusConfig, StatusMsg, StatusPublisher};
-use crate::sources::{modbus, mqtt, snmp};
+use crate::sources::{bacnet, modbus, mqtt, snmp};
 
 mod engine;
 mod reload;
@@ -128,6 +128,13 @@ pub fn summary(path: &Path, c: &Config) -> String {
                 .find(|p| p.name == src.name)
                 .map_or(0, |p| p.oids.len());
             let _ = write!(what, ", {oids} OID(s) per GET");
+        }
+        if let SourceSpec::Bacnet(_) = &src.spec {
+            let objects = bacnet::pollers(c)
+                .into_iter()
+                .find(|p| p.name == src.name)
+                .map_or(0, |p| p.points.len());
+            let _ = write!(what, ", {objects} object(s) per poll");
         }
         let _ = writeln!(s, "  {:<16} {what}; {n} sensor(s)", src.name);
     }
@@ -310,6 +317,18 @@ fn spawn_sources(
             .attach_poll_histogram(metrics.poll_duration.with_label_values(&[&poller.name]));
         source_metrics.push(poller.metrics.clone());
         tasks.push(snmp::spawn(poller, clock.clone(), tx.clone(), stop.clone()));
+    }
+    for poller in bacnet::pollers(config) {
+        poller
+            .metrics
+            .attach_poll_histogram(metrics.poll_duration.with_label_values(&[&poller.name]));
+        source_metrics.push(poller.metrics.clone());
+        tasks.push(bacnet::spawn(
+            poller,
+            clock.clone(),
+            tx.clone(),
+            stop.clone(),
+        ));
     }
     Sources {
         rx,

@@ -165,6 +165,9 @@ pub enum SensorInput {
     },
     /// An object on an SNMP agent (`oid`, `equals`, `scale`, `offset`).
     Snmp(crate::sources::snmp::config::SnmpInput),
+    /// An object's property on a BACnet/IP device (`object`, `property`, `equals`,
+    /// `scale`, `offset`).
+    Bacnet(crate::sources::bacnet::config::BacnetInput),
 }
 
 #[derive(
