@@ -266,6 +266,17 @@ struct State<'a> {
 }
 
 impl State<'_> {
+    /// When the next active subscription is due for renewal.
+    fn next_renewal(&self) -> Option<Instant> {
+        self.subs
+            .values()
+            .filter_map(|s| match s {
+                Sub::Active(at) => Some(*at),
+                _ => None,
+            })
+            .min()
+    }
+
     async fn send(&self, sensor: u32, at: Nanos, reading: Reading) {
         self.p.metrics.sample();
         // Fails only when the agent is shutting down; nothing to do then.
@@ -389,8 +400,20 @@ async fn run(p: &Poller, clock: Arc<dyn Clock>, tx: mpsc::Sender<Sample>) {
     let mut ticker = tokio::time::interval(cfg.poll_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Renewals run on their own time: a poll_interval longer than half the lifetime
+        // must not let a subscription lapse.
+        let renewal = st.next_renewal();
         tokio::select! {
             _ = ticker.tick() => {}
+            _ = async {
+                match renewal {
+                    Some(at) => crate::clock::sleep(at.saturating_duration_since(crate::clock::now())).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                maintain_subscriptions(&mut st, &mut client).await;
+                continue;
+            }
             n = client.next_notification() => {
                 match n {
                     Ok(n) => st.notified(n).await,

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod bacnet;
 pub mod chrome;
 pub mod etcd;
 pub mod events;
