@@ -160,9 +160,22 @@ pub fn summary(path: &Path, c: &Config) -> String {
                 )
             })
             .unwrap_or_default();
+        // Another system's confirmed alarm bypasses `confirm`: say which.
+        let alone: Vec<&str> = c
+            .sensors_in_zone(zi)
+            .filter(|x| {
+                x.kind == crate::config::Kind::AlarmInput && x.detect.critical_above.is_some()
+            })
+            .map(|x| x.id.as_str())
+            .collect();
+        let alone = if alone.is_empty() {
+            String::new()
+        } else {
+            format!(" (critical on its own: {})", alone.join(", "))
+        };
         let _ = writeln!(
             s,
-            "  {}: {} sensor(s) ({}), confirm {}, runbook {}{prepare}",
+            "  {}: {} sensor(s) ({}), confirm {}{alone}, runbook {}{prepare}",
             z.id,
             c.sensors_in_zone(zi).count(),
             kinds.join(", "),

@@ -108,10 +108,14 @@ pub enum Kind {
     Runtime,
     Charge,
     Voltage,
+    /// A signal from another detection system (a fire panel's zone, a relay): 1 is its
+    /// alarm. `confirmed = true` (or `critical_above = 0.5`) on a sensor says the other
+    /// system has confirmed the fire already: critical on its own.
+    AlarmInput,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Temperature,
         Kind::Offgas,
         Kind::Smoke,
@@ -119,6 +123,7 @@ impl Kind {
         Kind::Runtime,
         Kind::Charge,
         Kind::Voltage,
+        Kind::AlarmInput,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -138,6 +143,7 @@ impl Kind {
             Kind::Runtime => "s",
             Kind::Charge => "%",
             Kind::Voltage => "V",
+            Kind::AlarmInput => "0/1",
         }
     }
 }
