@@ -9,14 +9,16 @@ use crate::support;
 
 use firebreak::clock::SystemClock;
 use firebreak::config::{self, Config};
-use firebreak::detect::{FaultKind, Reading, Sample};
+use firebreak::detect::{Cause, FaultKind, Reading, Sample, SensorState, ZoneLevel};
 use firebreak::sources::bacnet;
 use firebreak::sources::metrics::{ErrorKind, SourceMetrics};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use support::agent::Agent;
 use support::bacnet::{BacnetDevice, Options};
+use support::events::Event;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -365,4 +367,169 @@ async fn subscriptions_are_renewed_before_their_lifetime_lapses() {
         d.log_tail()
     );
     reads_rest_then_fire_after_subscribing(&mut run, &mut d).await;
+}
+
+/// The real agent with the panel: the panel confirms a fire in zone 3 (its multi-state
+/// zone goes to 3), and that alone makes the zone critical (confirm = 2 is not waited
+/// for) and starts the runbook, whose first step writes the wall clock to a file. Returns
+/// the seconds from the device applying the change to that step.
+fn panel_fire_to_first_step(cov: bool) -> f64 {
+    let mut d = BacnetDevice::start(3101, panel_objects(), Options::default());
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let stamp = dir.path().join("step.stamp");
+    let config_path = dir.path().join("firebreak.toml");
+    let api_port = support::free_port();
+    let how = if cov {
+        "cov = true\ncov_lifetime = \"60s\"\npoll_interval = \"5s\""
+    } else {
+        "poll_interval = \"1s\""
+    };
+    std::fs::write(
+        &config_path,
+        format!(
+            r#"
+[agent]
+name = "bacnet-e2e"
+state_dir = "{state}"
+event_log = "{state}/events.jsonl"
+
+[api]
+listen = "127.0.0.1:{api_port}"
+
+[[sources]]
+name = "panel"
+type = "bacnet"
+url = "{url}"
+device_instance = 3101
+timeout = "500ms"
+{how}
+
+[[sensors]]
+id = "b3.vesda.1"
+zone = "b3"
+kind = "smoke"
+source = "panel"
+object = "analog-input,3"
+
+[[sensors]]
+id = "b3.panel.zone3"
+zone = "b3"
+kind = "alarm_input"
+source = "panel"
+object = "multi-state-input,12"
+equals = 3
+confirmed = true
+
+[[sensors]]
+id = "b3.panel.prealarm"
+zone = "b3"
+kind = "alarm_input"
+source = "panel"
+object = "binary-input,40"
+
+[[zones]]
+id = "b3"
+runbook = "evacuate"
+confirm = 2
+
+[[runbooks]]
+name = "evacuate"
+
+[[runbooks.steps]]
+name = "stamp"
+type = "command"
+argv = ["/bin/sh", "-c", "date +%s.%N > {stamp}"]
+timeout = "5s"
+
+[[runbooks.steps]]
+name = "hold"
+type = "wait"
+duration = "1s"
+"#,
+            state = state.display(),
+            url = d.url(),
+            stamp = stamp.display(),
+        ),
+    )
+    .unwrap();
+    let mut agent = Agent::start(&config_path, &state.join("events.jsonl"));
+    let answering = std::time::Instant::now() + DEADLINE;
+    while !std::fs::read_to_string(&agent.stderr_log)
+        .unwrap_or_default()
+        .contains("BACnet device answering")
+    {
+        assert!(
+            std::time::Instant::now() < answering,
+            "{}",
+            agent.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if cov {
+        d.wait_subscribed(&[VESDA, ZONE, PREALARM], DEADLINE);
+    }
+    d.set(ZONE, json!({"presentValue": 3}));
+    agent.wait_for(
+        "the zone critical on the panel's word alone",
+        DEADLINE,
+        |e| {
+            matches!(&e.event, Event::ZoneLevel { zone, to: ZoneLevel::Critical, evidence, .. }
+            if zone == "b3"
+                && evidence.len() == 1
+                && evidence[0].sensor == "b3.panel.zone3"
+                && evidence[0].state == SensorState::Critical)
+        },
+    );
+    agent.wait_for("the runbook started", DEADLINE, |e| {
+        matches!(&e.event, Event::RunbookStarted { zone, cause: Cause::Fire, .. } if zone == "b3")
+    });
+    let until = std::time::Instant::now() + DEADLINE;
+    let step_at = loop {
+        if let Some(t) = std::fs::read_to_string(&stamp)
+            .ok()
+            .and_then(|t| t.trim().parse::<f64>().ok())
+        {
+            break t;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no stamp\n{}",
+            agent.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let applied = d.applied_at().expect("the device applied the change");
+    // The source's self-metrics, as every source reports them.
+    let (_, metrics) = support::agent::get(api_port, "/metrics");
+    assert!(
+        metrics.contains(r#"firebreak_source_up{source="panel"} 1"#),
+        "{metrics}"
+    );
+    let samples = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"firebreak_samples_total{source="panel"} "#))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(samples >= 3.0, "{metrics}");
+    assert_eq!(agent.stop(), Some(0), "{}", agent.diagnostics());
+    step_at - applied
+}
+
+#[test]
+fn a_confirmed_panel_fire_alone_starts_the_runbook_over_cov() {
+    let s = panel_fire_to_first_step(true);
+    eprintln!(
+        "bacnet latency, panel state change -> first runbook step, COV: {:.0} ms",
+        s * 1e3
+    );
+}
+
+#[test]
+fn a_confirmed_panel_fire_alone_starts_the_runbook_over_polling() {
+    let s = panel_fire_to_first_step(false);
+    eprintln!(
+        "bacnet latency, panel state change -> first runbook step, polled every 1s: {:.0} ms",
+        s * 1e3
+    );
 }
