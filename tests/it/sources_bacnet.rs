@@ -533,3 +533,50 @@ fn a_confirmed_panel_fire_alone_starts_the_runbook_over_polling() {
         s * 1e3
     );
 }
+
+/// `firebreak probe bacnet` lists the panel's objects with their names, values, units and
+/// status, so the sensors can be written from it.
+#[test]
+fn the_probe_lists_the_panels_objects() {
+    let mut d = BacnetDevice::start(3101, panel_objects(), Options::default());
+    d.set(VESDA, json!({"reliability": "unreliableOther"}));
+    std::thread::sleep(Duration::from_millis(200));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firebreak"))
+        .args(["probe", "bacnet", &d.url(), "--device", "3101"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |object: &str| {
+        text.lines()
+            .find(|l| l.starts_with(object))
+            .unwrap_or_else(|| panic!("no line for {object}:\n{text}"))
+            .to_string()
+    };
+    assert!(text.starts_with("device 3101 \"panel\""), "{text}");
+    let vesda = line(VESDA);
+    assert!(
+        vesda.contains("\"VESDA B3\"")
+            && vesda.contains("0.01")
+            && vesda.contains("percent-obscuration-per-meter")
+            && vesda.contains("fault"),
+        "{vesda}"
+    );
+    let zone = line(ZONE);
+    assert!(
+        zone.contains("\"Zone 3 battery room\"") && zone.contains(" 1 "),
+        "{zone}"
+    );
+    assert!(line(PREALARM).contains("0 (inactive)"), "{text}");
+    // The wrong instance is a usage error naming the option.
+    let wrong = std::process::Command::new(env!("CARGO_BIN_EXE_firebreak"))
+        .args(["probe", "bacnet", &d.url(), "--device", "99"])
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("check --device"));
+}
