@@ -364,60 +364,6 @@ pub async fn mqtt(p: &MqttProbe) -> Result<(), ProbeError> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_decoding_of_a_register_block_is_listed() {
-        let out = format_registers(0, &[0xFFCE, 0x0001, 0x1170], 0.1);
-        assert!(out.contains("0xFFCE"), "{out}");
-        assert!(out.contains("-5"), "i16 x0.1 of 0xFFCE:\n{out}");
-        assert!(
-            out.contains("7000"),
-            "u32 high_first of [1, 0x1170] x0.1:\n{out}"
-        );
-        let f = 23.5f32.to_bits();
-        let out = format_registers(10, &[(f >> 16) as u16, f as u16, 0xFFFF], 1.0);
-        assert!(out.contains("23.5"), "{out}");
-        assert!(out.contains("no data"), "{out}");
-    }
-
-    #[test]
-    fn the_new_decodings_are_listed_with_the_keys_that_name_them() {
-        // 23.5 as f32 in the layout DCBA (low word first, bytes swapped).
-        let f = 23.5f32.to_bits();
-        let words = [(f as u16).swap_bytes(), ((f >> 16) as u16).swap_bytes()];
-        let out = format_registers(0, &words, 1.0);
-        let row = out
-            .lines()
-            .find(|l| l.contains("DCBA low_first little"))
-            .expect("a DCBA row");
-        assert!(row.contains("23.5"), "{out}");
-        // 1.5 as f16 (0x3E00) in one register.
-        assert!(format_registers(0, &[0x3E00], 1.0).contains("1.5"));
-        // -2 as i64 in four registers, high word first.
-        let out = format_registers(0, &[0xFFFF, 0xFFFF, 0xFFFF, 0xFFFE], 1.0);
-        let (_, wide) = out.split_once("64-bit values").expect("a 64-bit table");
-        let row = wide
-            .lines()
-            .find(|l| l.contains("ABCD high_first big"))
-            .expect("an ABCD row");
-        assert!(row.contains("-2"), "{out}");
-    }
-
-    #[test]
-    fn an_mqtt_message_shows_what_the_pointer_extracts_or_why_not() {
-        let out = describe_message("a/b", br#"{"obscuration": 0.05, "x": {"t": 21}}"#, None);
-        assert!(out.contains("/obscuration = 0.05"), "{out}");
-        assert!(out.contains("/x/t = 21"), "{out}");
-        let out = describe_message("a/b", br#"{"obscuration": 0.05}"#, Some("/obscuration"));
-        assert!(out.contains("value 0.05"), "{out}");
-        let out = describe_message("a/b", b"hot", None);
-        assert!(out.contains("fault:bad_payload"), "{out}");
-    }
-}
-
 pub struct BacnetProbe {
     /// `bacnet://host[:port]`
     pub url: String,
@@ -584,4 +530,58 @@ pub async fn bacnet(p: &BacnetProbe) -> Result<String, ProbeError> {
         );
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_decoding_of_a_register_block_is_listed() {
+        let out = format_registers(0, &[0xFFCE, 0x0001, 0x1170], 0.1);
+        assert!(out.contains("0xFFCE"), "{out}");
+        assert!(out.contains("-5"), "i16 x0.1 of 0xFFCE:\n{out}");
+        assert!(
+            out.contains("7000"),
+            "u32 high_first of [1, 0x1170] x0.1:\n{out}"
+        );
+        let f = 23.5f32.to_bits();
+        let out = format_registers(10, &[(f >> 16) as u16, f as u16, 0xFFFF], 1.0);
+        assert!(out.contains("23.5"), "{out}");
+        assert!(out.contains("no data"), "{out}");
+    }
+
+    #[test]
+    fn the_new_decodings_are_listed_with_the_keys_that_name_them() {
+        // 23.5 as f32 in the layout DCBA (low word first, bytes swapped).
+        let f = 23.5f32.to_bits();
+        let words = [(f as u16).swap_bytes(), ((f >> 16) as u16).swap_bytes()];
+        let out = format_registers(0, &words, 1.0);
+        let row = out
+            .lines()
+            .find(|l| l.contains("DCBA low_first little"))
+            .expect("a DCBA row");
+        assert!(row.contains("23.5"), "{out}");
+        // 1.5 as f16 (0x3E00) in one register.
+        assert!(format_registers(0, &[0x3E00], 1.0).contains("1.5"));
+        // -2 as i64 in four registers, high word first.
+        let out = format_registers(0, &[0xFFFF, 0xFFFF, 0xFFFF, 0xFFFE], 1.0);
+        let (_, wide) = out.split_once("64-bit values").expect("a 64-bit table");
+        let row = wide
+            .lines()
+            .find(|l| l.contains("ABCD high_first big"))
+            .expect("an ABCD row");
+        assert!(row.contains("-2"), "{out}");
+    }
+
+    #[test]
+    fn an_mqtt_message_shows_what_the_pointer_extracts_or_why_not() {
+        let out = describe_message("a/b", br#"{"obscuration": 0.05, "x": {"t": 21}}"#, None);
+        assert!(out.contains("/obscuration = 0.05"), "{out}");
+        assert!(out.contains("/x/t = 21"), "{out}");
+        let out = describe_message("a/b", br#"{"obscuration": 0.05}"#, Some("/obscuration"));
+        assert!(out.contains("value 0.05"), "{out}");
+        let out = describe_message("a/b", b"hot", None);
+        assert!(out.contains("fault:bad_payload"), "{out}");
+    }
 }

@@ -1190,7 +1190,8 @@ impl<'a> Reader<'a> {
 
     fn context_primitive(&mut self, n: u8) -> Result<&'a [u8], DecodeError> {
         let t = self.peek()?;
-        if !(t.context && !t.opening && !t.closing && t.number == n) {
+        let primitive = t.context && !t.opening && !t.closing;
+        if !primitive || t.number != n {
             return Err(DecodeError::UnexpectedTag(self.at, "a context tag"));
         }
         self.content(t)
