@@ -11,7 +11,7 @@ use crate::sinks::influxdb::{
     self as influx, Sink, SinkConfig, Telemetry, TelemetryTx, WallFromMono,
 };
 use crate::sinks::mqtt::{StatusConfig, StatusMsg, StatusPublisher};
-use crate::sources::{modbus, mqtt, nut, snmp};
+use crate::sources::{bacnet, modbus, mqtt, nut, snmp};
 
 mod engine;
 mod reload;
@@ -129,6 +129,13 @@ pub fn summary(path: &Path, c: &Config) -> String {
                 .map_or(0, |p| p.oids.len());
             let _ = write!(what, ", {oids} OID(s) per GET");
         }
+        if let SourceSpec::Bacnet(_) = &src.spec {
+            let objects = bacnet::pollers(c)
+                .into_iter()
+                .find(|p| p.name == src.name)
+                .map_or(0, |p| p.points.len());
+            let _ = write!(what, ", {objects} object(s) per poll");
+        }
         let _ = writeln!(s, "  {:<16} {what}; {n} sensor(s)", src.name);
     }
     let _ = writeln!(s, "zones ({}):", c.zones.len());
@@ -153,9 +160,22 @@ pub fn summary(path: &Path, c: &Config) -> String {
                 )
             })
             .unwrap_or_default();
+        // Another system's confirmed alarm bypasses `confirm`: say which.
+        let alone: Vec<&str> = c
+            .sensors_in_zone(zi)
+            .filter(|x| {
+                x.kind == crate::config::Kind::AlarmInput && x.detect.critical_above.is_some()
+            })
+            .map(|x| x.id.as_str())
+            .collect();
+        let alone = if alone.is_empty() {
+            String::new()
+        } else {
+            format!(" (critical on its own: {})", alone.join(", "))
+        };
         let _ = writeln!(
             s,
-            "  {}: {} sensor(s) ({}), confirm {}, runbook {}{prepare}",
+            "  {}: {} sensor(s) ({}), confirm {}{alone}, runbook {}{prepare}",
             z.id,
             c.sensors_in_zone(zi).count(),
             kinds.join(", "),
@@ -358,6 +378,18 @@ fn spawn_sources(
             .attach_poll_histogram(metrics.poll_duration.with_label_values(&[&poller.name]));
         source_metrics.push(poller.metrics.clone());
         tasks.push(snmp::spawn(poller, clock.clone(), tx.clone(), stop.clone()));
+    }
+    for poller in bacnet::pollers(config) {
+        poller
+            .metrics
+            .attach_poll_histogram(metrics.poll_duration.with_label_values(&[&poller.name]));
+        source_metrics.push(poller.metrics.clone());
+        tasks.push(bacnet::spawn(
+            poller,
+            clock.clone(),
+            tx.clone(),
+            stop.clone(),
+        ));
     }
     Sources {
         rx,

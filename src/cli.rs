@@ -233,6 +233,21 @@ pub enum ProbeCommand {
         #[arg(long = "for", value_parser = parse_duration_arg)]
         duration: Option<Duration>,
     },
+    /// List a BACnet/IP device's objects: name, present value, units and status flags,
+    /// and the `object` key that reads each. Read-only (ReadProperty and
+    /// ReadPropertyMultiple only).
+    ///
+    /// Example: firebreak probe bacnet bacnet://10.20.0.60:47808 --device 3101
+    Bacnet {
+        /// bacnet://host or bacnet://host:47808
+        url: String,
+        /// The instance of the device's Device object.
+        #[arg(long)]
+        device: u32,
+        /// One request's timeout, e.g. "2s".
+        #[arg(long, default_value = "2s", value_parser = parse_duration_arg)]
+        timeout: Duration,
+    },
 }
 
 /// A Modbus table, as `--table` takes it.

@@ -264,6 +264,19 @@ fn probe(what: firebreak::cli::ProbeCommand) -> ExitCode {
             };
             rt.block_on(firebreak::probe::mqtt(&p))
         }
+        ProbeCommand::Bacnet {
+            url,
+            device,
+            timeout,
+        } => {
+            let p = firebreak::probe::BacnetProbe {
+                url,
+                device,
+                timeout,
+            };
+            rt.block_on(firebreak::probe::bacnet(&p))
+                .map(|report| print!("{report}"))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -445,7 +445,7 @@ mod tests {
         use crate::dns::{RecordKind, TsigAlgorithm};
         use crate::sinks::influxdb;
         // The number of variants, so that a variant without a name cannot hide.
-        assert_eq!(round_trips(FaultKind::as_str, FaultKind::parse), 12);
+        assert_eq!(round_trips(FaultKind::as_str, FaultKind::parse), 15);
         assert_eq!(round_trips(SensorState::as_str, SensorState::parse), 6);
         assert_eq!(round_trips(ZoneLevel::as_str, ZoneLevel::parse), 4);
         assert_eq!(round_trips(Cause::as_str, Cause::parse), 4);

@@ -1,5 +1,6 @@
 //! `firebreak probe`: commissioning help. Reads registers once and prints every plausible
-//! decoding, or prints what arrives on an MQTT topic and what a `json_pointer` extracts, so
+//! decoding, lists a BACnet device's objects, or prints what arrives on an MQTT topic and
+//! what a `json_pointer` extracts, so
 //! a technician can pick the right config before writing it. Read-only: no write function
 //! code is ever sent.
 
@@ -29,6 +30,8 @@ pub enum ProbeError {
     Mqtt(#[from] mqtt::MqttError),
     #[error("MQTT: {0}")]
     MqttConnection(String),
+    #[error("BACnet: {0}")]
+    Bacnet(#[from] crate::sources::bacnet::client::BacnetError),
 }
 
 pub struct ModbusProbe {
@@ -359,6 +362,174 @@ pub async fn mqtt(p: &MqttProbe) -> Result<(), ProbeError> {
         },
         None => work.await,
     }
+}
+
+pub struct BacnetProbe {
+    /// `bacnet://host[:port]`
+    pub url: String,
+    /// The Device object's instance.
+    pub device: u32,
+    pub timeout: Duration,
+}
+
+/// A few engineering units by number (BACnetEngineeringUnits), for the listing.
+fn units_name(u: u32) -> String {
+    match u {
+        3 => "amperes".into(),
+        5 => "volts".into(),
+        47 => "watts".into(),
+        48 => "kilowatts".into(),
+        62 => "degrees-celsius".into(),
+        64 => "degrees-fahrenheit".into(),
+        72 => "minutes".into(),
+        73 => "seconds".into(),
+        95 => "no-units".into(),
+        96 => "parts-per-million".into(),
+        98 => "percent".into(),
+        144 => "percent-obscuration-per-meter".into(),
+        other => format!("units {other}"),
+    }
+}
+
+/// Lists the device's objects (object-list), each with its name, present value, units and
+/// status, and the sensor keys that read it.
+pub async fn bacnet(p: &BacnetProbe) -> Result<String, ProbeError> {
+    use crate::sources::bacnet::client::{BacnetError, Client};
+    use crate::sources::bacnet::codec::{self, object_type, prop, ObjectId, StatusFlags, Value};
+    let (host, port) =
+        crate::sources::bacnet::config::parse_bacnet_url(&p.url).map_err(ProbeError::Usage)?;
+    let target = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut client = Client::connect(&target, None, None, p.timeout, 1).await?;
+    let device = ObjectId::new(object_type::DEVICE, p.device);
+    // The whole list in one answer when it fits unsegmented; else one element at a time.
+    let objects: Vec<ObjectId> =
+        match client.read_property(device, prop::OBJECT_LIST, None).await {
+            Ok(values) => values,
+            Err(BacnetError::Abort(_) | BacnetError::Reject(_)) => {
+                let count = client
+                    .read_property(device, prop::OBJECT_LIST, Some(0))
+                    .await?
+                    .first()
+                    .and_then(Value::number)
+                    .unwrap_or(0.0) as u32;
+                let mut out = Vec::new();
+                for i in 1..=count {
+                    out.extend(
+                        client
+                            .read_property(device, prop::OBJECT_LIST, Some(i))
+                            .await?,
+                    );
+                }
+                out
+            }
+            Err(BacnetError::Error(e)) if e.is_unknown() => {
+                return Err(ProbeError::Usage(format!(
+                    "the device at {target} has no Device object {} ({e}): check --device",
+                    p.device
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        .into_iter()
+        .filter_map(|v| match v {
+            Value::ObjectId(o) => Some(o),
+            _ => None,
+        })
+        .collect();
+    let specs: Vec<(ObjectId, Vec<u32>)> = objects
+        .iter()
+        .map(|o| {
+            let props = if *o == device {
+                vec![prop::OBJECT_NAME, prop::VENDOR_NAME, prop::MODEL_NAME]
+            } else {
+                vec![
+                    prop::OBJECT_NAME,
+                    prop::PRESENT_VALUE,
+                    prop::UNITS,
+                    prop::STATUS_FLAGS,
+                    prop::RELIABILITY,
+                ]
+            };
+            (*o, props)
+        })
+        .collect();
+    let results = client.read_objects(&specs).await?;
+    let mut out = String::new();
+    let text = |r: &codec::AccessResult, p: u32| -> Option<Value> {
+        r.results
+            .iter()
+            .find(|x| x.property == p)
+            .and_then(|x| x.value.as_ref().ok())
+            .and_then(|v| v.first().cloned())
+    };
+    let plain = |v: Option<Value>| match v {
+        Some(Value::CharacterString(s)) => s,
+        Some(v) => v.to_string(),
+        None => String::new(),
+    };
+    if let Some(d) = results.iter().find(|r| r.object == device) {
+        let _ = writeln!(
+            out,
+            "device {} {:?} at {target}: {} {}, {} object(s)",
+            p.device,
+            plain(text(d, prop::OBJECT_NAME)),
+            plain(text(d, prop::VENDOR_NAME)),
+            plain(text(d, prop::MODEL_NAME)),
+            objects.len()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<26} {:<28} {:<16} {:<30} status",
+        "object", "name", "present-value", "units"
+    );
+    let mut readable = Vec::new();
+    for r in results.iter().filter(|r| r.object != device) {
+        let name = plain(text(r, prop::OBJECT_NAME));
+        let pv = text(r, prop::PRESENT_VALUE);
+        let shown = match (&pv, r.object.kind) {
+            (Some(Value::Enumerated(e)), 3..=5) => {
+                format!("{e} ({})", if *e == 1 { "active" } else { "inactive" })
+            }
+            (Some(v), _) => v.to_string(),
+            (None, _) => "-".into(),
+        };
+        let units = match text(r, prop::UNITS) {
+            Some(Value::Enumerated(u)) => units_name(u),
+            _ => "-".into(),
+        };
+        let mut status = text(r, prop::STATUS_FLAGS)
+            .as_ref()
+            .and_then(StatusFlags::from_value)
+            .map_or_else(|| "-".to_string(), |f| f.to_string());
+        if let Some(Value::Enumerated(rel)) = text(r, prop::RELIABILITY) {
+            if rel != 0 {
+                status.push_str(&format!(", reliability {rel}"));
+            }
+        }
+        if pv.as_ref().and_then(Value::number).is_some() {
+            readable.push(r.object);
+        }
+        let _ = writeln!(
+            out,
+            "{:<26} {:<28} {:<16} {:<30} {status}",
+            r.object.to_string(),
+            format!("{name:?}"),
+            shown,
+            units
+        );
+    }
+    if let Some(first) = readable.first() {
+        let _ = writeln!(
+            out,
+            "\nA sensor on one of these: object = \"{first}\" (binary: 1 active, 0 inactive; multi-state: the state number, `equals = N` for 0/1)"
+        );
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -52,10 +52,12 @@ ensure_packages() {
   if [ ${#pips[@]} -gt 0 ]; then
     local venv=target/pyvenv want
     for want in "${pips[@]}"; do
-      if ! "$venv/bin/pip" show "${want%%[[=]*}" 2>/dev/null | grep -qx "Version: ${want##*==}"; then
+      # `python -m pip`, not bin/pip: a venv copied from another checkout keeps a pip
+      # whose first line names the other checkout's python (and would install there).
+      if ! "$venv/bin/python" -m pip show "${want%%[[=]*}" 2>/dev/null | grep -qx "Version: ${want##*==}"; then
         echo "== installing $want into $venv"
-        [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
-        "$venv/bin/pip" install -q "$want"
+        [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+        "$venv/bin/python" -m pip install -q "$want"
       fi
     done
   fi

@@ -111,10 +111,14 @@ pub enum Kind {
     Runtime,
     Charge,
     Voltage,
+    /// A signal from another detection system (a fire panel's zone, a relay): 1 is its
+    /// alarm. `confirmed = true` (or `critical_above = 0.5`) on a sensor says the other
+    /// system has confirmed the fire already: critical on its own.
+    AlarmInput,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Temperature,
         Kind::Offgas,
         Kind::Smoke,
@@ -122,6 +126,7 @@ impl Kind {
         Kind::Runtime,
         Kind::Charge,
         Kind::Voltage,
+        Kind::AlarmInput,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -141,6 +146,7 @@ impl Kind {
             Kind::Runtime => "s",
             Kind::Charge => "%",
             Kind::Voltage => "V",
+            Kind::AlarmInput => "0/1",
         }
     }
 }
@@ -170,6 +176,9 @@ pub enum SensorInput {
     Nut(NutInput),
     /// An object on an SNMP agent (`oid`, `equals`, `scale`, `offset`).
     Snmp(crate::sources::snmp::config::SnmpInput),
+    /// An object's property on a BACnet/IP device (`object`, `property`, `equals`,
+    /// `scale`, `offset`).
+    Bacnet(crate::sources::bacnet::config::BacnetInput),
 }
 
 pub use crate::sources::nut::config::{NutInput, NutRead};

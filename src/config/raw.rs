@@ -140,6 +140,10 @@ pub struct RawSensor {
     /// Raw values (as the device sends them, before `scale` and `offset`) that mean "no
     /// data" for this sensor (e.g. 85 and -127 from a DS18B20): `fault:out_of_range`.
     pub sentinels: Option<Vec<f64>>,
+    /// Extension, `alarm_input` only: the other system has confirmed the fire already, so
+    /// its alarm makes the zone critical on its own (`critical_above` at the alarm
+    /// threshold).
+    pub confirmed: Option<bool>,
     /// Where the value is on the device (`register`, `topic`, ...): the keys of the
     /// sensor's source type, read by its folder's `config.rs` under `src/sources/`.
     #[serde(flatten)]
@@ -178,6 +182,7 @@ pub struct RawDetectKinds {
     pub runtime: Option<RawDetect>,
     pub charge: Option<RawDetect>,
     pub voltage: Option<RawDetect>,
+    pub alarm_input: Option<RawDetect>,
 }
 
 #[derive(Debug, Default, Deserialize)]

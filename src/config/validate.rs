@@ -56,6 +56,11 @@ pub fn validate(raw: &RawConfig) -> Validated {
     }
 
     let kind_defaults = detect_kinds(&mut c, raw.detect.as_ref());
+    let alarm_input_stale_set = raw
+        .detect
+        .as_ref()
+        .and_then(|d| d.alarm_input.as_ref())
+        .is_some_and(|a| a.stale_after.is_some());
 
     // Runbooks before zones (zones refer to them).
     let mut runbook_index: HashMap<String, usize> = HashMap::new();
@@ -246,6 +251,7 @@ pub fn validate(raw: &RawConfig) -> Validated {
             &sources,
             &zone_index,
             &kind_defaults,
+            alarm_input_stale_set,
         );
         if let Some(sensor) = built.filter(|_| !duplicate) {
             if let SensorInput::Register(reg) = &sensor.input {
@@ -666,6 +672,16 @@ pub fn builtin_defaults(kind: Kind) -> DetectParams {
             max: 1000.0,
             ..base
         },
+        // Another system's alarm: it has judged the room already, so no hold, no slope,
+        // no warning band; anything but 0 or 1 is a misread (`equals` turns a state number
+        // into 0/1). stale_after is 3 x the source's interval unless set (see `sensor`).
+        Kind::AlarmInput => DetectParams {
+            alarm_above: Some(0.5),
+            hold: Duration::ZERO,
+            min: 0.0,
+            max: 1.0,
+            ..base
+        },
     }
 }
 
@@ -681,6 +697,7 @@ fn detect_kinds(c: &mut Collector, raw: Option<&RawDetectKinds>) -> HashMap<Kind
             Kind::Runtime => r.runtime.as_ref(),
             Kind::Charge => r.charge.as_ref(),
             Kind::Voltage => r.voltage.as_ref(),
+            Kind::AlarmInput => r.alarm_input.as_ref(),
         });
         if let Some(r) = r {
             let path = format!("detect.{}", kind.as_str());
@@ -772,7 +789,13 @@ fn check_detect(c: &mut Collector, path: &str, kind: Kind, p: &DetectParams) {
         .filter_map(|(k, v)| v.map(|v| (*k, v)))
         .collect();
     for w in set.windows(2) {
-        if w[0].1 >= w[1].1 {
+        // An alarm input whose critical threshold is its alarm threshold is a confirmed
+        // signal: it goes straight to critical.
+        let confirmed = kind == Kind::AlarmInput
+            && w[0].0 == "alarm_above"
+            && w[1].0 == "critical_above"
+            && w[0].1 == w[1].1;
+        if w[0].1 >= w[1].1 && !confirmed {
             c.err(
                 format!("{path}.{}", w[1].0),
                 format!(
@@ -828,10 +851,10 @@ fn check_detect(c: &mut Collector, path: &str, kind: Kind, p: &DetectParams) {
         c.err(format!("{path}.stale_after"), "must be more than 0");
     }
     if let Some(f) = p.frozen_after {
-        if matches!(kind, Kind::OnBattery) {
+        if matches!(kind, Kind::OnBattery | Kind::AlarmInput) {
             c.err(
                 format!("{path}.frozen_after"),
-                "does not apply to on_battery: a status flag does not jitter, it would always look frozen",
+                format!("does not apply to {}: a status flag does not jitter, it would always look frozen", kind.as_str()),
             );
         } else if f <= p.stale_after {
             c.err(
@@ -860,6 +883,7 @@ fn sensor(
     sources: &[Source],
     zone_index: &HashMap<String, usize>,
     kind_defaults: &HashMap<Kind, DetectParams>,
+    alarm_input_stale_set: bool,
 ) -> Option<Sensor> {
     let id = c
         .required_str(&format!("{path}.id"), &s.id)
@@ -917,6 +941,27 @@ fn sensor(
         .unwrap_or_else(|| builtin_defaults(kind));
     let overrides = s.detect_overrides();
     apply_detect(c, path, &mut detect, &overrides);
+    match (s.confirmed, kind) {
+        (Some(_), k) if k != Kind::AlarmInput => c.err(
+            format!("{path}.confirmed"),
+            format!(
+                "applies to kind = \"alarm_input\" only (this sensor is {})",
+                k.as_str()
+            ),
+        ),
+        (Some(_), _) if s.critical_above.is_some() => c.err(
+            format!("{path}.confirmed"),
+            "say it once: confirmed = true is critical_above at the alarm threshold; leave out one of them",
+        ),
+        (Some(true), _) => detect.critical_above = detect.alarm_above,
+        _ => {}
+    }
+    if kind == Kind::AlarmInput && s.stale_after.is_none() && !alarm_input_stale_set {
+        // Stale after three missed liveness reads of its own source.
+        if let Some(src) = source.and_then(|i| sources.get(i)) {
+            detect.stale_after = src.spec.expected_interval() * 3;
+        }
+    }
     check_detect(c, path, kind, &detect);
     let mut sentinels = Vec::new();
     for (i, v) in s.sentinels.iter().flatten().enumerate() {
@@ -1130,4 +1175,195 @@ fn telemetry(
         crate::sinks::mqtt::config::validate(c, p, m, source, &agent.name)
     });
     Telemetry { influxdb, mqtt }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::{Detector, Output, Reading, Sample, ZoneLevel};
+
+    /// A panel (polled every 2 s) with a VESDA, a confirmed zone signal and a pre-alarm
+    /// relay in a zone that needs two votes.
+    fn panel(extra_zone3: &str, detect: &str) -> Result<Config, Vec<String>> {
+        let text = format!(
+            r#"
+[agent]
+name = "t"
+state_dir = "/tmp/firebreak-unit"
+
+[[sources]]
+name = "panel"
+type = "bacnet"
+url = "bacnet://10.20.0.60"
+device_instance = 3101
+poll_interval = "2s"
+
+[[sensors]]
+id = "vesda"
+zone = "z"
+kind = "smoke"
+source = "panel"
+object = "analog-input,3"
+
+[[sensors]]
+id = "zone3"
+zone = "z"
+kind = "alarm_input"
+source = "panel"
+object = "multi-state-input,12"
+equals = 3
+{extra_zone3}
+
+[[sensors]]
+id = "prealarm"
+zone = "z"
+kind = "alarm_input"
+source = "panel"
+object = "binary-input,40"
+
+{detect}
+
+[[zones]]
+id = "z"
+runbook = "r"
+confirm = 2
+
+[[runbooks]]
+name = "r"
+
+[[runbooks.steps]]
+name = "drain"
+type = "wait"
+duration = "1s"
+"#
+        );
+        crate::config::load_str(&text, "unit", Default::default())
+            .map(|l| l.config)
+            .map_err(|e| e.errors.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn an_alarm_input_alarms_at_one_at_once_and_goes_stale_after_three_missed_polls() {
+        let c = panel("", "").unwrap();
+        let p = &c.sensors[2].detect;
+        assert_eq!(p.alarm_above, Some(0.5));
+        assert_eq!(p.critical_above, None);
+        assert_eq!(p.warn_above, None);
+        assert_eq!((p.rise_warn, p.rise_alarm), (None, None));
+        assert_eq!(p.hold, Duration::ZERO);
+        assert_eq!(p.stale_after, Duration::from_secs(6));
+        // [detect.alarm_input] or the sensor may still say otherwise.
+        let c = panel(
+            "stale_after = \"4s\"",
+            "[detect.alarm_input]\nstale_after = \"9s\"",
+        )
+        .unwrap();
+        assert_eq!(c.sensors[1].detect.stale_after, Duration::from_secs(4));
+        assert_eq!(c.sensors[2].detect.stale_after, Duration::from_secs(9));
+    }
+
+    #[test]
+    fn confirmed_is_critical_at_the_alarm_threshold_and_only_for_alarm_inputs() {
+        let by_key = panel("confirmed = true", "").unwrap();
+        assert_eq!(by_key.sensors[1].detect.critical_above, Some(0.5));
+        let by_threshold = panel("critical_above = 0.5", "").unwrap();
+        assert_eq!(by_threshold.sensors[1].detect.critical_above, Some(0.5));
+        let both = panel("confirmed = true\ncritical_above = 0.5", "").unwrap_err();
+        assert!(
+            both.iter()
+                .any(|e| e.starts_with("sensors[1].confirmed: say it once")),
+            "{both:?}"
+        );
+    }
+
+    fn run(config: &Config, fire: &[&str]) -> (ZoneLevel, bool) {
+        let mut d = Detector::from_config(config, 0);
+        let s = 1_000_000_000u64;
+        let mut level = ZoneLevel::Normal;
+        let mut critical = false;
+        for t in 0..6u64 {
+            for (i, sensor) in config.sensors.iter().enumerate() {
+                let v = if t >= 2 && fire.contains(&sensor.id.as_str()) {
+                    if sensor.kind == Kind::Smoke {
+                        0.2
+                    } else {
+                        1.0
+                    }
+                } else if sensor.kind == Kind::Smoke {
+                    0.01
+                } else {
+                    0.0
+                };
+                d.observe(Sample {
+                    sensor: i as u32,
+                    at: t * s,
+                    reading: Reading::Value(v),
+                });
+            }
+            d.tick(t * s + 1);
+            for o in d.drain() {
+                match o {
+                    Output::Zone { to, .. } => level = to,
+                    Output::Critical { .. } => critical = true,
+                    _ => {}
+                }
+            }
+        }
+        (level, critical)
+    }
+
+    #[test]
+    fn a_confirmed_panel_fire_is_critical_alone_and_a_pre_alarm_is_one_vote() {
+        let confirmed = panel("confirmed = true", "").unwrap();
+        assert_eq!(run(&confirmed, &["zone3"]), (ZoneLevel::Critical, true));
+        // Not confirmed: one vote of two; the zone is at alarm.
+        let plain = panel("", "").unwrap();
+        assert_eq!(run(&plain, &["zone3"]), (ZoneLevel::Alarm, false));
+        assert_eq!(run(&plain, &["prealarm"]), (ZoneLevel::Alarm, false));
+        // With the VESDA above its alarm threshold, two votes: critical.
+        assert_eq!(run(&plain, &["prealarm", "vesda"]).0, ZoneLevel::Critical);
+    }
+
+    #[test]
+    fn confirmed_on_another_kind_is_an_error() {
+        let text = r#"
+[agent]
+name = "t"
+state_dir = "/tmp/firebreak-unit"
+
+[[sources]]
+name = "panel"
+type = "bacnet"
+url = "bacnet://10.20.0.60"
+device_instance = 3101
+
+[[sensors]]
+id = "vesda"
+zone = "z"
+kind = "smoke"
+source = "panel"
+object = "analog-input,3"
+confirmed = true
+
+[[zones]]
+id = "z"
+runbook = "r"
+
+[[runbooks]]
+name = "r"
+
+[[runbooks.steps]]
+name = "drain"
+type = "wait"
+duration = "1s"
+"#;
+        let e = crate::config::load_str(text, "unit", Default::default()).unwrap_err();
+        assert!(
+            e.errors.iter().any(|p| p.to_string().starts_with(
+                "sensors[0].confirmed: applies to kind = \"alarm_input\" only (this sensor is smoke)"
+            )),
+            "{:?}",
+            e.errors
+        );
+    }
 }

@@ -505,6 +505,7 @@ pub fn with_unit(kind: Kind, v: f64) -> String {
         Kind::Charge => format!("{v:.0} %"),
         Kind::Voltage => format!("{v:.0} V"),
         Kind::OnBattery => if v >= 0.5 { "ON BATT" } else { "mains" }.to_string(),
+        Kind::AlarmInput => if v >= 0.5 { "ALARM" } else { "quiet" }.to_string(),
     }
 }
 

@@ -88,6 +88,18 @@ pub enum FaultKind {
     /// The SNMP agent answered the request with an error-status.
     #[serde(rename = "fault:snmp_error")]
     SnmpError,
+    /// The BACnet device says the object is faulty: its status-flags have fault set, or
+    /// its reliability is other than no-fault-detected.
+    #[serde(rename = "fault:bacnet_fault")]
+    BacnetFault,
+    /// The BACnet object is out of service (its value is not the field's: someone is
+    /// testing or overriding it).
+    #[serde(rename = "fault:bacnet_out_of_service")]
+    BacnetOutOfService,
+    /// The BACnet device answered the read with an error, a reject or an abort (the class
+    /// and code are logged).
+    #[serde(rename = "fault:bacnet_error")]
+    BacnetError,
 }
 
 impl FaultKind {

@@ -1,4 +1,4 @@
-//! Source types: one folder each (`modbus/`, `mqtt/`, `snmp/`), whose `config.rs` owns the type's
+//! Source types: one folder each (`modbus/`, `mqtt/`, `snmp/`, `bacnet/`), whose `config.rs` owns the type's
 //! keys, their pure validation and the built source; one line in [`with_source_types!`]
 //! registers a type.
 //!
@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use super::bacnet::config::BacnetSource;
 pub use super::modbus::config::{ModbusLink, ModbusSource, Parity};
 pub use super::mqtt::config::MqttSource;
 pub use super::nut::config::NutSource;
@@ -71,6 +72,7 @@ macro_rules! with_source_types {
             mqtt => Mqtt(MqttSource),
             nut => Nut(NutSource),
             snmp => Snmp(SnmpSource),
+            bacnet => Bacnet(BacnetSource),
         }
     };
 }
@@ -349,14 +351,14 @@ poll_interval = 5"#,
         let missing = problems("name = \"env\"\nurl = \"tcp://127.0.0.1:1502\"");
         assert!(
             missing.iter().any(|e| e.starts_with(
-                r#"sources[0].type: missing (required): "modbus", "mqtt", "nut" or "snmp""#
+                r#"sources[0].type: missing (required): "modbus", "mqtt", "nut", "snmp" or "bacnet""#
             )),
             "{missing:?}"
         );
-        let unknown = problems("name = \"env\"\ntype = \"bacnet\"\nurl = \"tcp://127.0.0.1:1502\"");
+        let unknown = problems("name = \"env\"\ntype = \"opcua\"\nurl = \"tcp://127.0.0.1:1502\"");
         assert!(
             unknown.iter().any(|e| e.starts_with(
-                r#"sources[0].type: unknown source type `bacnet` ("modbus", "mqtt", "nut" or "snmp")"#
+                r#"sources[0].type: unknown source type `opcua` ("modbus", "mqtt", "nut", "snmp" or "bacnet")"#
             )),
             "{unknown:?}"
         );

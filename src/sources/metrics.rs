@@ -11,7 +11,8 @@ pub enum ErrorKind {
     Connect,
     /// An established link failed or a request timed out.
     Transport,
-    /// The device or its server refused a request: a Modbus exception, an `ERR` from upsd.
+    /// The device or its server said no: a Modbus exception, an `ERR` from upsd, an SNMP
+    /// error-status, a BACnet Error, Reject or Abort.
     Exception,
     /// A payload or register value that is not a reading.
     BadValue,
@@ -22,12 +23,15 @@ pub enum ErrorKind {
     /// digest or encryption does not check out).
     Authentication,
     /// The device does not have an object a sensor names (SNMP noSuchObject, noSuchInstance,
-    /// endOfMibView).
+    /// endOfMibView; BACnet unknown-object or unknown-property).
     NoSuchObject,
+    /// The device refused a COV subscription (BACnet): that object is read every poll
+    /// only.
+    CovRefused,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 7] = [
+    pub const ALL: [ErrorKind; 8] = [
         ErrorKind::Connect,
         ErrorKind::Transport,
         ErrorKind::Exception,
@@ -35,6 +39,7 @@ impl ErrorKind {
         ErrorKind::Timeout,
         ErrorKind::Authentication,
         ErrorKind::NoSuchObject,
+        ErrorKind::CovRefused,
     ];
 
     pub fn as_str(self) -> &'static str {

@@ -1,6 +1,7 @@
 //! Sources: tasks that read devices and send samples to the detection core through a
 //! bounded channel. A source never blocks another.
 
+pub mod bacnet;
 pub mod config;
 pub mod metrics;
 pub mod modbus;

@@ -44,7 +44,7 @@ fn quiet_value(kind: Kind, i: u32, round: usize) -> f64 {
         Kind::Temperature => 23.0 + 0.4 * j,
         Kind::Offgas => 1.0 + j,
         Kind::Smoke => 0.01 + 0.01 * j,
-        Kind::OnBattery => 0.0,
+        Kind::OnBattery | Kind::AlarmInput => 0.0,
         Kind::Runtime => 1800.0 + 10.0 * j,
         Kind::Charge => 100.0 + j.min(0.0),
         Kind::Voltage => 230.0 + 2.0 * j,

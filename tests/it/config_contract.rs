@@ -164,6 +164,67 @@ fn the_integrations_contract_is_accepted_as_written_and_its_copy_matches() {
     }
 }
 
+/// The BACnet contract extension: `config/bacnet.toml` is the shared contract verbatim and
+/// loads as its comments say (a confirmed panel zone, a pre-alarm relay, a polled BMS).
+#[test]
+fn the_bacnet_example_passes_and_matches_the_contract() {
+    use firebreak::config::{Kind, SensorInput, SourceSpec};
+    let text = std::fs::read_to_string(manifest("config/bacnet.toml")).unwrap();
+    let loaded = load_str(&text, "config/bacnet.toml", no_env())
+        .unwrap_or_else(|e| panic!("{:#?}", e.errors));
+    let c = &loaded.config;
+    assert_eq!(c.sources.len(), 2);
+    assert!(c
+        .sources
+        .iter()
+        .all(|s| matches!(s.spec, SourceSpec::Bacnet(_))));
+    assert_eq!(c.sensors.len(), 4);
+    let zone3 = c.sensors.iter().find(|s| s.id == "b3.panel.zone3").unwrap();
+    assert_eq!(zone3.kind, Kind::AlarmInput);
+    assert_eq!(zone3.detect.alarm_above, Some(0.5));
+    assert_eq!(zone3.detect.critical_above, Some(0.5));
+    let SensorInput::Bacnet(input) = &zone3.input else {
+        panic!("a bacnet sensor")
+    };
+    assert_eq!(input.object.to_string(), "multi-state-input,12");
+    assert_eq!(input.equals, Some(3.0));
+    let relay = c
+        .sensors
+        .iter()
+        .find(|s| s.id == "b3.panel.prealarm")
+        .unwrap();
+    assert_eq!(relay.detect.critical_above, None);
+    // 3 x the panel's 5 s liveness read.
+    assert_eq!(relay.detect.stale_after, std::time::Duration::from_secs(15));
+    let shared = manifest("../shared/contract/bacnet.toml");
+    if let Ok(contract) = std::fs::read_to_string(&shared) {
+        assert_eq!(
+            text,
+            contract,
+            "config/bacnet.toml differs from {}",
+            shared.display()
+        );
+    } else {
+        eprintln!("note: {} not found; compared nothing", shared.display());
+    }
+    // check-config accepts it as written (its secret files are only warnings).
+    let out = Command::new(env!("CARGO_BIN_EXE_firebreak"))
+        .args(["check-config", "--config"])
+        .arg(manifest("config/bacnet.toml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("bacnet 10.20.0.60:47808 device 3101, COV (confirmed"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn the_demo_config_is_valid() {
     let text = std::fs::read_to_string(manifest("config/demo.toml")).unwrap();

@@ -44,6 +44,7 @@ mod sim_clients;
 #[cfg(feature = "demo")] // `firebreak demo` and the scenario fitting exist only with it
 mod sim_library;
 mod sim_rtu;
+mod sources_bacnet;
 mod sources_modbus;
 mod sources_modbus_bits;
 mod sources_mqtt;

@@ -37,6 +37,7 @@ pub fn periods(config: &Config) -> Vec<u64> {
             SourceSpec::Mqtt(_) => S,
             SourceSpec::Nut(n) => n.poll_interval.as_nanos() as u64,
             SourceSpec::Snmp(m) => m.poll_interval.as_nanos() as u64,
+            SourceSpec::Bacnet(b) => b.poll_interval.as_nanos() as u64,
         })
         .collect()
 }

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod alertmanager;
+pub mod bacnet;
 pub mod bird;
 pub mod chrome;
 pub mod etcd;

@@ -58,6 +58,14 @@ pub fn find_with_override(var: &str, default: &Path) -> Option<PathBuf> {
     default.is_file().then(|| default.to_path_buf())
 }
 
+/// The test venv's python (target/pyvenv/bin/python, where scripts/test installs the pip
+/// packages of scripts/packages.txt), or the one the environment variable `var` names:
+/// pymodbus's (`FIREBREAK_PYMODBUS_PYTHON`), bacpypes3's (`FIREBREAK_BACPYPES3_PYTHON`).
+pub fn venv_python(var: &str) -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyvenv/bin/python");
+    find_with_override(var, &venv)
+}
+
 /// The message for a missing peer: what is missing and the command that installs it.
 pub fn missing(name: &str, install: &str) -> String {
     format!("{name} not found: install it with `{install}` (or run scripts/test, which installs the test peers)")

@@ -12,9 +12,7 @@ const MISSING: &str = "pymodbus not found: run scripts/test (it creates target/p
 /// The python that has pymodbus: `FIREBREAK_PYMODBUS_PYTHON` (an empty value counts as
 /// unset), else target/pyvenv/bin/python; panics with the install command otherwise.
 pub fn python() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyvenv/bin/python");
-    peer::find_with_override("FIREBREAK_PYMODBUS_PYTHON", &venv)
-        .unwrap_or_else(|| panic!("{MISSING}"))
+    peer::venv_python("FIREBREAK_PYMODBUS_PYTHON").unwrap_or_else(|| panic!("{MISSING}"))
 }
 
 pub struct PyModbus {
