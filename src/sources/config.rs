@@ -267,6 +267,22 @@ fn read<T: SourceConfig>(
     T::validate(c, path, name, url, raw)
 }
 
+/// A duration every polled source takes (`poll_interval`, `timeout`): `default` when
+/// absent, and more than 0.
+pub fn positive_duration(
+    c: &mut Collector,
+    path: &str,
+    key: &str,
+    v: &Option<String>,
+    default: Duration,
+) -> Duration {
+    let d = c.duration(&format!("{path}.{key}"), v, default);
+    if d.is_zero() {
+        c.err(format!("{path}.{key}"), "must be more than 0");
+    }
+    d
+}
+
 /// `reconnect_max`, which every source type takes: the cap of its exponential reconnect
 /// backoff. Default 30 s.
 pub fn reconnect_max(c: &mut Collector, path: &str, v: &Option<String>) -> Duration {

@@ -8,7 +8,7 @@ use super::codec::{self, ObjectId};
 use crate::config::collect::Collector;
 use crate::config::model::SensorInput;
 use crate::config::units::{format_duration, split_host_port};
-use crate::sources::config::{reconnect_max, SourceConfig};
+use crate::sources::config::{positive_duration, reconnect_max, SourceConfig};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -257,22 +257,14 @@ impl SourceConfig for BacnetSource {
                     None
                 }
             });
-        let poll_interval = c.duration(
-            &format!("{path}.poll_interval"),
+        let poll_interval = positive_duration(
+            c,
+            path,
+            "poll_interval",
             &s.poll_interval,
             Duration::from_secs(1),
         );
-        if poll_interval.is_zero() {
-            c.err(format!("{path}.poll_interval"), "must be more than 0");
-        }
-        let timeout = c.duration(
-            &format!("{path}.timeout"),
-            &s.timeout,
-            Duration::from_secs(1),
-        );
-        if timeout.is_zero() {
-            c.err(format!("{path}.timeout"), "must be more than 0");
-        }
+        let timeout = positive_duration(c, path, "timeout", &s.timeout, Duration::from_secs(1));
         let retries = c
             .int_in(&format!("{path}.retries"), s.retries, 0..=10, "")
             .map_or(1, |n| n as u32);

@@ -4,7 +4,7 @@
 use crate::config::collect::Collector;
 use crate::config::model::{ByteOrder, RegType, RegisterSpec, SensorInput, Table, WordOrder};
 use crate::config::units::split_host_port;
-use crate::sources::config::{reconnect_max, SourceConfig};
+use crate::sources::config::{positive_duration, reconnect_max, SourceConfig};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -144,22 +144,14 @@ impl SourceConfig for ModbusSource {
                 format!("{unit} is not an RTU unit id (1 to 247)"),
             );
         }
-        let poll_interval = c.duration(
-            &format!("{path}.poll_interval"),
+        let poll_interval = positive_duration(
+            c,
+            path,
+            "poll_interval",
             &s.poll_interval,
             Duration::from_secs(1),
         );
-        let timeout = c.duration(
-            &format!("{path}.timeout"),
-            &s.timeout,
-            Duration::from_secs(1),
-        );
-        if poll_interval.is_zero() {
-            c.err(format!("{path}.poll_interval"), "must be more than 0");
-        }
-        if timeout.is_zero() {
-            c.err(format!("{path}.timeout"), "must be more than 0");
-        }
+        let timeout = positive_duration(c, path, "timeout", &s.timeout, Duration::from_secs(1));
         let max_registers_per_read = c
             .int_in(
                 &format!("{path}.max_registers_per_read"),

@@ -5,7 +5,7 @@
 use crate::config::collect::Collector;
 use crate::config::model::SensorInput;
 use crate::config::units::split_host_port;
-use crate::sources::config::{reconnect_max, SourceConfig};
+use crate::sources::config::{positive_duration, reconnect_max, SourceConfig};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -121,14 +121,7 @@ impl SourceConfig for MqttSource {
         url: Option<&str>,
         s: Raw,
     ) -> Option<Self> {
-        let timeout = c.duration(
-            &format!("{path}.timeout"),
-            &s.timeout,
-            Duration::from_secs(5),
-        );
-        if timeout.is_zero() {
-            c.err(format!("{path}.timeout"), "must be more than 0");
-        }
+        let timeout = positive_duration(c, path, "timeout", &s.timeout, Duration::from_secs(5));
         let keep_alive = c.duration(
             &format!("{path}.keep_alive"),
             &s.keep_alive,

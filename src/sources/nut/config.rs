@@ -6,7 +6,7 @@ use super::proto::StatusFlag;
 use crate::config::collect::Collector;
 use crate::config::model::SensorInput;
 use crate::config::units::split_host_port;
-use crate::sources::config::{reconnect_max, SourceConfig};
+use crate::sources::config::{positive_duration, reconnect_max, SourceConfig};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -213,22 +213,14 @@ impl SourceConfig for NutSource {
         // for upsd; its data is as fresh as its driver's (dummy-ups and most serial
         // drivers poll every 2 s), and 1 s keeps the sensors far inside the default
         // `stale_after` (5 s) when a poll is lost.
-        let poll_interval = c.duration(
-            &format!("{path}.poll_interval"),
+        let poll_interval = positive_duration(
+            c,
+            path,
+            "poll_interval",
             &s.poll_interval,
             Duration::from_secs(1),
         );
-        let timeout = c.duration(
-            &format!("{path}.timeout"),
-            &s.timeout,
-            Duration::from_secs(1),
-        );
-        if poll_interval.is_zero() {
-            c.err(format!("{path}.poll_interval"), "must be more than 0");
-        }
-        if timeout.is_zero() {
-            c.err(format!("{path}.timeout"), "must be more than 0");
-        }
+        let timeout = positive_duration(c, path, "timeout", &s.timeout, Duration::from_secs(1));
         let ups =
             c.required_str(&format!("{path}.ups"), &s.ups)
                 .and_then(|u| match check_ups_name(u) {
