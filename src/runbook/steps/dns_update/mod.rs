@@ -84,42 +84,13 @@ impl StepConfig for DnsStep {
                     None
                 }
             });
-        let zone = c
-            .required_str(&format!("{path}.zone"), &s.zone)
-            .map(str::to_string);
-        let record = c
-            .required_str(&format!("{path}.record"), &s.record)
-            .map(str::to_string);
-        let rtype = c
-            .required_str(&format!("{path}.rtype"), &s.rtype)
-            .and_then(|t| match t.parse::<RecordKind>() {
-                Ok(k) => Some(k),
-                Err(_) => {
-                    c.err(
-                        format!("{path}.rtype"),
-                        format!("unsupported record type `{t}` (A, AAAA, CNAME or TXT)"),
-                    );
-                    None
-                }
-            });
-        let ttl = match s.ttl {
-            None => 30,
-            Some(t) if (0..=2_147_483_647).contains(&t) => t as u32,
-            Some(t) => {
-                c.err(
-                    format!("{path}.ttl"),
-                    format!("{t} is not a TTL (0 to 2147483647 seconds)"),
-                );
-                30
-            }
-        };
-        let values = c.required(&format!("{path}.values"), &s.values).cloned();
-        if values.as_ref().is_some_and(|v| v.is_empty()) {
-            c.err(
-                format!("{path}.values"),
-                "needs at least one value (the new RRset)",
-            );
-        }
+        let RrsetKeys {
+            zone,
+            record,
+            rtype,
+            ttl,
+            values,
+        } = rrset_keys(c, path, &s.zone, &s.record, &s.rtype, s.ttl, &s.values);
         if matches!(rtype, Some(RecordKind::Cname)) && values.as_ref().is_some_and(|v| v.len() > 1)
         {
             c.err(format!("{path}.values"), "a CNAME takes exactly one value");
@@ -230,3 +201,68 @@ pub(crate) fn parse_dns_server(v: &str) -> Result<SocketAddr, String> {
         "`{v}` is not an IP address with optional port (e.g. \"10.20.0.53:53\")"
     ))
 }
+
+/// The RRset keys `dns_update` and `powerdns` share (`zone`, `record`, `rtype`, `ttl`,
+/// `values`), each checked and reported at `{path}.{key}`; `ttl` defaults to 30.
+pub(crate) struct RrsetKeys {
+    pub zone: Option<String>,
+    pub record: Option<String>,
+    pub rtype: Option<RecordKind>,
+    pub ttl: u32,
+    pub values: Option<Vec<String>>,
+}
+
+pub(crate) fn rrset_keys(
+    c: &mut Collector,
+    path: &str,
+    zone: &Option<String>,
+    record: &Option<String>,
+    rtype: &Option<String>,
+    ttl: Option<i64>,
+    values: &Option<Vec<String>>,
+) -> RrsetKeys {
+        let zone = c
+            .required_str(&format!("{path}.zone"), zone)
+            .map(str::to_string);
+        let record = c
+            .required_str(&format!("{path}.record"), record)
+            .map(str::to_string);
+        let rtype = c
+            .required_str(&format!("{path}.rtype"), rtype)
+            .and_then(|t| match t.parse::<RecordKind>() {
+                Ok(k) => Some(k),
+                Err(_) => {
+                    c.err(
+                        format!("{path}.rtype"),
+                        format!("unsupported record type `{t}` (A, AAAA, CNAME or TXT)"),
+                    );
+                    None
+                }
+            });
+        let ttl = match ttl {
+            None => 30,
+            Some(t) if (0..=2_147_483_647).contains(&t) => t as u32,
+            Some(t) => {
+                c.err(
+                    format!("{path}.ttl"),
+                    format!("{t} is not a TTL (0 to 2147483647 seconds)"),
+                );
+                30
+            }
+        };
+        let values = c.required(&format!("{path}.values"), values).cloned();
+        if values.as_ref().is_some_and(|v| v.is_empty()) {
+            c.err(
+                format!("{path}.values"),
+                "needs at least one value (the new RRset)",
+            );
+        }
+    RrsetKeys {
+        zone,
+        record,
+        rtype,
+        ttl,
+        values,
+    }
+}
+

@@ -3,7 +3,7 @@
 //! query `verify_server` (and `verify_servers`) over DNS until they answer the new
 //! RRset. Runner: `run.rs`; how values are written in the API: `content.rs`.
 
-use super::dns_update::parse_dns_server;
+use super::dns_update::{parse_dns_server, rrset_keys, RrsetKeys};
 use super::{Refs, StepConfig, StepInfo};
 use crate::config::collect::Collector;
 use crate::dns::{self, RecordKind, UpdateSpec};
@@ -149,42 +149,13 @@ impl StepConfig for PowerDnsStep {
         let api_key_file = c
             .required_str(&format!("{path}.api_key_file"), &s.api_key_file)
             .map(PathBuf::from);
-        let zone = c
-            .required_str(&format!("{path}.zone"), &s.zone)
-            .map(str::to_string);
-        let record = c
-            .required_str(&format!("{path}.record"), &s.record)
-            .map(str::to_string);
-        let rtype = c
-            .required_str(&format!("{path}.rtype"), &s.rtype)
-            .and_then(|t| match t.parse::<RecordKind>() {
-                Ok(k) => Some(k),
-                Err(_) => {
-                    c.err(
-                        format!("{path}.rtype"),
-                        format!("unsupported record type `{t}` (A, AAAA, CNAME or TXT)"),
-                    );
-                    None
-                }
-            });
-        let ttl = match s.ttl {
-            None => 30,
-            Some(t) if (0..=2_147_483_647).contains(&t) => t as u32,
-            Some(t) => {
-                c.err(
-                    format!("{path}.ttl"),
-                    format!("{t} is not a TTL (0 to 2147483647 seconds)"),
-                );
-                30
-            }
-        };
-        let values = c.required(&format!("{path}.values"), &s.values).cloned();
-        if values.as_ref().is_some_and(|v| v.is_empty()) {
-            c.err(
-                format!("{path}.values"),
-                "needs at least one value (the new RRset)",
-            );
-        }
+        let RrsetKeys {
+            zone,
+            record,
+            rtype,
+            ttl,
+            values,
+        } = rrset_keys(c, path, &s.zone, &s.record, &s.rtype, s.ttl, &s.values);
         let verify_server = c
             .required_str(&format!("{path}.verify_server"), &s.verify_server)
             .and_then(|v| dns_server(c, format!("{path}.verify_server"), v));
