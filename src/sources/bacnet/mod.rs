@@ -22,7 +22,8 @@
 //! that got no answer (it may have restarted and forgotten every subscription).
 
 pub mod client;
-pub mod codec;
+/// The wire format, in its own crate (src/bacnet-wire) so the simulator's panel speaks it too.
+pub use bacnet_wire as codec;
 pub mod config;
 
 use super::metrics::{ErrorKind, SourceMetrics};

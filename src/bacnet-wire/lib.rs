@@ -1,9 +1,12 @@
-//! The BACnet/IP subset a reading client needs (ASHRAE 135 clauses 20 and 21, Annex J):
+//! The BACnet/IP subset Firebreak speaks (ASHRAE 135 clauses 20 and 21, Annex J):
 //! BVLC (unicast, forwarded, foreign-device registration), the NPDU header, the APDU types
 //! (confirmed and unconfirmed requests, SimpleACK, ComplexACK, Error, Reject, Abort), the
 //! tag encoding, and the services ReadProperty, ReadPropertyMultiple, SubscribeCOV and the
-//! (un)confirmed COV notification. A pure codec: no I/O, and the configuration layer may
-//! use [`ObjectId`]'s grammar (`analog-input,3`).
+//! (un)confirmed COV notification, in both directions: the agent's client encodes requests
+//! and decodes replies, the simulator's fire panel (hardware-sim) decodes requests and
+//! encodes replies. A pure codec: no I/O, and the agent's configuration layer may use
+//! [`ObjectId`]'s grammar (`analog-input,3`). Written by hand: the Design note in the agent's
+//! `src/sources/bacnet/client.rs` says why no crate was used.
 //!
 //! Segmentation is not supported, on purpose: requests are small, and the client asks
 //! for no more objects at once than fit one unsegmented reply (it halves the batch when a
